@@ -1,0 +1,52 @@
+#include <cmath>
+
+#include "hpd/kernels.h"
+
+namespace hpd::kernels {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps, int ith, int nth) {
+  int64_t begin, end;
+  thread_slice(rows, ith, nth, &begin, &end);
+  for (int64_t t = begin; t < end; ++t) {
+    const float* xr = x + t * dim;
+    float* yr = y + t * dim;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) sum += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+void gated_norm_sumsq(const float* y, const float* z, int64_t ldz, float* out, float* sumsq, int64_t rows,
+                      int64_t dim, int64_t group_size, int ith, int nth) {
+  int64_t begin, end;
+  thread_slice(rows, ith, nth, &begin, &end);
+  const int64_t groups = dim / group_size;
+  for (int64_t t = begin; t < end; ++t) {
+    for (int64_t j = 0; j < groups; ++j) {
+      float sum = 0.0f;
+      for (int64_t c = j * group_size; c < (j + 1) * group_size; ++c) {
+        const float zv = z[t * ldz + c];
+        const float g = y[t * dim + c] * (zv / (1.0f + std::exp(-zv)));
+        out[t * dim + c] = g;
+        sum += g * g;
+      }
+      sumsq[t * groups + j] = sum;
+    }
+  }
+}
+
+void gated_norm_apply(float* out, const float* sumsq, const float* w, int64_t rows, int64_t dim, int64_t group_size,
+                      int64_t norm_count, float eps, int ith, int nth) {
+  int64_t begin, end;
+  thread_slice(rows, ith, nth, &begin, &end);
+  const int64_t groups = dim / group_size;
+  for (int64_t t = begin; t < end; ++t) {
+    for (int64_t j = 0; j < groups; ++j) {
+      const float inv = 1.0f / std::sqrt(sumsq[t * groups + j] / static_cast<float>(norm_count) + eps);
+      for (int64_t c = j * group_size; c < (j + 1) * group_size; ++c) out[t * dim + c] = w[c] * (out[t * dim + c] * inv);
+    }
+  }
+}
+
+}  // namespace hpd::kernels

@@ -1,0 +1,381 @@
+// JS surface "kernels": synchronous wrappers over native/include/hpd/kernels.h. Every call runs on
+// the JS main thread and fans out over the kernel pool (parallel_for) before returning, so no
+// N-API call ever happens off the main thread and the typed arrays stay alive for the call.
+// Arguments are validated in src/native/kernels-binding.ts; here only what guards memory safety
+// is re-checked (every view is large enough for what the kernel will touch).
+#include <cblas.h>
+
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "hpd/kernels.h"
+#include "hpd/thread_pool.h"
+#include "module.h"
+
+namespace hpd::napi {
+namespace {
+
+namespace k = ::hpd::kernels;
+
+// Reads positional arguments; the first failure is thrown as HPD_NATIVE_INVALID_ARGUMENT and
+// every later read returns a harmless default, so a wrapper checks `ok()` once before running.
+class Args {
+ public:
+  explicit Args(const Napi::CallbackInfo& info) : info_(info) {}
+  bool ok() const { return ok_; }
+
+  float* f32(size_t i, const char* name, int64_t min_elems) {
+    if (!ok_) return nullptr;
+    if (!info_[i].IsTypedArray() || info_[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      return fail(std::string(name) + " must be a Float32Array"), nullptr;
+    }
+    auto view = info_[i].As<Napi::Float32Array>();
+    if (static_cast<int64_t>(view.ElementLength()) < min_elems) {
+      return fail(std::string(name) + " has " + std::to_string(view.ElementLength()) + " elements, needs " +
+                  std::to_string(min_elems)),
+             nullptr;
+    }
+    return view.Data();
+  }
+  float* f32_or_null(size_t i, const char* name, int64_t min_elems) {
+    if (ok_ && (info_[i].IsNull() || info_[i].IsUndefined())) return nullptr;
+    return f32(i, name, min_elems);
+  }
+  int32_t* i32(size_t i, const char* name, int64_t* length) {
+    if (!ok_) return nullptr;
+    if (!info_[i].IsTypedArray() || info_[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      return fail(std::string(name) + " must be an Int32Array"), nullptr;
+    }
+    auto view = info_[i].As<Napi::Int32Array>();
+    *length = static_cast<int64_t>(view.ElementLength());
+    return view.Data();
+  }
+  int64_t int_(size_t i, const char* name, int64_t min = 0) {
+    if (!ok_) return 0;
+    if (!info_[i].IsNumber()) return fail(std::string(name) + " must be a number"), 0;
+    const double v = info_[i].As<Napi::Number>().DoubleValue();
+    if (v != std::floor(v) || v < static_cast<double>(min) || v > 9007199254740991.0) {
+      return fail(std::string(name) + " must be an integer >= " + std::to_string(min) + ", got " + std::to_string(v)), 0;
+    }
+    return static_cast<int64_t>(v);
+  }
+  double num(size_t i, const char* name) {
+    if (!ok_) return 0;
+    if (!info_[i].IsNumber()) return fail(std::string(name) + " must be a number"), 0;
+    return info_[i].As<Napi::Number>().DoubleValue();
+  }
+  bool flag(size_t i) { return ok_ && info_[i].ToBoolean().Value(); }
+  void check(bool condition, const std::string& message) {
+    if (ok_ && !condition) fail(message);
+  }
+  Napi::Value done() {
+    if (!ok_) status_to_error(info_.Env(), Status(StatusCode::kInvalidArgument, message_)).ThrowAsJavaScriptException();
+    return info_.Env().Undefined();
+  }
+
+ private:
+  void fail(const std::string& message) {
+    ok_ = false;
+    message_ = message;
+  }
+  const Napi::CallbackInfo& info_;
+  bool ok_ = true;
+  std::string message_;
+};
+
+// Elements a [rows, cols] view with row stride ld needs.
+int64_t strided(int64_t rows, int64_t ld, int64_t cols) { return rows == 0 ? 0 : (rows - 1) * ld + cols; }
+
+// linear(x, ldx, w, y, ldy, m, k, n, accumulate)
+Napi::Value linear(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t ldx = a.int_(1, "ldx", 1), ldy = a.int_(4, "ldy", 1), m = a.int_(5, "m"), kk = a.int_(6, "k", 1),
+                n = a.int_(7, "n", 1);
+  a.check(ldx >= kk && ldy >= n, "ldx must be >= k and ldy >= n");
+  const float* x = a.f32(0, "x", strided(m, ldx, kk));
+  const float* w = a.f32(2, "w", n * kk);
+  float* y = a.f32(3, "y", strided(m, ldy, n));
+  const bool acc = a.flag(8);
+  if (!a.ok()) return a.done();
+  // Split output features over the pool; keep slices a multiple of 16 wide for the packing.
+  k::parallel_for([&](int ith, int nth) {
+    const int64_t units = (n + 15) / 16;
+    int64_t b, e;
+    k::thread_slice(units, ith, nth, &b, &e);
+    k::linear_slice(x, ldx, w, y, ldy, m, kk, std::min(n, b * 16), std::min(n, e * 16), acc);
+  });
+  return a.done();
+}
+
+// rmsNorm(x, w, y, rows, dim, eps)
+Napi::Value rms_norm(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t rows = a.int_(3, "rows"), dim = a.int_(4, "dim", 1);
+  const float eps = static_cast<float>(a.num(5, "eps"));
+  const float* x = a.f32(0, "x", rows * dim);
+  const float* w = a.f32(1, "w", dim);
+  float* y = a.f32(2, "y", rows * dim);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::rms_norm(x, w, y, rows, dim, eps, ith, nth); });
+  return a.done();
+}
+
+// gatedNormSumsq(y, z, ldz, out, sumsq, rows, dim, groupSize)
+Napi::Value gated_norm_sumsq(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t ldz = a.int_(2, "ldz", 1), rows = a.int_(5, "rows"), dim = a.int_(6, "dim", 1),
+                gs = a.int_(7, "groupSize", 1);
+  a.check(dim % gs == 0 && ldz >= dim, "dim must be a multiple of groupSize and ldz >= dim");
+  const float* y = a.f32(0, "y", rows * dim);
+  const float* z = a.f32(1, "z", strided(rows, ldz, dim));
+  float* out = a.f32(3, "out", rows * dim);
+  float* sumsq = a.f32(4, "sumsq", rows * (dim / (gs ? gs : 1)));
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth); });
+  return a.done();
+}
+
+// gatedNormApply(out, sumsq, w, rows, dim, groupSize, normCount, eps)
+Napi::Value gated_norm_apply(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t rows = a.int_(3, "rows"), dim = a.int_(4, "dim", 1), gs = a.int_(5, "groupSize", 1),
+                count = a.int_(6, "normCount", 1);
+  const float eps = static_cast<float>(a.num(7, "eps"));
+  a.check(dim % gs == 0, "dim must be a multiple of groupSize");
+  float* out = a.f32(0, "out", rows * dim);
+  const float* sumsq = a.f32(1, "sumsq", rows * (dim / (gs ? gs : 1)));
+  const float* w = a.f32(2, "w", dim);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, ith, nth); });
+  return a.done();
+}
+
+// conv1d(xbc, ldx, w, bias|null, state, out, tokens, cd, kernel)
+Napi::Value conv1d(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t ldx = a.int_(1, "ldx", 1), tokens = a.int_(6, "tokens"), cd = a.int_(7, "channels", 1),
+                kernel = a.int_(8, "kernel", 1);
+  a.check(ldx >= cd, "ldx must be >= channels");
+  const float* xbc = a.f32(0, "xbc", strided(tokens, ldx, cd));
+  const float* w = a.f32(2, "w", cd * kernel);
+  const float* bias = a.f32_or_null(3, "bias", cd);
+  float* state = a.f32(4, "state", cd * (kernel - 1));
+  float* out = a.f32(5, "out", tokens * cd);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::conv1d_prefill(xbc, ldx, w, bias, state, out, tokens, cd, kernel, ith, nth); });
+  return a.done();
+}
+
+// ssmScan(x, ldx, b, c, ldbc, dtRaw, lddt, dtBias, a, d, state, y, tokens, heads, headDim, groups, stateSize, chunk)
+Napi::Value ssm_scan(const Napi::CallbackInfo& info) {
+  Args a(info);
+  k::SsmArgs s{};
+  s.ldx = a.int_(1, "ldx", 1);
+  s.ldbc = a.int_(4, "ldbc", 1);
+  s.lddt = a.int_(6, "lddt", 1);
+  s.tokens = a.int_(12, "tokens");
+  s.heads = a.int_(13, "heads", 1);
+  s.head_dim = a.int_(14, "headDim", 1);
+  s.groups = a.int_(15, "groups", 1);
+  s.state_size = a.int_(16, "stateSize", 1);
+  const int64_t chunk = a.int_(17, "chunk");
+  const int64_t H = s.heads, P = s.head_dim, G = s.groups, N = s.state_size, T = s.tokens;
+  a.check(H % G == 0, "heads must be a multiple of groups");
+  a.check(s.ldx >= H * P && s.ldbc >= G * N && s.lddt >= H, "row strides must cover a row");
+  s.x = a.f32(0, "x", strided(T, s.ldx, H * P));
+  s.b = a.f32(2, "b", strided(T, s.ldbc, G * N));
+  s.c = a.f32(3, "c", strided(T, s.ldbc, G * N));
+  s.dt_raw = a.f32(5, "dtRaw", strided(T, s.lddt, H));
+  s.dt_bias = a.f32(7, "dtBias", H);
+  s.a = a.f32(8, "a", H);
+  s.d = a.f32(9, "d", H);
+  s.state = a.f32(10, "state", H * P * N);
+  s.y = a.f32(11, "y", T * H * P);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) {
+    if (chunk > 0) {
+      k::ssm_scan_chunked(s, chunk, ith, nth);
+    } else {
+      k::ssm_scan_sequential(s, ith, nth);
+    }
+  });
+  return a.done();
+}
+
+// Reads (cache, blockTable, blockSize, blockStride, kOffset, vOffset, headStride) at index i0 and
+// checks that every block of the table, at every head and slot, lies inside the cache view.
+bool paged_kv(Args& a, const Napi::CallbackInfo& info, size_t i0, int64_t kv_heads, int64_t head_dim,
+              int64_t positions, k::PagedKv* kv) {
+  int64_t table_len = 0;
+  kv->block_table = a.i32(i0 + 1, "blockTable", &table_len);
+  kv->num_table_blocks = table_len;
+  kv->block_size = a.int_(i0 + 2, "blockSize", 1);
+  kv->block_stride = a.int_(i0 + 3, "blockStride", 1);
+  kv->k_offset = a.int_(i0 + 4, "kOffset");
+  kv->v_offset = a.int_(i0 + 5, "vOffset");
+  kv->head_stride = a.int_(i0 + 6, "headStride", 1);
+  kv->cache = a.f32(i0, "cache", 1);
+  if (!a.ok()) return false;
+  a.check(table_len * kv->block_size >= positions,
+          "blockTable covers " + std::to_string(table_len * kv->block_size) + " positions, needs " + std::to_string(positions));
+  const int64_t cache_len = static_cast<int64_t>(info[i0].As<Napi::Float32Array>().ElementLength());
+  const int64_t span = std::max(kv->k_offset, kv->v_offset) + (kv_heads - 1) * kv->head_stride + kv->block_size * head_dim;
+  const int64_t used_blocks = kv->block_size ? (positions + kv->block_size - 1) / kv->block_size : 0;
+  for (int64_t j = 0; j < used_blocks && a.ok(); ++j) {
+    const int64_t b = kv->block_table[j];
+    a.check(b >= 0 && b * kv->block_stride + span <= cache_len,
+            "blockTable[" + std::to_string(j) + "] = " + std::to_string(b) + " is outside the cache view");
+  }
+  return a.ok();
+}
+
+// kvCacheWrite(cache, blockTable, blockSize, blockStride, kOffset, vOffset, headStride, k, ldk, v, ldv, pos0, tokens, kvHeads, headDim)
+Napi::Value kv_cache_write(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t ldk = a.int_(8, "ldk", 1), ldv = a.int_(10, "ldv", 1), pos0 = a.int_(11, "pos0"),
+                tokens = a.int_(12, "tokens"), kv_heads = a.int_(13, "kvHeads", 1), hd = a.int_(14, "headDim", 1);
+  const float* kp = a.f32(7, "k", strided(tokens, ldk, kv_heads * hd));
+  const float* vp = a.f32(9, "v", strided(tokens, ldv, kv_heads * hd));
+  k::PagedKv kv{};
+  if (!a.ok() || !paged_kv(a, info, 0, kv_heads, hd, pos0 + tokens, &kv)) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::kv_cache_write(kv, kp, ldk, vp, ldv, pos0, tokens, kv_heads, hd, ith, nth); });
+  return a.done();
+}
+
+// pagedAttention(cache, blockTable, blockSize, blockStride, kOffset, vOffset, headStride, q, ldq, o, pos0, tokens, qHeads, kvHeads, headDim, scale)
+Napi::Value paged_attention(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t ldq = a.int_(8, "ldq", 1), pos0 = a.int_(10, "pos0"), tokens = a.int_(11, "tokens"),
+                qh = a.int_(12, "qHeads", 1), kvh = a.int_(13, "kvHeads", 1), hd = a.int_(14, "headDim", 1);
+  const float scale = static_cast<float>(a.num(15, "scale"));
+  a.check(qh % kvh == 0, "qHeads must be a multiple of kvHeads");
+  const float* q = a.f32(7, "q", strided(tokens, ldq, qh * hd));
+  float* o = a.f32(9, "o", tokens * qh * hd);
+  k::PagedKv kv{};
+  if (!a.ok() || !paged_kv(a, info, 0, kvh, hd, pos0 + tokens, &kv)) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::paged_attention(kv, q, ldq, o, pos0, tokens, qh, kvh, hd, scale, ith, nth); });
+  return a.done();
+}
+
+// embedding(ids, table, vocabBegin, vocabEnd, dim, out)
+Napi::Value embedding(const Napi::CallbackInfo& info) {
+  Args a(info);
+  int64_t tokens = 0;
+  const int32_t* ids = a.i32(0, "ids", &tokens);
+  const int64_t vb = a.int_(2, "vocabBegin"), ve = a.int_(3, "vocabEnd"), dim = a.int_(4, "dim", 1);
+  a.check(ve >= vb, "vocabEnd must be >= vocabBegin");
+  const float* table = a.f32(1, "table", (ve - vb) * dim);
+  float* out = a.f32(5, "out", tokens * dim);
+  if (!a.ok()) return a.done();
+  k::embedding(ids, tokens, table, vb, ve, dim, out);
+  return a.done();
+}
+
+Napi::Value add_inplace(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.int_(2, "n");
+  float* y = a.f32(0, "y", n);
+  const float* x = a.f32(1, "x", n);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::add_inplace(y, x, n, ith, nth); });
+  return a.done();
+}
+
+Napi::Value relu_squared(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.int_(1, "n");
+  float* x = a.f32(0, "x", n);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::relu_squared_inplace(x, n, ith, nth); });
+  return a.done();
+}
+
+// siluMul(gu, out, tokens, inter)
+Napi::Value silu_mul(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t tokens = a.int_(2, "tokens"), inter = a.int_(3, "inter", 1);
+  const float* gu = a.f32(0, "gu", tokens * 2 * inter);
+  float* out = a.f32(1, "out", tokens * inter);
+  if (!a.ok()) return a.done();
+  k::parallel_for([&](int ith, int nth) { k::silu_mul(gu, out, tokens, inter, ith, nth); });
+  return a.done();
+}
+
+// ropeNeox(x, ldx, pos0, tokens, heads, headDim, theta)
+Napi::Value rope_neox(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t ldx = a.int_(1, "ldx", 1), pos0 = a.int_(2, "pos0"), tokens = a.int_(3, "tokens"),
+                heads = a.int_(4, "heads", 1), hd = a.int_(5, "headDim", 2);
+  const float theta = static_cast<float>(a.num(6, "theta"));
+  a.check(hd % 2 == 0 && ldx >= heads * hd, "headDim must be even and ldx >= heads * headDim");
+  float* x = a.f32(0, "x", strided(tokens, ldx, heads * hd));
+  if (!a.ok()) return a.done();
+  k::rope_neox(x, ldx, pos0, tokens, heads, hd, theta);
+  return a.done();
+}
+
+// sample(logits, temperature, topK, topP, uniform) -> token id
+Napi::Value sample(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const float* logits = a.f32(0, "logits", 1);
+  const double temperature = a.num(1, "temperature");
+  const int64_t top_k = a.int_(2, "topK");
+  const double top_p = a.num(3, "topP"), uniform = a.num(4, "uniform");
+  a.check(uniform >= 0.0 && uniform < 1.0, "uniform must be in [0, 1)");
+  if (!a.ok()) return a.done();
+  const int64_t vocab = static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength());
+  return Napi::Number::New(info.Env(), k::sample(logits, vocab, static_cast<float>(temperature), top_k,
+                                                  static_cast<float>(top_p), uniform));
+}
+
+// sgemmReference(m, n, k, iterations, threads) -> seconds for `iterations` calls of OpenBLAS
+// sgemm with its own threading (the reference the engine's prefill FLOP/s is compared with).
+Napi::Value sgemm_reference(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t m = a.int_(0, "m", 1), n = a.int_(1, "n", 1), kk = a.int_(2, "k", 1), iters = a.int_(3, "iterations", 1),
+                threads = a.int_(4, "threads", 1);
+  if (!a.ok()) return a.done();
+  std::vector<float> x(m * kk, 0.5f), w(n * kk, 0.25f), y(m * n);
+  openblas_set_num_threads(static_cast<int>(threads));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, kk, 1.0f, x.data(), kk, w.data(), kk, 0.0f, y.data(), n);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < iters; ++i) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, kk, 1.0f, x.data(), kk, w.data(), kk, 0.0f, y.data(), n);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  openblas_set_num_threads(1);
+  return Napi::Number::New(info.Env(), seconds);
+}
+
+void init_kernels(Napi::Env env, Napi::Object exports) {
+  // The engine splits GEMMs over its own pool (one OpenBLAS call per thread), so OpenBLAS's own
+  // threads would only oversubscribe the cores and spin after each call.
+  openblas_set_num_threads(1);
+  Napi::Object s = Napi::Object::New(env);
+  s.Set("linear", Napi::Function::New(env, linear));
+  s.Set("rmsNorm", Napi::Function::New(env, rms_norm));
+  s.Set("gatedNormSumsq", Napi::Function::New(env, gated_norm_sumsq));
+  s.Set("gatedNormApply", Napi::Function::New(env, gated_norm_apply));
+  s.Set("conv1d", Napi::Function::New(env, conv1d));
+  s.Set("ssmScan", Napi::Function::New(env, ssm_scan));
+  s.Set("kvCacheWrite", Napi::Function::New(env, kv_cache_write));
+  s.Set("pagedAttention", Napi::Function::New(env, paged_attention));
+  s.Set("embedding", Napi::Function::New(env, embedding));
+  s.Set("addInplace", Napi::Function::New(env, add_inplace));
+  s.Set("reluSquared", Napi::Function::New(env, relu_squared));
+  s.Set("siluMul", Napi::Function::New(env, silu_mul));
+  s.Set("ropeNeox", Napi::Function::New(env, rope_neox));
+  s.Set("sample", Napi::Function::New(env, sample));
+  s.Set("sgemmReference", Napi::Function::New(env, sgemm_reference));
+  s.Set("poolThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+          return Napi::Number::New(info.Env(), k::pool_threads());
+        }));
+  exports.Set("kernels", s);
+}
+
+}  // namespace
+}  // namespace hpd::napi
+
+HPD_REGISTER_SURFACE(kernels, ::hpd::napi::init_kernels);
