@@ -1,0 +1,41 @@
+/**
+ * The seam between the router (HTTP, OpenAI shapes, text) and whatever produces tokens
+ * (disaggregated prefill+decode workers, or colocated workers). Only token ids cross it.
+ */
+import type {SamplingParams, WorkerStreamEvent} from './protocol.js'
+
+export interface BackendRequest {
+  readonly requestId: string
+  readonly promptTokenIds: readonly number[]
+  readonly sampling: SamplingParams
+}
+
+export interface GenerationBackend {
+  /**
+   * Streams the request's events. Throws a ServeError (with its HTTP status) when no worker can
+   * take the request; aborting `signal` cancels it on the workers too.
+   */
+  generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent>
+  /** Whether the router should accept traffic, and if not, why (shown in 503 bodies and /health). */
+  readiness(): {readonly ready: boolean; readonly reason?: string}
+}
+
+/** Text ↔ token ids for the router. Implemented over the model's tokenizer (src/model). */
+export interface ServeTokenizer {
+  encode(text: string): number[]
+  /** Applies the model's chat template and tokenizes the result. */
+  encodeChat(messages: readonly {role: string; content: string}[]): number[]
+  /** Incremental detokenizer: returns the text that became final with this token (UTF-8 safe). */
+  createDecoder(): {push(tokenId: number): string; flush(): string}
+}
+
+/** A failure with an HTTP status the router returns as an OpenAI error body. */
+export class ServeError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The control protocol between the router and the workers (loopback HTTP + JSON; token streams as
+ * NDJSON). Every message type lives here so both ends agree by construction; README.md draws the
+ * sequence. Bump PROTOCOL_VERSION when a field changes meaning.
+ */
+export const PROTOCOL_VERSION = 1
+
+export type WorkerRole = 'prefill' | 'decode' | 'colocated'
+
+/** Sampling parameters a decode (or colocated) worker applies; temperature 0 = greedy. */
+export interface SamplingParams {
+  readonly temperature: number
+  readonly topP: number
+  readonly topK: number
+  readonly seed: number | undefined
+  readonly maxTokens: number
+  readonly ignoreEos: boolean
+}
+
+/**
+ * What a prefill worker hands back after computing N−1 prompt tokens: everything a decode worker
+ * needs to pull the request's cache (vLLM's kv_transfer_params, reference §5.2 step 3).
+ */
+export interface TransferParams {
+  /** Prefill engine id: stable for the life of that worker process. */
+  readonly engineId: string
+  /** Changes when the prefill engine restarts, so a decode worker refreshes cached metadata. */
+  readonly engineEpoch: string
+  /** Control URL of the prefill worker: GET `${handshakeUrl}/v1/internal/metadata` is the handshake. */
+  readonly handshakeUrl: string
+  readonly requestId: string
+  /** Logical block ids per KV-cache group, in group order. */
+  readonly blockIds: readonly (readonly number[])[]
+  readonly tpSize: number
+  readonly compatibilityHash: string
+  /** Tokens whose cache the prefill side computed (N−1 for every model: the last token is recomputed on decode). */
+  readonly numComputedTokens: number
+  /** Wall-clock ms (Date.now()) when the prefill side frees the blocks unless extended or released. */
+  readonly leaseExpiresAtMs: number
+}
+
+/** Router → prefill worker. */
+export interface PrefillRequest {
+  readonly requestId: string
+  readonly promptTokenIds: readonly number[]
+}
+
+export interface PrefillResponse {
+  readonly transfer: TransferParams
+  readonly prefillMs: number
+}
+
+/** Router → decode worker (disaggregated) or colocated worker (transfer absent). */
+export interface GenerateRequest {
+  readonly requestId: string
+  readonly promptTokenIds: readonly number[]
+  readonly sampling: SamplingParams
+  readonly transfer?: TransferParams
+}
+
+/** Decode worker → prefill worker, while the request waits for local blocks (reference §5.2 step 9). */
+export interface LeaseRequest {
+  readonly requestId: string
+}
+
+export interface LeaseExtendResponse {
+  readonly leaseExpiresAtMs: number
+}
+
+/** One NDJSON line of a worker's token stream. */
+export type WorkerStreamEvent =
+  | {readonly type: 'phase'; readonly phase: 'handshake' | 'transfer' | 'decode'; readonly atMs: number}
+  | {
+      readonly type: 'transfer-done'
+      readonly handshakeMs: number
+      readonly transferMs: number
+      readonly bytes: number
+      readonly reads: number
+    }
+  | {readonly type: 'token'; readonly tokenId: number}
+  | {readonly type: 'done'; readonly finishReason: FinishReason; readonly numOutputTokens: number}
+  | {readonly type: 'error'; readonly code: string; readonly message: string; readonly status: number}
+
+export type FinishReason = 'stop' | 'length' | 'abort'
+
+/** GET /v1/internal/health on a worker. */
+export interface WorkerHealth {
+  readonly ok: boolean
+  readonly role: WorkerRole
+  readonly engineId: string
+  readonly engineEpoch: string
+  readonly tpSize: number
+  readonly compatibilityHash: string
+}
+
+/** GET /v1/internal/stats on a worker: the dashboard's per-worker row. */
+export interface WorkerStats {
+  readonly role: WorkerRole
+  readonly engineId: string
+  readonly inFlight: number
+  readonly kvBlocksUsed: number
+  readonly kvBlocksTotal: number
+  readonly leasesHeld: number
+  readonly leasesExpired: number
+  readonly leasesReleased: number
+  readonly transferBytes: number
+  readonly transferMs: number
+  readonly handshakes: number
+  readonly decodeBatchMax: number
+}
+
+/** The handshake payload a prefill worker serves (reference §5.1: hash checked before anything else). */
+export interface HandshakePayload {
+  readonly protocolVersion: number
+  readonly compatibilityHash: string
+  readonly engineId: string
+  readonly engineEpoch: string
+  readonly tpSize: number
+  /** Opaque per-rank transport metadata (base64 of the transfer agent's blob), rank order. */
+  readonly rankMetadata: readonly string[]
+}
+
+/** Ready line a worker prints on stdout once it accepts control traffic. */
+export interface WorkerReadyLine {
+  readonly hpdWorkerReady: true
+  readonly role: WorkerRole
+  readonly controlUrl: string
+  readonly engineId: string
+  readonly pid: number
+}
+
+export const INTERNAL = {
+  health: '/v1/internal/health',
+  stats: '/v1/internal/stats',
+  metadata: '/v1/internal/metadata',
+  prefill: '/v1/internal/prefill',
+  generate: '/v1/internal/generate',
+  leaseExtend: '/v1/internal/lease/extend',
+  leaseRelease: '/v1/internal/lease/release',
+} as const

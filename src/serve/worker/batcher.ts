@@ -1,0 +1,100 @@
+/**
+ * Continuous batching on a decode (or colocated) worker: every step feeds one token of every
+ * running request through the engine together; requests join between steps and leave as soon as
+ * they finish or are cancelled, so a long request never holds a short one back.
+ */
+import type {FinishReason, SamplingParams} from '../protocol.js'
+import type {WorkerEngine} from './engine-port.js'
+
+export interface Sequence {
+  readonly requestId: string
+  readonly sampling: SamplingParams
+  /** The token the first step feeds: the last prompt token (after a transfer) or the first output token. */
+  readonly nextInputTokenId: number
+  /** Output tokens already produced before joining (1 when the colocated prefill sampled the first). */
+  readonly producedTokens: number
+  readonly onToken: (tokenId: number) => void
+  readonly onDone: (finish: FinishReason) => void
+  readonly onError: (error: Error) => void
+}
+
+interface Running {
+  seq: Sequence
+  input: number
+  produced: number
+  cancelled: boolean
+}
+
+export class ContinuousBatcher {
+  private readonly running = new Map<string, Running>()
+  private looping = false
+  maxBatchSeen = 0
+  steps = 0
+
+  constructor(
+    private readonly engine: WorkerEngine,
+    private readonly maxBatch: number,
+  ) {}
+
+  get size(): number {
+    return this.running.size
+  }
+
+  /** Adds a sequence; its tokens start flowing from the next step. */
+  add(seq: Sequence): void {
+    this.running.set(seq.requestId, {seq, input: seq.nextInputTokenId, produced: seq.producedTokens, cancelled: false})
+    if (!this.looping) void this.loop()
+  }
+
+  /** Drops a sequence (client gone): it leaves the batch before the next step and its blocks are freed. */
+  cancel(requestId: string): void {
+    const r = this.running.get(requestId)
+    if (r) r.cancelled = true
+  }
+
+  private finish(r: Running, finish: FinishReason | Error): void {
+    this.running.delete(r.seq.requestId)
+    this.engine.free(r.seq.requestId)
+    if (finish instanceof Error) r.seq.onError(finish)
+    else r.seq.onDone(finish)
+  }
+
+  private async loop(): Promise<void> {
+    this.looping = true
+    try {
+      while (this.running.size > 0) {
+        const batch: Running[] = []
+        for (const r of this.running.values()) {
+          if (r.cancelled) {
+            this.finish(r, 'abort')
+            continue
+          }
+          if (batch.length < this.maxBatch) batch.push(r)
+        }
+        if (batch.length === 0) continue
+        this.maxBatchSeen = Math.max(this.maxBatchSeen, batch.length)
+        let next: readonly number[]
+        try {
+          next = await this.engine.decodeStep(batch.map((r) => ({requestId: r.seq.requestId, tokenId: r.input, sampling: r.seq.sampling})))
+        } catch (error) {
+          for (const r of batch) this.finish(r, error instanceof Error ? error : new Error(String(error)))
+          continue
+        }
+        this.steps++
+        batch.forEach((r, i) => {
+          if (r.cancelled) return this.finish(r, 'abort')
+          const token = next[i]
+          if (token === this.engine.eosTokenId && !r.seq.sampling.ignoreEos) return this.finish(r, 'stop')
+          r.produced++
+          r.input = token
+          r.seq.onToken(token)
+          if (r.produced >= r.seq.sampling.maxTokens) this.finish(r, 'length')
+        })
+        // Yield so control traffic (health, new requests) is served between steps.
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      this.looping = false
+    }
+  }
+}

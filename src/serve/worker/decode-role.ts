@@ -1,0 +1,178 @@
+/**
+ * The decode side of P/D (and the colocated baseline): for a transferred request it handshakes
+ * (cached), waits for local blocks while extending the prefill lease, pulls the cache with the
+ * layout engine's read plan, notifies the prefill side, then joins continuous batching, feeding
+ * the last prompt token first (the prefill side computed N−1). Tokens stream back as NDJSON.
+ */
+import {ServeError} from '../backend.js'
+import {callJson} from '../http-json.js'
+import {INTERNAL, type GenerateRequest, type WorkerStreamEvent} from '../protocol.js'
+import {ContinuousBatcher} from './batcher.js'
+import type {GroupBlockIds, WorkerEngine} from './engine-port.js'
+import {PeerCache} from './peer-cache.js'
+import {READ_DONE_PREFIX} from './prefill-role.js'
+
+export interface DecodeRoleOptions {
+  readonly engine: WorkerEngine
+  readonly maxBatch: number
+  readonly handshakeTimeoutMs: number
+  readonly transferTimeoutMs: number
+  /** Poll interval while the KV pool is full; the prefill lease is extended on the same beat. */
+  readonly allocRetryMs: number
+  readonly log: (event: string, fields: Record<string, unknown>) => void
+  /** Test hook: pause after the handshake, before the read (lets fault tests kill a peer mid-transfer). */
+  readonly pauseBeforeReadMs?: number
+}
+
+export type Emit = (event: WorkerStreamEvent) => void
+
+export class DecodeRole {
+  readonly batcher: ContinuousBatcher
+  readonly peers: PeerCache
+  inFlight = 0
+  transferBytes = 0
+  transferMs = 0
+
+  constructor(private readonly o: DecodeRoleOptions) {
+    this.batcher = new ContinuousBatcher(o.engine, o.maxBatch)
+    this.peers = new PeerCache(o.engine, o.handshakeTimeoutMs)
+  }
+
+  /** Runs one request to completion, emitting its events; resolves when it ended (any way). */
+  async generate(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
+    this.inFlight++
+    let owned = false
+    try {
+      const prompt = req.promptTokenIds
+      let firstInput: number
+      let produced = 0
+      if (req.transfer) {
+        await this.pullTransferred(req, emit, signal)
+        owned = true
+        firstInput = prompt[prompt.length - 1]
+      } else {
+        const first = await this.o.engine.prefillLocal(req.requestId, prompt, req.sampling)
+        owned = true
+        if (first === this.o.engine.eosTokenId && !req.sampling.ignoreEos) {
+          this.o.engine.free(req.requestId)
+          owned = false
+          emit({type: 'done', finishReason: 'stop', numOutputTokens: 0})
+          return
+        }
+        emit({type: 'token', tokenId: first})
+        produced = 1
+        if (req.sampling.maxTokens <= 1) {
+          this.o.engine.free(req.requestId)
+          owned = false
+          emit({type: 'done', finishReason: 'length', numOutputTokens: 1})
+          return
+        }
+        firstInput = first
+      }
+      if (signal.aborted) throw signal.reason
+      emit({type: 'phase', phase: 'decode', atMs: Date.now()})
+      owned = false // the batcher frees it from here on
+      await new Promise<void>((resolve) => {
+        let count = produced
+        const onAbort = () => this.batcher.cancel(req.requestId)
+        signal.addEventListener('abort', onAbort, {once: true})
+        this.batcher.add({
+          requestId: req.requestId,
+          sampling: req.sampling,
+          nextInputTokenId: firstInput,
+          producedTokens: produced,
+          onToken: (tokenId) => {
+            count++
+            emit({type: 'token', tokenId})
+          },
+          onDone: (finishReason) => {
+            signal.removeEventListener('abort', onAbort)
+            emit({type: 'done', finishReason, numOutputTokens: count})
+            resolve()
+          },
+          onError: (error) => {
+            signal.removeEventListener('abort', onAbort)
+            emit({type: 'error', code: 'decode_failed', message: error.message, status: 500})
+            resolve()
+          },
+        })
+      })
+    } catch (error) {
+      if (owned) this.o.engine.free(req.requestId)
+      const e = error instanceof ServeError ? error : new ServeError(500, 'worker_error', String((error as Error)?.message ?? error))
+      emit({type: 'error', code: e.code, message: e.message, status: e.status})
+    } finally {
+      this.inFlight--
+    }
+  }
+
+  private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
+    const t = req.transfer!
+    const handshakeStart = performance.now()
+    emit({type: 'phase', phase: 'handshake', atMs: Date.now()})
+    const peer = await this.peers.get(t)
+    const handshakeMs = performance.now() - handshakeStart
+    const local = await this.allocateWithLease(req, signal)
+    try {
+      if (this.o.pauseBeforeReadMs) await sleep(this.o.pauseBeforeReadMs, signal)
+      emit({type: 'phase', phase: 'transfer', atMs: Date.now()})
+      const transferStart = performance.now()
+      let pulled
+      try {
+        pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs)
+      } catch (error) {
+        await this.peers.drop(t.engineId)
+        throw new ServeError(502, 'kv_transfer_failed', `pulling request ${req.requestId} from prefill engine ${t.engineId} failed: ${(error as Error).message}`)
+      }
+      const transferMs = performance.now() - transferStart
+      this.transferBytes += pulled.bytes
+      this.transferMs += transferMs
+      this.o.engine.adopt(req.requestId, t.numComputedTokens)
+      // The prefill side frees its blocks on this; if it is lost, the lease frees them anyway.
+      this.o.engine.notify(peer, `${READ_DONE_PREFIX}${t.requestId}`).catch((error: Error) => {
+        this.o.log('notify-failed', {requestId: req.requestId, message: error.message})
+      })
+      emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads})
+    } catch (error) {
+      this.o.engine.free(req.requestId)
+      throw error
+    }
+  }
+
+  /** Waits for local blocks, extending the prefill lease on each beat, bounded by the lease itself. */
+  private async allocateWithLease(req: GenerateRequest, signal: AbortSignal): Promise<GroupBlockIds> {
+    const t = req.transfer!
+    let expiresAtMs = t.leaseExpiresAtMs
+    // The lease length as this side sees it; extend once half of it is left (vLLM beats at 1/6).
+    const leaseMs = Math.max(this.o.allocRetryMs * 4, expiresAtMs - Date.now())
+    for (;;) {
+      const got = this.o.engine.allocate(req.requestId, t.numComputedTokens)
+      if (got) return got
+      if (signal.aborted) throw signal.reason
+      if (expiresAtMs - Date.now() < leaseMs / 2) {
+        try {
+          const r = await callJson<{leaseExpiresAtMs: number}>(`${t.handshakeUrl}${INTERNAL.leaseExtend}`, {requestId: t.requestId}, this.o.handshakeTimeoutMs, signal)
+          expiresAtMs = r.leaseExpiresAtMs
+        } catch (error) {
+          throw new ServeError(503, 'lease_lost', `waiting for decode KV blocks, the prefill lease of ${t.requestId} could not be extended: ${(error as Error).message}`)
+        }
+      }
+      await sleep(this.o.allocRetryMs, signal)
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason)
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, {once: true})
+  })
+}

@@ -1,0 +1,65 @@
+/**
+ * What a worker process needs from the engine, the transfer agent and the layout engine, in one
+ * interface. `engine-binding.ts` implements it over src/engine + src/transport + src/layout; unit
+ * tests of the worker logic implement it in memory. Block ids are logical, per KV-cache group.
+ */
+import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
+
+export type GroupBlockIds = readonly (readonly number[])[]
+
+/** An established link to one prefill engine (all its ranks), from one handshake. */
+export interface PeerLink {
+  readonly engineId: string
+  readonly engineEpoch: string
+  close(): Promise<void> | void
+}
+
+export interface PullResult {
+  readonly bytes: number
+  /** Batched reads issued: one per (decode rank, prefill rank) pair. */
+  readonly reads: number
+}
+
+export interface DecodeEntry {
+  readonly requestId: string
+  /** The token this step feeds (the last prompt token on the first step after a transfer). */
+  readonly tokenId: number
+  readonly sampling: SamplingParams
+}
+
+export interface WorkerEngine {
+  readonly engineId: string
+  readonly tpSize: number
+  readonly compatibilityHash: string
+  readonly eosTokenId: number
+  kvUsage(): {readonly usedBlocks: number; readonly totalBlocks: number}
+
+  // ── prefill side ──
+  /** Computes the cache of `tokenIds` (the first N−1 prompt tokens) and keeps its blocks. */
+  prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds>
+  /** Per-rank transfer metadata (base64 blobs) served in the handshake. */
+  rankMetadata(): readonly string[]
+  /** Messages peers sent through the transfer agent (decode → prefill: "read done"). */
+  onNotification(listener: (message: string) => void): void
+
+  // ── decode side ──
+  /** Allocates blocks for a transferred request of `numTokens` cached tokens; null when the pool is full now. */
+  allocate(requestId: string, numTokens: number): GroupBlockIds | null
+  connect(handshake: HandshakePayload): Promise<PeerLink>
+  /** Runs the layout engine's read plan for the request: one batched read per (decode rank, prefill rank). */
+  pull(peer: PeerLink, local: GroupBlockIds, remote: TransferParams, timeoutMs: number): Promise<PullResult>
+  /** Tells the prefill engine (through the transfer agent) that it may free `remote.requestId`. */
+  notify(peer: PeerLink, message: string): Promise<void>
+  /** Adopts the pulled cache as request state holding `numTokens` tokens. */
+  adopt(requestId: string, numTokens: number): void
+
+  // ── colocated ──
+  /** Full local prefill of the prompt; returns the first sampled token. */
+  prefillLocal(requestId: string, tokenIds: readonly number[], sampling: SamplingParams): Promise<number>
+
+  // ── both ──
+  /** One continuous-batching step: feeds one token per request, returns each next sampled token. */
+  decodeStep(entries: readonly DecodeEntry[]): Promise<readonly number[]>
+  free(requestId: string): void
+  close(): Promise<void>
+}

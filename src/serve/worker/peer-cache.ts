@@ -1,0 +1,60 @@
+/**
+ * Handshakes with prefill engines, once each: the payload's compatibility hash is checked before
+ * anything else is used (reference §5.1), the link is cached by engine id, and refreshed when the
+ * engine's epoch changes (the prefill worker restarted: its old regions are gone).
+ */
+import {ServeError} from '../backend.js'
+import {callJson} from '../http-json.js'
+import {INTERNAL, PROTOCOL_VERSION, type HandshakePayload, type TransferParams} from '../protocol.js'
+import type {PeerLink, WorkerEngine} from './engine-port.js'
+
+export class PeerCache {
+  private readonly links = new Map<string, Promise<PeerLink>>()
+  handshakes = 0
+
+  constructor(
+    private readonly engine: WorkerEngine,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async get(t: TransferParams): Promise<PeerLink> {
+    const cached = this.links.get(t.engineId)
+    if (cached) {
+      const link = await cached.catch(() => undefined)
+      if (link && link.engineEpoch === t.engineEpoch) return link
+      this.links.delete(t.engineId)
+      if (link) await link.close()
+    }
+    const pending = this.handshake(t)
+    this.links.set(t.engineId, pending)
+    pending.catch(() => this.links.delete(t.engineId))
+    return pending
+  }
+
+  /** Forgets a link (after a transfer error), so the next request handshakes again. */
+  async drop(engineId: string): Promise<void> {
+    const cached = this.links.get(engineId)
+    this.links.delete(engineId)
+    const link = await cached?.catch(() => undefined)
+    await link?.close()
+  }
+
+  private async handshake(t: TransferParams): Promise<PeerLink> {
+    const payload = await callJson<HandshakePayload>(`${t.handshakeUrl}${INTERNAL.metadata}`, undefined, this.timeoutMs)
+    if (payload.protocolVersion !== PROTOCOL_VERSION) {
+      throw new ServeError(502, 'protocol_mismatch', `prefill engine ${t.engineId} speaks protocol ${payload.protocolVersion}, this decode worker ${PROTOCOL_VERSION}`)
+    }
+    if (payload.compatibilityHash !== this.engine.compatibilityHash) {
+      throw new ServeError(
+        502,
+        'compatibility_mismatch',
+        `prefill engine ${t.engineId} has compatibility hash ${payload.compatibilityHash}, this decode engine ${this.engine.compatibilityHash}: their cache layouts differ (model, dtypes or block sizes)`,
+      )
+    }
+    if (payload.engineEpoch !== t.engineEpoch) {
+      throw new ServeError(502, 'engine_restarted', `prefill engine ${t.engineId} restarted since it prefilled request ${t.requestId}`)
+    }
+    this.handshakes++
+    return this.engine.connect(payload)
+  }
+}
