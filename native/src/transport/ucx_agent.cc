@@ -1,0 +1,1043 @@
+// The UCX implementation of hpd::Agent. Reading order: create() (config choices and why),
+// run() (the progress loop), post_* (how work enters), the callbacks, close().
+//
+// Ownership: the agent owns its regions' UCX memory handles; allocated regions are UCX memory
+// (sysv/posix shared segments) unmapped by free_region()/close(); registered regions belong to the
+// caller. Op objects live in ops_ until their last UCX request has completed, because UCX
+// callbacks point at them.
+#include <poll.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "hpd/agent.h"
+#include "metadata.h"
+
+namespace hpd::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr unsigned kNotifyAmId = 0x4850;  // "HP"
+// A GET larger than this is split, so the progress thread releases the UCX lock between pieces
+// (a shared-memory GET is one memcpy under that lock; 8 MiB is ~0.5 ms at 20 GB/s).
+constexpr uint64_t kMaxGetPieceBytes = 8ull << 20;
+// Bytes posted per loop iteration before progressing and releasing the lock.
+constexpr uint64_t kPostBudgetBytes = 32ull << 20;
+// Emulated (TCP, registered-memory) GETs return requests; keep a window so the request pool stays small.
+constexpr size_t kMaxOutstandingPerOp = 64;
+
+std::string ucs_text(ucs_status_t s) { return ucs_status_string(s); }
+
+struct Region {
+  uint32_t id = 0;
+  ucp_mem_h memh = nullptr;
+  uint8_t* base = nullptr;
+  uint64_t size_bytes = 0;
+  bool allocated = false;
+  std::vector<uint8_t> rkey;
+};
+
+struct RemoteRegion {
+  RegionMetadata meta;
+  ucp_rkey_h rkey = nullptr;
+};
+
+class UcxAgent;
+
+struct Peer {
+  UcxAgent* agent = nullptr;
+  uint32_t id = 0;
+  std::string name;
+  uint64_t uid = 0;
+  ucp_ep_h ep = nullptr;
+  std::map<uint32_t, RemoteRegion> regions;
+  bool failed = false;
+  bool disconnected = false;
+  Status failure;
+  void* close_request = nullptr;
+};
+
+struct List {
+  bool remote = false;
+  uint32_t peer = 0;
+  std::vector<Descriptor> descs;
+};
+
+struct Piece {
+  uint8_t* local = nullptr;
+  const uint8_t* source = nullptr;  // copy ops
+  uint64_t remote_address = 0;      // read ops
+  ucp_rkey_h rkey = nullptr;
+  uint64_t size_bytes = 0;
+};
+
+struct Op {
+  enum class Type { kRead, kCopy, kNotify };
+  Type type = Type::kRead;
+  uint64_t id = 0;
+  uint32_t peer = 0;
+  std::vector<Piece> pieces;
+  size_t next = 0;
+  size_t outstanding = 0;
+  uint64_t total_bytes = 0;
+  uint64_t done_bytes = 0;
+  Status status;
+  bool has_deadline = false;
+  uint32_t timeout_ms = 0;
+  Clock::time_point start;
+  Clock::time_point deadline;
+  std::vector<uint8_t> header;  // notify: must stay valid until the send completes (UCX 1.13)
+  UcxAgent* agent = nullptr;
+};
+
+struct Request {
+  Op* op;
+  uint64_t size_bytes;
+};
+
+const char* op_verb(Op::Type t) {
+  switch (t) {
+    case Op::Type::kRead: return "read";
+    case Op::Type::kCopy: return "copy";
+    case Op::Type::kNotify: return "notify";
+  }
+  return "op";
+}
+
+uint64_t random_uid() {
+  std::random_device rd;
+  uint64_t v = (uint64_t(rd()) << 32) ^ rd();
+  v ^= uint64_t(getpid()) << 16;
+  v ^= uint64_t(Clock::now().time_since_epoch().count());
+  return v == 0 ? 1 : v;
+}
+
+class UcxAgent final : public Agent {
+ public:
+  UcxAgent(AgentOptions options, std::function<void()> wake) : options_(std::move(options)), wake_(std::move(wake)) {}
+  ~UcxAgent() override { close(); }
+
+  Status init();
+
+  Status alloc_region(uint64_t size_bytes, RegionInfo* out) override;
+  Status register_memory(void* address, uint64_t size_bytes, RegionInfo* out) override;
+  Status free_region(uint32_t region) override;
+  Status metadata(std::vector<uint8_t>* out) override;
+  Status connect(const uint8_t* blob, size_t size, PeerInfo* out) override;
+  Status disconnect(uint32_t peer) override;
+  Status prepare_local(const std::vector<Descriptor>& descs, uint32_t* list) override;
+  Status prepare_remote(uint32_t peer, const std::vector<Descriptor>& descs, uint32_t* list) override;
+  Status release_list(uint32_t list) override;
+  Status post_read(uint32_t local_list, const uint32_t* local_idx, uint32_t remote_list, const uint32_t* remote_idx,
+                   size_t count, uint32_t timeout_ms, uint64_t* op_id, BatchShape* shape) override;
+  Status post_copy(uint32_t dst_list, const uint32_t* dst_idx, uint32_t src_list, const uint32_t* src_idx,
+                   size_t count, uint64_t* op_id, BatchShape* shape) override;
+  Status post_notify(uint32_t peer, const uint8_t* data, size_t size, uint32_t timeout_ms, uint64_t* op_id) override;
+  std::vector<AgentEvent> take_events() override;
+  size_t pending_ops() override {
+    std::lock_guard<std::mutex> lk(events_mu_);
+    return pending_;
+  }
+  Status close() override;
+  bool closed() const override { return closed_; }
+
+  // UCX callbacks (run inside ucp_worker_progress, on the progress thread, lock held).
+  static void on_request_done(void* request, ucs_status_t status, void* user_data);
+  static void on_close_done(void* request, ucs_status_t status, void* user_data) {}
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  static ucs_status_t on_notify(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                const ucp_am_recv_param_t* param);
+
+ private:
+  // Held by every thread that touches UCX state. `js_waiting_` lets the progress thread step
+  // aside so a synchronous call from the event loop is not starved by a busy transfer loop.
+  class Lock {
+   public:
+    explicit Lock(UcxAgent* a) : a_(a) {
+      a_->js_waiting_.fetch_add(1);
+      a_->mu_.lock();
+      a_->js_waiting_.fetch_sub(1);
+    }
+    ~Lock() { a_->mu_.unlock(); }
+
+   private:
+    UcxAgent* a_;
+  };
+
+  void run();
+  void kick() {
+    if (worker_ != nullptr) ucp_worker_signal(worker_);
+  }
+  Status check_open() const {
+    if (closed_ || stop_.load()) return Status(StatusCode::kClosed, "agent '" + options_.name + "' is closed");
+    return Status::ok();
+  }
+  Status build_pairs(const List& a, const uint32_t* a_idx, const List& b, const uint32_t* b_idx, size_t count,
+                     std::vector<PairedRun>* runs, BatchShape* shape);
+  uint8_t* local_address(uint32_t region, uint64_t offset_bytes);
+  void add_op(std::unique_ptr<Op> op);
+  void fail_peer(Peer* peer, Status why, const std::string& operation);
+  void post_pieces();
+  void post_notify_op(Op* op);
+  void advance_closes();
+  void check_deadlines();
+  void finish_ops();
+  void push_event(AgentEvent event);
+  Peer* find_peer(uint32_t id) {
+    auto it = peers_.find(id);
+    return it == peers_.end() ? nullptr : it->second.get();
+  }
+
+  AgentOptions options_;
+  std::function<void()> wake_;
+  uint64_t uid_ = random_uid();
+  uint64_t tcp_segment_bytes_ = 0;
+  unsigned ucx_major_ = 0, ucx_minor_ = 0, ucx_release_ = 0;
+
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  ucp_address_t* worker_address_ = nullptr;
+  size_t worker_address_len_ = 0;
+  int efd_ = -1;
+
+  std::mutex mu_;
+  std::atomic<int> js_waiting_{0};
+  std::atomic<bool> stop_{false};
+  bool closed_ = false;
+  std::thread thread_;
+
+  uint32_t next_region_ = 1;
+  uint32_t next_peer_ = 1;
+  uint32_t next_list_ = 1;
+  uint64_t next_op_ = 1;
+  std::map<uint32_t, Region> regions_;
+  std::map<uint32_t, std::unique_ptr<Peer>> peers_;
+  std::map<uint32_t, List> lists_;
+  std::map<uint64_t, std::unique_ptr<Op>> ops_;
+
+  std::mutex events_mu_;
+  std::vector<AgentEvent> events_;
+  bool wake_pending_ = false;
+  size_t pending_ = 0;
+};
+
+Status UcxAgent::init() {
+  ucp_get_version(&ucx_major_, &ucx_minor_, &ucx_release_);
+  ucp_config_t* config = nullptr;
+  ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_config_read failed: " + ucs_text(s));
+  auto set = [&](const char* name, const std::string& value) -> Status {
+    ucs_status_t m = ucp_config_modify(config, name, value.c_str());
+    if (m != UCS_OK) return Status(StatusCode::kTransport, std::string("UCX rejected ") + name + "=" + value + ": " + ucs_text(m));
+    return Status::ok();
+  };
+  auto user_set = [](const char* env) { return std::getenv(env) != nullptr; };
+  Status st;
+  // PEER error mode drops the shm transports unless mm error handling is on (ucx-notes.md §0).
+  if (!user_set("UCX_MM_ERROR_HANDLING") && !user_set("UCX_POSIX_ERROR_HANDLING") &&
+      !user_set("UCX_SYSV_ERROR_HANDLING")) {
+    if (!(st = set("MM_ERROR_HANDLING", "y")).is_ok()) return st;
+  }
+  if (!user_set("UCX_KEEPALIVE_INTERVAL")) {
+    if (!(st = set("KEEPALIVE_INTERVAL", std::to_string(options_.keepalive_interval_ms) + "ms")).is_ok()) return st;
+  }
+  bool shm_possible = true;
+  if (options_.transport == TransportChoice::kShm) {
+    if (!(st = set("TLS", "sm,self")).is_ok()) return st;
+  } else if (options_.transport == TransportChoice::kTcp) {
+    if (!(st = set("TLS", "tcp,self")).is_ok()) return st;
+    shm_possible = false;
+  } else if (user_set("UCX_TLS")) {
+    shm_possible = false;  // the user chose; do not force an allocation method their TLS may lack
+  }
+  // A failed sysv/posix allocation otherwise falls back silently to private memory, whose reads
+  // are emulated (ucx-notes.md §2): fail loudly instead.
+  if (shm_possible && !user_set("UCX_ALLOC_PRIO")) {
+    if (!(st = set("ALLOC_PRIO", "md:sysv,md:posix")).is_ok()) return st;
+  }
+  // Peers must agree on segment sizes or the reader aborts (ucx-notes.md §7), so the value travels
+  // in the metadata and connect() compares it. Names are relative to the transport prefix.
+  const char* user_tx = std::getenv("UCX_TCP_TX_SEG_SIZE");
+  if (user_tx != nullptr || user_set("UCX_TCP_RX_SEG_SIZE")) {
+    tcp_segment_bytes_ = user_tx != nullptr ? std::strtoull(user_tx, nullptr, 10) : 0;
+    if (user_tx != nullptr) {
+      const char* end = user_tx;
+      while (*end >= '0' && *end <= '9') ++end;
+      if (*end == 'k' || *end == 'K') tcp_segment_bytes_ <<= 10;
+      if (*end == 'm' || *end == 'M') tcp_segment_bytes_ <<= 20;
+    }
+  } else if (options_.tcp_segment_bytes > 0) {
+    const std::string v = std::to_string(options_.tcp_segment_bytes);
+    if (!(st = set("TX_SEG_SIZE", v)).is_ok()) return st;
+    if (!(st = set("RX_SEG_SIZE", v)).is_ok()) return st;
+    tcp_segment_bytes_ = options_.tcp_segment_bytes;
+  }
+
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  params.mt_workers_shared = 0;
+  params.name = options_.name.c_str();
+  s = ucp_init(&params, config, &context_);
+  ucp_config_release(config);
+  if (s != UCS_OK) {
+    context_ = nullptr;
+    return Status(StatusCode::kTransport, "ucp_init failed: " + ucs_text(s));
+  }
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+  s = ucp_worker_create(context_, &wp, &worker_);
+  if (s != UCS_OK) {
+    worker_ = nullptr;
+    return Status(StatusCode::kTransport, "ucp_worker_create failed: " + ucs_text(s));
+  }
+  s = ucp_worker_get_address(worker_, &worker_address_, &worker_address_len_);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_address failed: " + ucs_text(s));
+  s = ucp_worker_get_efd(worker_, &efd_);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_efd failed: " + ucs_text(s));
+  ucp_am_handler_param_t hp{};
+  hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  hp.id = kNotifyAmId;
+  hp.cb = &UcxAgent::on_notify;
+  hp.arg = this;
+  s = ucp_worker_set_am_recv_handler(worker_, &hp);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_set_am_recv_handler failed: " + ucs_text(s));
+  thread_ = std::thread([this] { run(); });
+  return Status::ok();
+}
+
+// ---- progress thread ----------------------------------------------------------------------
+
+void UcxAgent::run() {
+  while (true) {
+    bool more_work = false;
+    ucs_status_t armed = UCS_OK;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stop_.load()) break;
+      post_pieces();
+      while (ucp_worker_progress(worker_) != 0) {
+      }
+      advance_closes();
+      check_deadlines();
+      finish_ops();
+      for (auto& [id, op] : ops_) {
+        if (op->status.is_ok() && op->next < op->pieces.size() && op->outstanding < kMaxOutstandingPerOp) more_work = true;
+      }
+      if (!more_work) armed = ucp_worker_arm(worker_);
+    }
+    {
+      std::lock_guard<std::mutex> lk(events_mu_);
+      if (!events_.empty() && !wake_pending_) {
+        wake_pending_ = true;
+        wake_();
+      }
+    }
+    while (js_waiting_.load() > 0) std::this_thread::yield();
+    if (more_work || armed == UCS_ERR_BUSY) continue;
+    // Sleep until UCX has something (the efd also carries the keepalive timer and
+    // ucp_worker_signal from posting threads). The short timeout is a backstop while requests
+    // are outstanding, since merely queued work raises no fd event (ucx-notes.md §5).
+    bool busy;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      busy = !ops_.empty();
+      for (auto& [id, p] : peers_) busy = busy || p->close_request != nullptr;
+    }
+    pollfd pfd{efd_, POLLIN, 0};
+    poll(&pfd, 1, busy ? 2 : 100);
+  }
+}
+
+void UcxAgent::post_pieces() {
+  uint64_t budget = kPostBudgetBytes;
+  for (auto& [id, opp] : ops_) {
+    Op* op = opp.get();
+    if (op->type == Op::Type::kNotify) {
+      if (op->next == 0 && op->status.is_ok()) post_notify_op(op);
+      continue;
+    }
+    Peer* peer = op->type == Op::Type::kRead ? find_peer(op->peer) : nullptr;
+    while (op->status.is_ok() && op->next < op->pieces.size() && op->outstanding < kMaxOutstandingPerOp && budget > 0) {
+      Piece& piece = op->pieces[op->next++];
+      if (op->type == Op::Type::kCopy) {
+        std::memcpy(piece.local, piece.source, piece.size_bytes);
+        op->done_bytes += piece.size_bytes;
+      } else {
+        if (peer == nullptr || peer->failed || peer->ep == nullptr) {
+          op->status = peer != nullptr && !peer->failure.is_ok()
+                           ? Status(peer->failure.code(), "read from " + peer->failure.message())
+                           : Status(StatusCode::kPeerUnreachable, "read: peer is gone");
+          break;
+        }
+        ucp_request_param_t param{};
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        param.cb.send = &UcxAgent::on_request_done;
+        auto* req = new Request{op, piece.size_bytes};
+        param.user_data = req;
+        ucs_status_ptr_t p = ucp_get_nbx(peer->ep, piece.local, piece.size_bytes, piece.remote_address, piece.rkey, &param);
+        if (p == nullptr) {
+          op->done_bytes += piece.size_bytes;
+          delete req;
+        } else if (UCS_PTR_IS_ERR(p)) {
+          delete req;
+          op->status = Status(StatusCode::kPeerUnreachable, "read from peer '" + peer->name +
+                                                                "' failed to post: " + ucs_text(UCS_PTR_STATUS(p)));
+        } else {
+          op->outstanding++;
+        }
+      }
+      budget = piece.size_bytes >= budget ? 0 : budget - piece.size_bytes;
+    }
+  }
+}
+
+void UcxAgent::post_notify_op(Op* op) {
+  op->next = 1;
+  Peer* peer = find_peer(op->peer);
+  if (peer == nullptr || peer->failed || peer->ep == nullptr) {
+    op->status = peer != nullptr && !peer->failure.is_ok() ? Status(peer->failure.code(), "notify " + peer->failure.message())
+                                                           : Status(StatusCode::kPeerUnreachable, "notify: peer is gone");
+    return;
+  }
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = &UcxAgent::on_request_done;
+  auto* req = new Request{op, 0};
+  param.user_data = req;
+  ucs_status_ptr_t p = ucp_am_send_nbx(peer->ep, kNotifyAmId, op->header.data(), op->header.size(), nullptr, 0, &param);
+  if (p == nullptr) {
+    delete req;
+  } else if (UCS_PTR_IS_ERR(p)) {
+    delete req;
+    op->status = Status(StatusCode::kPeerUnreachable,
+                        "notify peer '" + peer->name + "' failed to post: " + ucs_text(UCS_PTR_STATUS(p)));
+  } else {
+    op->outstanding++;
+  }
+}
+
+void UcxAgent::on_request_done(void* request, ucs_status_t status, void* user_data) {
+  auto* req = static_cast<Request*>(user_data);
+  Op* op = req->op;
+  op->outstanding--;
+  if (status == UCS_OK) {
+    op->done_bytes += req->size_bytes;
+  } else if (op->status.is_ok()) {
+    Peer* peer = op->agent->find_peer(op->peer);
+    const std::string who = peer != nullptr ? "peer '" + peer->name + "'" : "peer";
+    op->status = Status(StatusCode::kPeerUnreachable, std::string(op_verb(op->type)) + " from " + who +
+                                                          " failed: " + ucs_text(status));
+  }
+  delete req;
+  ucp_request_free(request);
+}
+
+void UcxAgent::on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  auto* peer = static_cast<Peer*>(arg);
+  peer->agent->fail_peer(
+      peer, Status(StatusCode::kPeerUnreachable, "peer '" + peer->name + "' failed: " + ucs_text(status)), "keepalive");
+}
+
+void UcxAgent::fail_peer(Peer* peer, Status why, const std::string& operation) {
+  if (peer->failed) return;
+  peer->failed = true;
+  peer->failure = why;
+  AgentEvent e;
+  e.kind = AgentEvent::Kind::kPeerError;
+  e.peer = peer->id;
+  e.peer_name = peer->name;
+  e.operation = operation;
+  e.status = why;
+  push_event(std::move(e));
+}
+
+ucs_status_t UcxAgent::on_notify(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                 const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<UcxAgent*>(arg);
+  const auto* h = static_cast<const uint8_t*>(header);
+  if (header_length < 10) return UCS_OK;  // not ours; drop
+  uint64_t uid;
+  uint16_t name_len;
+  std::memcpy(&uid, h, 8);
+  std::memcpy(&name_len, h + 8, 2);
+  if (header_length < size_t(10) + name_len) return UCS_OK;
+  AgentEvent e;
+  e.kind = AgentEvent::Kind::kNotification;
+  e.peer = kUnknownPeer;
+  e.peer_name.assign(reinterpret_cast<const char*>(h + 10), name_len);
+  for (auto& [id, p] : self->peers_) {
+    if (p->uid == uid && !p->disconnected) e.peer = id;
+  }
+  e.payload.assign(h + 10 + name_len, h + header_length);
+  self->push_event(std::move(e));
+  return UCS_OK;
+}
+
+void UcxAgent::advance_closes() {
+  for (auto& [id, peer] : peers_) {
+    if (peer->failed && peer->ep != nullptr && peer->close_request == nullptr) {
+      // The only way to abort in-flight RMA (ucx-notes.md §6): outstanding requests complete with
+      // UCS_ERR_CANCELED over the following progress calls.
+      ucp_request_param_t param{};
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      ucs_status_ptr_t p = ucp_ep_close_nbx(peer->ep, &param);
+      if (p == nullptr || UCS_PTR_IS_ERR(p)) {
+        peer->ep = nullptr;
+      } else {
+        peer->close_request = p;
+      }
+    }
+    if (peer->close_request != nullptr && ucp_request_check_status(peer->close_request) != UCS_INPROGRESS) {
+      ucp_request_free(peer->close_request);
+      peer->close_request = nullptr;
+      peer->ep = nullptr;
+    }
+  }
+}
+
+void UcxAgent::check_deadlines() {
+  const auto now = Clock::now();
+  for (auto& [id, op] : ops_) {
+    if (!op->has_deadline || !op->status.is_ok() || now < op->deadline) continue;
+    if (op->next >= op->pieces.size() && op->outstanding == 0 && op->type != Op::Type::kNotify) continue;
+    if (op->type == Op::Type::kNotify && op->outstanding == 0) continue;
+    Peer* peer = find_peer(op->peer);
+    const std::string who = peer != nullptr ? "peer '" + peer->name + "'" : "peer";
+    op->status = Status(StatusCode::kTimeout, std::string(op_verb(op->type)) + " from " + who + " timed out after " +
+                                                  std::to_string(op->timeout_ms) + " ms (" + std::to_string(op->done_bytes) +
+                                                  " of " + std::to_string(op->total_bytes) + " bytes done)");
+    // RMA cannot be cancelled; force-closing the endpoint is the only abort, so the peer is
+    // unusable afterwards and reconnecting takes fresh metadata.
+    if (peer != nullptr) fail_peer(peer, Status(StatusCode::kTimeout, who + " stopped answering: " + op->status.message()), "timeout");
+  }
+}
+
+void UcxAgent::finish_ops() {
+  for (auto it = ops_.begin(); it != ops_.end();) {
+    Op* op = it->second.get();
+    const bool all_posted = op->next >= op->pieces.size() || !op->status.is_ok();
+    const bool notify_posted = op->type != Op::Type::kNotify || op->next > 0 || !op->status.is_ok();
+    if (!(all_posted && notify_posted && op->outstanding == 0)) {
+      ++it;
+      continue;
+    }
+    AgentEvent e;
+    e.kind = AgentEvent::Kind::kOpDone;
+    e.op_id = op->id;
+    e.status = op->status;
+    e.peer = op->peer;
+    e.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - op->start).count();
+    it = ops_.erase(it);
+    push_event(std::move(e));
+  }
+}
+
+void UcxAgent::push_event(AgentEvent event) {
+  std::lock_guard<std::mutex> lk(events_mu_);
+  if (event.kind == AgentEvent::Kind::kOpDone && pending_ > 0) pending_--;
+  events_.push_back(std::move(event));
+}
+
+std::vector<AgentEvent> UcxAgent::take_events() {
+  std::lock_guard<std::mutex> lk(events_mu_);
+  wake_pending_ = false;
+  std::vector<AgentEvent> out;
+  out.swap(events_);
+  return out;
+}
+
+// ---- regions --------------------------------------------------------------------------------
+
+Status UcxAgent::alloc_region(uint64_t size_bytes, RegionInfo* out) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  if (size_bytes == 0) return Status(StatusCode::kInvalidArgument, "region size must be positive, got 0 bytes");
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+  mp.address = nullptr;
+  mp.length = size_bytes;
+  mp.flags = UCP_MEM_MAP_ALLOCATE;
+  ucp_mem_h memh = nullptr;
+  ucs_status_t s = ucp_mem_map(context_, &mp, &memh);
+  if (s != UCS_OK) {
+    return Status(StatusCode::kNoMemory, "UCX could not allocate a shared region of " + std::to_string(size_bytes) +
+                                             " bytes: " + ucs_text(s) +
+                                             " (check free space in /dev/shm and `ipcs -l` shared memory limits)");
+  }
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  s = ucp_mem_query(memh, &attr);
+  if (s != UCS_OK) {
+    ucp_mem_unmap(context_, memh);
+    return Status(StatusCode::kTransport, "ucp_mem_query failed: " + ucs_text(s));
+  }
+  Region r;
+  r.id = next_region_++;
+  r.memh = memh;
+  r.base = static_cast<uint8_t*>(attr.address);
+  r.size_bytes = size_bytes;
+  r.allocated = true;
+  void* rkey = nullptr;
+  size_t rkey_len = 0;
+  s = ucp_rkey_pack(context_, memh, &rkey, &rkey_len);
+  if (s != UCS_OK) {
+    ucp_mem_unmap(context_, memh);
+    return Status(StatusCode::kTransport, "ucp_rkey_pack failed: " + ucs_text(s));
+  }
+  r.rkey.assign(static_cast<uint8_t*>(rkey), static_cast<uint8_t*>(rkey) + rkey_len);
+  ucp_rkey_buffer_release(rkey);
+  *out = RegionInfo{r.id, r.base, r.size_bytes, true};
+  regions_[r.id] = std::move(r);
+  kick();
+  return Status::ok();
+}
+
+Status UcxAgent::register_memory(void* address, uint64_t size_bytes, RegionInfo* out) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  if (address == nullptr || size_bytes == 0) return Status(StatusCode::kInvalidArgument, "cannot register an empty buffer");
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+  mp.address = address;
+  mp.length = size_bytes;
+  ucp_mem_h memh = nullptr;
+  ucs_status_t s = ucp_mem_map(context_, &mp, &memh);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_mem_map (register) failed: " + ucs_text(s));
+  Region r;
+  r.id = next_region_++;
+  r.memh = memh;
+  r.base = static_cast<uint8_t*>(address);
+  r.size_bytes = size_bytes;
+  void* rkey = nullptr;
+  size_t rkey_len = 0;
+  s = ucp_rkey_pack(context_, memh, &rkey, &rkey_len);
+  if (s != UCS_OK) {
+    ucp_mem_unmap(context_, memh);
+    return Status(StatusCode::kTransport, "ucp_rkey_pack failed: " + ucs_text(s));
+  }
+  r.rkey.assign(static_cast<uint8_t*>(rkey), static_cast<uint8_t*>(rkey) + rkey_len);
+  ucp_rkey_buffer_release(rkey);
+  *out = RegionInfo{r.id, r.base, r.size_bytes, false};
+  regions_[r.id] = std::move(r);
+  kick();
+  return Status::ok();
+}
+
+Status UcxAgent::free_region(uint32_t region) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  auto it = regions_.find(region);
+  if (it == regions_.end()) return Status(StatusCode::kInvalidArgument, "no region " + std::to_string(region));
+  if (!ops_.empty()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "region " + std::to_string(region) + " cannot be freed while transfers are in flight on this agent");
+  }
+  // Unmapping is not revocation: a same-host reader keeps the orphaned pages (ucx-notes.md §2).
+  // Peers must be told by protocol (a notification) before the owner frees.
+  ucp_mem_unmap(context_, it->second.memh);
+  regions_.erase(it);
+  return Status::ok();
+}
+
+// ---- metadata and peers ---------------------------------------------------------------------
+
+Status UcxAgent::metadata(std::vector<uint8_t>* out) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  AgentMetadata m;
+  m.ucx_major = ucx_major_;
+  m.ucx_minor = ucx_minor_;
+  m.ucx_release = ucx_release_;
+  m.uid = uid_;
+  m.tcp_segment_bytes = tcp_segment_bytes_;
+  m.name = options_.name;
+  const auto* a = reinterpret_cast<const uint8_t*>(worker_address_);
+  m.worker_address.assign(a, a + worker_address_len_);
+  for (auto& [id, r] : regions_) {
+    m.regions.push_back(RegionMetadata{id, reinterpret_cast<uint64_t>(r.base), r.size_bytes, r.allocated, r.rkey});
+  }
+  *out = encode_metadata(m);
+  return Status::ok();
+}
+
+Status UcxAgent::connect(const uint8_t* blob, size_t size, PeerInfo* out) {
+  AgentMetadata m;
+  Status st = decode_metadata(blob, size, &m);
+  if (!st.is_ok()) return st;
+  Lock lk(this);
+  st = check_open();
+  if (!st.is_ok()) return st;
+  if (m.ucx_major != ucx_major_ || m.ucx_minor != ucx_minor_ || m.ucx_release != ucx_release_) {
+    return Status(StatusCode::kUnsupported, "peer '" + m.name + "' runs UCX " + std::to_string(m.ucx_major) + "." +
+                                                std::to_string(m.ucx_minor) + "." + std::to_string(m.ucx_release) +
+                                                ", this agent " + std::to_string(ucx_major_) + "." +
+                                                std::to_string(ucx_minor_) + "." + std::to_string(ucx_release_) +
+                                                " (both ends must run the same UCX)");
+  }
+  if (m.tcp_segment_bytes != tcp_segment_bytes_) {
+    return Status(StatusCode::kInvalidArgument,
+                  "peer '" + m.name + "' uses TCP segments of " + std::to_string(m.tcp_segment_bytes) +
+                      " bytes, this agent " + std::to_string(tcp_segment_bytes_) +
+                      " (0 = UCX default); UCX aborts a reader whose receive segment is smaller, so both ends must agree");
+  }
+  Peer* peer = nullptr;
+  for (auto& [id, p] : peers_) {
+    if (p->uid == m.uid && !p->disconnected && !p->failed) peer = p.get();
+  }
+  if (peer == nullptr) {
+    auto p = std::make_unique<Peer>();
+    p->agent = this;
+    p->id = next_peer_++;
+    p->name = m.name;
+    p->uid = m.uid;
+    ucp_ep_params_t ep{};
+    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_NAME;
+    ep.address = reinterpret_cast<const ucp_address_t*>(m.worker_address.data());
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.err_handler.cb = &UcxAgent::on_ep_error;
+    ep.err_handler.arg = p.get();
+    ep.name = p->name.c_str();
+    ucs_status_t s = ucp_ep_create(worker_, &ep, &p->ep);
+    if (s != UCS_OK) {
+      return Status(s == UCS_ERR_UNREACHABLE ? StatusCode::kPeerUnreachable : StatusCode::kTransport,
+                    "cannot reach peer '" + m.name + "': " + ucs_text(s));
+    }
+    peer = p.get();
+    peers_[p->id] = std::move(p);
+  }
+  for (auto& reg : m.regions) {
+    auto found = peer->regions.find(reg.id);
+    if (found != peer->regions.end()) continue;
+    RemoteRegion rr;
+    rr.meta = reg;
+    ucs_status_t s = ucp_ep_rkey_unpack(peer->ep, reg.rkey.data(), &rr.rkey);
+    if (s != UCS_OK) {
+      return Status(StatusCode::kTransport,
+                    "cannot unpack the key of region " + std::to_string(reg.id) + " of peer '" + m.name + "': " + ucs_text(s));
+    }
+    peer->regions[reg.id] = std::move(rr);
+  }
+  *out = PeerInfo{peer->id, peer->name, static_cast<uint32_t>(peer->regions.size())};
+  kick();
+  return Status::ok();
+}
+
+Status UcxAgent::disconnect(uint32_t id) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  Peer* peer = find_peer(id);
+  if (peer == nullptr || peer->disconnected) return Status(StatusCode::kInvalidArgument, "no connected peer " + std::to_string(id));
+  for (auto& [oid, op] : ops_) {
+    if (op->peer == id && op->type != Op::Type::kCopy) {
+      return Status(StatusCode::kInvalidArgument, "peer '" + peer->name + "' has transfers in flight");
+    }
+  }
+  peer->disconnected = true;
+  for (auto& [rid, rr] : peer->regions) {
+    if (rr.rkey != nullptr) ucp_rkey_destroy(rr.rkey);
+    rr.rkey = nullptr;
+  }
+  peer->regions.clear();
+  // Peer stays in the map (UCX callbacks may still name it); marking it failed force-closes the endpoint.
+  peer->failed = true;
+  peer->failure = Status(StatusCode::kClosed, "peer '" + peer->name + "' was disconnected");
+  for (auto it = lists_.begin(); it != lists_.end();) {
+    it = it->second.remote && it->second.peer == id ? lists_.erase(it) : std::next(it);
+  }
+  kick();
+  return Status::ok();
+}
+
+// ---- descriptor lists and posting -------------------------------------------------------------
+
+Status UcxAgent::prepare_local(const std::vector<Descriptor>& descs, uint32_t* list) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const Descriptor& d = descs[i];
+    auto it = regions_.find(d.region);
+    if (it == regions_.end()) {
+      return Status(StatusCode::kInvalidArgument, "descriptor " + std::to_string(i) + " names region " +
+                                                      std::to_string(d.region) + ", which this agent does not have");
+    }
+    if (d.offset_bytes > it->second.size_bytes || d.size_bytes > it->second.size_bytes - d.offset_bytes) {
+      return Status(StatusCode::kOutOfRange, "descriptor " + std::to_string(i) + " [" + std::to_string(d.offset_bytes) +
+                                                 ", +" + std::to_string(d.size_bytes) + ") is past the end of region " +
+                                                 std::to_string(d.region) + " (" + std::to_string(it->second.size_bytes) +
+                                                 " bytes)");
+    }
+  }
+  *list = next_list_++;
+  lists_[*list] = List{false, 0, descs};
+  return Status::ok();
+}
+
+Status UcxAgent::prepare_remote(uint32_t peer_id, const std::vector<Descriptor>& descs, uint32_t* list) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  Peer* peer = find_peer(peer_id);
+  if (peer == nullptr || peer->disconnected) return Status(StatusCode::kInvalidArgument, "no connected peer " + std::to_string(peer_id));
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const Descriptor& d = descs[i];
+    auto it = peer->regions.find(d.region);
+    if (it == peer->regions.end()) {
+      return Status(StatusCode::kInvalidArgument, "descriptor " + std::to_string(i) + " names region " +
+                                                      std::to_string(d.region) + ", which peer '" + peer->name +
+                                                      "' did not publish (connect again with fresh metadata?)");
+    }
+    const uint64_t size = it->second.meta.size_bytes;
+    if (d.offset_bytes > size || d.size_bytes > size - d.offset_bytes) {
+      return Status(StatusCode::kOutOfRange, "descriptor " + std::to_string(i) + " [" + std::to_string(d.offset_bytes) +
+                                                 ", +" + std::to_string(d.size_bytes) + ") is past the end of region " +
+                                                 std::to_string(d.region) + " of peer '" + peer->name + "' (" +
+                                                 std::to_string(size) + " bytes)");
+    }
+  }
+  *list = next_list_++;
+  lists_[*list] = List{true, peer_id, descs};
+  return Status::ok();
+}
+
+Status UcxAgent::release_list(uint32_t list) {
+  Lock lk(this);
+  if (lists_.erase(list) == 0) return Status(StatusCode::kInvalidArgument, "no descriptor list " + std::to_string(list));
+  return Status::ok();
+}
+
+uint8_t* UcxAgent::local_address(uint32_t region, uint64_t offset_bytes) {
+  auto it = regions_.find(region);
+  return it == regions_.end() ? nullptr : it->second.base + offset_bytes;
+}
+
+void UcxAgent::add_op(std::unique_ptr<Op> op) {
+  {
+    std::lock_guard<std::mutex> lk(events_mu_);
+    pending_++;
+  }
+  ops_[op->id] = std::move(op);
+  kick();
+}
+
+Status UcxAgent::post_read(uint32_t local_list, const uint32_t* local_idx, uint32_t remote_list, const uint32_t* remote_idx,
+                           size_t count, uint32_t timeout_ms, uint64_t* op_id, BatchShape* shape) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  auto li = lists_.find(local_list);
+  auto ri = lists_.find(remote_list);
+  if (li == lists_.end() || li->second.remote) return Status(StatusCode::kInvalidArgument, "no local descriptor list " + std::to_string(local_list));
+  if (ri == lists_.end() || !ri->second.remote) return Status(StatusCode::kInvalidArgument, "no remote descriptor list " + std::to_string(remote_list));
+  Peer* peer = find_peer(ri->second.peer);
+  if (peer == nullptr || peer->disconnected) return Status(StatusCode::kInvalidArgument, "the remote list's peer is disconnected");
+  std::vector<PairedRun> runs;
+  st = merge_pairs(li->second.descs, local_idx, ri->second.descs, remote_idx, count, &runs);
+  if (!st.is_ok()) return st;
+  auto op = std::make_unique<Op>();
+  op->type = Op::Type::kRead;
+  op->agent = this;
+  op->id = next_op_++;
+  op->peer = peer->id;
+  op->start = Clock::now();
+  op->has_deadline = timeout_ms > 0;
+  op->timeout_ms = timeout_ms;
+  op->deadline = op->start + std::chrono::milliseconds(timeout_ms);
+  for (const PairedRun& run : runs) {
+    uint8_t* local = local_address(run.local_region, run.local_offset_bytes);
+    const RemoteRegion& rr = peer->regions.at(run.remote_region);
+    if (local == nullptr) return Status(StatusCode::kInvalidArgument, "local region " + std::to_string(run.local_region) + " was freed");
+    for (uint64_t off = 0; off < run.size_bytes; off += kMaxGetPieceBytes) {
+      const uint64_t n = std::min(kMaxGetPieceBytes, run.size_bytes - off);
+      op->pieces.push_back(Piece{local + off, nullptr, rr.meta.base + run.remote_offset_bytes + off, rr.rkey, n});
+    }
+    op->total_bytes += run.size_bytes;
+  }
+  *shape = BatchShape{op->total_bytes, static_cast<uint32_t>(count), static_cast<uint32_t>(runs.size())};
+  if (peer->failed) {
+    op->status = Status(peer->failure.code(), "read from " + peer->failure.message());
+  }
+  *op_id = op->id;
+  add_op(std::move(op));
+  return Status::ok();
+}
+
+Status UcxAgent::post_copy(uint32_t dst_list, const uint32_t* dst_idx, uint32_t src_list, const uint32_t* src_idx,
+                           size_t count, uint64_t* op_id, BatchShape* shape) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  auto di = lists_.find(dst_list);
+  auto si = lists_.find(src_list);
+  if (di == lists_.end() || di->second.remote) return Status(StatusCode::kInvalidArgument, "no local descriptor list " + std::to_string(dst_list));
+  if (si == lists_.end() || si->second.remote) return Status(StatusCode::kInvalidArgument, "no local descriptor list " + std::to_string(src_list));
+  std::vector<PairedRun> runs;
+  st = merge_pairs(di->second.descs, dst_idx, si->second.descs, src_idx, count, &runs);
+  if (!st.is_ok()) return st;
+  auto op = std::make_unique<Op>();
+  op->type = Op::Type::kCopy;
+  op->agent = this;
+  op->id = next_op_++;
+  op->peer = kUnknownPeer;
+  op->start = Clock::now();
+  for (const PairedRun& run : runs) {
+    uint8_t* dst = local_address(run.local_region, run.local_offset_bytes);
+    const uint8_t* src = local_address(run.remote_region, run.remote_offset_bytes);
+    if (dst == nullptr || src == nullptr) return Status(StatusCode::kInvalidArgument, "a region of the copy was freed");
+    for (uint64_t off = 0; off < run.size_bytes; off += kMaxGetPieceBytes) {
+      const uint64_t n = std::min(kMaxGetPieceBytes, run.size_bytes - off);
+      op->pieces.push_back(Piece{dst + off, src + off, 0, nullptr, n});
+    }
+    op->total_bytes += run.size_bytes;
+  }
+  *shape = BatchShape{op->total_bytes, static_cast<uint32_t>(count), static_cast<uint32_t>(runs.size())};
+  *op_id = op->id;
+  add_op(std::move(op));
+  return Status::ok();
+}
+
+Status UcxAgent::post_notify(uint32_t peer_id, const uint8_t* data, size_t size, uint32_t timeout_ms, uint64_t* op_id) {
+  Lock lk(this);
+  Status st = check_open();
+  if (!st.is_ok()) return st;
+  if (size > kMaxNotificationBytes) {
+    return Status(StatusCode::kInvalidArgument, "notification of " + std::to_string(size) + " bytes exceeds the " +
+                                                    std::to_string(kMaxNotificationBytes) + "-byte limit");
+  }
+  Peer* peer = find_peer(peer_id);
+  if (peer == nullptr || peer->disconnected) return Status(StatusCode::kInvalidArgument, "no connected peer " + std::to_string(peer_id));
+  auto op = std::make_unique<Op>();
+  op->type = Op::Type::kNotify;
+  op->agent = this;
+  op->id = next_op_++;
+  op->peer = peer_id;
+  op->start = Clock::now();
+  op->has_deadline = timeout_ms > 0;
+  op->timeout_ms = timeout_ms;
+  op->deadline = op->start + std::chrono::milliseconds(timeout_ms);
+  const uint16_t name_len = static_cast<uint16_t>(std::min<size_t>(options_.name.size(), 256));
+  op->header.resize(10 + name_len + size);
+  std::memcpy(op->header.data(), &uid_, 8);
+  std::memcpy(op->header.data() + 8, &name_len, 2);
+  std::memcpy(op->header.data() + 10, options_.name.data(), name_len);
+  if (size > 0) std::memcpy(op->header.data() + 10 + name_len, data, size);
+  op->total_bytes = size;
+  if (peer->failed) op->status = Status(peer->failure.code(), "notify " + peer->failure.message());
+  *op_id = op->id;
+  add_op(std::move(op));
+  return Status::ok();
+}
+
+// ---- teardown -------------------------------------------------------------------------------
+
+Status UcxAgent::close() {
+  if (closed_) return Status::ok();
+  stop_.store(true);
+  kick();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lk(mu_);
+  closed_ = true;
+  if (worker_ != nullptr) {
+    for (auto& [id, peer] : peers_) {
+      if (peer->ep != nullptr && peer->close_request == nullptr) {
+        ucp_request_param_t param{};
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        ucs_status_ptr_t p = ucp_ep_close_nbx(peer->ep, &param);
+        if (p == nullptr || UCS_PTR_IS_ERR(p)) {
+          peer->ep = nullptr;
+        } else {
+          peer->close_request = p;
+        }
+      }
+    }
+    // Bounded: in-flight requests complete with UCS_ERR_CANCELED over the next progress calls.
+    const auto until = Clock::now() + std::chrono::seconds(1);
+    while (Clock::now() < until) {
+      ucp_worker_progress(worker_);
+      bool waiting = false;
+      for (auto& [id, peer] : peers_) {
+        if (peer->close_request != nullptr) {
+          if (ucp_request_check_status(peer->close_request) != UCS_INPROGRESS) {
+            ucp_request_free(peer->close_request);
+            peer->close_request = nullptr;
+            peer->ep = nullptr;
+          } else {
+            waiting = true;
+          }
+        }
+      }
+      bool outstanding = false;
+      for (auto& [oid, op] : ops_) outstanding = outstanding || op->outstanding > 0;
+      if (!waiting && !outstanding) break;
+    }
+    for (auto& [id, peer] : peers_) {
+      for (auto& [rid, rr] : peer->regions) {
+        if (rr.rkey != nullptr) ucp_rkey_destroy(rr.rkey);
+        rr.rkey = nullptr;
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> ek(events_mu_);
+    pending_ = 0;
+  }
+  // Ops whose requests never completed within the bound are leaked on purpose: UCX may still
+  // call back into them until the worker is destroyed below.
+  for (auto& [oid, op] : ops_) {
+    if (op->outstanding > 0) op.release();
+  }
+  ops_.clear();
+  if (context_ != nullptr) {
+    for (auto& [id, r] : regions_) ucp_mem_unmap(context_, r.memh);
+  }
+  regions_.clear();
+  lists_.clear();
+  if (worker_ != nullptr) {
+    if (worker_address_ != nullptr) ucp_worker_release_address(worker_, worker_address_);
+    ucp_worker_destroy(worker_);
+    worker_ = nullptr;
+  }
+  if (context_ != nullptr) {
+    ucp_cleanup(context_);
+    context_ = nullptr;
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+}  // namespace hpd::transport
+
+namespace hpd {
+
+Status Agent::create(const AgentOptions& options, std::function<void()> wake, std::unique_ptr<Agent>* out) {
+  auto agent = std::make_unique<transport::UcxAgent>(options, std::move(wake));
+  Status st = agent->init();
+  if (!st.is_ok()) {
+    agent->close();
+    return st;
+  }
+  *out = std::move(agent);
+  return Status::ok();
+}
+
+}  // namespace hpd
