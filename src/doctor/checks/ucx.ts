@@ -1,0 +1,79 @@
+import {MachineFacts} from '../collect.js'
+import {nvidiaGpus, rdmaNics, usableRdmaPortCount} from '../derive.js'
+import {formatBytes} from '../format.js'
+import {PCI_VENDOR_MELLANOX} from '../probes/pci.js'
+import {UCX_TCP_DEFAULT_RX_SEG_BYTES, UCX_TCP_DEFAULT_TX_SEG_BYTES} from '../probes/ucx-info.js'
+import {CheckStatus, DoctorCheck} from '../types.js'
+import {result} from './result.js'
+
+const TITLE = 'UCX: version and transports'
+
+const CUDA_TRANSPORTS = ['cuda_copy', 'cuda_ipc', 'gdr_copy']
+const VERBS_TRANSPORTS = ['rc_verbs', 'ud_verbs', 'rc_mlx5', 'dc_mlx5', 'ud_mlx5']
+/** mlx5 direct-verbs transports: what UCX uses on ConnectX at full speed. */
+const ACCELERATED_IB_TRANSPORTS = ['rc_mlx5', 'dc_mlx5', 'ud_mlx5']
+
+interface Finding {
+  readonly status: Exclude<CheckStatus, 'ok' | 'skip'>
+  readonly text: string
+  readonly hint: string
+}
+
+export function checkUcx(facts: MachineFacts): DoctorCheck {
+  const {version, devices} = facts.ucx
+  const tuningEnv = Object.fromEntries(Object.entries(facts.ucxEnv).filter(([k]) => /SEG_SIZE|^UCX_TLS$|^UCX_NET_DEVICES$/u.test(k)))
+  if (!devices.ok) {
+    const reason = version.ok ? devices.reason : devices.reason === version.reason ? version.reason : `${version.reason}; ${devices.reason}`
+    return result('ucx', TITLE, 'skip', `${version.ok ? `UCX ${version.value.version}; transports unknown: ` : ''}${reason}`,
+      {version: version.ok ? version.value.version : null, transports: [], env: tuningEnv},
+      facts.captured
+        ? 'Capture `ucx_info -v` and `ucx_info -d` on that machine into DIR/.hpd-doctor/ucx_info-v.txt and ucx_info-d.txt.'
+        : 'Install ucx-utils (Debian) so doctor can ask ucx_info; hpd-native still shows whether hpd\'s own UCX link works.')
+  }
+  const d = devices.value
+  const names = d.transports.map((t) => t.name)
+  const has = (list: readonly string[]): string[] => names.filter((n) => list.includes(n))
+  const cuda = has(CUDA_TRANSPORTS)
+  const verbs = has(VERBS_TRANSPORTS)
+  const accelerated = has(ACCELERATED_IB_TRANSPORTS)
+  const gpus = nvidiaGpus(facts).length
+  const nics = rdmaNics(facts)
+  const usablePorts = usableRdmaPortCount(facts)
+  const tcpTuned = d.tcpTxSegBytes !== undefined && (d.tcpTxSegBytes > UCX_TCP_DEFAULT_TX_SEG_BYTES || (d.tcpRxSegBytes ?? 0) > UCX_TCP_DEFAULT_RX_SEG_BYTES)
+  const data = {
+    version: version.ok ? version.value.version : null,
+    configureFlags: version.ok ? version.value.configureFlags : [],
+    transports: names,
+    devicesByTransport: Object.fromEntries(d.transports.map((t) => [t.name, t.devices])),
+    cudaTransports: cuda,
+    ibTransports: verbs,
+    dmabuf: d.dmabuf,
+    tcpTxSegBytes: d.tcpTxSegBytes ?? null,
+    tcpRxSegBytes: d.tcpRxSegBytes ?? null,
+    tcpSegmentsTuned: d.tcpTxSegBytes === undefined ? null : tcpTuned,
+    failures: d.failures,
+    env: tuningEnv,
+  }
+  const findings: Finding[] = []
+  if (gpus > 0 && cuda.length === 0) {
+    findings.push({status: 'fail', text: 'no CUDA transports (UCX built without --with-cuda): GPU memory would be handled as host memory',
+      hint: 'Install a UCX built --with-cuda (NVIDIA HPC-X / DOCA-OFED packages, or build UCX from source).'})
+  }
+  if (nics.length > 0 && verbs.length === 0) {
+    findings.push({status: 'fail', text: `no verbs transports though ${nics.length} RDMA device(s) exist: UCX falls back to TCP`,
+      hint: 'Install rdma-core (libibverbs) and a UCX built --with-verbs; in a container pass --device=/dev/infiniband.'})
+  } else if (nics.some((n) => n.pci?.vendorId === PCI_VENDOR_MELLANOX) && accelerated.length === 0) {
+    findings.push({status: 'warn', text: `only generic verbs (${verbs.join(', ')}), no accelerated rc_mlx5/dc_mlx5 for the ConnectX NICs`,
+      hint: 'Install rdma-core\'s mlx5 provider (libmlx5) and a UCX built with mlx5 direct verbs (--with-mlx5-dv).'})
+  }
+  if (d.tcpTxSegBytes !== undefined && !tcpTuned && usablePorts === 0) {
+    findings.push({status: 'warn',
+      text: `TCP at its default ${formatBytes(d.tcpTxSegBytes)} TX / ${formatBytes(d.tcpRxSegBytes ?? UCX_TCP_DEFAULT_RX_SEG_BYTES)} RX segments: reads over TCP run ~4x below 256 KiB segments`,
+      hint: 'export UCX_TCP_TX_SEG_SIZE=256k UCX_TCP_RX_SEG_SIZE=256k for both prefill and decode workers (peers must agree, or UCX aborts).'})
+  }
+  const tcpNote = d.tcpTxSegBytes === undefined ? '' : tcpTuned ? `; TCP segments tuned (${formatBytes(d.tcpTxSegBytes)} TX)` : ''
+  const base = `UCX ${data.version ?? '(version unknown)'}: ${names.join(', ')}${tcpNote}`
+  if (findings.length === 0) return result('ucx', TITLE, 'ok', base, data)
+  const status = findings.some((f) => f.status === 'fail') ? 'fail' : 'warn'
+  return result('ucx', TITLE, status, `${base}; ${findings.map((f) => f.text).join('; ')}`, data, findings.map((f) => f.hint).join(' '))
+}

@@ -1,0 +1,31 @@
+import type {CheckGroup, CheckStatus, DoctorCheck, DoctorReport, Verdict} from '../doctor/types.js'
+import {CHECK_GROUPS, GROUP_TITLES} from '../doctor/types.js'
+
+/** Shared by the Ink checklist and the plain lines, so both read the same. */
+export const STATUS_SYMBOL: Readonly<Record<CheckStatus, string>> = {ok: '✔', warn: '▲', fail: '✖', skip: '○'}
+export const STATUS_COLOR: Readonly<Record<CheckStatus, string>> = {ok: 'green', warn: 'yellow', fail: 'red', skip: 'gray'}
+export const VERDICT_COLOR: Readonly<Record<Verdict, string>> = {ok: 'green', warn: 'yellow', fail: 'red'}
+
+export const ID_COLUMN_WIDTH = 14
+
+export interface CheckGroupView {
+  readonly group: CheckGroup
+  readonly title: string
+  readonly checks: readonly DoctorCheck[]
+}
+
+/** Checks in display order, grouped; empty groups dropped. */
+export function groupChecks(report: DoctorReport): CheckGroupView[] {
+  return CHECK_GROUPS.map((group) => ({group, title: GROUP_TITLES[group], checks: report.checks.filter((c) => c.group === group)})).filter(
+    (g) => g.checks.length > 0,
+  )
+}
+
+export function countsText(report: DoctorReport): string {
+  const c = report.counts
+  return `${c.ok} ok, ${c.warn} warn, ${c.fail} fail, ${c.skip} skip`
+}
+
+export function sourceText(report: DoctorReport): string {
+  return report.captured ? `captured tree ${report.root}` : 'this machine'
+}
