@@ -39,3 +39,14 @@ export class ServeError extends Error {
     super(message)
   }
 }
+
+/** The model as the router and supervisor see it (resolved from --model by serve-model.ts). */
+export interface ServeModel {
+  /** The id clients pass as `model`. */
+  readonly name: string
+  /** Directory with config.json + safetensors + tokenizer, handed to every worker. */
+  readonly dir: string
+  readonly tokenizer: ServeTokenizer
+  readonly maxModelLen: number
+  readonly vocabSize: number
+}

@@ -105,6 +105,9 @@ export class ServeMetrics {
     gauge('hpd_requests_in_flight', 'Requests being served now.', [['', this.inFlight]])
     counter('hpd_prompt_tokens_total', 'Prompt tokens processed.', [['', this.promptTokens]])
     counter('hpd_generation_tokens_total', 'Tokens generated.', [['', this.generationTokens]])
+    counter('hpd_disagg_time_to_first_token_seconds_sum', 'Sum of TTFT over disaggregated requests (compare with hpd_kv_transfer_seconds_sum).', [
+      ['', this.ttftSecondsDisagg],
+    ])
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by decode workers.', [['', this.transferBytes]])
     lines.push(this.ttft.render('hpd_time_to_first_token_seconds', 'Time to first token.'))
     lines.push(this.itl.render('hpd_inter_token_latency_seconds', 'Time between consecutive output tokens.'))

@@ -168,7 +168,10 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
   try {
     const events = o.backend.generate({requestId, promptTokenIds, sampling}, abort.signal)
     for await (const ev of events) {
-      if (ev.type === 'transfer-done') kvTransferMs = ev.handshakeMs + ev.transferMs
+      if (ev.type === 'transfer-done') {
+        kvTransferMs = ev.handshakeMs + ev.transferMs
+        o.metrics.transferBytes += ev.bytes
+      }
       else if (ev.type === 'error') throw new ServeError(ev.status, ev.code, ev.message)
       else if (ev.type === 'token') {
         const now = performance.now()

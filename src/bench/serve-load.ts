@@ -1,0 +1,240 @@
+/**
+ * `hpd bench serve`'s load generator: K completion requests at concurrency C against an
+ * OpenAI-compatible server, streamed, each with exactly N prompt tokens (token ids, so the length
+ * is exact whatever the tokenizer) and M output tokens (ignore_eos). It measures what `vllm bench
+ * serve` reports (TTFT, TPOT, ITL, E2E latency, throughputs, failures) and emits a typed event
+ * stream the Ink view and the plain-line printer fold.
+ */
+import {percentiles} from '../serve/metrics.js'
+
+export interface ServeLoadOptions {
+  /** Base URL of the server, e.g. http://127.0.0.1:8000 */
+  readonly url: string
+  readonly model?: string
+  readonly concurrency: number
+  readonly requests: number
+  readonly promptTokens: number
+  readonly outputTokens: number
+  /** Token ids are drawn from [0, vocabLimit) (bytes for the tiny models). */
+  readonly vocabLimit?: number
+  readonly seed?: number
+  /** Bound on each request, first byte to last. */
+  readonly requestTimeoutMs?: number
+  /** A label for this run in side-by-side reports ("disaggregated", "colocated"). */
+  readonly label?: string
+}
+
+export interface LatencyStats {
+  readonly meanMs: number
+  readonly medianMs: number
+  readonly p90Ms: number
+  readonly p99Ms: number
+}
+
+export interface ServeLoadReport {
+  readonly label: string
+  readonly url: string
+  readonly concurrency: number
+  readonly completed: number
+  readonly failed: number
+  /** First few distinct failure messages. */
+  readonly failureMessages: readonly string[]
+  readonly durationS: number
+  readonly totalInputTokens: number
+  readonly totalOutputTokens: number
+  readonly requestThroughputPerS: number
+  readonly outputTokenThroughputPerS: number
+  readonly totalTokenThroughputPerS: number
+  readonly ttft: LatencyStats
+  /** Time per output token after the first: (E2E − TTFT) / (tokens − 1). */
+  readonly tpot: LatencyStats
+  readonly itl: LatencyStats
+  readonly e2e: LatencyStats
+  /** From the server's /metrics (hpd servers only): handshake + transfer seconds / TTFT seconds. */
+  readonly kvTransferShareOfTtft: number | undefined
+}
+
+export type ServeLoadEvent =
+  | {readonly type: 'start'; readonly label: string; readonly total: number}
+  | {readonly type: 'progress'; readonly label: string; readonly completed: number; readonly failed: number; readonly inFlight: number; readonly total: number}
+  | {readonly type: 'summary'; readonly report: ServeLoadReport}
+
+interface OneResult {
+  readonly ok: boolean
+  readonly error?: string
+  readonly ttftMs: number
+  readonly e2eMs: number
+  readonly itlMs: readonly number[]
+  readonly outputTokens: number
+}
+
+export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLoadEvent> {
+  const label = o.label ?? 'run'
+  const model = o.model ?? (await discoverModel(o.url))
+  const before = await scrapeTransferShare(o.url)
+  yield {type: 'start', label, total: o.requests}
+  const results: OneResult[] = []
+  let next = 0
+  let inFlight = 0
+  const queue: ServeLoadEvent[] = []
+  let wake: (() => void) | undefined
+  const push = (ev: ServeLoadEvent) => {
+    queue.push(ev)
+    wake?.()
+  }
+  const rng = mulberry32(o.seed ?? 0)
+  const prompts = Array.from({length: o.requests}, () => Array.from({length: o.promptTokens}, () => Math.floor(rng() * (o.vocabLimit ?? 256))))
+  const started = performance.now()
+  const workerLoop = async () => {
+    while (next < o.requests) {
+      const i = next++
+      inFlight++
+      const r = await oneRequest(o, model, prompts[i])
+      inFlight--
+      results.push(r)
+      push({type: 'progress', label, completed: results.filter((x) => x.ok).length, failed: results.filter((x) => !x.ok).length, inFlight, total: o.requests})
+    }
+  }
+  const all = Promise.all(Array.from({length: Math.min(o.concurrency, o.requests)}, workerLoop)).then(() => {
+    wake?.()
+  })
+  let finished = false
+  void all.then(() => (finished = true))
+  while (!finished || queue.length > 0) {
+    if (queue.length === 0) {
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        if (finished || queue.length > 0) resolve()
+      })
+      wake = undefined
+      continue
+    }
+    yield queue.shift()!
+  }
+  await all
+  const durationS = (performance.now() - started) / 1000
+  const after = await scrapeTransferShare(o.url)
+  yield {type: 'summary', report: summarize(o, label, results, durationS, before, after)}
+}
+
+async function oneRequest(o: ServeLoadOptions, model: string, prompt: number[]): Promise<OneResult> {
+  const t0 = performance.now()
+  const fail = (error: string): OneResult => ({ok: false, error, ttftMs: 0, e2eMs: performance.now() - t0, itlMs: [], outputTokens: 0})
+  try {
+    const res = await fetch(`${o.url}/v1/completions`, {
+      method: 'POST',
+      headers: {'content-type': 'application/json'},
+      body: JSON.stringify({model, prompt, max_tokens: o.outputTokens, ignore_eos: true, temperature: 0, stream: true, return_token_ids: true}),
+      signal: AbortSignal.timeout(o.requestTimeoutMs ?? 300_000),
+    })
+    if (!res.ok || !res.body) return fail(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`)
+    const decoder = new TextDecoder()
+    let buffered = ''
+    let ttftMs = 0
+    let last = 0
+    let tokens = 0
+    const itlMs: number[] = []
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, {stream: true})
+      let sep: number
+      while ((sep = buffered.indexOf('\n\n')) >= 0) {
+        const event = buffered.slice(0, sep)
+        buffered = buffered.slice(sep + 2)
+        if (!event.startsWith('data: ')) continue
+        const data = event.slice(6)
+        if (data === '[DONE]') continue
+        const json = JSON.parse(data) as {error?: {message: string}; choices?: {token_ids?: number[]; text?: string}[]}
+        if (json.error) return fail(json.error.message)
+        const n = json.choices?.[0]?.token_ids?.length ?? 0
+        if (n === 0) continue
+        const now = performance.now()
+        if (tokens === 0) ttftMs = now - t0
+        else itlMs.push(now - last)
+        last = now
+        tokens += n
+      }
+    }
+    return {ok: true, ttftMs, e2eMs: performance.now() - t0, itlMs, outputTokens: tokens}
+  } catch (error) {
+    return fail((error as Error).message)
+  }
+}
+
+function summarize(
+  o: ServeLoadOptions,
+  label: string,
+  results: readonly OneResult[],
+  durationS: number,
+  before: TransferScrape | undefined,
+  after: TransferScrape | undefined,
+): ServeLoadReport {
+  const ok = results.filter((r) => r.ok)
+  const outTokens = ok.reduce((a, r) => a + r.outputTokens, 0)
+  const inTokens = ok.length * o.promptTokens
+  const tpot = ok.filter((r) => r.outputTokens > 1).map((r) => (r.e2eMs - r.ttftMs) / (r.outputTokens - 1))
+  const dTtft = after && before ? after.ttftSumS - before.ttftSumS : 0
+  const dKv = after && before ? after.kvSumS - before.kvSumS : 0
+  return {
+    label,
+    url: o.url,
+    concurrency: o.concurrency,
+    completed: ok.length,
+    failed: results.length - ok.length,
+    failureMessages: [...new Set(results.filter((r) => !r.ok).map((r) => r.error ?? 'unknown'))].slice(0, 5),
+    durationS,
+    totalInputTokens: inTokens,
+    totalOutputTokens: outTokens,
+    requestThroughputPerS: ok.length / durationS,
+    outputTokenThroughputPerS: outTokens / durationS,
+    totalTokenThroughputPerS: (inTokens + outTokens) / durationS,
+    ttft: stats(ok.map((r) => r.ttftMs)),
+    tpot: stats(tpot),
+    itl: stats(ok.flatMap((r) => r.itlMs)),
+    e2e: stats(ok.map((r) => r.e2eMs)),
+    kvTransferShareOfTtft: dTtft > 0 ? dKv / dTtft : undefined,
+  }
+}
+
+function stats(ms: readonly number[]): LatencyStats {
+  if (ms.length === 0) return {meanMs: 0, medianMs: 0, p90Ms: 0, p99Ms: 0}
+  const [p50, p90, p99] = percentiles(ms, [50, 90, 99]) as number[]
+  return {meanMs: ms.reduce((a, b) => a + b, 0) / ms.length, medianMs: p50, p90Ms: p90, p99Ms: p99}
+}
+
+interface TransferScrape {
+  readonly ttftSumS: number
+  readonly kvSumS: number
+}
+
+/** Reads the TTFT and handshake+transfer sums from an hpd server's /metrics (undefined elsewhere). */
+async function scrapeTransferShare(url: string): Promise<TransferScrape | undefined> {
+  try {
+    const text = await (await fetch(`${url}/metrics`, {signal: AbortSignal.timeout(2000)})).text()
+    const num = (name: string) => Number(new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN')
+    const ttft = num('hpd_disagg_time_to_first_token_seconds_sum')
+    const kv = num('hpd_kv_transfer_seconds_sum')
+    return Number.isFinite(ttft) && Number.isFinite(kv) ? {ttftSumS: ttft, kvSumS: kv} : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function discoverModel(url: string): Promise<string> {
+  const res = await fetch(`${url}/v1/models`, {signal: AbortSignal.timeout(5000)})
+  const body = (await res.json()) as {data?: {id: string}[]}
+  const id = body.data?.[0]?.id
+  if (!id) throw new Error(`${url}/v1/models lists no model`)
+  return id
+}
+
+/** Small seeded PRNG so two runs (disaggregated vs colocated) send identical prompts. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * `hpd serve` as a library call: launches the workers (supervisor), waits until they are healthy,
+ * then opens the router. Returns a handle whose snapshot() feeds the dashboard and whose close()
+ * stops everything (router first, then workers, bounded).
+ */
+import {existsSync} from 'node:fs'
+import type {Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {join} from 'node:path'
+
+import {EnvironmentError, UsageError} from '../errors.js'
+import {packageRoot} from '../native/load-addon.js'
+import type {ServeModel} from './backend.js'
+import {ServeMetrics, type WorkerGauge} from './metrics.js'
+import {createRouter, type RouterLogEvent} from './router.js'
+import {Supervisor, type WorkerState} from './supervisor.js'
+import {WorkerBackend} from './worker-backend.js'
+import type {WorkerConfig} from './worker/worker-config.js'
+
+export interface ServeOptions {
+  readonly model: ServeModel
+  readonly prefillTp: number
+  readonly decodeTp: number
+  readonly prefillWorkers: number
+  readonly decodeWorkers: number
+  readonly host: string
+  /** 0 picks a free port. */
+  readonly port: number
+  readonly transport: 'auto' | 'shm' | 'tcp'
+  readonly colocated: boolean
+  readonly leaseMs: number
+  readonly maxBatch: number
+  readonly kvBlocks?: number
+  readonly requestTimeoutMs: number
+  readonly transferTimeoutMs: number
+  /** Test hook passed to decode workers (see DecodeRoleOptions.pauseBeforeReadMs). */
+  readonly pauseBeforeReadMs?: number
+  readonly onWorkerLog?: (worker: string, line: string) => void
+  readonly onRequestLog?: (event: RouterLogEvent) => void
+  readonly onWorkerState?: (worker: string, role: string, state: WorkerState) => void
+}
+
+export interface ServeSnapshot {
+  readonly url: string
+  readonly model: string
+  readonly mode: 'disaggregated' | 'colocated'
+  readonly uptimeS: number
+  readonly inFlight: number
+  readonly requestsOk: number
+  readonly requestsFailed: number
+  readonly outputTokensPerS: number
+  readonly ttftMs: {p50?: number; p90?: number; p99?: number}
+  readonly itlMs: {p50?: number; p90?: number; p99?: number}
+  readonly e2eMs: {p50?: number; p90?: number; p99?: number}
+  readonly transferGBps: number | undefined
+  readonly workers: readonly (WorkerGauge & {readonly pid: number | undefined; readonly restarts: number})[]
+}
+
+export interface RunningServe {
+  readonly url: string
+  readonly supervisor: Supervisor
+  readonly metrics: ServeMetrics
+  snapshot(): ServeSnapshot
+  close(): Promise<void>
+}
+
+export function validateServeOptions(o: ServeOptions): void {
+  const positive = (name: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1) throw new UsageError('HPD_SERVE_BAD_FLAG', `--${name} must be a positive integer, got ${v}`, {hint: `Pass --${name} 1 or more.`})
+  }
+  positive('prefill-tp', o.prefillTp)
+  positive('decode-tp', o.decodeTp)
+  positive('prefill-workers', o.prefillWorkers)
+  positive('decode-workers', o.decodeWorkers)
+  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) {
+    throw new UsageError('HPD_SERVE_BAD_FLAG', `--port must be 0..65535, got ${o.port}`, {hint: 'Pass a free TCP port, or 0 for any.'})
+  }
+}
+
+export function workerEntryPath(): string {
+  return join(packageRoot(), 'dist', 'serve', 'worker', 'main.js')
+}
+
+export async function startServe(o: ServeOptions): Promise<RunningServe> {
+  validateServeOptions(o)
+  const entryPath = workerEntryPath()
+  if (!existsSync(entryPath)) {
+    throw new EnvironmentError('HPD_SERVE_NOT_BUILT', `the worker entry ${entryPath} does not exist`, {hint: 'Build hpd first: `npm run build`.'})
+  }
+  const base = {
+    model: o.model.dir,
+    transport: o.transport,
+    host: '127.0.0.1',
+    leaseMs: o.leaseMs,
+    maxBatch: o.maxBatch,
+    kvBlocks: o.kvBlocks,
+    handshakeTimeoutMs: 5000,
+    transferTimeoutMs: o.transferTimeoutMs,
+  }
+  const configs: WorkerConfig[] = o.colocated
+    ? Array.from({length: o.decodeWorkers}, (_, i) => ({...base, name: `colocated-${i}`, role: 'colocated', tp: o.decodeTp, peerTp: o.decodeTp}))
+    : [
+        ...Array.from({length: o.prefillWorkers}, (_, i): WorkerConfig => ({...base, name: `prefill-${i}`, role: 'prefill', tp: o.prefillTp, peerTp: o.decodeTp})),
+        ...Array.from({length: o.decodeWorkers}, (_, i): WorkerConfig => ({
+          ...base,
+          name: `decode-${i}`,
+          role: 'decode',
+          tp: o.decodeTp,
+          peerTp: o.prefillTp,
+          pauseBeforeReadMs: o.pauseBeforeReadMs,
+        })),
+      ]
+  const supervisor = new Supervisor({entryPath, configs})
+  if (o.onWorkerLog) supervisor.on('log', o.onWorkerLog)
+  if (o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state))
+  await supervisor.start()
+
+  const metrics = new ServeMetrics()
+  const backend = new WorkerBackend({
+    supervisor,
+    mode: o.colocated ? 'colocated' : 'disaggregated',
+    prefillTimeoutMs: o.requestTimeoutMs,
+    streamIdleTimeoutMs: Math.min(o.requestTimeoutMs, 30_000),
+  })
+  const server = createRouter({
+    backend,
+    tokenizer: o.model.tokenizer,
+    modelName: o.model.name,
+    maxModelLen: o.model.maxModelLen,
+    vocabSize: o.model.vocabSize,
+    metrics,
+    requestTimeoutMs: o.requestTimeoutMs,
+    log: o.onRequestLog,
+  })
+  try {
+    await listen(server, o.host, o.port)
+  } catch (error) {
+    await supervisor.stop()
+    const e = error as NodeJS.ErrnoException
+    throw new EnvironmentError('HPD_SERVE_PORT', `cannot listen on ${o.host}:${o.port}: ${e.code ?? e.message}`, {
+      hint: e.code === 'EADDRINUSE' ? `Another process uses port ${o.port}; pass --port with a free one.` : 'Check --host and --port.',
+    })
+  }
+  const url = `http://${o.host}:${(server.address() as AddressInfo).port}`
+
+  const snapshot = (): ServeSnapshot => {
+    const workers = supervisor.workers.map((w) => ({
+      name: w.name,
+      role: w.role,
+      state: w.state,
+      pid: w.pid,
+      restarts: w.restarts,
+      inFlight: w.stats?.inFlight ?? 0,
+      kvBlocksUsed: w.stats?.kvBlocksUsed ?? 0,
+      kvBlocksTotal: w.stats?.kvBlocksTotal ?? 0,
+      leasesHeld: w.stats?.leasesHeld ?? 0,
+      transferBytes: w.stats?.transferBytes ?? 0,
+      transferMs: w.stats?.transferMs ?? 0,
+    }))
+    metrics.workers = workers
+    const ms = (h: {percentiles(p: readonly number[]): (number | undefined)[]}) => {
+      const [p50, p90, p99] = h.percentiles([50, 90, 99]).map((s) => (s === undefined ? undefined : s * 1000))
+      return {p50, p90, p99}
+    }
+    const bytes = workers.reduce((a, w) => a + w.transferBytes, 0)
+    const transferMs = workers.reduce((a, w) => a + w.transferMs, 0)
+    const uptimeS = (Date.now() - metrics.startedAtMs) / 1000
+    return {
+      url,
+      model: o.model.name,
+      mode: o.colocated ? 'colocated' : 'disaggregated',
+      uptimeS,
+      inFlight: metrics.inFlight,
+      requestsOk: metrics.requestsOk,
+      requestsFailed: metrics.requestsFailed,
+      outputTokensPerS: metrics.generationTokens / Math.max(uptimeS, 1e-9),
+      ttftMs: ms(metrics.ttft),
+      itlMs: ms(metrics.itl),
+      e2eMs: ms(metrics.e2e),
+      transferGBps: transferMs > 0 ? bytes / (transferMs / 1000) / 1e9 : undefined,
+      workers,
+    }
+  }
+  // Keep /metrics' per-worker gauges current even when nobody renders a dashboard.
+  const refresher = setInterval(snapshot, 1000)
+  refresher.unref()
+
+  let closed: Promise<void> | undefined
+  return {
+    url,
+    supervisor,
+    metrics,
+    snapshot,
+    close: () =>
+      (closed ??= (async () => {
+        clearInterval(refresher)
+        server.closeAllConnections()
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+        await supervisor.stop()
+      })()),
+  }
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
