@@ -1,0 +1,104 @@
+import {UsageError} from '../errors.js'
+import type {Dtype, DtypeChoice, ModelSpec} from '../model/index.js'
+import {planGroups} from './groups.js'
+import {cdiv, describeRule, kernelSizeRule, ruleBase, selectKernelBlockSize} from './kernel-blocks.js'
+import {attnBytesPerToken, checkTpDivides, mambaGeometry, rankLayout} from './rank-geometry.js'
+import type {EngineLayout, EngineLayoutOptions, ResolvedDtypes} from './types.js'
+
+/** The block size a backend prefers when the user passes none (vLLM get_preferred_block_size(16)). */
+const DEFAULT_BLOCK_SIZE = 16
+
+/**
+ * The cache layout of one engine (all its TP ranks): block sizes, page sizes, groups, shared tensors,
+ * per-rank geometry. Pure. Throws UsageError for bad options and ModelConfigError when the model
+ * cannot be split over `tp`.
+ */
+export function planEngineLayout(options: EngineLayoutOptions): EngineLayout {
+  const {model, tp} = options
+  if (!Number.isInteger(tp) || tp < 1) {
+    throw new UsageError('HPD_USAGE_BAD_TP', `TP size ${tp} is not a positive integer`, {hint: 'Pass --tp / --decode-tp as 1, 2, 4, ...', details: {value: tp}})
+  }
+  checkTpDivides(model, tp)
+  const backend = options.attentionBackend ?? 'flash-attn'
+  const convLayout = options.convLayout ?? 'DS'
+  const dtypes = resolveDtypes(model, options)
+  const hybrid = model.isHybrid
+  const rule = kernelSizeRule(backend, {hybrid, fp32State: dtypes.ssm === 'fp32' || dtypes.conv === 'fp32'})
+  const requested = options.blockSize
+  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) {
+    throw new UsageError('HPD_USAGE_BAD_BLOCK_SIZE', `--block-size ${requested} is not a positive integer`, {hint: 'Pass a block size in tokens, e.g. 16 or 128.', details: {value: requested}})
+  }
+  const cacheBlock = requested ?? DEFAULT_BLOCK_SIZE
+  const perToken = attnBytesPerToken(model, tp, dtypes)
+
+  let logicalBlockSize = cacheBlock
+  let mambaPageBytes = 0
+  let blockSizeReason = requested === undefined ? `backend default ${DEFAULT_BLOCK_SIZE}` : `--block-size ${requested}`
+  if (hybrid) {
+    // vLLM Platform._align_hybrid_block_size (mamba_cache_mode "none"): the FA block grows, in
+    // steps of `align`, until one FA page holds a whole Mamba page; the Mamba page is padded to it.
+    mambaPageBytes = mambaGeometry(model, tp, 0, dtypes, convLayout).geometry.pageBytes
+    const align = Math.max(ruleBase(rule), cacheBlock)
+    const attnBlock = align * cdiv(mambaPageBytes, align * perToken)
+    if (attnBlock > cacheBlock) {
+      logicalBlockSize = attnBlock
+      blockSizeReason = `${align}·cdiv(mambaPage ${mambaPageBytes} B, ${align}·${perToken} B/token) = ${attnBlock}`
+    }
+  }
+  const kernelBlockSize = selectKernelBlockSize(logicalBlockSize, rule)
+  if (kernelBlockSize === undefined) {
+    throw new UsageError('HPD_LAYOUT_NO_KERNEL_BLOCK', `no kernel block size of ${backend} (${describeRule(rule).join(', ')}) divides the logical block size ${logicalBlockSize}`, {
+      hint: 'Pass a --block-size that is a multiple of 16, or choose another --attention-backend.',
+      details: {logicalBlockSize, backend},
+    })
+  }
+  const {groups, numTensors, layers} = planGroups(model)
+  const pageBytes = logicalBlockSize * perToken
+  const kernelPageBytes = kernelBlockSize * perToken
+  return {
+    tp,
+    hybrid,
+    attentionBackend: backend,
+    convLayout,
+    kvLayout: hybrid ? 'blocks-first' : 'kv-first',
+    dtypes,
+    logicalBlockSize,
+    kernelBlockSize,
+    blocksPerLogical: logicalBlockSize / kernelBlockSize,
+    supportedKernelBlockSizes: describeRule(rule),
+    pageBytes,
+    kernelPageBytes,
+    kvHalfBytes: kernelPageBytes / 2,
+    attnBytesPerToken: perToken,
+    mambaPageBytes,
+    paddingBytes: hybrid ? pageBytes - mambaPageBytes : 0,
+    numTensors,
+    groups,
+    layers,
+    ranks: Array.from({length: tp}, (_, rank) => rankLayout(model, tp, rank, dtypes, kernelBlockSize, convLayout)),
+    vllmRatioEstimate: hybrid ? cdiv(mambaPageBytes, kernelPageBytes) : undefined,
+    blockSizeReason,
+  }
+}
+
+/** `auto` resolution: KV → model dtype; conv → config mamba_cache_dtype → model dtype; SSM → family default → conv. */
+export function resolveDtypes(model: ModelSpec, options: {kvCacheDtype?: DtypeChoice; mambaConvDtype?: DtypeChoice; mambaSsmDtype?: DtypeChoice}): ResolvedDtypes {
+  const kv = pick(options.kvCacheDtype, model.dtype)
+  const conv = pick(options.mambaConvDtype, pick(model.mambaConvDtype, model.dtype))
+  const ssm = pick(options.mambaSsmDtype, pick(model.mambaSsmDtype, conv))
+  for (const [flag, value] of [['mamba-cache-dtype', conv], ['mamba-ssm-dtype', ssm]] as const) {
+    if (value === 'fp8' && model.stateMixer) {
+      throw new UsageError('HPD_USAGE_BAD_DTYPE', `--${flag} fp8: Mamba state cannot be stored in fp8`, {hint: 'Use fp32, bf16 or fp16 for Mamba state.', details: {flag, value}})
+    }
+  }
+  return {kv, conv, ssm}
+}
+
+function pick(choice: DtypeChoice | undefined, fallback: Dtype): Dtype {
+  return choice === undefined || choice === 'auto' ? fallback : choice
+}
+
+/** Bytes of one shared tensor holding `numLogicalBlocks` logical blocks (vLLM KVCacheTensor.size). */
+export function tensorSizeBytes(engine: EngineLayout, numLogicalBlocks: number): number {
+  return numLogicalBlocks * engine.pageBytes
+}

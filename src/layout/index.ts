@@ -1,0 +1,22 @@
+/** The public surface of the layout engine. Pure: no I/O, no native code. See README.md. */
+export * from './types.js'
+export {planLayout} from './plan-layout.js'
+export {planEngineLayout, resolveDtypes, tensorSizeBytes} from './engine-layout.js'
+export {planTpMapping} from './tp-mapping.js'
+export {planRequestReads, type PairReadPlan, type RequestReadPlan, type RequestReadsOptions} from './request-reads.js'
+export {blocksNeeded, defaultBlockIds, type GroupBlockIds} from './block-ids.js'
+export {CACHE_PARTS, coalesce, readAt, type Read, type ReadList} from './read-list.js'
+export {faByteOffset, kernelBlockId, ssmByteOffset} from './offsets.js'
+export {
+  blockDescriptorIds,
+  type DescriptorView,
+  expandToKernelBlocks,
+  faDescriptorId,
+  localDescriptorView,
+  pairDescriptorViews,
+  ssmDescriptorId,
+  ssmRegionsPerTensor,
+} from './descriptor-ids.js'
+export {compatibilityFields, compatibilityHash, LAYOUT_VERSION} from './compat-hash.js'
+export {vllmPitfalls} from './pitfalls.js'
+export {kernelSizeRule, selectKernelBlockSize, type KernelSizeRule} from './kernel-blocks.js'

@@ -1,0 +1,224 @@
+import type {Dtype, DtypeChoice, ModelSpec} from '../model/index.js'
+
+/** Attention kernel backends whose block-size rules hpd reproduces (vLLM's names, plus hpd's `cpu`). */
+export type AttentionBackend = 'flash-attn' | 'flashinfer' | 'triton' | 'cpu'
+export const ATTENTION_BACKENDS: readonly AttentionBackend[] = ['flash-attn', 'flashinfer', 'triton', 'cpu']
+
+/** Conv state layout: DS = (channels, d_conv−1) so x, B, C are each contiguous; SD = (d_conv−1, channels). */
+export type ConvLayout = 'DS' | 'SD'
+
+/**
+ * How K/V sit in a shared tensor. `blocks-first` (every hybrid model, vLLM HND re-strided): each
+ * kernel block is `[K | V]`. `kv-first` (pure attention models, the non-hybrid path): the tensor is
+ * `[K of every block | V of every block]`, each half `[block][kvHead][token][headDim]`.
+ */
+export type KvLayout = 'blocks-first' | 'kv-first'
+
+/** The byte ranges a read can name. x/B/C are the conv sub-projections (GDN: x=Q, B=K, C=V; Mamba1: x only). */
+export type CachePart = 'K' | 'V' | 'x' | 'B' | 'C' | 'ssm'
+export type CacheView = 'fa' | 'ssm'
+
+export interface LayoutOptions {
+  readonly model: ModelSpec
+  /** `--block-size`: the requested logical block size in tokens (hybrids grow it, see README). */
+  readonly blockSize?: number
+  /** `auto` = model dtype. */
+  readonly kvCacheDtype?: DtypeChoice
+  /** Conv state dtype; `auto` = the model's `mamba_cache_dtype`, else model dtype. */
+  readonly mambaConvDtype?: DtypeChoice
+  /** SSM state dtype; `auto` = the model's/family's default (fp32 for Nemotron-H), else the conv dtype. */
+  readonly mambaSsmDtype?: DtypeChoice
+  /** Default `flash-attn` (what vLLM's reference numbers assume). */
+  readonly attentionBackend?: AttentionBackend
+  /** Default `DS` (what the 3-descriptor conv read requires). */
+  readonly convLayout?: ConvLayout
+}
+
+export interface EngineLayoutOptions extends LayoutOptions {
+  readonly tp: number
+}
+
+export interface PlanLayoutOptions extends LayoutOptions {
+  readonly prefillTp: number
+  readonly decodeTp: number
+}
+
+export interface ResolvedDtypes {
+  readonly kv: Dtype
+  readonly conv: Dtype
+  readonly ssm: Dtype
+}
+
+/** One HMA KV-cache group. Slot s of every group lives in shared tensor s. */
+export interface CacheGroup {
+  readonly index: number
+  readonly kind: 'attention' | 'state'
+  /** [slot] → model layer index, or null for an HMA padding slot (nothing stored, never read). */
+  readonly layers: readonly (number | null)[]
+}
+
+/** Where one model layer keeps its cache(s): Falcon-H1 layers have two entries. */
+export interface LayerPlacement {
+  readonly layer: number
+  readonly caches: readonly {readonly kind: 'attention' | 'state'; readonly group: number; readonly tensorIndex: number}[]
+}
+
+/**
+ * One part of a page on one rank, in units (kv heads, channels or SSM heads) that TP shards.
+ * Byte of unit u (0-based local) in row t: offsetBytes + t·rowStrideBytes + u·unitBytes; units of a
+ * row are contiguous. Offsets are within a kernel page `[K | V]` (fa view) or a logical page (ssm view).
+ */
+export interface PartGeometry {
+  readonly part: CachePart
+  readonly view: CacheView
+  readonly offsetBytes: number
+  readonly lengthBytes: number
+  readonly rows: number
+  readonly rowStrideBytes: number
+  readonly unitBytes: number
+  readonly unit: 'kv-head' | 'channel' | 'head'
+  readonly unitsLocal: number
+  /** First global unit this rank holds; with `replicated` every rank holds [0, unitsLocal). */
+  readonly globalUnitStart: number
+  readonly replicated: boolean
+}
+
+export interface AttentionRankGeometry {
+  readonly numKvHeads: number
+  /** Global KV heads this rank holds (one replicated head when TP > num_key_value_heads). */
+  readonly globalKvHeads: readonly number[]
+  readonly replicated: boolean
+  readonly headDim: number
+  readonly dtype: Dtype
+  /** 2 · numKvHeads · headDim · dtypeBytes (vLLM attn_1tok). */
+  readonly bytesPerToken: number
+  /** One kernel block: `[K: numKvHeads × kernelBlock × headDim | V: same]` (HND). */
+  readonly kernelPageBytes: number
+  readonly kvHalfBytes: number
+}
+
+export interface ConvRankGeometry {
+  readonly layout: ConvLayout
+  readonly dtype: Dtype
+  /** Local conv channels, ordered [x | B | C]. */
+  readonly channels: number
+  /** d_conv − 1 (no speculative tokens). */
+  readonly stateLen: number
+  /** DS: [channels, stateLen]; SD: [stateLen, channels]. */
+  readonly shape: readonly number[]
+  readonly bytes: number
+  readonly xChannels: number
+  readonly bChannels: number
+  readonly cChannels: number
+  readonly xBytes: number
+  readonly bBytes: number
+  readonly cBytes: number
+  /** n_groups < TP: B and C are replicated on every rank (vLLM extra_groups_for_head_shards). */
+  readonly bcReplicated: boolean
+}
+
+export interface SsmRankGeometry {
+  readonly dtype: Dtype
+  /** Mamba2 [heads, headDim, stateSize]; Mamba1 [channels, stateSize]; GDN [valueHeads, valueHeadDim, keyHeadDim]. */
+  readonly shape: readonly number[]
+  readonly bytes: number
+  /** = conv bytes: the SSM state follows the conv state in the page. */
+  readonly offsetBytes: number
+}
+
+export interface MambaRankGeometry {
+  readonly kind: 'mamba2' | 'mamba1' | 'gdn'
+  readonly conv: ConvRankGeometry
+  readonly ssm: SsmRankGeometry
+  /** conv + ssm (vLLM MambaSpec.page_size_bytes unpadded). */
+  readonly pageBytes: number
+}
+
+export interface RankLayout {
+  readonly rank: number
+  readonly attention: AttentionRankGeometry
+  readonly mamba: MambaRankGeometry | undefined
+  /** K, V (fa view) then x, B, C, ssm (ssm view; B/C absent for Mamba1). */
+  readonly parts: readonly PartGeometry[]
+}
+
+/** One engine (prefill or decode) at one TP size. Every rank has the same sizes; heads differ. */
+export interface EngineLayout {
+  readonly tp: number
+  readonly hybrid: boolean
+  readonly attentionBackend: AttentionBackend
+  readonly convLayout: ConvLayout
+  readonly kvLayout: KvLayout
+  readonly dtypes: ResolvedDtypes
+  /** The scheduler's (manager's) block size in tokens; block ids count these. */
+  readonly logicalBlockSize: number
+  /** The block size the attention kernel addresses. */
+  readonly kernelBlockSize: number
+  /** r = logicalBlockSize / kernelBlockSize (vLLM physical_blocks_per_logical_kv_block). */
+  readonly blocksPerLogical: number
+  /** Kernel block sizes the backend accepts, as vLLM lists them ("16", "32", "multiple of 16"). */
+  readonly supportedKernelBlockSizes: readonly string[]
+  /** Logical page: FA page of one logical block = the padded Mamba page. */
+  readonly pageBytes: number
+  readonly kernelPageBytes: number
+  readonly kvHalfBytes: number
+  readonly attnBytesPerToken: number
+  /** Unpadded conv + SSM bytes per page (0 for pure attention models). */
+  readonly mambaPageBytes: number
+  /** pageBytes − mambaPageBytes for hybrids (never read), else 0. */
+  readonly paddingBytes: number
+  /** Shared KV-cache tensors T (= memory registrations); tensor s holds slot s of every group. */
+  readonly numTensors: number
+  readonly groups: readonly CacheGroup[]
+  readonly layers: readonly LayerPlacement[]
+  readonly ranks: readonly RankLayout[]
+  /** vLLM v0.20's estimate of this engine's ratio as a remote: ceil(mambaPage / kernelPage). */
+  readonly vllmRatioEstimate: number | undefined
+  /** How the logical block size was derived, in one line. */
+  readonly blockSizeReason: string
+}
+
+/** One read of a page-level template: offsets within one kernel page (fa) or one logical page (ssm). */
+export interface PageRead {
+  readonly decodeRank: number
+  readonly prefillRank: number
+  readonly view: CacheView
+  readonly part: CachePart
+  readonly remoteOffsetBytes: number
+  readonly localOffsetBytes: number
+  readonly lengthBytes: number
+}
+
+export interface RankPair {
+  readonly decodeRank: number
+  readonly prefillRank: number
+  /** Page-level reads, fa view first (K, V), then ssm (x, B, C, ssm). Empty parts are omitted. */
+  readonly pageReads: readonly PageRead[]
+  readonly readsFa: boolean
+  readonly readsSsm: boolean
+}
+
+export interface TpMapping {
+  /** vLLM tp_ratio: D/P when D ≥ P, else −(P/D). */
+  readonly tpRatio: number
+  /** Every (decode rank, prefill rank) pair that reads anything, decode rank major. */
+  readonly pairs: readonly RankPair[]
+  /** [prefill rank] → notifications it waits for before freeing a request's blocks. */
+  readonly notificationsPerPrefillRank: readonly number[]
+}
+
+export interface VllmPitfall {
+  readonly code: string
+  readonly message: string
+  readonly fix: string
+}
+
+export interface LayoutPlan {
+  readonly model: ModelSpec
+  readonly prefill: EngineLayout
+  readonly decode: EngineLayout
+  readonly mapping: TpMapping
+  /** sha256 (hex) over everything P and D must agree on; see compat-hash.ts. */
+  readonly compatibilityHash: string
+  readonly vllmPitfalls: readonly VllmPitfall[]
+}

@@ -1,0 +1,6 @@
+export {type Dtype, type DtypeChoice, DTYPES, dtypeBytes, parseDtype, flagDtypeChoice} from './dtype.js'
+export type {AttentionParams, GdnParams, LayerKind, LayerSpec, Mamba1Params, Mamba2Params, ModelFamily, ModelSource, ModelSpec, StateMixerParams} from './model-spec.js'
+export {layersWith, stateLayers} from './model-spec.js'
+export {parseModelConfig, SUPPORTED_ARCHITECTURES} from './parse-config.js'
+export {type ModelPreset, PRESETS, findPreset} from './presets.js'
+export {loadModelSpec} from './load-model.js'
