@@ -31,7 +31,19 @@ export function isUsablePort(port: RdmaPort): boolean {
   return up && (port.linkLayer !== 'Ethernet' || roceV2GidIndex(port) !== null)
 }
 
+/**
+ * RDMA devices exist in sysfs but user space has no /dev/infiniband/uverbs* nodes to open them
+ * (a container started without --device=/dev/infiniband, or ib_uverbs not loaded). Unknown (false)
+ * when the capture has no /dev at all.
+ */
+export function rdmaUserspaceBlocked(facts: MachineFacts): boolean {
+  const c = facts.container
+  return facts.rdma.length > 0 && c.devListed && !c.devInfiniband.some((d) => d.startsWith('uverbs'))
+}
+
+/** Ports UCX could actually use: up, addressable, and openable from user space. */
 export function usableRdmaPortCount(facts: MachineFacts): number {
+  if (rdmaUserspaceBlocked(facts)) return 0
   return facts.rdma.reduce((n, d) => n + d.ports.filter(isUsablePort).length, 0)
 }
 

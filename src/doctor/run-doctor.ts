@@ -1,6 +1,6 @@
 import {CHECKS} from './checks/index.js'
 import {CollectOptions, MachineFacts, collectFacts} from './collect.js'
-import {nvidiaGpus, usableRdmaPortCount} from './derive.js'
+import {nvidiaGpus, rdmaUserspaceBlocked, usableRdmaPortCount} from './derive.js'
 import {plural} from './format.js'
 import {CHECK_IDS, CheckStatus, DoctorCheck, DoctorReport, Verdict} from './types.js'
 
@@ -34,7 +34,12 @@ function headline(facts: MachineFacts, checks: readonly DoctorCheck[]): string {
     return 'No GPU and no RDMA device: hpd serve runs its CPU kernels and moves KV cache over shared memory (same host) or TCP (across hosts) only.'
   }
   if (rdmaDevices === 0 || usablePorts === 0) {
-    const rdma = rdmaDevices === 0 ? 'no RDMA device' : `${plural(rdmaDevices, 'RDMA device')} but no usable port`
+    const rdma =
+      rdmaDevices === 0
+        ? 'no RDMA device'
+        : rdmaUserspaceBlocked(facts)
+          ? `${plural(rdmaDevices, 'RDMA device')} that user space cannot open (no /dev/infiniband/uverbs*)`
+          : `${plural(rdmaDevices, 'RDMA device')} but no usable port`
     return `${gpus > 0 ? plural(gpus, 'GPU') : 'No GPU'}, ${rdma}: hpd serve moves KV cache over shared memory (same host) or TCP (across hosts) only.`
   }
   const ports = plural(usablePorts, 'usable RDMA port')

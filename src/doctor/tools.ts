@@ -79,7 +79,7 @@ export class CapturedToolRunner implements ToolRunner {
     if (text === undefined) {
       return {
         kind: 'unavailable',
-        reason: `${spec.file} cannot describe a --root tree and ${this.fs.hostPath(machinePath)} was not captured`,
+        reason: `not captured (no .hpd-doctor/${spec.captureFile} in the --root tree; ${spec.file} cannot describe another machine)`,
       }
     }
     return {kind: 'output', stdout: text, source: this.fs.hostPath(machinePath)}

@@ -1,5 +1,5 @@
 import {MachineFacts} from '../collect.js'
-import {isUsablePort, rdmaNics, roceV2GidIndex} from '../derive.js'
+import {isUsablePort, rdmaNics, rdmaUserspaceBlocked, roceV2GidIndex} from '../derive.js'
 import {plural} from '../format.js'
 import {isEfa} from '../probes/pci.js'
 import {RdmaPort} from '../probes/rdma.js'
@@ -33,8 +33,11 @@ export function checkRdma(facts: MachineFacts): DoctorCheck {
   const ports = facts.rdma.flatMap((d) => d.ports.map((p) => ({device: d.name, port: p})))
   const activePorts = ports.filter(({port}) => port.state === 'ACTIVE').length
   const usable = ports.filter(({port}) => isUsablePort(port))
+  const blocked = rdmaUserspaceBlocked(facts)
   const data = {
     deviceCount: devices.length,
+    userspaceAccess: facts.container.devListed ? !blocked : null,
+    uverbsDevices: facts.container.devInfiniband.filter((d) => d.startsWith('uverbs')),
     activePorts,
     usablePorts: usable.length,
     linkLayers: [...new Set(ports.map(({port}) => port.linkLayer))],
@@ -54,6 +57,13 @@ export function checkRdma(facts: MachineFacts): DoctorCheck {
   const rates = [...new Set(usable.map(({port}) => `${port.linkLayer === 'Ethernet' ? 'RoCE' : port.linkLayer} ${port.rateGbps ?? '?'} Gb/s`))]
   const base = `${plural(devices.length, 'device')}, ${usable.length} of ${plural(ports.length, 'port')} usable${rates.length ? ` (${rates.join(', ')})` : ''}`
   if (efa.length > 0) problems.push(`${plural(efa.length, 'EFA device')}: UCX does not drive EFA (use libfabric)`)
+  if (blocked) {
+    const inContainer = facts.container.runtime !== null
+    return result('rdma', TITLE, 'fail', `${base}, but /dev/infiniband has no uverbs device nodes: user space (UCX) cannot open them and falls back to TCP`, data,
+      inContainer
+        ? 'Start the container with --device=/dev/infiniband (and --ulimit memlock=-1).'
+        : 'Load the user-space verbs module (`modprobe ib_uverbs`; rdma-core\'s udev rules create /dev/infiniband/uverbs*).')
+  }
   if (usable.length === 0) {
     return result('rdma', TITLE, 'fail', `${base}: ${problems.join('; ')}`, data, portHint(ports.map(({port}) => port)))
   }

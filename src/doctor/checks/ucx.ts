@@ -23,7 +23,7 @@ export function checkUcx(facts: MachineFacts): DoctorCheck {
   const {version, devices} = facts.ucx
   const tuningEnv = Object.fromEntries(Object.entries(facts.ucxEnv).filter(([k]) => /SEG_SIZE|^UCX_TLS$|^UCX_NET_DEVICES$/u.test(k)))
   if (!devices.ok) {
-    const reason = version.ok ? devices.reason : devices.reason === version.reason ? version.reason : `${version.reason}; ${devices.reason}`
+    const reason = version.ok || devices.reason === version.reason ? devices.reason : bothReasons(version.reason, devices.reason)
     return result('ucx', TITLE, 'skip', `${version.ok ? `UCX ${version.value.version}; transports unknown: ` : ''}${reason}`,
       {version: version.ok ? version.value.version : null, transports: [], env: tuningEnv},
       facts.captured
@@ -76,4 +76,10 @@ export function checkUcx(facts: MachineFacts): DoctorCheck {
   if (findings.length === 0) return result('ucx', TITLE, 'ok', base, data)
   const status = findings.some((f) => f.status === 'fail') ? 'fail' : 'warn'
   return result('ucx', TITLE, status, `${base}; ${findings.map((f) => f.text).join('; ')}`, data, findings.map((f) => f.hint).join(' '))
+}
+
+/** Two unavailable outputs of the same tool usually fail the same way; say it once. */
+function bothReasons(versionReason: string, devicesReason: string): string {
+  const v = versionReason.replace('ucx_info-v.txt', 'ucx_info-{v,d}.txt')
+  return v === devicesReason.replace('ucx_info-d.txt', 'ucx_info-{v,d}.txt') ? v : `ucx_info -v: ${versionReason}; ucx_info -d: ${devicesReason}`
 }

@@ -10,6 +10,8 @@ export interface ContainerFacts {
   readonly devInfiniband: readonly string[]
   /** /dev/nvidia* device nodes. */
   readonly devNvidia: readonly string[]
+  /** False when /dev is empty or absent (a capture without /dev): device-node checks then cannot judge. */
+  readonly devListed: boolean
 }
 
 export async function probeContainer(fs: RootFs): Promise<ContainerFacts> {
@@ -33,5 +35,5 @@ export async function probeContainer(fs: RootFs): Promise<ContainerFacts> {
     const kind = {kubepods: 'kubernetes', docker: 'docker', libpod: 'podman', containerd: 'containerd', lxc: 'lxc'}[cg[1]] ?? cg[1]
     note(kind, `/proc/1/cgroup names ${cg[1]}`)
   }
-  return {runtime, evidence, devInfiniband, devNvidia: dev.filter((d) => d.startsWith('nvidia'))}
+  return {runtime, evidence, devInfiniband, devNvidia: dev.filter((d) => d.startsWith('nvidia')), devListed: dev.length > 0}
 }
