@@ -243,8 +243,8 @@ Status UcxAgent::init() {
   auto user_set = [](const char* env) { return std::getenv(env) != nullptr; };
   Status st;
   // PEER error mode drops the shm transports unless mm error handling is on (ucx-notes.md §0).
-  if (!user_set("UCX_MM_ERROR_HANDLING") && !user_set("UCX_POSIX_ERROR_HANDLING") &&
-      !user_set("UCX_SYSV_ERROR_HANDLING")) {
+  if (options_.transport != TransportChoice::kTcp && !user_set("UCX_MM_ERROR_HANDLING") &&
+      !user_set("UCX_POSIX_ERROR_HANDLING") && !user_set("UCX_SYSV_ERROR_HANDLING")) {
     if (!(st = set("MM_ERROR_HANDLING", "y")).is_ok()) return st;
   }
   if (!user_set("UCX_KEEPALIVE_INTERVAL")) {
@@ -275,6 +275,8 @@ Status UcxAgent::init() {
       if (*end == 'k' || *end == 'K') tcp_segment_bytes_ <<= 10;
       if (*end == 'm' || *end == 'M') tcp_segment_bytes_ <<= 20;
     }
+  } else if (options_.tcp_segment_bytes > 0 && options_.transport == TransportChoice::kShm) {
+    tcp_segment_bytes_ = options_.tcp_segment_bytes;  // no tcp here; advertise it so peers still agree
   } else if (options_.tcp_segment_bytes > 0) {
     const std::string v = std::to_string(options_.tcp_segment_bytes);
     if (!(st = set("TX_SEG_SIZE", v)).is_ok()) return st;

@@ -1,0 +1,145 @@
+// Two real processes, real UCX: this process holds one TransferAgent, a forked child
+// (transfer-agent-peer.ts) holds the other. Proves one-sided reads of allocated and registered
+// memory over shared memory and TCP, merging, notifications both ways, peer death as a typed
+// error, and close().
+import {type ChildProcess, fork} from 'node:child_process'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {afterEach, describe, expect, it} from 'vitest'
+
+import {type Peer, TransferAgent, TransportError, verifyPattern} from '../../src/transport/index.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const REGION_BYTES = 4 << 20
+
+interface Ready {
+  metadata: string
+  region: {id: number; sizeBytes: number; allocated: boolean}
+}
+
+const children: ChildProcess[] = []
+const agents: TransferAgent[] = []
+
+afterEach(() => {
+  for (const a of agents.splice(0)) a.close()
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
+})
+
+function nextMessage<T>(child: ChildProcess, accept: (m: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('peer process did not answer in time')), timeoutMs)
+    const onMessage = (m: unknown): void => {
+      if (!accept(m as Record<string, unknown>)) return
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      resolve(m as T)
+    }
+    child.on('message', onMessage)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`peer process exited (${code})`))
+    })
+  })
+}
+
+async function startPeer(env: Record<string, string>): Promise<{child: ChildProcess; ready: Ready}> {
+  const child = fork(join(here, 'transfer-agent-peer.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    env: {...process.env, PEER_REGION_BYTES: String(REGION_BYTES), ...env},
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  children.push(child)
+  const ready = await nextMessage<Ready>(child, (m) => m.ready === true)
+  return {child, ready}
+}
+
+function makeAgent(name: string, options: {transport?: 'auto' | 'shm' | 'tcp'; tcpSegmentBytes?: number} = {}): TransferAgent {
+  const agent = TransferAgent.create({name, ...options})
+  agents.push(agent)
+  return agent
+}
+
+/** Reads the peer's region in 64 KiB descriptors, some pairs permuted so they cannot merge. */
+async function readAndVerify(agent: TransferAgent, peer: Peer, ready: Ready): Promise<{runs: number; descriptors: number}> {
+  const local = agent.allocRegion(REGION_BYTES)
+  const chunk = 64 << 10
+  const count = REGION_BYTES / chunk
+  const descs = Array.from({length: count}, (_, i) => ({offsetBytes: i * chunk, sizeBytes: chunk}))
+  const localList = agent.prepareLocal(descs.map((d) => ({...d, region: local.id})))
+  const remoteList = agent.prepareRemote(peer, descs.map((d) => ({...d, region: ready.region.id})))
+  // Identity pairs for the first half (merge into one run); the second half reversed (one run each).
+  const half = count / 2
+  const idx = [...Array.from({length: half}, (_, i) => i), ...Array.from({length: half}, (_, i) => count - 1 - i)]
+  const result = await agent.read(localList, idx, remoteList, idx, {timeoutMs: 10_000})
+  expect(result.bytes).toBe(REGION_BYTES)
+  const mismatch = await verifyPattern(local.buffer, [
+    {offsetBytes: 0, sizeBytes: REGION_BYTES, key: {engine: 9, request: 1, rank: 0, tensor: ready.region.id, block: 0, part: 0}, partOffsetBytes: 0},
+  ])
+  expect(mismatch).toBeNull()
+  return {runs: result.runs, descriptors: result.descriptors}
+}
+
+describe('transfer agent between two processes', () => {
+  it('reads allocated shared memory one-sided, merges adjacent descriptors, and notifies both ways', async () => {
+    const {child, ready} = await startPeer({PEER_NAME: 'owner'})
+    expect(ready.region.allocated).toBe(true)
+    const agent = makeAgent('reader')
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    expect(peer.name).toBe('owner')
+    const shape = await readAndVerify(agent, peer, ready)
+    expect(shape).toEqual({descriptors: 64, runs: 1 + 32})
+
+    child.send({op: 'connect', metadata: Buffer.from(agent.metadata()).toString('base64')})
+    await nextMessage(child, (m) => m.reply === 'connect')
+    const received = nextMessage<{text: string; peerName: string}>(child, (m) => m.event === 'notification')
+    await agent.notify(peer, 'request 7 read; free its blocks')
+    expect(await received).toMatchObject({text: 'request 7 read; free its blocks', peerName: 'reader'})
+
+    child.send({op: 'notify', text: 'freed 7'})
+    const note = await agent.nextNotification({from: peer, timeoutMs: 10_000})
+    expect(new TextDecoder().decode(note.payload)).toBe('freed 7')
+    expect(note.peerName).toBe('owner')
+  })
+
+  it('reads registered (caller-owned) memory, which UCX emulates with the owner progressing', async () => {
+    const {ready} = await startPeer({PEER_NAME: 'owner-registered', PEER_REGISTER: '1'})
+    expect(ready.region.allocated).toBe(false)
+    const agent = makeAgent('reader-registered')
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    await readAndVerify(agent, peer, ready)
+  })
+
+  it('reads over TCP with tuned segments', async () => {
+    const {ready} = await startPeer({PEER_NAME: 'owner-tcp', PEER_TRANSPORT: 'tcp'})
+    const agent = makeAgent('reader-tcp', {transport: 'tcp'})
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    await readAndVerify(agent, peer, ready)
+  })
+
+  it('refuses a peer whose TCP segment size differs (UCX would abort the reader)', async () => {
+    const {ready} = await startPeer({PEER_NAME: 'owner-seg', PEER_TCP_SEGMENT_BYTES: '0'})
+    const agent = makeAgent('reader-seg')
+    expect(() => agent.connect(Buffer.from(ready.metadata, 'base64'))).toThrow(/TCP segments of 0 bytes.*262144/)
+  })
+
+  it('turns a killed peer into a typed transport error naming the peer, not a hang', async () => {
+    const {child, ready} = await startPeer({PEER_NAME: 'doomed'})
+    const agent = makeAgent('survivor')
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    await readAndVerify(agent, peer, ready)
+    const failures: string[] = []
+    agent.onPeerFailure((f) => failures.push(`${f.peerName}:${f.operation}`))
+    child.kill('SIGKILL')
+    // The wait's own deadline is 5 s; keepalive (500 ms) must fail it first with PEER_UNREACHABLE.
+    const error = await agent.nextNotification({from: peer, timeoutMs: 5000}).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(TransportError)
+    expect(error).toMatchObject({code: 'HPD_NATIVE_PEER_UNREACHABLE', peer: 'doomed', exitCode: 5})
+    expect(failures).toEqual(['doomed:keepalive'])
+    // Later operations on the dead peer fail at once, typed.
+    const local = agent.allocRegion(4096)
+    const l = agent.prepareLocal([{region: local.id, offsetBytes: 0, sizeBytes: 4096}])
+    const r = agent.prepareRemote(peer, [{region: ready.region.id, offsetBytes: 0, sizeBytes: 4096}])
+    await expect(agent.read(l, [0], r, [0], {timeoutMs: 5000})).rejects.toMatchObject({code: 'HPD_NATIVE_PEER_UNREACHABLE', operation: 'read'})
+  })
+})
