@@ -1,0 +1,86 @@
+import {writeFileSync} from 'node:fs'
+
+import {Flags} from '@oclif/core'
+
+import {HpdCommand} from '../cli/hpd-command.js'
+import {UsageError} from '../errors.js'
+import {ATTENTION_BACKENDS, type AttentionBackend, type ConvLayout} from '../layout/types.js'
+import {inspectLayout, type InspectLayoutResult, renderInspectSvg, renderInspectTable} from '../layout/present/index.js'
+import {flagDtypeChoice, loadModelSpec} from '../model/index.js'
+
+const DTYPE_CHOICES = ['auto', 'bf16', 'fp16', 'fp32', 'fp8']
+
+export default class InspectLayout extends HpdCommand<InspectLayoutResult> {
+  static override summary = 'Show the hybrid KV-cache layout, descriptor views and TP read plan of a prefill/decode pair.'
+  static override description = `Computes, without a GPU, vLLM's exact cache geometry for a hybrid (or plain attention) model:
+block sizes, padding, shared tensors, per-rank page map, the read map between prefill and decode
+ranks for one request, the compatibility hash and the vLLM pitfalls of the configuration.
+--format svg writes a picture to --output FILE, or to stdout without --output.`
+
+  static override examples = [
+    '<%= config.bin %> inspect-layout --model nemotron-h-8b --tp 2 --decode-tp 1',
+    '<%= config.bin %> inspect-layout --model nemotron-nano-9b-v2 --tp 8 --decode-tp 2 --prompt-tokens 131072 --json',
+    '<%= config.bin %> inspect-layout --model ./config.json --block-size 128 --format svg --output layout.svg',
+  ]
+
+  static override flags = {
+    model: Flags.string({char: 'm', summary: 'Preset name, config.json path or model directory.', required: true, env: 'HPD_MODEL'}),
+    tp: Flags.integer({summary: 'Prefill tensor-parallel size.', default: 1, min: 1, env: 'HPD_TP'}),
+    'decode-tp': Flags.integer({summary: 'Decode tensor-parallel size (default: --tp).', min: 1, env: 'HPD_DECODE_TP'}),
+    'block-size': Flags.integer({summary: 'Requested logical block size in tokens (hybrids grow it to fit a Mamba page).', min: 1, env: 'HPD_BLOCK_SIZE'}),
+    'kv-cache-dtype': Flags.string({summary: 'K/V cache dtype (auto = model dtype).', options: DTYPE_CHOICES, default: 'auto', env: 'HPD_KV_CACHE_DTYPE'}),
+    'mamba-cache-dtype': Flags.string({summary: 'Mamba conv state dtype (auto = model dtype).', options: DTYPE_CHOICES, default: 'auto', env: 'HPD_MAMBA_CACHE_DTYPE'}),
+    'mamba-ssm-dtype': Flags.string({summary: 'Mamba SSM state dtype (auto = family default, fp32 for Nemotron-H).', options: DTYPE_CHOICES, default: 'auto', env: 'HPD_MAMBA_SSM_DTYPE'}),
+    'attention-backend': Flags.string({summary: 'Attention backend whose kernel block sizes apply.', options: [...ATTENTION_BACKENDS], default: 'flash-attn', env: 'HPD_ATTENTION_BACKEND'}),
+    'conv-layout': Flags.string({summary: 'Conv state layout (vLLM VLLM_SSM_CONV_STATE_LAYOUT).', options: ['DS', 'SD'], default: 'DS', env: 'HPD_CONV_LAYOUT'}),
+    'prompt-tokens': Flags.integer({summary: 'Prompt length N of the request to plan (hybrids transfer N−1).', default: 3000, min: 1, env: 'HPD_PROMPT_TOKENS'}),
+    descriptors: Flags.boolean({summary: 'Also print the full descriptor tables (vLLM FA and SSM views).', default: false}),
+    format: Flags.string({summary: 'Output format.', options: ['table', 'svg'], default: 'table', env: 'HPD_FORMAT'}),
+    output: Flags.string({char: 'o', summary: 'With --format svg: write the SVG to this file instead of stdout.', env: 'HPD_OUTPUT'}),
+  }
+
+  async run(): Promise<InspectLayoutResult> {
+    const {flags} = await this.parse(InspectLayout)
+    if (flags.output !== undefined && flags.format !== 'svg') {
+      throw new UsageError('HPD_USAGE_OUTPUT_WITHOUT_SVG', '--output only applies to --format svg', {hint: 'Add --format svg, or redirect stdout.'})
+    }
+    const model = loadModelSpec(flags.model)
+    let result = inspectLayout({
+      model,
+      prefillTp: flags.tp,
+      decodeTp: flags['decode-tp'] ?? flags.tp,
+      blockSize: flags['block-size'],
+      kvCacheDtype: flagDtypeChoice('kv-cache-dtype', flags['kv-cache-dtype']),
+      mambaConvDtype: flagDtypeChoice('mamba-cache-dtype', flags['mamba-cache-dtype']),
+      mambaSsmDtype: flagDtypeChoice('mamba-ssm-dtype', flags['mamba-ssm-dtype']),
+      attentionBackend: flags['attention-backend'] as AttentionBackend,
+      convLayout: flags['conv-layout'] as ConvLayout,
+      promptTokens: flags['prompt-tokens'],
+      descriptors: flags.descriptors,
+    })
+    if (flags.format === 'svg') {
+      const svg = renderInspectSvg(result)
+      if (flags.output === undefined) {
+        if (!this.jsonEnabled()) process.stdout.write(svg)
+        return result
+      }
+      writeSvg(flags.output, svg)
+      result = {...result, svgPath: flags.output}
+      this.info(`svg written to ${flags.output}`)
+      return result
+    }
+    this.print(renderInspectTable(result))
+    return result
+  }
+}
+
+function writeSvg(path: string, svg: string): void {
+  try {
+    writeFileSync(path, svg)
+  } catch (error) {
+    throw new UsageError('HPD_USAGE_OUTPUT_UNWRITABLE', `cannot write --output ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
+      hint: 'Choose a writable path.',
+      cause: error,
+    })
+  }
+}

@@ -1,0 +1,94 @@
+import type {EngineSummary, InspectLayoutResult} from './inspect-result.js'
+
+const COLORS: Readonly<Record<string, string>> = {K: '#4e79a7', V: '#59a14f', x: '#f28e2b', B: '#e15759', C: '#b07aa1', ssm: '#76b7b2', padding: '#d3d3d3'}
+const RANK_COLORS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7']
+const WIDTH = 960
+const LEFT = 150
+const BAR = WIDTH - LEFT - 20
+
+/**
+ * One decode page in both views (fa: r kernel blocks, each K|V; ssm: x|B|C|SSM|padding, to scale)
+ * and the rank read map (for every decode rank, which prefill rank each byte of its kernel page and
+ * its Mamba page comes from). Pure string building.
+ */
+export function renderInspectSvg(r: InspectLayoutResult): string {
+  const D = r.decode
+  const parts: string[] = []
+  let y = 30
+  parts.push(text(10, y, `${esc(r.model.name)}: prefill TP ${r.prefill.tp} → decode TP ${D.tp}, logical block ${D.logicalBlockSize} tokens, kernel block ${D.kernelBlockSize} (r = ${D.blocksPerLogical})`, 15, 'bold'))
+  y += 30
+  parts.push(text(10, y + 14, 'fa view (1 page)', 12))
+  parts.push(...faPage(D, y))
+  y += 40
+  if (D.mambaPageBytes > 0) {
+    parts.push(text(10, y + 14, 'ssm view (1 page)', 12))
+    parts.push(...ssmPage(D, y))
+    y += 40
+  }
+  parts.push(...legend(y))
+  y += 40
+  parts.push(text(10, y, 'read map: source prefill rank of every byte of a decode page', 13, 'bold'))
+  y += 16
+  const byDecode = new Map<number, {view: string; local: number; length: number; prefillRank: number}[]>()
+  for (const pr of r.transfer.pageReads) {
+    const list = byDecode.get(pr.decodeRank) ?? []
+    list.push({view: pr.view, local: pr.localOffsetBytes, length: pr.lengthBytes, prefillRank: pr.prefillRank})
+    byDecode.set(pr.decodeRank, list)
+  }
+  for (let d = 0; d < D.tp; d++) {
+    const reads = byDecode.get(d) ?? []
+    for (const [view, total] of [['fa', D.kernelPageBytes], ['ssm', D.pageBytes]] as const) {
+      if (view === 'ssm' && D.mambaPageBytes === 0) continue
+      parts.push(text(10, y + 14, `D${d} ${view === 'fa' ? 'kernel page' : 'mamba page'}`, 12))
+      parts.push(rect(LEFT, y, BAR, 20, '#ffffff', '#999'))
+      for (const rd of reads.filter((x) => x.view === view)) {
+        parts.push(rect(LEFT + (rd.local / total) * BAR, y, Math.max(1, (rd.length / total) * BAR), 20, RANK_COLORS[rd.prefillRank % RANK_COLORS.length], 'none', `from P${rd.prefillRank}: ${rd.length} B at ${rd.local}`))
+      }
+      y += 26
+    }
+  }
+  const ranks = Array.from({length: r.prefill.tp}, (_, p) => p)
+  ranks.forEach((p, i) => {
+    parts.push(rect(LEFT + i * 90, y + 4, 14, 14, RANK_COLORS[p % RANK_COLORS.length]))
+    parts.push(text(LEFT + i * 90 + 18, y + 16, `P${p}`, 12))
+  })
+  y += 30
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${y}" viewBox="0 0 ${WIDTH} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${parts.join('\n')}\n</svg>\n`
+}
+
+function faPage(D: EngineSummary, y: number): string[] {
+  const out: string[] = []
+  const w = BAR / D.blocksPerLogical
+  for (let b = 0; b < D.blocksPerLogical; b++) {
+    out.push(rect(LEFT + b * w, y, w / 2, 20, COLORS.K, 'none', `kernel block ${b}: K ${D.kvHalfBytes} B`))
+    out.push(rect(LEFT + b * w + w / 2, y, w / 2, 20, COLORS.V, 'none', `kernel block ${b}: V ${D.kvHalfBytes} B`))
+  }
+  out.push(rect(LEFT, y, BAR, 20, 'none', '#333'))
+  return out
+}
+
+function ssmPage(D: EngineSummary, y: number): string[] {
+  const out: string[] = []
+  for (const p of D.ranks[0].pageMap.filter((m) => m.view === 'ssm')) {
+    out.push(rect(LEFT + (p.offsetBytes / D.pageBytes) * BAR, y, Math.max(1, (p.lengthBytes / D.pageBytes) * BAR), 20, COLORS[p.part], 'none', `${p.part}: ${p.lengthBytes} B at ${p.offsetBytes}`))
+  }
+  out.push(rect(LEFT, y, BAR, 20, 'none', '#333'))
+  return out
+}
+
+function legend(y: number): string[] {
+  return Object.entries(COLORS).flatMap(([name, color], i) => [rect(LEFT + i * 100, y + 4, 14, 14, color), text(LEFT + i * 100 + 18, y + 16, name, 12)])
+}
+
+function rect(x: number, y: number, w: number, h: number, fill: string, stroke = 'none', title?: string): string {
+  const t = title ? `<title>${esc(title)}</title>` : ''
+  return `<rect x="${x.toFixed(2)}" y="${y}" width="${w.toFixed(2)}" height="${h}" fill="${fill}" stroke="${stroke}">${t}</rect>`
+}
+
+function text(x: number, y: number, s: string, size: number, weight = 'normal'): string {
+  return `<text x="${x}" y="${y}" font-size="${size}" font-weight="${weight}">${s}</text>`
+}
+
+function esc(s: string): string {
+  return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;')
+}
