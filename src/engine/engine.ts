@@ -1,0 +1,249 @@
+import {ModelConfigError, UsageError} from '../errors.js'
+import {planEngineLayout} from '../layout/engine-layout.js'
+import type {AttentionBackend, EngineLayout} from '../layout/types.js'
+import type {ModelSpec} from '../model/index.js'
+import {BlockPool} from './block-pool.js'
+import {allocateRankCaches, arrayBufferAllocator, kernelBlockTable, mambaPageGeometry, type CacheAllocator, type RankCache} from './cache.js'
+import {dimsFromSpec, type ModelDims} from './model-dims.js'
+import {ModelRunner, type SliceWork} from './runner.js'
+import {shardWeights} from './tp-shard.js'
+import type {Weights} from './weights.js'
+
+/** Logical block ids of a request, one list per KV-cache group (layout.groups order). */
+export type GroupBlockIds = readonly (readonly number[])[]
+
+export interface EngineOptions {
+  readonly spec: ModelSpec
+  readonly weights: Weights
+  /** Tensor-parallel ranks, all run in this process. Default 1. */
+  readonly tp?: number
+  /** Logical blocks per shared tensor (the pool size). Default: enough for 8 × 2048 tokens. */
+  readonly numBlocks?: number
+  /** Requested logical block size (hybrids grow it to fit a Mamba page; see src/layout). */
+  readonly blockSize?: number
+  /** Attention kernel backend whose block rules the layout follows. Default `cpu` (hpd's own kernels). */
+  readonly attentionBackend?: AttentionBackend
+  /** Where cache memory comes from (the transfer agent in workers). Default: ArrayBuffers. */
+  readonly allocator?: CacheAllocator
+}
+
+interface RequestState {
+  /** Tokens whose K/V and state are in the cache (the next token's position). */
+  numTokens: number
+  readonly blocks: number[][]
+  tables: Map<number, Int32Array>
+}
+
+/**
+ * The CPU engine: one model at one TP size, its cache in the layout engine's shared tensors, a
+ * block pool shared by all KV-cache groups, and per-request block tables. Not thread-safe:
+ * one caller (the worker's event loop) drives it; each call runs to completion.
+ *
+ * Entry points (src/engine/README.md): allocate → prefill (local, or N−1 tokens for a remote
+ * decode) | adopt (a transferred cache) → decodeStep (batched) → free.
+ */
+export class HybridEngine {
+  readonly dims: ModelDims
+  readonly layout: EngineLayout
+  readonly numBlocks: number
+  readonly caches: readonly RankCache[]
+  private readonly runner: ModelRunner
+  private readonly pool: BlockPool
+  private readonly requests = new Map<string, RequestState>()
+  private closed = false
+
+  constructor(options: EngineOptions) {
+    const tp = options.tp ?? 1
+    this.dims = dimsFromSpec(options.spec)
+    if (options.spec.dtype !== 'fp32' && options.spec.dtype !== 'bf16' && options.spec.dtype !== 'fp16') {
+      throw new ModelConfigError('HPD_ENGINE_UNSUPPORTED_DTYPE', `the CPU engine cannot run torch_dtype ${options.spec.dtype}`)
+    }
+    // The CPU kernels compute and cache in fp32 whatever the checkpoint dtype (weights are widened on load).
+    this.layout = planEngineLayout({
+      model: options.spec,
+      tp,
+      blockSize: options.blockSize,
+      attentionBackend: options.attentionBackend ?? 'cpu',
+      convLayout: 'DS',
+      kvCacheDtype: 'fp32',
+      mambaConvDtype: 'fp32',
+      mambaSsmDtype: 'fp32',
+    })
+    this.numBlocks = options.numBlocks ?? Math.max(16, Math.ceil((8 * 2048) / this.layout.logicalBlockSize) * this.layout.groups.length)
+    if (!Number.isInteger(this.numBlocks) || this.numBlocks < 1) {
+      throw new UsageError('HPD_ENGINE_BAD_NUM_BLOCKS', `numBlocks ${this.numBlocks} is not a positive integer`)
+    }
+    this.caches = allocateRankCaches(this.layout, this.numBlocks, options.allocator ?? arrayBufferAllocator)
+    const ranks = Array.from({length: tp}, (_x, r) => shardWeights(this.dims, options.weights, tp, r))
+    this.runner = new ModelRunner(this.dims, ranks, this.layout, this.caches, this.numBlocks)
+    this.pool = new BlockPool(this.numBlocks)
+  }
+
+  get tp(): number {
+    return this.layout.tp
+  }
+
+  usage(): {usedBlocks: number; totalBlocks: number} {
+    return {usedBlocks: this.pool.usedBlocks, totalBlocks: this.numBlocks}
+  }
+
+  /** Blocks a request of `numTokens` tokens needs in each group. */
+  blocksNeeded(numTokens: number): number[] {
+    return this.layout.groups.map((g) => (g.kind === 'state' ? 1 : Math.max(1, Math.ceil(numTokens / this.layout.logicalBlockSize))))
+  }
+
+  /**
+   * Reserves blocks for `numTokens` tokens of a new request (state pages zeroed). Returns its
+   * block ids per group, or null (nothing reserved) when the pool is short.
+   */
+  allocate(requestId: string, numTokens: number): GroupBlockIds | null {
+    if (this.requests.has(requestId)) throw new UsageError('HPD_ENGINE_DUPLICATE_REQUEST', `request ${requestId} already holds blocks`)
+    const need = this.blocksNeeded(numTokens)
+    const total = need.reduce((a, b) => a + b, 0)
+    const ids = this.pool.take(total)
+    if (!ids) return null
+    let o = 0
+    const blocks = need.map((n) => {
+      const part = ids.slice(o, o + n)
+      o += n
+      return part
+    })
+    const state: RequestState = {numTokens: 0, blocks, tables: new Map()}
+    this.requests.set(requestId, state)
+    this.zeroStatePages(state)
+    return this.blockIds(requestId)
+  }
+
+  blockIds(requestId: string): GroupBlockIds {
+    return this.request(requestId).blocks.map((b) => [...b])
+  }
+
+  numCachedTokens(requestId: string): number {
+    return this.request(requestId).numTokens
+  }
+
+  /**
+   * Computes `tokens` into the request's cache (allocating it when new), continuing at its cached
+   * length. Returns the last token's logits, or undefined with `remoteDecode` (a prefill worker
+   * computing N−1 prompt tokens for a decode worker skips the LM head).
+   */
+  prefill(requestId: string, tokens: readonly number[], options: {remoteDecode?: boolean} = {}): Float32Array | undefined {
+    if (tokens.length === 0) throw new UsageError('HPD_ENGINE_EMPTY_PROMPT', `prefill of request ${requestId} with no tokens`)
+    if (!this.requests.has(requestId) && this.allocate(requestId, tokens.length) === null) throw this.poolFull(requestId)
+    const state = this.request(requestId)
+    this.ensureCapacity(requestId, state, state.numTokens + tokens.length)
+    this.checkVocab(tokens)
+    const [logits] = this.runner.forward([this.slice(state, Int32Array.from(tokens), !options.remoteDecode)])
+    state.numTokens += tokens.length
+    return logits
+  }
+
+  /** Declares that `numTokens` tokens of a request's cache were filled from elsewhere (a transfer). */
+  adopt(requestId: string, numTokens: number): void {
+    const state = this.request(requestId)
+    const capacity = state.blocks.length === 0 ? 0 : this.capacityTokens(state)
+    if (numTokens > capacity) throw new UsageError('HPD_ENGINE_ADOPT_TOO_LONG', `request ${requestId} holds ${capacity} tokens of blocks, cannot adopt ${numTokens}`)
+    state.numTokens = numTokens
+  }
+
+  /**
+   * One batched step: feeds one token per request (at its cached length) and returns each
+   * request's next-token logits [vocab], in entry order. After `adopt(N−1)`, feeding the last
+   * prompt token is the "recompute the last prompt token" step.
+   */
+  decodeStep(entries: readonly {requestId: string; tokenId: number}[]): Float32Array[] {
+    this.checkVocab(entries.map((e) => e.tokenId))
+    const slices = entries.map((e) => {
+      const state = this.request(e.requestId)
+      this.ensureCapacity(e.requestId, state, state.numTokens + 1)
+      return this.slice(state, Int32Array.of(e.tokenId), true)
+    })
+    const logits = this.runner.forward(slices)
+    for (const e of entries) this.request(e.requestId).numTokens += 1
+    return logits
+  }
+
+  free(requestId: string): void {
+    const state = this.requests.get(requestId)
+    if (!state) return
+    this.requests.delete(requestId)
+    this.pool.release(state.blocks.flat())
+  }
+
+  /** Releases the cache memory (deregistration happens in the allocator). Idempotent. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const c of this.caches) for (const a of c.allocations) a.release()
+  }
+
+  private request(requestId: string): RequestState {
+    const state = this.requests.get(requestId)
+    if (!state) throw new UsageError('HPD_ENGINE_UNKNOWN_REQUEST', `request ${requestId} holds no blocks in this engine`)
+    return state
+  }
+
+  private capacityTokens(state: RequestState): number {
+    const attn = this.layout.groups.findIndex((g) => g.kind === 'attention')
+    return attn < 0 ? Number.MAX_SAFE_INTEGER : state.blocks[attn].length * this.layout.logicalBlockSize
+  }
+
+  private ensureCapacity(requestId: string, state: RequestState, numTokens: number): void {
+    const need = this.blocksNeeded(numTokens)
+    this.layout.groups.forEach((g, gi) => {
+      const missing = need[gi] - state.blocks[gi].length
+      if (missing <= 0) return
+      const ids = this.pool.take(missing)
+      if (!ids) throw this.poolFull(requestId)
+      state.blocks[gi].push(...ids)
+      state.tables.delete(gi)
+    })
+  }
+
+  private slice(state: RequestState, tokens: Int32Array, wantLogits: boolean): SliceWork {
+    const attentionTables = new Map<number, Int32Array>()
+    const statePages = new Map<number, number>()
+    this.layout.groups.forEach((g, gi) => {
+      if (g.kind === 'state') {
+        statePages.set(gi, state.blocks[gi][0])
+        return
+      }
+      let table = state.tables.get(gi)
+      if (!table) {
+        table = kernelBlockTable(state.blocks[gi], this.layout.blocksPerLogical)
+        state.tables.set(gi, table)
+      }
+      attentionTables.set(gi, table)
+    })
+    return {tokens, pos0: state.numTokens, attentionTables, statePages, wantLogits}
+  }
+
+  private zeroStatePages(state: RequestState): void {
+    if (!this.dims.mamba) return
+    this.layout.groups.forEach((g, gi) => {
+      if (g.kind !== 'state') return
+      const page = state.blocks[gi][0]
+      this.caches.forEach((c, rank) => {
+        const geo = mambaPageGeometry(this.layout, rank)
+        g.layers.forEach((layer, slot) => {
+          if (layer === null) return
+          c.tensors[slot].fill(0, page * geo.pageStride, page * geo.pageStride + geo.ssmOffset + geo.ssmElems)
+        })
+      })
+    })
+  }
+
+  private checkVocab(tokens: readonly number[]): void {
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.dims.vocabSize) {
+        throw new UsageError('HPD_ENGINE_BAD_TOKEN', `token id ${t} is outside the vocabulary [0, ${this.dims.vocabSize})`)
+      }
+    }
+  }
+
+  private poolFull(requestId: string): UsageError {
+    return new UsageError('HPD_ENGINE_POOL_FULL', `no free cache blocks for request ${requestId} (${this.pool.usedBlocks}/${this.numBlocks} in use)`, {
+      hint: 'Free finished requests or create the engine with more numBlocks.',
+    })
+  }
+}

@@ -1,0 +1,93 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {Template} from '@huggingface/jinja'
+import {Tokenizer as HfTokenizer} from '@huggingface/tokenizers'
+
+import {ModelConfigError} from '../errors.js'
+
+/** Text ↔ token ids, plus the chat template when the model has one. */
+export interface TextTokenizer {
+  readonly kind: 'byte' | 'huggingface'
+  readonly bosId: number | undefined
+  readonly eosId: number | undefined
+  /** Token ids of `text`, with the BOS token first when the tokenizer adds one. */
+  encode(text: string): number[]
+  /** Text of `ids`; special tokens are dropped. */
+  decode(ids: readonly number[]): string
+  /** The prompt text for chat `messages` (tokenizer_config.json `chat_template`), if the model has one. */
+  applyChatTemplate?(messages: readonly {role: string; content: string}[]): string
+}
+
+/** The tiny models' byte tokenizer: ids 0..255 are bytes, 256 `<s>`, 257 `</s>`, 258 `<pad>`. */
+export const BYTE_TOKENIZER_FILE = 'hpd_byte_tokenizer.json'
+export const BYTE_BOS = 256
+export const BYTE_EOS = 257
+export const BYTE_PAD = 258
+
+export function byteTokenizer(): TextTokenizer {
+  return {
+    kind: 'byte',
+    bosId: BYTE_BOS,
+    eosId: BYTE_EOS,
+    encode: (text) => [BYTE_BOS, ...Buffer.from(text, 'utf8')],
+    decode: (ids) => Buffer.from(ids.filter((id) => id >= 0 && id < 256)).toString('utf8'),
+  }
+}
+
+/**
+ * The tokenizer of a model directory: the byte tokenizer when the directory carries
+ * `hpd_byte_tokenizer.json` (the generated tiny models), else `tokenizer.json` +
+ * `tokenizer_config.json` through @huggingface/tokenizers and the chat template through
+ * @huggingface/jinja.
+ */
+export function loadTokenizer(dir: string): TextTokenizer {
+  if (existsSync(join(dir, BYTE_TOKENIZER_FILE))) return byteTokenizer()
+  const tokPath = join(dir, 'tokenizer.json')
+  if (!existsSync(tokPath)) {
+    throw new ModelConfigError('HPD_TOKENIZER_MISSING', `${dir} has no tokenizer.json`, {
+      hint: 'Copy tokenizer.json and tokenizer_config.json from the model repository into the directory.',
+      details: {dir},
+    })
+  }
+  const tokenizerJson = readJson(tokPath)
+  const cfgPath = join(dir, 'tokenizer_config.json')
+  const config = existsSync(cfgPath) ? readJson(cfgPath) : {}
+  const hf = new HfTokenizer(tokenizerJson, config)
+  const idOf = (token: unknown): number | undefined => {
+    const text = typeof token === 'string' ? token : (token as {content?: string} | undefined)?.content
+    if (!text) return undefined
+    const ids = hf.encode(text, {add_special_tokens: false}).ids
+    return ids.length === 1 ? ids[0] : undefined
+  }
+  const templateText = typeof config.chat_template === 'string' ? config.chat_template : undefined
+  const template = templateText ? new Template(templateText) : undefined
+  return {
+    kind: 'huggingface',
+    bosId: idOf(config.bos_token),
+    eosId: idOf(config.eos_token),
+    encode: (text) => hf.encode(text).ids,
+    decode: (ids) => hf.decode([...ids], {skip_special_tokens: true}),
+    applyChatTemplate: template
+      ? (messages) =>
+          template.render({
+            messages,
+            add_generation_prompt: true,
+            bos_token: tokenString(config.bos_token),
+            eos_token: tokenString(config.eos_token),
+          })
+      : undefined,
+  }
+}
+
+function tokenString(token: unknown): string {
+  return typeof token === 'string' ? token : ((token as {content?: string} | undefined)?.content ?? '')
+}
+
+function readJson(path: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+  } catch (error) {
+    throw new ModelConfigError('HPD_TOKENIZER_BAD_JSON', `${path} is not valid JSON: ${(error as Error).message}`, {details: {path}})
+  }
+}

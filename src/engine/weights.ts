@@ -1,0 +1,81 @@
+import {existsSync, readdirSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {ModelConfigError} from '../errors.js'
+import type {ModelDims} from './model-dims.js'
+import {readSafetensorsHeader, readTensorF32, type SafetensorsHeader} from './safetensors.js'
+import {expectedTensors} from './weight-names.js'
+
+/** A full (unsharded) fp32 checkpoint, by tensor name. Shapes were checked against the config. */
+export interface Weights {
+  readonly tensors: ReadonlyMap<string, Float32Array>
+  get(name: string): Float32Array
+}
+
+export function weightsFromMap(tensors: ReadonlyMap<string, Float32Array>): Weights {
+  return {
+    tensors,
+    get(name) {
+      const t = tensors.get(name)
+      if (!t) throw new ModelConfigError('HPD_WEIGHTS_MISSING_TENSOR', `the checkpoint has no tensor ${name}`, {details: {tensor: name}})
+      return t
+    },
+  }
+}
+
+/**
+ * Loads `<dir>/model.safetensors`, or the shards listed in `model.safetensors.index.json`, or
+ * every `*.safetensors` in the directory, and checks each tensor the model needs is present
+ * with the shape the config implies. Errors name the tensor and file.
+ */
+export function loadWeights(dir: string, dims: ModelDims): Weights {
+  const headers = openShards(dir)
+  const byName = new Map<string, SafetensorsHeader>()
+  for (const h of headers) for (const name of h.entries.keys()) byName.set(name, h)
+  const tensors = new Map<string, Float32Array>()
+  for (const want of expectedTensors(dims)) {
+    const header = byName.get(want.name)
+    if (!header) {
+      throw new ModelConfigError('HPD_WEIGHTS_MISSING_TENSOR', `tensor ${want.name} is missing from the checkpoint in ${dir}`, {
+        hint: 'The checkpoint does not match config.json (wrong family or layer pattern?).',
+        details: {tensor: want.name, dir},
+      })
+    }
+    const got = header.entries.get(want.name)!.shape
+    if (got.length !== want.shape.length || got.some((v, i) => v !== want.shape[i])) {
+      throw new ModelConfigError(
+        'HPD_WEIGHTS_SHAPE_MISMATCH',
+        `tensor ${want.name} in ${header.path} has shape [${got.join(', ')}], config.json implies [${want.shape.join(', ')}]`,
+        {hint: 'config.json and the weights disagree; check hidden_size, heads and the layer pattern.', details: {tensor: want.name, got, expected: want.shape}},
+      )
+    }
+    tensors.set(want.name, readTensorF32(header, want.name))
+  }
+  return weightsFromMap(tensors)
+}
+
+function openShards(dir: string): SafetensorsHeader[] {
+  const index = join(dir, 'model.safetensors.index.json')
+  if (existsSync(index)) {
+    let map: Record<string, string>
+    try {
+      map = (JSON.parse(readFileSync(index, 'utf8')) as {weight_map: Record<string, string>}).weight_map
+    } catch (error) {
+      throw new ModelConfigError('HPD_WEIGHTS_CORRUPT', `${index} is not a valid safetensors index (${(error as Error).message})`, {details: {path: index}})
+    }
+    const files = [...new Set(Object.values(map ?? {}))].sort()
+    return files.map((f) => {
+      const path = join(dir, f)
+      if (!existsSync(path)) throw new ModelConfigError('HPD_WEIGHTS_MISSING_FILE', `${index} names shard ${f}, which does not exist`, {details: {path}})
+      return readSafetensorsHeader(path)
+    })
+  }
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort() : []
+  if (files.length === 0) {
+    throw new ModelConfigError('HPD_WEIGHTS_MISSING_FILE', `no *.safetensors files in ${dir}`, {
+      hint: 'Point --model at a Hugging Face model directory (config.json + safetensors), or use --model tiny.',
+      details: {dir},
+    })
+  }
+  return files.map((f) => readSafetensorsHeader(join(dir, f)))
+}
