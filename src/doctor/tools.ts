@@ -49,11 +49,20 @@ export function captureCommand(tool: ToolName): string {
 
 /** Runs the real tools on this machine. */
 export class LiveToolRunner implements ToolRunner {
+  /** @param env environment the tools run with (PATH finds them; UCX_* variables shape `ucx_info -d`). */
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+
   async run(tool: ToolName): Promise<ToolOutput> {
     const spec = TOOL_SPECS[tool]
     // execa costs ~150 ms to import on a small machine; only pay it when a tool is asked for.
     const {execa} = await import('execa')
-    const result = await execa(spec.file, [...spec.args], {timeout: spec.timeoutMs, reject: false, stdin: 'ignore'})
+    const result = await execa(spec.file, [...spec.args], {
+      timeout: spec.timeoutMs,
+      reject: false,
+      stdin: 'ignore',
+      env: this.env,
+      extendEnv: false,
+    })
     const command = `${spec.file} ${spec.args.join(' ')}`
     if (result.timedOut) return {kind: 'unavailable', reason: `\`${command}\` timed out after ${spec.timeoutMs / 1000} s`}
     const code = (result as {code?: string}).code

@@ -1,18 +1,20 @@
-import {Box, Text} from 'ink'
+import {Box, Text, useStdout} from 'ink'
 
 import type {DoctorCheck, DoctorReport} from '../doctor/types.js'
-import {ID_COLUMN_WIDTH, STATUS_COLOR, STATUS_SYMBOL, VERDICT_COLOR, countsText, groupChecks, sourceText} from './doctor-style.js'
+import {ID_COLUMN_WIDTH, STATUS_COLOR, STATUS_SYMBOL, SUMMARY_INDENT, VERDICT_COLOR, countsText, groupChecks, sourceText, wrapWords} from './doctor-style.js'
 
 export interface DoctorChecklistProps {
   readonly report: DoctorReport
-  /** Columns to lay out in; the terminal width when omitted. */
+  /** Columns to lay out in; the terminal's width when omitted. */
   readonly width?: number
 }
 
 /** The finished doctor report: checks grouped, coloured by status, hints dimmed, verdict last. Renders state only. */
 export function DoctorChecklist({report, width}: DoctorChecklistProps) {
+  const {stdout} = useStdout()
+  const columns = width ?? (stdout.columns || 80)
   return (
-    <Box flexDirection="column" width={width}>
+    <Box flexDirection="column" width={columns}>
       <Text bold>hpd doctor: {sourceText(report)}</Text>
       {groupChecks(report).map((group) => (
         <Box key={group.group} flexDirection="column" marginTop={1}>
@@ -20,12 +22,14 @@ export function DoctorChecklist({report, width}: DoctorChecklistProps) {
             {group.title}
           </Text>
           {group.checks.map((check) => (
-            <CheckRow key={check.id} check={check} />
+            <CheckRow key={check.id} check={check} textWidth={columns - SUMMARY_INDENT} />
           ))}
         </Box>
       ))}
       <Box marginTop={1} flexDirection="column">
-        <Text>{report.headline}</Text>
+        {wrapWords(report.headline, columns).map((line, i) => (
+          <Text key={i}>{line}</Text>
+        ))}
         <Text bold color={VERDICT_COLOR[report.verdict]}>
           verdict: {report.verdict} ({countsText(report)})
         </Text>
@@ -34,7 +38,7 @@ export function DoctorChecklist({report, width}: DoctorChecklistProps) {
   )
 }
 
-function CheckRow({check}: {readonly check: DoctorCheck}) {
+function CheckRow({check, textWidth}: {readonly check: DoctorCheck; readonly textWidth: number}) {
   const color = STATUS_COLOR[check.status]
   return (
     <Box flexDirection="row">
@@ -46,9 +50,19 @@ function CheckRow({check}: {readonly check: DoctorCheck}) {
           {check.id}
         </Text>
       </Box>
-      <Box flexDirection="column" flexGrow={1} flexShrink={1}>
-        <Text dimColor={check.status === 'skip'}>{check.summary}</Text>
-        {check.hint ? <Text dimColor>hint: {check.hint}</Text> : null}
+      <Box flexDirection="column" flexGrow={1}>
+        {wrapWords(check.summary, textWidth).map((line, i) => (
+          <Text key={i} dimColor={check.status === 'skip'} wrap="truncate">
+            {line}
+          </Text>
+        ))}
+        {check.hint
+          ? wrapWords(`hint: ${check.hint}`, textWidth).map((line, i) => (
+              <Text key={`hint-${i}`} dimColor wrap="truncate">
+                {line}
+              </Text>
+            ))
+          : null}
       </Box>
     </Box>
   )

@@ -29,3 +29,29 @@ export function countsText(report: DoctorReport): string {
 export function sourceText(report: DoctorReport): string {
   return report.captured ? `captured tree ${report.root}` : 'this machine'
 }
+
+/** Gutter before a check's summary: status symbol (2) + id column + one space. */
+export const SUMMARY_INDENT = 2 + ID_COLUMN_WIDTH + 1
+
+/**
+ * Greedy word wrap. Ink's own wrap keeps the space it breaks at as a leading blank on the next
+ * line; wrapping here first gives clean columns. Words longer than the width are cut.
+ */
+export function wrapWords(text: string, width: number): string[] {
+  const max = Math.max(8, width)
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(/\s+/u).filter(Boolean)) {
+    for (let w = word; w.length > 0; w = w.slice(max)) {
+      const piece = w.slice(0, max)
+      if (line === '') line = piece
+      else if (line.length + 1 + piece.length <= max) line = `${line} ${piece}`
+      else {
+        lines.push(line)
+        line = piece
+      }
+    }
+  }
+  if (line !== '' || lines.length === 0) lines.push(line)
+  return lines
+}
