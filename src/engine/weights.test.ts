@@ -1,0 +1,71 @@
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {findPreset, parseModelConfig} from '../model/index.js'
+import {dimsFromSpec} from './model-dims.js'
+import {readSafetensorsHeader, readTensorF32, writeSafetensors} from './safetensors.js'
+import {generateTensor, writeGeneratedModel} from './tiny-models.js'
+import {expectedTensors} from './weight-names.js'
+import {loadWeights} from './weights.js'
+
+const root = mkdtempSync(join(tmpdir(), 'hpd-weights-'))
+afterAll(() => rmSync(root, {recursive: true, force: true}))
+
+const config = findPreset('tiny-hybrid')!.config
+const dims = dimsFromSpec(parseModelConfig(config))
+
+describe('safetensors', () => {
+  it('writes a model directory (single file and 3 shards + index) that loads back bit-exactly', () => {
+    for (const shards of [1, 3]) {
+      const dir = join(root, `model-${shards}`)
+      writeGeneratedModel(dir, config, 7, {shards})
+      const w = loadWeights(dir, dims)
+      const expected = expectedTensors(dims)
+      expect(w.tensors.size).toBe(expected.length)
+      for (const t of expected) {
+        const want = generateTensor(t.name, t.shape, 7)
+        expect(Buffer.from(w.get(t.name).buffer).equals(Buffer.from(want.buffer)), t.name).toBe(true)
+      }
+    }
+  })
+
+  it('reads bf16 (exact widening) and fp16', () => {
+    const path = join(root, 'half.safetensors')
+    const values = Float32Array.of(1, -2.5, 0.15625, 65504, 3.0e-5, 0)
+    writeSafetensors(path, [
+      {name: 'a', shape: [6], data: values, dtype: 'BF16'},
+      {name: 'b', shape: [2, 3], data: values, dtype: 'F16'},
+    ])
+    const h = readSafetensorsHeader(path)
+    const bf = readTensorF32(h, 'a')
+    expect(Array.from(bf.subarray(0, 3))).toEqual([1, -2.5, 0.15625])
+    const f16 = readTensorF32(h, 'b')
+    expect(Array.from(f16.subarray(0, 4))).toEqual([1, -2.5, 0.15625, 65504])
+    expect(Math.abs(f16[4] - 3.0e-5) / 3.0e-5).toBeLessThan(1e-3) // subnormal in fp16
+  })
+
+  it('names the file and tensor when an input is corrupt', () => {
+    const dir = join(root, 'model-1')
+    const file = join(dir, 'model.safetensors')
+    const good = readFileSync(file)
+    const bad = join(root, 'bad')
+    writeGeneratedModel(bad, config, 7)
+    writeFileSync(join(bad, 'model.safetensors'), good.subarray(0, good.length - 100))
+    expect(() => loadWeights(bad, dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_CORRUPT', message: expect.stringMatching(/model\.safetensors: tensors end at byte \d+ but the file has \d+ bytes/)}))
+
+    // a config with a wider MLP than the weights: shape mismatch names the tensor
+    const wider = dimsFromSpec(parseModelConfig({...config, intermediate_size: 1024}))
+    expect(() => loadWeights(dir, wider)).toThrow(
+      expect.objectContaining({code: 'HPD_WEIGHTS_SHAPE_MISMATCH', message: expect.stringContaining('tensor backbone.layers.3.mixer.up_proj.weight')}),
+    )
+    // a config with one more layer: the missing tensor is named
+    const longer = dimsFromSpec(parseModelConfig({...config, hybrid_override_pattern: 'M*M-M*M-M', num_hidden_layers: 9}))
+    expect(() => loadWeights(dir, longer)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_MISSING_TENSOR', message: expect.stringContaining('backbone.layers.8.norm.weight')}))
+    expect(() => loadWeights(join(root, 'nothing-here'), dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_MISSING_FILE'}))
+    writeFileSync(join(bad, 'model.safetensors'), Buffer.from([1, 2, 3]))
+    expect(() => loadWeights(bad, dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_CORRUPT', message: expect.stringContaining('shorter than the 8-byte header length')}))
+  })
+})
