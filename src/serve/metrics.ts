@@ -64,6 +64,7 @@ export interface WorkerGauge {
   readonly kvBlocksUsed: number
   readonly kvBlocksTotal: number
   readonly leasesHeld: number
+  readonly leasesExpired: number
   readonly transferBytes: number
   readonly transferMs: number
 }
@@ -119,6 +120,7 @@ export class ServeMetrics {
     gauge('hpd_kv_blocks_used', 'KV pool blocks in use per worker.', w((g) => g.kvBlocksUsed))
     gauge('hpd_kv_blocks_total', 'KV pool blocks per worker.', w((g) => g.kvBlocksTotal))
     gauge('hpd_leases_held', 'Prefill-side block leases held per worker.', w((g) => g.leasesHeld))
+    gauge('hpd_leases_expired', 'Prefill-side leases that ran out (blocks reclaimed without a decode notification), since the worker started.', w((g) => g.leasesExpired))
     return `${lines.join('\n')}\n`
   }
 }

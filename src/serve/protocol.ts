@@ -116,8 +116,11 @@ export interface HandshakePayload {
   readonly engineId: string
   readonly engineEpoch: string
   readonly tpSize: number
-  /** Opaque per-rank transport metadata (base64 of the transfer agent's blob), rank order. */
-  readonly rankMetadata: readonly string[]
+  /**
+   * What the decode engine needs to reach this engine's cache, opaque to the protocol (JSON):
+   * the transfer agent's metadata blob, its region ids per (rank, tensor), its pool size.
+   */
+  readonly transport: unknown
 }
 
 /** Ready line a worker prints on stdout once it accepts control traffic. */

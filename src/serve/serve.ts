@@ -37,7 +37,7 @@ export interface ServeOptions {
   readonly pauseBeforeReadMs?: number
   readonly onWorkerLog?: (worker: string, line: string) => void
   readonly onRequestLog?: (event: RouterLogEvent) => void
-  readonly onWorkerState?: (worker: string, role: string, state: WorkerState) => void
+  readonly onWorkerState?: (worker: string, role: string, state: WorkerState, pid: number | undefined) => void
 }
 
 export interface ServeSnapshot {
@@ -112,7 +112,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       ]
   const supervisor = new Supervisor({entryPath, configs})
   if (o.onWorkerLog) supervisor.on('log', o.onWorkerLog)
-  if (o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state))
+  if (o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state, w.pid))
   await supervisor.start()
 
   const metrics = new ServeMetrics()
@@ -154,6 +154,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       kvBlocksUsed: w.stats?.kvBlocksUsed ?? 0,
       kvBlocksTotal: w.stats?.kvBlocksTotal ?? 0,
       leasesHeld: w.stats?.leasesHeld ?? 0,
+      leasesExpired: w.stats?.leasesExpired ?? 0,
       transferBytes: w.stats?.transferBytes ?? 0,
       transferMs: w.stats?.transferMs ?? 0,
     }))

@@ -33,9 +33,9 @@ export function serveLogSinks(style: ServeLogStyle) {
       else if (style === 'plain') line(`[${worker}] ${text}`)
       else keep(`[${worker}] ${text}`)
     },
-    onWorkerState: (worker: string, role: string, state: WorkerState) => {
-      if (style === 'json') line(JSON.stringify({t: new Date().toISOString(), event: 'worker-state', worker, role, state}))
-      else if (style === 'plain') line(`[supervisor] ${worker} (${role}) ${state}`)
+    onWorkerState: (worker: string, role: string, state: WorkerState, pid: number | undefined) => {
+      if (style === 'json') line(JSON.stringify({t: new Date().toISOString(), event: 'worker-state', worker, role, state, pid}))
+      else if (style === 'plain') line(`[supervisor] ${worker} (${role}, pid ${pid ?? '–'}) ${state}`)
     },
     onRequestLog: (e: RouterLogEvent) => {
       if (style === 'json') line(JSON.stringify({t: new Date().toISOString(), ...e}))

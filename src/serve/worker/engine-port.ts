@@ -37,8 +37,8 @@ export interface WorkerEngine {
   // ── prefill side ──
   /** Computes the cache of `tokenIds` (the first N−1 prompt tokens) and keeps its blocks. */
   prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds>
-  /** Per-rank transfer metadata (base64 blobs) served in the handshake. */
-  rankMetadata(): readonly string[]
+  /** Transfer metadata served in the handshake (JSON; the decode engine's connect() reads it). */
+  transportInfo(): unknown
   /** Messages peers sent through the transfer agent (decode → prefill: "read done"). */
   onNotification(listener: (message: string) => void): void
 

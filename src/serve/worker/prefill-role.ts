@@ -48,7 +48,7 @@ export class PrefillRole {
       engineId: e.engineId,
       engineEpoch: this.o.engineEpoch,
       tpSize: e.tpSize,
-      rankMetadata: e.rankMetadata(),
+      transport: e.transportInfo(),
     }
   }
 

@@ -31,8 +31,8 @@ class MemoryEngine implements WorkerEngine {
     this.caches.set(requestId, [...tokenIds])
     return [[this.caches.size - 1]]
   }
-  rankMetadata() {
-    return [Buffer.from(this.engineId).toString('base64')]
+  transportInfo() {
+    return {engineId: this.engineId}
   }
   onNotification(l: (m: string) => void) {
     this.listeners.push(l)

@@ -1,0 +1,56 @@
+import {Flags} from '@oclif/core'
+
+import {runServeBench, type ServeBenchResult} from '../../bench/serve-bench.js'
+import {HpdCommand} from '../../cli/hpd-command.js'
+import {UsageError} from '../../errors.js'
+import {serveBenchText, showServeBench} from '../../ui/serve-bench-render.js'
+
+export default class BenchServe extends HpdCommand<ServeBenchResult> {
+  static override summary = 'Load-test an OpenAI-compatible server: throughput, TTFT, TPOT, ITL, E2E latency'
+  static override examples = [
+    '<%= config.bin %> bench serve --spawn',
+    '<%= config.bin %> bench serve --compare-colocated --concurrency 8 --requests 64',
+    '<%= config.bin %> bench serve --url http://127.0.0.1:8000 --concurrency 32 --requests 256',
+  ]
+  static override flags = {
+    url: Flags.string({description: 'server to load (default with neither --url nor --spawn: --spawn)', env: 'HPD_BENCH_URL'}),
+    spawn: Flags.boolean({description: 'start an `hpd serve` for the run and stop it after', default: false}),
+    'compare-colocated': Flags.boolean({description: 'run the same load against a disaggregated and a --colocated server, side by side', default: false}),
+    model: Flags.string({description: 'model for spawned servers', default: 'tiny-hybrid'}),
+    'prefill-tp': Flags.integer({default: 1, description: 'prefill TP of spawned servers'}),
+    'decode-tp': Flags.integer({default: 1, description: 'decode TP of spawned servers'}),
+    'prefill-workers': Flags.integer({default: 1, description: 'prefill workers of spawned servers'}),
+    'decode-workers': Flags.integer({default: 1, description: 'decode (or colocated) workers of spawned servers'}),
+    concurrency: Flags.integer({default: 8, description: 'requests in flight at once'}),
+    requests: Flags.integer({default: 64, description: 'requests in total'}),
+    'prompt-tokens': Flags.integer({default: 128, description: 'prompt length of every request (tokens)'}),
+    'output-tokens': Flags.integer({default: 32, description: 'output length of every request (tokens, EOS ignored)'}),
+    seed: Flags.integer({default: 0, description: 'seed of the random prompts (same prompts for every run)'}),
+  }
+
+  async run(): Promise<ServeBenchResult> {
+    const {flags} = await this.parse(BenchServe)
+    for (const k of ['concurrency', 'requests', 'prompt-tokens', 'output-tokens'] as const) {
+      if (flags[k] < 1) throw new UsageError('HPD_BENCH_BAD_FLAG', `--${k} must be >= 1, got ${flags[k]}`, {hint: `Pass --${k} 1 or more.`})
+    }
+    const events = runServeBench({
+      url: flags.url,
+      spawn: flags.spawn || (!flags.url && !flags['compare-colocated']),
+      compareColocated: flags['compare-colocated'],
+      model: flags.model,
+      prefillTp: flags['prefill-tp'],
+      decodeTp: flags['decode-tp'],
+      prefillWorkers: flags['prefill-workers'],
+      decodeWorkers: flags['decode-workers'],
+      concurrency: flags.concurrency,
+      requests: flags.requests,
+      promptTokens: flags['prompt-tokens'],
+      outputTokens: flags['output-tokens'],
+      seed: flags.seed,
+    })
+    const result = await showServeBench(events, this.jsonEnabled())
+    this.print(serveBenchText(result))
+    if (result.runs.some((r) => r.failed > 0)) this.addWarning(`${result.runs.reduce((a, r) => a + r.failed, 0)} requests failed (see the failure lines)`)
+    return result
+  }
+}

@@ -1,0 +1,57 @@
+import {Flags} from '@oclif/core'
+
+import {HpdCommand} from '../cli/hpd-command.js'
+import {serveUntilSignal, type ServeResult} from '../serve/serve-session.js'
+import {presentServe, serveLogSinks, serveLogStyle} from '../ui/serve-render.js'
+
+export default class Serve extends HpdCommand<ServeResult> {
+  static override summary = 'Serve a model behind an OpenAI-compatible API with disaggregated prefill/decode workers'
+  static override description =
+    'Launches prefill and decode worker processes and a router on --host:--port. The decode side pulls the attention KV blocks and Mamba state from the prefill side. Stops cleanly on Ctrl-C or SIGTERM.'
+  static override examples = [
+    '<%= config.bin %> serve',
+    '<%= config.bin %> serve --prefill-tp 2 --decode-tp 1 --decode-workers 2',
+    '<%= config.bin %> serve --colocated --port 8001',
+    `curl -s localhost:8000/v1/completions -H 'content-type: application/json' -d '{"model":"tiny-hybrid","prompt":"Hello","max_tokens":16}'`,
+  ]
+  static override flags = {
+    model: Flags.string({description: 'tiny preset (tiny-hybrid, tiny-hybrid-g1, tiny-llama) or model directory', default: 'tiny-hybrid', env: 'HPD_MODEL'}),
+    'prefill-tp': Flags.integer({description: 'tensor-parallel ranks per prefill worker', default: 1, env: 'HPD_PREFILL_TP'}),
+    'decode-tp': Flags.integer({description: 'tensor-parallel ranks per decode worker', default: 1, env: 'HPD_DECODE_TP'}),
+    'prefill-workers': Flags.integer({description: 'prefill worker processes', default: 1, env: 'HPD_PREFILL_WORKERS'}),
+    'decode-workers': Flags.integer({description: 'decode (or colocated) worker processes', default: 1, env: 'HPD_DECODE_WORKERS'}),
+    host: Flags.string({description: 'address the router listens on', default: '127.0.0.1', env: 'HPD_HOST'}),
+    port: Flags.integer({description: 'port the router listens on (0: any free port)', default: 8000, env: 'HPD_PORT'}),
+    transport: Flags.string({description: 'KV transfer transport', options: ['auto', 'shm', 'tcp'], default: 'auto', env: 'HPD_TRANSPORT'}),
+    colocated: Flags.boolean({description: 'no disaggregation: each worker prefills and decodes (the baseline)', default: false, env: 'HPD_COLOCATED'}),
+    'json-logs': Flags.boolean({description: 'one JSON object per log line on stderr instead of the dashboard', default: false, env: 'HPD_JSON_LOGS'}),
+    'lease-ms': Flags.integer({description: 'how long a prefill worker holds a request’s blocks for the decode side', default: 30_000, env: 'HPD_LEASE_MS'}),
+    'max-batch': Flags.integer({description: 'most requests one decode step runs together', default: 64, env: 'HPD_MAX_BATCH'}),
+    'kv-blocks': Flags.integer({description: 'KV pool blocks per worker rank (default: the engine’s)', env: 'HPD_KV_BLOCKS'}),
+    'request-timeout-ms': Flags.integer({description: 'bound on one request, first byte to last', default: 120_000, env: 'HPD_REQUEST_TIMEOUT_MS'}),
+  }
+
+  async run(): Promise<ServeResult> {
+    const {flags} = await this.parse(Serve)
+    const style = serveLogStyle({jsonLogs: flags['json-logs'], json: this.jsonEnabled()})
+    return serveUntilSignal(
+      {
+        model: flags.model,
+        prefillTp: flags['prefill-tp'],
+        decodeTp: flags['decode-tp'],
+        prefillWorkers: flags['prefill-workers'],
+        decodeWorkers: flags['decode-workers'],
+        host: flags.host,
+        port: flags.port,
+        transport: flags.transport as 'auto' | 'shm' | 'tcp',
+        colocated: flags.colocated,
+        leaseMs: flags['lease-ms'],
+        maxBatch: flags['max-batch'],
+        kvBlocks: flags['kv-blocks'],
+        requestTimeoutMs: flags['request-timeout-ms'],
+      },
+      serveLogSinks(style),
+      (running) => presentServe(running, style),
+    )
+  }
+}

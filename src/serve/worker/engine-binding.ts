@@ -1,0 +1,175 @@
+/**
+ * WorkerEngine over the real pieces: the CPU engine (src/engine) whose cache tensors are regions
+ * of this worker's transfer agent (src/transport), and the layout engine's read plan
+ * (src/layout) executed as one batched READ per (decode rank, prefill rank).
+ *
+ * One transfer agent per worker process; every TP rank's shared tensors are separate regions of
+ * it (as if each rank were on its own GPU), named in the handshake by (rank, tensor). Descriptor
+ * lists are prepared per request from the plan's coalesced runs and released after the read:
+ * the runs differ per request, and on the tiny models preparing costs microseconds.
+ */
+import {HybridEngine} from '../../engine/engine.js'
+import {loadModel} from '../../engine/load-model.js'
+import {Sampler} from '../../engine/sampler.js'
+import {compatibilityHash, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
+import {TransferAgent, type Descriptor, type Peer} from '../../transport/index.js'
+import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
+import type {DecodeEntry, GroupBlockIds, PeerLink, PullResult, WorkerEngine} from './engine-port.js'
+import type {WorkerConfig} from './worker-config.js'
+
+/** What a prefill engine publishes in its handshake (HandshakePayload.transport). */
+interface TransportInfo {
+  /** base64 of TransferAgent.metadata() */
+  readonly agentMetadata: string
+  /** [rank][tensorIndex] → region id in that agent */
+  readonly regionIds: readonly (readonly number[])[]
+  readonly numLogicalBlocks: number
+}
+
+interface BoundPeer extends PeerLink {
+  readonly peer: Peer
+  readonly info: TransportInfo
+  readonly plan: LayoutPlan
+}
+
+// The engine computes and caches in fp32 with hpd's CPU attention kernel and the DS conv layout;
+// the read plan must be computed with exactly the same layout options.
+const LAYOUT_OPTIONS = {attentionBackend: 'cpu', convLayout: 'DS', kvCacheDtype: 'fp32', mambaConvDtype: 'fp32', mambaSsmDtype: 'fp32'} as const
+
+export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEngine> {
+  const model = loadModel(config.model)
+  const agent = TransferAgent.create({name: config.name, transport: config.transport})
+  const regionIds: number[][] = []
+  let engine: HybridEngine
+  try {
+    engine = new HybridEngine({
+      spec: model.spec,
+      weights: model.weights,
+      tp: config.tp,
+      numBlocks: config.kvBlocks,
+      attentionBackend: LAYOUT_OPTIONS.attentionBackend,
+      allocator: {
+        allocate: ({rank, tensorIndex, sizeBytes}) => {
+          const region = agent.allocRegion(sizeBytes)
+          ;(regionIds[rank] ??= [])[tensorIndex] = region.id
+          return {buffer: region.buffer, release: () => agent.freeRegion(region)}
+        },
+      },
+    })
+  } catch (error) {
+    agent.close()
+    throw error
+  }
+  const hash = compatibilityHash(model.spec, engine.layout)
+  const samplers = new Map<string, Sampler>()
+  const samplerOf = (requestId: string, s: SamplingParams): Sampler => {
+    let sampler = samplers.get(requestId)
+    if (!sampler) {
+      sampler = new Sampler(s.seed ?? Math.floor(Math.random() * 2 ** 31))
+      samplers.set(requestId, sampler)
+    }
+    return sampler
+  }
+  const sample = (requestId: string, logits: Float32Array, s: SamplingParams) =>
+    samplerOf(requestId, s).sample(logits, {temperature: s.temperature, topK: s.topK, topP: s.topP})
+  const engineId = `${config.name}-${process.pid}`
+
+  const port: WorkerEngine = {
+    engineId,
+    tpSize: config.tp,
+    compatibilityHash: hash,
+    eosTokenId: model.tokenizer.eosId ?? -1,
+    kvUsage: () => engine.usage(),
+
+    async prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds> {
+      engine.prefill(requestId, tokenIds, {remoteDecode: true})
+      return engine.blockIds(requestId)
+    },
+    transportInfo: (): TransportInfo => ({
+      agentMetadata: Buffer.from(agent.metadata()).toString('base64'),
+      regionIds,
+      numLogicalBlocks: engine.numBlocks,
+    }),
+    onNotification(listener) {
+      agent.onNotification((n) => listener(new TextDecoder().decode(n.payload)))
+    },
+
+    allocate: (requestId, numTokens) => engine.allocate(requestId, numTokens),
+    async connect(h: HandshakePayload): Promise<PeerLink> {
+      const info = h.transport as TransportInfo
+      const plan = planLayout({model: model.spec, prefillTp: h.tpSize, decodeTp: config.tp, ...LAYOUT_OPTIONS})
+      const peer = agent.connect(new Uint8Array(Buffer.from(info.agentMetadata, 'base64')))
+      const link: BoundPeer = {
+        engineId: h.engineId,
+        engineEpoch: h.engineEpoch,
+        peer,
+        info,
+        plan,
+        close: () => {
+          try {
+            agent.disconnect(peer)
+          } catch {
+            // already gone with its peer
+          }
+        },
+      }
+      return link
+    },
+    async pull(link: PeerLink, local: GroupBlockIds, remote: TransferParams, timeoutMs: number): Promise<PullResult> {
+      const {peer, info, plan} = link as BoundPeer
+      const reads = planRequestReads(plan, {
+        // The plan speaks of N prompt tokens and transfers N−1 for hybrids, N otherwise; the
+        // prefill side computed exactly numComputedTokens.
+        promptTokens: plan.prefill.hybrid ? remote.numComputedTokens + 1 : remote.numComputedTokens,
+        prefillBlockIds: remote.blockIds,
+        decodeBlockIds: local,
+        prefillNumLogicalBlocks: info.numLogicalBlocks,
+        decodeNumLogicalBlocks: engine.numBlocks,
+      })
+      const results = await Promise.all(
+        reads.pairs.map(async (pair) => {
+          const runs = pair.runs
+          const localDescs: Descriptor[] = []
+          const remoteDescs: Descriptor[] = []
+          for (let i = 0; i < runs.count; i++) {
+            const t = runs.tensorIndex[i]
+            localDescs.push({region: regionIds[pair.decodeRank][t], offsetBytes: runs.localOffsetBytes[i], sizeBytes: runs.lengthBytes[i]})
+            remoteDescs.push({region: info.regionIds[pair.prefillRank][t], offsetBytes: runs.remoteOffsetBytes[i], sizeBytes: runs.lengthBytes[i]})
+          }
+          const localList = agent.prepareLocal(localDescs)
+          const remoteList = agent.prepareRemote(peer, remoteDescs)
+          try {
+            const idx = Array.from({length: runs.count}, (_, i) => i)
+            return await agent.read(localList, idx, remoteList, idx, {timeoutMs})
+          } finally {
+            agent.releaseList(localList)
+            agent.releaseList(remoteList)
+          }
+        }),
+      )
+      return {bytes: results.reduce((a, r) => a + r.bytes, 0), reads: results.length}
+    },
+    async notify(link: PeerLink, message: string): Promise<void> {
+      await agent.notify((link as BoundPeer).peer, message, {timeoutMs: 2000})
+    },
+    adopt: (requestId, numTokens) => engine.adopt(requestId, numTokens),
+
+    async prefillLocal(requestId: string, tokenIds: readonly number[], s: SamplingParams): Promise<number> {
+      const logits = engine.prefill(requestId, tokenIds)!
+      return sample(requestId, logits, s)
+    },
+    async decodeStep(entries: readonly DecodeEntry[]): Promise<readonly number[]> {
+      const logits = engine.decodeStep(entries.map((e) => ({requestId: e.requestId, tokenId: e.tokenId})))
+      return entries.map((e, i) => sample(e.requestId, logits[i], e.sampling))
+    },
+    free(requestId: string): void {
+      samplers.delete(requestId)
+      engine.free(requestId)
+    },
+    async close(): Promise<void> {
+      engine.close()
+      agent.close()
+    },
+  }
+  return port
+}
