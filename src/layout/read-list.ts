@@ -136,27 +136,56 @@ export function sortByLocal(list: ReadList): ReadList {
  * contiguous both locally and remotely. Padding is never read, so it always breaks a run.
  */
 export function coalesce(list: ReadList): ReadList {
-  const sorted = sortByLocal(list)
-  const out = new ReadListBuilder(Math.max(1, sorted.count >> 2))
+  return orderAndCoalesce(list).runs
+}
+
+/** The reads in (tensor, local offset) order and their runs; one pass when already ordered. */
+export function orderAndCoalesce(list: ReadList): {reads: ReadList; runs: ReadList} {
+  const runs = coalesceOrdered(list)
+  if (runs) return {reads: list, runs}
+  const reads = sortByLocal(list)
+  return {reads, runs: coalesceOrdered(reads)!}
+}
+
+/** Runs of an ordered list, or undefined as soon as the list turns out not to be ordered. */
+function coalesceOrdered(list: ReadList): ReadList | undefined {
+  const out = new ReadListBuilder(list.count)
+  const tensorIndex = list.tensorIndex
+  const remoteOffset = list.remoteOffsetBytes
+  const localOffset = list.localOffsetBytes
+  const lengthBytes = list.lengthBytes
+  const runTensor = out.tensorIndex
+  const runRemote = out.remoteOffsetBytes
+  const runLocal = out.localOffsetBytes
+  const runLength = out.lengthBytes
+  let k = -1
   let t = -1
-  let remote = 0
-  let local = 0
-  let length = 0
-  for (let i = 0; i < sorted.count; i++) {
-    const ti = sorted.tensorIndex[i]
-    const r = sorted.remoteOffsetBytes[i]
-    const l = sorted.localOffsetBytes[i]
-    const n = sorted.lengthBytes[i]
-    if (length > 0 && ti === t && l === local + length && r === remote + length) {
-      length += n
-      continue
+  let remoteEnd = -1
+  let localEnd = -1
+  let lastLocal = -1
+  for (let i = 0; i < list.count; i++) {
+    const ti = tensorIndex[i]
+    const r = remoteOffset[i]
+    const l = localOffset[i]
+    const n = lengthBytes[i]
+    if (ti < t || (ti === t && l < lastLocal)) return undefined
+    lastLocal = l
+    if (ti === t && l === localEnd && r === remoteEnd) {
+      runLength[k] += n
+    } else {
+      k++
+      t = ti
+      runTensor[k] = ti
+      runRemote[k] = r
+      runLocal[k] = l
+      runLength[k] = n
     }
-    if (length > 0) out.push(t, -1, -1, 255, remote, local, length)
-    t = ti
-    remote = r
-    local = l
-    length = n
+    remoteEnd = r + n
+    localEnd = l + n
   }
-  if (length > 0) out.push(t, -1, -1, 255, remote, local, length)
+  out.count = k + 1
+  out.group.fill(-1)
+  out.layer.fill(-1)
+  out.partIndex.fill(255)
   return out.build()
 }

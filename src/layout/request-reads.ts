@@ -1,9 +1,9 @@
 import {UsageError} from '../errors.js'
 import {checkBlockIds, defaultBlockIds, type GroupBlockIds} from './block-ids.js'
 import {cdiv} from './kernel-blocks.js'
-import {CACHE_PARTS, coalesce, type ReadList, ReadListBuilder, sortByLocal} from './read-list.js'
+import {CACHE_PARTS, orderAndCoalesce, type ReadList, ReadListBuilder} from './read-list.js'
 import {faDescriptorIdsFor, ssmRegionsPerTensor} from './descriptor-ids.js'
-import {faByteOffset, kernelBlockId} from './offsets.js'
+import {faByteOffset} from './offsets.js'
 import type {EngineLayout, LayoutPlan, RankPair} from './types.js'
 
 export interface RequestReadsOptions {
@@ -83,11 +83,8 @@ export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions)
   const kernelBlocksRead = cdiv(tokens, decode.kernelBlockSize)
   const vllmKernelBlocks = Math.min(cdiv(tokens, decode.logicalBlockSize) * decode.blocksPerLogical, cdiv(tokens, prefill.logicalBlockSize) * prefill.blocksPerLogical)
   const pairs = mapping.pairs.map((pair) => {
-    const raw = pairReads(pair, prefill, decode, pIds, dIds, pNum, dNum, kernelBlocksRead)
-    const reads = sortByLocal(raw)
-    const runs = coalesce(reads)
-    let bytes = 0
-    for (let i = 0; i < reads.count; i++) bytes += reads.lengthBytes[i]
+    const {list, bytes} = pairReads(pair, prefill, decode, pIds, dIds, pNum, dNum, kernelBlocksRead)
+    const {reads, runs} = orderAndCoalesce(list)
     const vllmDescriptorPairs = vllmPairs(pair, decode, vllmKernelBlocks)
     const result: PairReadPlan = {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes, vllmDescriptorPairs}
     if (!options.descriptorIds) return result
@@ -128,52 +125,85 @@ function pairReads(
   pNum: number,
   dNum: number,
   kernelBlocks: number,
-): ReadList {
+): {list: ReadList; bytes: number} {
   const fa = pair.pageReads.filter((r) => r.view === 'fa')
   const ssm = pair.pageReads.filter((r) => r.view === 'ssm')
-  const faParts = fa.map((r) => CACHE_PARTS.indexOf(r.part))
-  const ssmParts = ssm.map((r) => CACHE_PARTS.indexOf(r.part))
-  const faGroups = decode.groups.filter((g) => g.kind === 'attention').length
-  const estimate = decode.numTensors * (faGroups * kernelBlocks * fa.length + (decode.groups.length - faGroups) * ssm.length)
-  const out = new ReadListBuilder(estimate)
+  // Exact count first: the arrays are filled in place (a 128k-token prompt has ~10^5 reads per pair).
+  let count = 0
+  for (let s = 0; s < decode.numTensors; s++) {
+    for (const g of decode.groups) {
+      if (g.layers[s] === null) continue
+      count += g.kind === 'attention' ? kernelBlocks * fa.length : ssm.length
+    }
+  }
+  const out = new ReadListBuilder(count)
+  const tensorIndex = out.tensorIndex
+  const group = out.group
+  const layerOf = out.layer
+  const partIndex = out.partIndex
+  const remote = out.remoteOffsetBytes
+  const local = out.localOffsetBytes
+  const length = out.lengthBytes
   const rP = prefill.blocksPerLogical
   const rD = decode.blocksPerLogical
   const pNk = pNum * rP
   const dNk = dNum * rD
+  const pKernelPage = prefill.kernelPageBytes
+  const dKernelPage = decode.kernelPageBytes
   const blocksFirst = decode.kvLayout === 'blocks-first'
+  let k = 0
   for (let s = 0; s < decode.numTensors; s++) {
     for (const g of decode.groups) {
       const layer = g.layers[s]
       if (layer === null) continue
       if (g.kind === 'attention') {
-        if (fa.length === 0) continue
         const pl = pIds[g.index]
         const dl = dIds[g.index]
-        if (blocksFirst) {
-          for (let i = 0; i < kernelBlocks; i++) {
-            const pk = kernelBlockId(pl, i, rP)
-            const dk = kernelBlockId(dl, i, rD)
-            for (let j = 0; j < fa.length; j++) {
-              out.push(s, g.index, layer, faParts[j], pk * prefill.kernelPageBytes + fa[j].remoteOffsetBytes, dk * decode.kernelPageBytes + fa[j].localOffsetBytes, fa[j].lengthBytes)
-            }
-          }
-        } else {
-          for (let j = 0; j < fa.length; j++) {
-            for (let i = 0; i < kernelBlocks; i++) {
-              const pk = kernelBlockId(pl, i, rP)
-              const dk = kernelBlockId(dl, i, rD)
-              out.push(s, g.index, layer, faParts[j], faByteOffset(prefill, pk, fa[j].remoteOffsetBytes, pNk), faByteOffset(decode, dk, fa[j].localOffsetBytes, dNk), fa[j].lengthBytes)
-            }
+        // blocks-first: block-major (each kernel page [K | V] in turn); kv-first: part-major (all K, then all V).
+        const outer = blocksFirst ? kernelBlocks : fa.length
+        const inner = blocksFirst ? fa.length : kernelBlocks
+        for (let a = 0; a < outer; a++) {
+          for (let b = 0; b < inner; b++) {
+            const i = blocksFirst ? a : b
+            const read = fa[blocksFirst ? b : a]
+            const pk = pl[Math.floor(i / rP)] * rP + (i % rP) // kernelBlockId, inlined: this loop runs ~10^5 times
+            const dk = dl[Math.floor(i / rD)] * rD + (i % rD)
+            tensorIndex[k] = s
+            group[k] = g.index
+            layerOf[k] = layer
+            partIndex[k] = CACHE_PARTS.indexOf(read.part)
+            remote[k] = blocksFirst ? pk * pKernelPage + read.remoteOffsetBytes : faByteOffset(prefill, pk, read.remoteOffsetBytes, pNk)
+            local[k] = blocksFirst ? dk * dKernelPage + read.localOffsetBytes : faByteOffset(decode, dk, read.localOffsetBytes, dNk)
+            length[k] = read.lengthBytes
+            k++
           }
         }
       } else {
         const pBase = pIds[g.index][0] * prefill.pageBytes
         const dBase = dIds[g.index][0] * decode.pageBytes
-        for (let j = 0; j < ssm.length; j++) out.push(s, g.index, layer, ssmParts[j], pBase + ssm[j].remoteOffsetBytes, dBase + ssm[j].localOffsetBytes, ssm[j].lengthBytes)
+        for (const read of ssm) {
+          tensorIndex[k] = s
+          group[k] = g.index
+          layerOf[k] = layer
+          partIndex[k] = CACHE_PARTS.indexOf(read.part)
+          remote[k] = pBase + read.remoteOffsetBytes
+          local[k] = dBase + read.localOffsetBytes
+          length[k] = read.lengthBytes
+          k++
+        }
       }
     }
   }
-  return out.build()
+  out.count = k
+  let bytes = 0
+  for (let s = 0; s < decode.numTensors; s++) {
+    for (const g of decode.groups) {
+      if (g.layers[s] === null) continue
+      if (g.kind === 'attention') for (const r of fa) bytes += kernelBlocks * r.lengthBytes
+      else for (const r of ssm) bytes += r.lengthBytes
+    }
+  }
+  return {list: out.build(), bytes}
 }
 
 /** vLLM v0.20: 2T FA regions × r kernel blocks per logical block per FA group, plus 4T SSM regions per state group. */
