@@ -10,11 +10,10 @@ import {startServe, type ServeProcess} from './serve-harness.js'
 
 const PROMPTS = [
   'Hello',
-  'The capital of France is',
   // Long enough to span several 16-token kernel blocks.
   'In a hybrid model, Mamba layers carry a fixed-size state while attention layers keep a growing key/value cache; both must move from prefill to decode.',
 ]
-const MAX_TOKENS = 10
+const MAX_TOKENS = 8
 
 type Outputs = string[]
 

@@ -114,7 +114,10 @@ export class DecodeRole {
     const handshakeMs = performance.now() - handshakeStart
     const local = await this.allocateWithLease(req, signal)
     try {
-      if (this.o.pauseBeforeReadMs) await sleep(this.o.pauseBeforeReadMs, signal)
+      if (this.o.pauseBeforeReadMs) {
+        this.o.log('pause-before-read', {requestId: req.requestId, prefillEngine: t.engineId, ms: this.o.pauseBeforeReadMs})
+        await sleep(this.o.pauseBeforeReadMs, signal)
+      }
       emit({type: 'phase', phase: 'transfer', atMs: Date.now()})
       const transferStart = performance.now()
       let pulled

@@ -1,0 +1,96 @@
+/**
+ * Faults against a real `hpd serve` (real worker processes, real UCX):
+ * - a prefill worker killed while a request sits between prefill and its cache read → that request
+ *   errors within 2 s and the server keeps serving (the worker is restarted, new requests succeed);
+ * - a decode worker killed before it reads → the prefill side's blocks come back by lease expiry;
+ * - a second prefill worker takes new requests while one is dead (failover);
+ * - bad bodies → 400 naming the field; SIGTERM stops everything, no orphan workers.
+ */
+import OpenAI from 'openai'
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {isAlive, startServe, until, type ServeProcess} from './serve-harness.js'
+
+const running: ServeProcess[] = []
+afterAll(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop()))
+})
+
+async function serve(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+  const s = await startServe(args, env)
+  running.push(s)
+  return s
+}
+
+function client(s: ServeProcess): OpenAI {
+  return new OpenAI({baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 30_000})
+}
+
+async function metric(s: ServeProcess, name: string, worker: string): Promise<number> {
+  const text = await (await fetch(`${s.url}/metrics`)).text()
+  const m = new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)
+  return m ? Number(m[1]) : Number.NaN
+}
+
+describe('hpd serve under faults', () => {
+  it('fails a request within 2 s when its prefill worker dies mid-transfer, then keeps serving', async () => {
+    // Decode workers pause 1.5 s between handshake and read: the window in which the kill lands.
+    const s = await serve(['--lease-ms', '10000'], {HPD_SERVE_PAUSE_BEFORE_READ_MS: '1500'})
+    const c = client(s)
+    const pending = c.completions.create({model: 'tiny-hybrid', prompt: 'doomed request', max_tokens: 4, temperature: 0})
+    const settled = pending.then(
+      () => ({ok: true as const, at: performance.now()}),
+      (error: {status?: number; message: string}) => ({ok: false as const, at: performance.now(), error}),
+    )
+    // Prefill done, handshake done, decode blocks allocated: the decode worker logs its pause.
+    await until(() => (s.lines.some((l) => l.includes('pause-before-read')) ? true : undefined), 10_000, 'the decode worker to reach its read')
+    const pid = s.workers.get('prefill-0')!.pid!
+    const killedAt = performance.now()
+    process.kill(pid, 'SIGKILL')
+    const outcome = await settled
+    expect(outcome.ok).toBe(false)
+    expect(outcome.at - killedAt).toBeLessThan(2000)
+    if (!outcome.ok) expect(outcome.error.message).toMatch(/prefill worker prefill-0 died while request .* was pulling its cache/)
+    // The supervisor restarts it with a new engine epoch; the decode side handshakes again.
+    await s.waitWorker('prefill-0', 'ready', 30_000)
+    expect(s.workers.get('prefill-0')!.pid).not.toBe(pid)
+    const after = await c.completions.create({model: 'tiny-hybrid', prompt: 'still serving', max_tokens: 4, temperature: 0})
+    expect(after.choices[0].finish_reason).toBe('length')
+    expect(after.usage?.completion_tokens).toBe(4)
+  })
+
+  it('reclaims the prefill blocks by lease when the decode worker dies before reading', async () => {
+    const s = await serve(['--lease-ms', '1500'], {HPD_SERVE_PAUSE_BEFORE_READ_MS: '20000'})
+    const c = client(s)
+    const pending = c.completions.create({model: 'tiny-hybrid', prompt: 'orphaned blocks', max_tokens: 4}).catch((e: Error) => e)
+    // Blocks are held on the prefill side while the decode worker sits in its pause.
+    await until(() => (s.lines.some((l) => l.includes('pause-before-read')) ? true : undefined), 10_000, 'the decode worker to reach its read')
+    await until(async () => ((await metric(s, 'hpd_leases_held', 'prefill-0')) === 1 ? true : undefined), 5000, 'the prefill lease to show')
+    process.kill(s.workers.get('decode-0')!.pid!, 'SIGKILL')
+    expect(await pending).toBeInstanceOf(Error)
+    await until(async () => ((await metric(s, 'hpd_leases_expired', 'prefill-0')) >= 1 ? true : undefined), 15_000, 'lease expiry')
+    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'prefill-0')) === 0 ? true : undefined), 5000, 'prefill blocks freed')
+    expect(await metric(s, 'hpd_leases_held', 'prefill-0')).toBe(0)
+  })
+
+  it('fails new requests over to a healthy prefill worker, refuses bad bodies, and stops without orphans', async () => {
+    const s = await serve(['--prefill-workers', '2'])
+    const c = client(s)
+    process.kill(s.workers.get('prefill-0')!.pid!, 'SIGKILL')
+    const outs = await Promise.all([1, 2, 3, 4].map((i) => c.completions.create({model: 'tiny-hybrid', prompt: `failover ${i}`, max_tokens: 3, temperature: 0})))
+    for (const o of outs) expect(o.usage?.completion_tokens).toBe(3)
+
+    const bad = await fetch(`${s.url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({model: 'tiny-hybrid', messages: 'hi'})})
+    expect(bad.status).toBe(400)
+    expect(((await bad.json()) as {error: {param: string; type: string}}).error).toMatchObject({param: 'messages', type: 'invalid_request_error'})
+    await expect(c.completions.create({model: 'tiny-hybrid', prompt: 'x', max_tokens: 0})).rejects.toMatchObject({status: 400, param: 'max_tokens'})
+
+    await s.waitWorker('prefill-0', 'ready', 30_000)
+    const pids = [...s.workers.values()].map((w) => w.pid!).filter(Boolean)
+    expect(pids.length).toBe(3)
+    const {exitCode, stopMs} = await s.stop()
+    expect(exitCode).toBe(0)
+    expect(stopMs).toBeLessThan(5000)
+    for (const pid of pids) expect(isAlive(pid)).toBe(false)
+  })
+})
