@@ -1,0 +1,34 @@
+/**
+ * 256 streamed requests at concurrency 32 against a real disaggregated `hpd serve`, driven by the
+ * real `hpd bench serve --url ... --json` command: every request completes, none is lost.
+ */
+import {execFile} from 'node:child_process'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+
+import {afterAll, expect, it} from 'vitest'
+
+import {CACHE_DIR, ROOT, startServe, type ServeProcess} from './serve-harness.js'
+
+let server: ServeProcess | undefined
+afterAll(async () => {
+  await server?.stop()
+})
+
+it('serves 256 requests at concurrency 32 with none lost', async () => {
+  server = await startServe(['--decode-workers', '2'])
+  const {stdout} = await promisify(execFile)(
+    process.execPath,
+    [join(ROOT, 'bin', 'run.js'), 'bench', 'serve', '--url', server.url, '--concurrency', '32', '--requests', '256', '--prompt-tokens', '12', '--output-tokens', '3', '--json'],
+    {cwd: ROOT, env: {...process.env, HPD_CACHE_DIR: CACHE_DIR}, timeout: 240_000, maxBuffer: 16 * 1024 * 1024},
+  )
+  const envelope = JSON.parse(stdout) as {ok: boolean; result: {runs: {completed: number; failed: number; totalOutputTokens: number; failureMessages: string[]; kvTransferShareOfTtft?: number}[]}}
+  expect(envelope.ok).toBe(true)
+  const [run] = envelope.result.runs
+  expect(run.failureMessages).toEqual([])
+  expect(run).toMatchObject({completed: 256, failed: 0, totalOutputTokens: 256 * 3})
+  expect(run.kvTransferShareOfTtft).toBeGreaterThan(0)
+  const metrics = await (await fetch(`${server.url}/metrics`)).text()
+  expect(metrics).toMatch(/^hpd_requests_total\{outcome="ok"\} 256$/m)
+  expect(metrics).toMatch(/^hpd_requests_total\{outcome="error"\} 0$/m)
+})
