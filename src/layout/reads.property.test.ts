@@ -1,0 +1,280 @@
+import fc from 'fast-check'
+import {describe, expect, it} from 'vitest'
+
+import {HpdError} from '../errors.js'
+import {parseModelConfig} from '../model/index.js'
+import type {GroupBlockIds} from './block-ids.js'
+import {blocksNeeded} from './block-ids.js'
+import {planLayout, planRequestReads, readAt} from './index.js'
+import type {ReadList} from './read-list.js'
+import type {AttentionBackend, EngineLayout, LayoutPlan} from './types.js'
+
+// Random valid models of every family, random TP pairs, dtypes, block sizes, backends, conv layouts
+// and block-id allocations. For each: every decode rank's reads cover each byte of its state exactly
+// once, every read maps a byte to the same (layer, token/state, part, global head/channel, byte) on
+// both sides, no read touches padding, and the coalesced runs cover exactly the same bytes.
+
+const dtype = fc.constantFrom('float32', 'bfloat16', 'float16')
+const mixerChars = fc.array(fc.constantFrom('M', '*', '-'), {minLength: 2, maxLength: 8}).map((a) => ['M', '*', ...a])
+
+const nemotron = fc.record({
+  architectures: fc.constant(['NemotronHForCausalLM']),
+  torch_dtype: dtype,
+  hidden_size: fc.constant(64),
+  vocab_size: fc.constant(64),
+  hybrid_override_pattern: mixerChars.chain((a) => fc.shuffledSubarray(a, {minLength: a.length, maxLength: a.length})).map((a) => a.join('')),
+  num_attention_heads: fc.constant(8),
+  num_key_value_heads: fc.constantFrom(1, 2, 4, 8),
+  head_dim: fc.constantFrom(4, 8),
+  mamba_num_heads: fc.constantFrom(8, 16),
+  mamba_head_dim: fc.constantFrom(2, 4),
+  n_groups: fc.constantFrom(1, 4),
+  ssm_state_size: fc.constantFrom(4, 8),
+  conv_kernel: fc.constantFrom(2, 3, 4),
+})
+const falcon = fc.record({
+  architectures: fc.constant(['FalconH1ForCausalLM']),
+  torch_dtype: dtype,
+  hidden_size: fc.constant(32),
+  vocab_size: fc.constant(64),
+  num_hidden_layers: fc.integer({min: 1, max: 4}),
+  num_attention_heads: fc.constant(4),
+  num_key_value_heads: fc.constantFrom(1, 2, 4),
+  head_dim: fc.constant(8),
+  mamba_n_heads: fc.constant(8),
+  mamba_d_head: fc.constant(4),
+  mamba_n_groups: fc.constantFrom(1, 4),
+  mamba_d_state: fc.constant(4),
+  mamba_d_conv: fc.constant(4),
+})
+const jamba = fc.record({
+  architectures: fc.constant(['JambaForCausalLM']),
+  torch_dtype: dtype,
+  hidden_size: fc.constant(32),
+  vocab_size: fc.constant(64),
+  num_hidden_layers: fc.integer({min: 2, max: 8}),
+  attn_layer_period: fc.constant(2),
+  attn_layer_offset: fc.constant(1),
+  num_attention_heads: fc.constant(4),
+  num_key_value_heads: fc.constantFrom(1, 2, 4),
+  mamba_expand: fc.constant(2),
+  mamba_d_state: fc.constant(4),
+  mamba_d_conv: fc.constant(4),
+})
+const qwen3next = fc.record({
+  architectures: fc.constant(['Qwen3NextForCausalLM']),
+  torch_dtype: dtype,
+  hidden_size: fc.constant(32),
+  vocab_size: fc.constant(64),
+  num_hidden_layers: fc.integer({min: 2, max: 8}),
+  full_attention_interval: fc.constant(2),
+  num_attention_heads: fc.constant(8),
+  num_key_value_heads: fc.constantFrom(2, 4),
+  head_dim: fc.constant(8),
+  linear_num_key_heads: fc.constant(4),
+  linear_num_value_heads: fc.constantFrom(4, 8),
+  linear_key_head_dim: fc.constant(4),
+  linear_value_head_dim: fc.constant(4),
+  linear_conv_kernel_dim: fc.constant(4),
+})
+const llama = fc.record({
+  architectures: fc.constant(['LlamaForCausalLM']),
+  torch_dtype: dtype,
+  hidden_size: fc.constant(64),
+  vocab_size: fc.constant(64),
+  num_hidden_layers: fc.integer({min: 1, max: 4}),
+  num_attention_heads: fc.constant(8),
+  num_key_value_heads: fc.constantFrom(1, 2, 8),
+  head_dim: fc.constant(8),
+})
+
+const scenario = fc.record({
+  config: fc.oneof(nemotron, nemotron, falcon, jamba, qwen3next, llama),
+  prefillTp: fc.constantFrom(1, 2, 4),
+  decodeTp: fc.constantFrom(1, 2, 4),
+  blockSize: fc.constantFrom(undefined, 16, 32, 64, 128),
+  backend: fc.constantFrom<AttentionBackend>('flash-attn', 'flashinfer', 'triton', 'cpu'),
+  kv: fc.constantFrom('auto', 'fp32', 'bf16', 'fp8'),
+  ssm: fc.constantFrom('auto', 'fp32', 'bf16'),
+  convLayout: fc.constantFrom('DS', 'SD'),
+  promptTokens: fc.integer({min: 2, max: 700}),
+  prefillSeed: fc.integer({min: 0, max: 1 << 30}),
+  decodeSeed: fc.integer({min: 0, max: 1 << 30}),
+})
+
+type Interval = [number, number]
+
+describe('read plans (property)', () => {
+  it('cover every decode byte exactly once, map bytes to the same element, skip padding; runs = reads', () => {
+    const checked: string[] = []
+    fc.assert(
+      fc.property(scenario, (sc) => {
+        let plan: LayoutPlan
+        try {
+          plan = planLayout({
+            model: parseModelConfig(sc.config),
+            prefillTp: sc.prefillTp,
+            decodeTp: sc.decodeTp,
+            blockSize: sc.blockSize,
+            attentionBackend: sc.backend,
+            kvCacheDtype: sc.kv as never,
+            mambaSsmDtype: sc.ssm as never,
+            convLayout: sc.convLayout as never,
+          })
+        } catch (error) {
+          // Invalid combinations (TP not splitting heads, kernel blocks that cannot agree) are typed errors.
+          if (error instanceof HpdError && (error.exitCode === 2 || error.exitCode === 3)) return
+          throw error
+        }
+        checked.push(`${plan.model.family} ${sc.prefillTp}->${sc.decodeTp}`)
+        const tokens = plan.prefill.hybrid ? sc.promptTokens - 1 : sc.promptTokens
+        const pIds = shuffledIds(plan.prefill, tokens, sc.prefillSeed)
+        const dIds = shuffledIds(plan.decode, tokens, sc.decodeSeed)
+        const pNum = 2 + Math.max(...pIds.flat())
+        const dNum = 1 + Math.max(...dIds.flat())
+        const req = planRequestReads(plan, {promptTokens: sc.promptTokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum})
+        for (let d = 0; d < plan.decode.tp; d++) {
+          const pairs = req.pairs.filter((p) => p.decodeRank === d)
+          const got = new Map<number, Interval[]>()
+          for (const pair of pairs) {
+            for (let i = 0; i < pair.reads.count; i++) {
+              const r = readAt(pair.reads, i)
+              const list = got.get(r.tensorIndex) ?? []
+              list.push([r.localOffsetBytes, r.localOffsetBytes + r.lengthBytes])
+              got.set(r.tensorIndex, list)
+              for (const at of [0, r.lengthBytes - 1]) {
+                const local = element(plan.decode, d, dIds, dNum, r.localOffsetBytes + at)
+                const remote = element(plan.prefill, pair.prefillRank, pIds, pNum, r.remoteOffsetBytes + at)
+                expect(remote, `read ${i} D${d}←P${pair.prefillRank}`).toBe(local)
+                expect(local).not.toBe('padding')
+              }
+            }
+            expectSameBytes(pair.reads, pair.runs)
+          }
+          const want = expectedState(plan.decode, d, dIds, dNum, tokens)
+          for (let s = 0; s < plan.decode.numTensors; s++) {
+            const intervals = (got.get(s) ?? []).sort((a, b) => a[0] - b[0])
+            for (let i = 1; i < intervals.length; i++) expect(intervals[i][0], `tensor ${s} overlap`).toBeGreaterThanOrEqual(intervals[i - 1][1])
+            expect(merge(intervals)).toEqual(merge(want.get(s) ?? []))
+          }
+        }
+      }),
+      {numRuns: 120},
+    )
+    // Most scenarios must be valid layouts, or the property proves little.
+    expect(checked.length).toBeGreaterThan(60)
+    expect(new Set(checked.map((c) => c.split(' ')[0])).size).toBe(5)
+  })
+})
+
+/** Block ids allocated from a shuffled pool (distinct across groups, as one HMA pool hands them out). */
+function shuffledIds(engine: EngineLayout, tokens: number, seed: number): GroupBlockIds {
+  const needed = blocksNeeded(engine, tokens)
+  const total = needed.reduce((a, b) => a + b, 0)
+  const pool = Array.from({length: total + 3}, (_, i) => i)
+  let x = seed || 1
+  for (let i = pool.length - 1; i > 0; i--) {
+    x = (x * 1103515245 + 12345) % 2147483648
+    const j = x % (i + 1)
+    ;[pool[i], pool[j]] = [pool[j], pool[i]]
+  }
+  let k = 0
+  return needed.map((n) => pool.slice(k, (k += n)))
+}
+
+/** The decode rank's state bytes for this request: FA kernel blocks holding tokens, Mamba pages up to the padding. */
+function expectedState(e: EngineLayout, rank: number, ids: GroupBlockIds, numLogical: number, tokens: number): Map<number, Interval[]> {
+  const out = new Map<number, Interval[]>()
+  const r = e.blocksPerLogical
+  const Nk = numLogical * r
+  const kernelBlocks = Math.ceil(tokens / e.kernelBlockSize)
+  for (let s = 0; s < e.numTensors; s++) {
+    const list: Interval[] = []
+    for (const g of e.groups) {
+      if (g.layers[s] === null) continue
+      if (g.kind === 'attention') {
+        for (let i = 0; i < kernelBlocks; i++) {
+          const kb = ids[g.index][Math.floor(i / r)] * r + (i % r)
+          if (e.kvLayout === 'blocks-first') list.push([kb * e.kernelPageBytes, (kb + 1) * e.kernelPageBytes])
+          else list.push([kb * e.kvHalfBytes, (kb + 1) * e.kvHalfBytes], [(Nk + kb) * e.kvHalfBytes, (Nk + kb + 1) * e.kvHalfBytes])
+        }
+      } else {
+        const L = ids[g.index][0]
+        list.push([L * e.pageBytes, L * e.pageBytes + e.ranks[rank].mamba!.pageBytes])
+      }
+    }
+    out.set(s, list)
+  }
+  return out
+}
+
+/** What one byte of a rank's tensor holds: group, token block position or state, part, global unit, byte in unit. */
+function element(e: EngineLayout, rank: number, ids: GroupBlockIds, numLogical: number, offset: number): string {
+  const r = e.blocksPerLogical
+  const Nk = numLogical * r
+  const parts = e.ranks[rank].parts
+  let kernelBlock: number
+  let pageOffset: number
+  if (e.kvLayout === 'kv-first') {
+    const plane = offset < Nk * e.kvHalfBytes ? 0 : 1
+    const inPlane = offset - plane * Nk * e.kvHalfBytes
+    kernelBlock = Math.floor(inPlane / e.kvHalfBytes)
+    pageOffset = plane * e.kvHalfBytes + (inPlane % e.kvHalfBytes)
+  } else {
+    kernelBlock = Math.floor(offset / e.kernelPageBytes)
+    pageOffset = offset % e.kernelPageBytes
+  }
+  const logical = Math.floor(kernelBlock / r)
+  const group = e.groups.find((g) => ids[g.index].includes(logical))
+  if (!group) return `unowned block ${logical}`
+  if (group.kind === 'attention') {
+    const i = ids[group.index].indexOf(logical) * r + (kernelBlock % r)
+    const part = parts.find((p) => p.view === 'fa' && pageOffset >= p.offsetBytes && pageOffset < p.offsetBytes + p.lengthBytes)!
+    const within = pageOffset - part.offsetBytes
+    return `g${group.index} i${i} ${part.part} unit ${part.globalUnitStart + Math.floor(within / part.unitBytes)} byte ${within % part.unitBytes}`
+  }
+  const inPage = offset - logical * e.pageBytes
+  for (const p of parts.filter((q) => q.view === 'ssm')) {
+    for (let row = 0; row < p.rows; row++) {
+      const start = p.offsetBytes + row * p.rowStrideBytes
+      if (inPage >= start && inPage < start + p.unitsLocal * p.unitBytes) {
+        const within = inPage - start
+        return `g${group.index} state ${p.part} row ${row} unit ${p.globalUnitStart + Math.floor(within / p.unitBytes)} byte ${within % p.unitBytes}`
+      }
+    }
+  }
+  return 'padding'
+}
+
+function merge(list: Interval[]): Interval[] {
+  const sorted = [...list].sort((a, b) => a[0] - b[0])
+  const out: Interval[] = []
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1]
+    if (last && a <= last[1]) last[1] = Math.max(last[1], b)
+    else out.push([a, b])
+  }
+  return out
+}
+
+/** Runs cover the reads' bytes, and each read sits in a run with the same local→remote shift. */
+function expectSameBytes(reads: ReadList, runs: ReadList): void {
+  const byTensor = (l: ReadList): Map<number, Interval[]> => {
+    const m = new Map<number, Interval[]>()
+    for (let i = 0; i < l.count; i++) {
+      const list = m.get(l.tensorIndex[i]) ?? []
+      list.push([l.localOffsetBytes[i], l.localOffsetBytes[i] + l.lengthBytes[i]])
+      m.set(l.tensorIndex[i], list)
+    }
+    return m
+  }
+  const a = byTensor(reads)
+  const b = byTensor(runs)
+  expect([...b.keys()].sort()).toEqual([...a.keys()].sort())
+  for (const [t, list] of a) expect(merge(b.get(t)!)).toEqual(merge(list))
+  let run = 0
+  for (let i = 0; i < reads.count; i++) {
+    while (runs.tensorIndex[run] !== reads.tensorIndex[i] || runs.localOffsetBytes[run] + runs.lengthBytes[run] <= reads.localOffsetBytes[i]) run++
+    expect(reads.remoteOffsetBytes[i] - reads.localOffsetBytes[i]).toBe(runs.remoteOffsetBytes[run] - runs.localOffsetBytes[run])
+  }
+}
