@@ -35,6 +35,29 @@ interface RequestState {
 }
 
 /**
+ * The layout an engine for `spec` uses: src/layout's plan for hpd's `cpu` attention backend, DS
+ * conv layout, and fp32 K/V, conv and SSM state (the CPU kernels compute and cache in fp32 whatever
+ * the checkpoint dtype; weights are widened on load).
+ */
+export function engineLayout(spec: ModelSpec, options: {tp: number; blockSize?: number; attentionBackend?: AttentionBackend}): EngineLayout {
+  return planEngineLayout({
+    model: spec,
+    tp: options.tp,
+    blockSize: options.blockSize,
+    attentionBackend: options.attentionBackend ?? 'cpu',
+    convLayout: 'DS',
+    kvCacheDtype: 'fp32',
+    mambaConvDtype: 'fp32',
+    mambaSsmDtype: 'fp32',
+  })
+}
+
+/** Logical blocks per KV-cache group for a request of `numTokens` tokens (state groups: one page). */
+export function blocksNeeded(layout: EngineLayout, numTokens: number): number[] {
+  return layout.groups.map((g) => (g.kind === 'state' ? 1 : Math.max(1, Math.ceil(numTokens / layout.logicalBlockSize))))
+}
+
+/**
  * The CPU engine: one model at one TP size, its cache in the layout engine's shared tensors, a
  * block pool shared by all KV-cache groups, and per-request block tables. Not thread-safe:
  * one caller (the worker's event loop) drives it; each call runs to completion.
@@ -58,17 +81,7 @@ export class HybridEngine {
     if (options.spec.dtype !== 'fp32' && options.spec.dtype !== 'bf16' && options.spec.dtype !== 'fp16') {
       throw new ModelConfigError('HPD_ENGINE_UNSUPPORTED_DTYPE', `the CPU engine cannot run torch_dtype ${options.spec.dtype}`)
     }
-    // The CPU kernels compute and cache in fp32 whatever the checkpoint dtype (weights are widened on load).
-    this.layout = planEngineLayout({
-      model: options.spec,
-      tp,
-      blockSize: options.blockSize,
-      attentionBackend: options.attentionBackend ?? 'cpu',
-      convLayout: 'DS',
-      kvCacheDtype: 'fp32',
-      mambaConvDtype: 'fp32',
-      mambaSsmDtype: 'fp32',
-    })
+    this.layout = engineLayout(options.spec, {tp, blockSize: options.blockSize, attentionBackend: options.attentionBackend})
     this.numBlocks = options.numBlocks ?? Math.max(16, Math.ceil((8 * 2048) / this.layout.logicalBlockSize) * this.layout.groups.length)
     if (!Number.isInteger(this.numBlocks) || this.numBlocks < 1) {
       throw new UsageError('HPD_ENGINE_BAD_NUM_BLOCKS', `numBlocks ${this.numBlocks} is not a positive integer`)
@@ -89,7 +102,7 @@ export class HybridEngine {
 
   /** Blocks a request of `numTokens` tokens needs in each group. */
   blocksNeeded(numTokens: number): number[] {
-    return this.layout.groups.map((g) => (g.kind === 'state' ? 1 : Math.max(1, Math.ceil(numTokens / this.layout.logicalBlockSize))))
+    return blocksNeeded(this.layout, numTokens)
   }
 
   /**

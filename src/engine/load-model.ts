@@ -31,7 +31,8 @@ export function loadModel(model: string): LoadedModel {
       hint: 'Use --model tiny (or tiny-hybrid-g1, tiny-llama), or a local Hugging Face model directory.',
     })
   } else dir = existsSync(model) && statSync(model).isFile() ? dirname(model) : model
-  const spec = loadModelSpec(dir)
+  const loaded = loadModelSpec(dir)
+  const spec = tinyDir ? {...loaded, name: findPreset(model)!.name} : loaded
   const dims = dimsFromSpec(spec)
   return {dir, spec, dims, weights: loadWeights(dir, dims), tokenizer: loadTokenizer(dir)}
 }
