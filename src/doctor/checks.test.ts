@@ -89,6 +89,19 @@ describe('checks over varied facts', () => {
     expect(judge(failed).verdict).toBe('fail')
   })
 
+  it('an idle GPU at 2.5 GT/s is not a downgraded link, a GPU at 8 of 16 GT/s is', () => {
+    const withGpuLink = (link: {currentSpeedGTs: number; currentWidth: number}) => ({
+      ...roce,
+      pci: roce.pci.map((d) => (d.bdf === '0000:17:00.0' ? {...d, link: {currentSpeedGTs: link.currentSpeedGTs, maxSpeedGTs: 16, currentWidth: link.currentWidth, maxWidth: 16}} : d)),
+    })
+    const idle = check(withGpuLink({currentSpeedGTs: 2.5, currentWidth: 16}), 'pcie')
+    expect(idle).toMatchObject({status: 'ok', data: {downgraded: 0}})
+    expect(idle.summary).toMatch(/1 idle GPU at 2\.5 GT\/s/u)
+    const slow = check(withGpuLink({currentSpeedGTs: 8, currentWidth: 16}), 'pcie')
+    expect(slow).toMatchObject({status: 'warn', data: {downgraded: 1}})
+    expect(slow.summary).toContain('GPU 0000:17:00.0 runs 8 GT/s x16 of 16 GT/s x16')
+  })
+
   it('exhausted hugepages warn', () => {
     const c = check({...cpuOnly, memory: {...cpuOnly.memory, hugePagesTotal: 64, hugePagesFree: 0}}, 'hugepages')
     expect(c.status).toBe('warn')
