@@ -3,7 +3,7 @@
  * servers it starts itself (--spawn), optionally the same load against a colocated server
  * (--compare-colocated) for a side-by-side report. Spawned servers are always stopped.
  */
-import {resolveServeModel} from '../serve/serve-model.js'
+import {checkServeLayout, resolveServeModel} from '../serve/serve-model.js'
 import {startServe, type RunningServe} from '../serve/serve.js'
 import {runServeLoad, type ServeLoadEvent, type ServeLoadReport} from './serve-load.js'
 
@@ -47,6 +47,7 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
   }
   const modes: ('disaggregated' | 'colocated')[] = o.compareColocated ? ['disaggregated', 'colocated'] : ['disaggregated']
   const model = resolveServeModel(o.model)
+  checkServeLayout(model, o.prefillTp, o.decodeTp)
   for (const mode of modes) {
     let server: RunningServe | undefined
     try {

@@ -9,7 +9,9 @@ import {basename, join, resolve} from 'node:path'
 import {ensureTinyModel} from '../engine/tiny-models.js'
 import {loadTokenizer, type TextTokenizer} from '../engine/tokenizer.js'
 import {ModelConfigError, UsageError} from '../errors.js'
-import {findPreset} from '../model/index.js'
+import {planLayout} from '../layout/index.js'
+import {findPreset, loadModelSpec} from '../model/index.js'
+import {ENGINE_LAYOUT_OPTIONS} from './worker/layout-options.js'
 import type {ServeModel, ServeTokenizer} from './backend.js'
 
 export type {ServeModel} from './backend.js'
@@ -83,4 +85,12 @@ export function serveTokenizer(t: TextTokenizer): ServeTokenizer {
       }
     },
   }
+}
+
+/**
+ * Fails fast, before any worker starts, when the model cannot be split over the TP sizes or the
+ * two sides' caches cannot be paired (the layout engine's typed errors: exit 2 or 3).
+ */
+export function checkServeLayout(model: ServeModel, prefillTp: number, decodeTp: number): void {
+  planLayout({model: loadModelSpec(model.dir), prefillTp, decodeTp, ...ENGINE_LAYOUT_OPTIONS})
 }

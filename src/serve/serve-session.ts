@@ -2,7 +2,7 @@
  * One `hpd serve` session: resolve the model, start workers and router, show it, wait for
  * SIGINT/SIGTERM, stop everything (bounded), and return a summary as the command's result.
  */
-import {resolveServeModel} from './serve-model.js'
+import {checkServeLayout, resolveServeModel} from './serve-model.js'
 import {startServe, type RunningServe, type ServeOptions} from './serve.js'
 
 export interface ServeFlags extends Omit<ServeOptions, 'model' | 'transferTimeoutMs'> {
@@ -24,6 +24,7 @@ type Sinks = Pick<ServeOptions, 'onWorkerLog' | 'onWorkerState' | 'onRequestLog'
 
 export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present: (running: RunningServe) => () => void): Promise<ServeResult> {
   const model = resolveServeModel(flags.model)
+  checkServeLayout(model, flags.colocated ? flags.decodeTp : flags.prefillTp, flags.decodeTp)
   // Test hook for fault tests (documented in README.md): decode workers pause before their read.
   const pause = Number(process.env.HPD_SERVE_PAUSE_BEFORE_READ_MS ?? 0)
   const running = await startServe({

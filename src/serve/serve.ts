@@ -4,7 +4,7 @@
  * stops everything (router first, then workers, bounded).
  */
 import {existsSync} from 'node:fs'
-import type {Server} from 'node:http'
+import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 
@@ -110,6 +110,9 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
           pauseBeforeReadMs: o.pauseBeforeReadMs,
         })),
       ]
+  // A taken port fails here, before any worker starts (a race with another binder is still
+  // caught by the real listen below).
+  if (o.port !== 0) await probePort(o.host, o.port)
   const supervisor = new Supervisor({entryPath, configs})
   if (o.onWorkerLog) supervisor.on('log', o.onWorkerLog)
   if (o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state, w.pid))
@@ -136,10 +139,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     await listen(server, o.host, o.port)
   } catch (error) {
     await supervisor.stop()
-    const e = error as NodeJS.ErrnoException
-    throw new EnvironmentError('HPD_SERVE_PORT', `cannot listen on ${o.host}:${o.port}: ${e.code ?? e.message}`, {
-      hint: e.code === 'EADDRINUSE' ? `Another process uses port ${o.port}; pass --port with a free one.` : 'Check --host and --port.',
-    })
+    portError(o.host, o.port)(error)
   }
   const url = `http://${o.host}:${(server.address() as AddressInfo).port}`
 
@@ -200,6 +200,26 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
         await supervisor.stop()
       })()),
   }
+}
+
+function portError(host: string, port: number): (error: unknown) => never {
+  return (error) => {
+    const e = error as NodeJS.ErrnoException
+    throw new EnvironmentError('HPD_SERVE_PORT', `cannot listen on ${host}:${port}: ${e.code ?? e.message}`, {
+      hint: e.code === 'EADDRINUSE' ? `Another process uses port ${port}; pass --port with a free one.` : 'Check --host and --port.',
+      details: {host, port},
+    })
+  }
+}
+
+async function probePort(host: string, port: number): Promise<void> {
+  const probe = createServer()
+  try {
+    await listen(probe, host, port)
+  } catch (error) {
+    portError(host, port)(error)
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

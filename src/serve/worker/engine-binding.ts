@@ -14,6 +14,7 @@ import {Sampler} from '../../engine/sampler.js'
 import {compatibilityHash, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
 import {TransferAgent, type Descriptor, type Peer} from '../../transport/index.js'
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
+import {ENGINE_LAYOUT_OPTIONS} from './layout-options.js'
 import type {DecodeEntry, GroupBlockIds, PeerLink, PullResult, WorkerEngine} from './engine-port.js'
 import type {WorkerConfig} from './worker-config.js'
 
@@ -32,9 +33,7 @@ interface BoundPeer extends PeerLink {
   readonly plan: LayoutPlan
 }
 
-// The engine computes and caches in fp32 with hpd's CPU attention kernel and the DS conv layout;
-// the read plan must be computed with exactly the same layout options.
-const LAYOUT_OPTIONS = {attentionBackend: 'cpu', convLayout: 'DS', kvCacheDtype: 'fp32', mambaConvDtype: 'fp32', mambaSsmDtype: 'fp32'} as const
+const LAYOUT_OPTIONS = ENGINE_LAYOUT_OPTIONS
 
 export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEngine> {
   const model = loadModel(config.model)
