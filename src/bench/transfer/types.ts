@@ -1,0 +1,75 @@
+import type {AttentionBackend} from '../../layout/index.js'
+import type {TransportKind} from '../../transport/index.js'
+
+export type VerifyMode = 'full' | 'digest' | 'off'
+export const VERIFY_MODES: readonly VerifyMode[] = ['full', 'digest', 'off']
+export type InjectedFault = 'corrupt' | 'stale' | 'short' | 'kill-peer'
+export const INJECTED_FAULTS: readonly InjectedFault[] = ['corrupt', 'stale', 'short', 'kill-peer']
+
+export interface BenchTransferOptions {
+  /** Preset name, config.json path or model directory (as `--model`). */
+  readonly model: string
+  readonly prefillTp: number
+  readonly decodeTp: number
+  /** One case per prompt length. */
+  readonly promptTokens: readonly number[]
+  /** Measured requests per case (one unmeasured warm-up request precedes them). */
+  readonly requests: number
+  readonly transport: TransportKind
+  /** 0 = UCX's default TCP segments (the comparison point for the tuned default). */
+  readonly tcpSegmentBytes?: number
+  readonly verify: VerifyMode
+  readonly attentionBackend: AttentionBackend
+  readonly fault?: InjectedFault
+  /** Deadline of every step (read, notification, worker answer). */
+  readonly timeoutMs: number
+}
+
+/** One (prompt length) case, measured. Bytes are per request, summed over all rank pairs. */
+export interface TransferCaseResult {
+  readonly promptTokens: number
+  readonly requests: number
+  readonly bytesPerRequest: number
+  readonly faBytesPerRequest: number
+  readonly ssmBytesPerRequest: number
+  /** Planned reads (descriptor pairs) per request, all pairs. */
+  readonly readsPerRequest: number
+  /** GETs after the agent merged adjacent pairs, per request. */
+  readonly runsPerRequest: number
+  /** The layout's own coalesced run count (cross-check of the agent's merging). */
+  readonly plannedRunsPerRequest: number
+  readonly rankPairs: number
+  readonly gbPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  /** The same descriptor pairs as a local memcpy on the same threads, same run. */
+  readonly memcpyGbPerSecond: number
+  /** gbPerSecond / memcpyGbPerSecond. */
+  readonly ratioToMemcpy: number
+  /** The first (unmeasured) request: endpoint wire-up, segment attach, page faults. */
+  readonly warmupMs: number
+  readonly prepareMs: number
+  readonly verify: VerifyMode
+  readonly verifiedBytes: number
+}
+
+export interface BenchTransferResult {
+  readonly model: string
+  readonly prefillTp: number
+  readonly decodeTp: number
+  readonly transport: TransportKind
+  readonly tcpSegmentBytes: number
+  readonly verify: VerifyMode
+  /** Max over both sides: allocating (registering) every rank's tensors with UCX. */
+  readonly registrationMs: number
+  /** Decode side: connecting every decode rank to its prefill ranks (metadata → endpoints, rkeys). */
+  readonly firstHandshakeMs: number
+  readonly cases: readonly TransferCaseResult[]
+}
+
+export type BenchEvent =
+  | {readonly type: 'setup'; readonly registrationMs: number; readonly firstHandshakeMs: number; readonly processes: number}
+  | {readonly type: 'case-start'; readonly index: number; readonly promptTokens: number; readonly requests: number}
+  | {readonly type: 'progress'; readonly index: number; readonly done: number; readonly requests: number; readonly latencyMs: number}
+  | {readonly type: 'case-done'; readonly index: number; readonly result: TransferCaseResult}
+  | {readonly type: 'summary'; readonly result: BenchTransferResult}
