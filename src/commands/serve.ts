@@ -34,7 +34,7 @@ export default class Serve extends HpdCommand<ServeResult> {
   async run(): Promise<ServeResult> {
     const {flags} = await this.parse(Serve)
     const style = serveLogStyle({jsonLogs: flags['json-logs'], json: this.jsonEnabled()})
-    return serveUntilSignal(
+    const result = await serveUntilSignal(
       {
         model: flags.model,
         prefillTp: flags['prefill-tp'],
@@ -53,5 +53,7 @@ export default class Serve extends HpdCommand<ServeResult> {
       serveLogSinks(style),
       (running) => presentServe(running, style),
     )
+    this.print(`stopped by ${result.stoppedBy} after ${result.uptimeS.toFixed(0)} s: ${result.requestsOk} requests served, ${result.requestsFailed} failed`)
+    return result
   }
 }
