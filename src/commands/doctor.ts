@@ -25,12 +25,10 @@ Exit code 0 when no check failed; 4 (HPD_DOCTOR_FAILED) when one did. With --jso
   async run(): Promise<DoctorReport> {
     const {flags} = await this.parse(Doctor)
     // Lazy imports keep `hpd <other command>` from paying for the doctor, and the doctor from paying for Ink when piped.
+    const present = this.jsonEnabled() ? undefined : (await import('../ui/doctor-render.js')).prepareDoctorRenderer()
     const {runDoctor, doctorFailedError} = await import('../doctor/index.js')
     const report = await runDoctor({root: flags.root})
-    if (!this.jsonEnabled()) {
-      const {renderDoctorReport} = await import('../ui/doctor-render.js')
-      await renderDoctorReport(report)
-    }
+    await present?.(report)
     if (report.verdict === 'fail') throw doctorFailedError(report)
     return report
   }

@@ -12,15 +12,30 @@ export function shouldUseInk(isTTY: boolean | undefined, env: NodeJS.ProcessEnv)
   return isTTY === true && !ci && env.TERM !== 'dumb'
 }
 
-/** Presents a finished report on stdout: the Ink checklist on a terminal, plain lines otherwise. */
-export async function renderDoctorReport(report: DoctorReport, target: RenderTarget = {stdout: process.stdout, env: process.env}): Promise<void> {
+/**
+ * Chooses the presentation now and returns the function that presents a finished report on
+ * stdout: the Ink checklist on a terminal, plain lines otherwise. Called before the probes run,
+ * so Ink's import (~0.5 s on a small machine) overlaps with them instead of following them.
+ */
+export function prepareDoctorRenderer(target: RenderTarget = {stdout: process.stdout, env: process.env}): (report: DoctorReport) => Promise<void> {
   if (!shouldUseInk(target.stdout.isTTY, target.env)) {
-    target.stdout.write(formatDoctorPlain(report))
-    return
+    return async (report) => {
+      target.stdout.write(formatDoctorPlain(report))
+    }
   }
-  // Ink and React cost ~0.5 s to import on a small machine: only a terminal pays it.
-  const [{render}, {createElement}, {DoctorChecklist}] = await Promise.all([import('ink'), import('react'), import('./DoctorChecklist.js')])
-  const instance = render(createElement(DoctorChecklist, {report}), {stdout: target.stdout, patchConsole: false, exitOnCtrlC: false})
-  instance.unmount()
-  await instance.waitUntilExit()
+  // React and its reconciler load their (much larger) development builds unless told otherwise.
+  process.env.NODE_ENV ??= 'production'
+  const modules = Promise.all([import('ink'), import('react'), import('./DoctorChecklist.js')])
+  modules.catch(() => {}) // surfaced when awaited below
+  return async (report) => {
+    const [{render}, {createElement}, {DoctorChecklist}] = await modules
+    const instance = render(createElement(DoctorChecklist, {report}), {stdout: target.stdout, patchConsole: false, exitOnCtrlC: false})
+    instance.unmount()
+    await instance.waitUntilExit()
+  }
+}
+
+/** Presents a finished report (see prepareDoctorRenderer). */
+export async function renderDoctorReport(report: DoctorReport, target?: RenderTarget): Promise<void> {
+  await prepareDoctorRenderer(target)(report)
 }
