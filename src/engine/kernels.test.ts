@@ -166,15 +166,18 @@ describe('kernels vs scalar references', () => {
     })
   })
 
-  it('paged attention: causal GQA over scattered kernel blocks (1e-5), both K/V layouts', () => {
-    const [Hq, Hkv, hd, bs, T, pos0] = [4, 2, 8, 4, 5, 9]
+  it.each([
+    [5, 9],
+    [40, 9],
+  ])('paged attention: %i queries after %i cached, causal GQA over scattered kernel blocks (1e-5), both K/V layouts', (T, pos0) => {
+    const [Hq, Hkv, hd, bs] = [4, 2, 8, 4]
     const ctx = pos0 + T
     const keys = randn(ctx * Hkv * hd, 17)
     const values = randn(ctx * Hkv * hd, 18)
     const q = randn(T * Hq * hd, 19)
-    const table = Int32Array.from([5, 0, 3, 7])
+    const table = Int32Array.from([5, 0, 3, 7, 12, 9, 15, 1, 4, 2, 14, 6, 8, 10])
     for (const blocksFirst of [true, false]) {
-      const numBlocks = 8
+      const numBlocks = 16
       const half = Hkv * bs * hd
       const geo = blocksFirst ? {stride: 2 * half, kOff: 0, vOff: half} : {stride: half, kOff: 0, vOff: numBlocks * half}
       const cache = new Float32Array(numBlocks * 2 * half)

@@ -1,7 +1,12 @@
 #include <cmath>
 #include <vector>
 
+#include <cblas.h>
+
+#include <algorithm>
+
 #include "hpd/kernels.h"
+#include "vec.h"
 
 namespace hpd::kernels {
 namespace {
@@ -36,8 +41,11 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t ldk, const float*
   }
 }
 
-void paged_attention(const PagedKv& kv, const float* q, int64_t ldq, float* o, int64_t pos0, int64_t tokens,
-                     int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale, int ith, int nth) {
+namespace {
+
+// Few queries (decode): one (query token, query head) pair per work item, dot products per key.
+void attention_rows(const PagedKv& kv, const float* q, int64_t ldq, float* o, int64_t pos0, int64_t tokens,
+                    int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale, int ith, int nth) {
   // One (query token, query head) pair per work item; keys 0..pos0+t (causal). Scores are kept
   // per pair (at most the context length), softmax in fp32 with the max subtracted.
   int64_t begin, end;
@@ -51,9 +59,7 @@ void paged_attention(const PagedKv& kv, const float* q, int64_t ldq, float* o, i
     float max_score = -INFINITY;
     for (int64_t s = 0; s < ctx; ++s) {
       const float* kv_k = k_at(kv, s, h, head_dim);
-      float dot = 0.0f;
-      for (int64_t d = 0; d < head_dim; ++d) dot += qv[d] * kv_k[d];
-      scores[s] = dot * scale;
+      scores[s] = dot_f32(qv, kv_k, head_dim) * scale;
       if (scores[s] > max_score) max_score = scores[s];
     }
     float denom = 0.0f;
@@ -69,6 +75,69 @@ void paged_attention(const PagedKv& kv, const float* q, int64_t ldq, float* o, i
       const float p = scores[s] * inv;
       for (int64_t d = 0; d < head_dim; ++d) out[d] += p * vv[d];
     }
+  }
+}
+
+constexpr int64_t kQueryTile = 128;
+
+// Many queries (prefill): work item = (query head, tile of up to 128 queries). The tile's K and V
+// (one kv head, positions 0..last query) are gathered from the paged blocks into contiguous
+// scratch once, then scores = Q·Kᵀ and O = P·V are single-threaded sgemm calls; the causal mask
+// and the fp32 softmax run between them. Gathering costs ctx·hd per tile against 2·tile·ctx·hd
+// of products, so it is amortised for tiles of 16+ queries.
+void attention_tiles(const PagedKv& kv, const float* q, int64_t ldq, float* o, int64_t pos0, int64_t tokens,
+                     int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale, int ith, int nth) {
+  const int64_t tiles = (tokens + kQueryTile - 1) / kQueryTile;
+  int64_t begin, end;
+  thread_slice(q_heads * tiles, ith, nth, &begin, &end);
+  const int64_t group = q_heads / kv_heads;
+  std::vector<float> keys, values, scores;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t j = item / tiles, tile = item % tiles, h = j / group;
+    const int64_t t_a = tile * kQueryTile, t_b = std::min(tokens, t_a + kQueryTile), nt = t_b - t_a;
+    const int64_t ctx = pos0 + t_b;
+    keys.resize(ctx * head_dim);
+    values.resize(ctx * head_dim);
+    scores.resize(nt * ctx);
+    for (int64_t s = 0; s < ctx; ++s) {
+      std::copy_n(k_at(kv, s, h, head_dim), head_dim, keys.data() + s * head_dim);
+      std::copy_n(v_at(kv, s, h, head_dim), head_dim, values.data() + s * head_dim);
+    }
+    const int ictx = static_cast<int>(ctx), ihd = static_cast<int>(head_dim), int_ = static_cast<int>(nt);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int_, ictx, ihd, scale, q + t_a * ldq + j * head_dim,
+                static_cast<int>(ldq), keys.data(), ihd, 0.0f, scores.data(), ictx);
+    std::vector<float> inv(nt);
+    for (int64_t r = 0; r < nt; ++r) {
+      float* row = scores.data() + r * ctx;
+      const int64_t valid = pos0 + t_a + r + 1;
+      float max_score = -INFINITY;
+      for (int64_t s = 0; s < valid; ++s) max_score = std::max(max_score, row[s]);
+      float denom = 0.0f;
+      for (int64_t s = 0; s < valid; ++s) {
+        row[s] = std::exp(row[s] - max_score);
+        denom += row[s];
+      }
+      for (int64_t s = valid; s < ctx; ++s) row[s] = 0.0f;
+      inv[r] = 1.0f / denom;
+    }
+    float* out = o + (t_a * q_heads + j) * head_dim;
+    const int ldo = static_cast<int>(q_heads * head_dim);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int_, ihd, ictx, 1.0f, scores.data(), ictx, values.data(), ihd,
+                0.0f, out, ldo);
+    for (int64_t r = 0; r < nt; ++r) {
+      for (int64_t d = 0; d < head_dim; ++d) out[r * ldo + d] *= inv[r];
+    }
+  }
+}
+
+}  // namespace
+
+void paged_attention(const PagedKv& kv, const float* q, int64_t ldq, float* o, int64_t pos0, int64_t tokens,
+                     int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale, int ith, int nth) {
+  if (tokens >= 16) {
+    attention_tiles(kv, q, ldq, o, pos0, tokens, q_heads, kv_heads, head_dim, scale, ith, nth);
+  } else {
+    attention_rows(kv, q, ldq, o, pos0, tokens, q_heads, kv_heads, head_dim, scale, ith, nth);
   }
 }
 

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "hpd/kernels.h"
+#include "vec.h"
 
 namespace hpd::kernels {
 
@@ -10,8 +11,7 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t di
   for (int64_t t = begin; t < end; ++t) {
     const float* xr = x + t * dim;
     float* yr = y + t * dim;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < dim; ++i) sum += xr[i] * xr[i];
+    const float sum = sumsq_f32(xr, dim);
     const float inv = 1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
     for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
   }

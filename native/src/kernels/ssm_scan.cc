@@ -2,7 +2,10 @@
 #include <cmath>
 #include <vector>
 
+#include <cblas.h>
+
 #include "hpd/kernels.h"
+#include "vec.h"
 
 namespace hpd::kernels {
 namespace {
@@ -13,7 +16,7 @@ inline float softplus(float v) { return v > 20.0f ? v : std::log1p(std::exp(v));
 
 void ssm_scan_sequential(const SsmArgs& s, int ith, int nth) {
   // Per head h, group g(h) = h / (H/G); S(t) = exp(dt*A) S(t-1) + dt x ⊗ B;
-  // y = S C + D x. Fused into one pass over the [P, N] state per token.
+  // y = S C + D x, one [P, N] state row at a time (the row stays in L1 between update and dot).
   int64_t begin, end;
   thread_slice(s.heads, ith, nth, &begin, &end);
   const int64_t P = s.head_dim, N = s.state_size, heads_per_group = s.heads / s.groups;
@@ -30,12 +33,8 @@ void ssm_scan_sequential(const SsmArgs& s, int ith, int nth) {
       for (int64_t p = 0; p < P; ++p) {
         const float xd = dt * x[p];
         float* row = st + p * N;
-        float acc = 0.0f;
-        for (int64_t n = 0; n < N; ++n) {
-          row[n] = row[n] * decay + xd * B[n];
-          acc += row[n] * C[n];
-        }
-        y[p] = acc + s.d[h] * x[p];
+        for (int64_t n = 0; n < N; ++n) row[n] = row[n] * decay + xd * B[n];
+        y[p] = dot_f32(row, C, N) + s.d[h] * x[p];
       }
     }
   }
@@ -47,56 +46,54 @@ void ssm_scan_chunked(const SsmArgs& s, int64_t chunk, int ith, int nth) {
   //   y[l]  = exp(acum[l]) (S_in · C[l])                                  (state entering)
   //         + Σ_{s<=l} (C[l]·B[s]) exp(acum[l]-acum[s]) dt[s] x[s]         (intra-chunk)
   //   S_out = exp(acum[L-1]) S_in + Σ_s exp(acum[L-1]-acum[s]) dt[s] x[s] ⊗ B[s]
+  // The four products are single-threaded sgemm calls on strided views (this thread's slice of
+  // heads; OpenBLAS runs with one thread, see napi/kernels.cc):
+  //   Y[L,P]   = C[L,N] · S[P,N]ᵀ, then rows scaled by exp(acum)
+  //   M[L,L]   = C[L,N] · B[L,N]ᵀ, masked causal and scaled by exp(acum[l]-acum[s]) dt[s]
+  //   Y       += M[L,L] · X[L,P]
+  //   S[P,N]   = exp(acum[L-1]) S + (coef ∘ X)[L,P]ᵀ · B[L,N]
   int64_t begin, end;
   thread_slice(s.heads, ith, nth, &begin, &end);
-  const int64_t P = s.head_dim, N = s.state_size, heads_per_group = s.heads / s.groups;
-  std::vector<float> dt(chunk), acum(chunk), coef(chunk), cb(chunk);
+  const int64_t P = s.head_dim, N = s.state_size, H = s.heads, heads_per_group = s.heads / s.groups;
+  std::vector<float> dt(chunk), acum(chunk), coef(chunk), m(chunk * chunk), xs(chunk * P);
   for (int64_t h = begin; h < end; ++h) {
     const int64_t g = h / heads_per_group;
     float* st = s.state + h * P * N;
     for (int64_t t0 = 0; t0 < s.tokens; t0 += chunk) {
-      const int64_t L = std::min(chunk, s.tokens - t0);
+      const int L = static_cast<int>(std::min(chunk, s.tokens - t0));
       float run = 0.0f;
       for (int64_t l = 0; l < L; ++l) {
         dt[l] = softplus(s.dt_raw[(t0 + l) * s.lddt + h] + s.dt_bias[h]);
         run += dt[l] * s.a[h];
         acum[l] = run;
       }
+      const float* X = s.x + t0 * s.ldx + h * P;
+      const float* B = s.b + t0 * s.ldbc + g * N;
+      const float* C = s.c + t0 * s.ldbc + g * N;
+      float* Y = s.y + (t0 * H + h) * P;
+      const int ldx = static_cast<int>(s.ldx), ldbc = static_cast<int>(s.ldbc), ldy = static_cast<int>(H * P);
+      const int iP = static_cast<int>(P), iN = static_cast<int>(N);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, iP, iN, 1.0f, C, ldbc, st, iN, 0.0f, Y, ldy);
       for (int64_t l = 0; l < L; ++l) {
-        const int64_t t = t0 + l;
-        const float* C = s.c + t * s.ldbc + g * N;
-        const float* x = s.x + t * s.ldx + h * P;
-        float* y = s.y + (t * s.heads + h) * P;
         const float in_decay = std::exp(acum[l]);
-        for (int64_t p = 0; p < P; ++p) {
-          const float* row = st + p * N;
-          float acc = 0.0f;
-          for (int64_t n = 0; n < N; ++n) acc += row[n] * C[n];
-          y[p] = in_decay * acc + s.d[h] * x[p];
-        }
-        for (int64_t j = 0; j <= l; ++j) {
-          const float* B = s.b + (t0 + j) * s.ldbc + g * N;
-          float dot = 0.0f;
-          for (int64_t n = 0; n < N; ++n) dot += C[n] * B[n];
-          cb[j] = dot * std::exp(acum[l] - acum[j]) * dt[j];
-        }
-        for (int64_t j = 0; j <= l; ++j) {
-          const float* xs = s.x + (t0 + j) * s.ldx + h * P;
-          const float wgt = cb[j];
-          for (int64_t p = 0; p < P; ++p) y[p] += wgt * xs[p];
-        }
+        for (int64_t p = 0; p < P; ++p) Y[l * ldy + p] *= in_decay;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, iN, 1.0f, C, ldbc, B, ldbc, 0.0f, m.data(), L);
+      for (int64_t l = 0; l < L; ++l) {
+        float* row = m.data() + l * L;
+        for (int64_t j = 0; j <= l; ++j) row[j] *= std::exp(acum[l] - acum[j]) * dt[j];
+        for (int64_t j = l + 1; j < L; ++j) row[j] = 0.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, iP, L, 1.0f, m.data(), L, X, ldx, 1.0f, Y, ldy);
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t p = 0; p < P; ++p) Y[l * ldy + p] += s.d[h] * X[l * ldx + p];
       }
       const float total = std::exp(acum[L - 1]);
-      for (int64_t j = 0; j < L; ++j) coef[j] = std::exp(acum[L - 1] - acum[j]) * dt[j];
-      for (int64_t p = 0; p < P; ++p) {
-        float* row = st + p * N;
-        for (int64_t n = 0; n < N; ++n) row[n] *= total;
-        for (int64_t j = 0; j < L; ++j) {
-          const float xs = coef[j] * s.x[(t0 + j) * s.ldx + h * P + p];
-          const float* B = s.b + (t0 + j) * s.ldbc + g * N;
-          for (int64_t n = 0; n < N; ++n) row[n] += xs * B[n];
-        }
+      for (int64_t j = 0; j < L; ++j) {
+        const float c = std::exp(acum[L - 1] - acum[j]) * dt[j];
+        for (int64_t p = 0; p < P; ++p) xs[j * P + p] = c * X[j * ldx + p];
       }
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iP, iN, L, 1.0f, xs.data(), iP, B, ldbc, total, st, iN);
     }
   }
 }
