@@ -5,7 +5,7 @@ import {HpdError} from '../errors.js'
 import {parseModelConfig} from '../model/index.js'
 import type {GroupBlockIds} from './block-ids.js'
 import {blocksNeeded} from './block-ids.js'
-import {planLayout, planRequestReads, readAt} from './index.js'
+import {planLayout, planRequestReads, readAt, summarizeRequestReads} from './index.js'
 import type {ReadList} from './read-list.js'
 import type {AttentionBackend, EngineLayout, LayoutPlan} from './types.js'
 
@@ -132,7 +132,14 @@ describe('read plans (property)', () => {
         const dIds = shuffledIds(plan.decode, tokens, sc.decodeSeed)
         const pNum = 2 + Math.max(...pIds.flat())
         const dNum = 1 + Math.max(...dIds.flat())
-        const req = planRequestReads(plan, {promptTokens: sc.promptTokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum})
+        const options = {promptTokens: sc.promptTokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum}
+        const req = planRequestReads(plan, options)
+        // The streaming summary (what inspect-layout prints) counts exactly what the lists hold.
+        const summary = summarizeRequestReads(plan, options)
+        expect(summary.pairs).toEqual(req.pairs.map((p) => ({decodeRank: p.decodeRank, prefillRank: p.prefillRank, reads: p.reads.count, runs: p.runs.count, bytes: p.bytes, vllmDescriptorPairs: p.vllmDescriptorPairs})))
+        const sequential = summarizeRequestReads(plan, {promptTokens: sc.promptTokens})
+        const sequentialLists = planRequestReads(plan, {promptTokens: sc.promptTokens})
+        expect([sequential.reads, sequential.coalescedRuns]).toEqual([sequentialLists.reads, sequentialLists.coalescedRuns])
         for (let d = 0; d < plan.decode.tp; d++) {
           const pairs = req.pairs.filter((p) => p.decodeRank === d)
           const got = new Map<number, Interval[]>()

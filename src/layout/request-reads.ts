@@ -33,6 +33,20 @@ export interface PairReadPlan {
   readonly descriptorIds?: {readonly local: Int32Array; readonly remote: Int32Array}
 }
 
+/** One rank pair's counts, without the read lists (see `summarizeRequestReads`). */
+export interface PairReadCounts {
+  readonly decodeRank: number
+  readonly prefillRank: number
+  readonly reads: number
+  readonly runs: number
+  readonly bytes: number
+  readonly vllmDescriptorPairs: number
+}
+
+export interface RequestReadSummary extends Omit<RequestReadPlan, 'pairs'> {
+  readonly pairs: readonly PairReadCounts[]
+}
+
 export interface RequestReadPlan {
   readonly promptTokens: number
   /** Tokens whose K/V (and resulting state) go over the wire: N−1 for hybrids, N otherwise. */
@@ -63,7 +77,54 @@ export interface RequestReadPlan {
  * slots and page padding never. Pure.
  */
 export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions): RequestReadPlan {
-  const {prefill, decode, mapping} = plan
+  const ctx = requestContext(plan, options)
+  const pairs = plan.mapping.pairs.map((pair): PairReadPlan => {
+    const sink = new ListSink(countPairReads(pair, plan.decode, ctx.kernelBlocksRead))
+    visitPairReads(pair, plan.prefill, plan.decode, ctx, sink)
+    const {reads, runs} = orderAndCoalesce(sink.build())
+    const result = {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes: sink.bytes, vllmDescriptorPairs: vllmPairs(pair, plan.decode, ctx.vllmKernelBlocks)}
+    if (!options.descriptorIds) return result
+    return {...result, descriptorIds: faDescriptorIdsFor(pair, plan.prefill, plan.decode, ctx.pIds, ctx.dIds, ctx.pNum, ctx.dNum, ctx.tokens)}
+  })
+  return {...totals(plan, ctx, pairs.map((p) => ({...p, reads: p.reads.count, runs: p.runs.count}))), pairs}
+}
+
+/**
+ * The counts of `planRequestReads` (reads, runs, bytes, vLLM pairs) without keeping the lists:
+ * the same reads are generated and coalesced as they stream by, so a 128k-token prompt costs no
+ * allocation. Falls back to the full lists for a pair whose reads do not come in local order.
+ */
+export function summarizeRequestReads(plan: LayoutPlan, options: RequestReadsOptions): RequestReadSummary {
+  const ctx = requestContext(plan, options)
+  const pairs = plan.mapping.pairs.map((pair): PairReadCounts => {
+    const counter = new RunCounter()
+    visitPairReads(pair, plan.prefill, plan.decode, ctx, counter)
+    let {reads, runs} = counter
+    if (!counter.ordered) {
+      const sink = new ListSink(countPairReads(pair, plan.decode, ctx.kernelBlocksRead))
+      visitPairReads(pair, plan.prefill, plan.decode, ctx, sink)
+      const lists = orderAndCoalesce(sink.build())
+      reads = lists.reads.count
+      runs = lists.runs.count
+    }
+    return {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes: counter.bytes, vllmDescriptorPairs: vllmPairs(pair, plan.decode, ctx.vllmKernelBlocks)}
+  })
+  return {...totals(plan, ctx, pairs), pairs}
+}
+
+interface RequestContext {
+  readonly promptTokens: number
+  readonly tokens: number
+  readonly pIds: GroupBlockIds
+  readonly dIds: GroupBlockIds
+  readonly pNum: number
+  readonly dNum: number
+  readonly kernelBlocksRead: number
+  readonly vllmKernelBlocks: number
+}
+
+function requestContext(plan: LayoutPlan, options: RequestReadsOptions): RequestContext {
+  const {prefill, decode} = plan
   const N = options.promptTokens
   const minTokens = prefill.hybrid ? 2 : 1
   if (!Number.isInteger(N) || N < minTokens) {
@@ -79,34 +140,36 @@ export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions)
   const dNum = options.decodeNumLogicalBlocks ?? maxId(dIds) + 1
   checkBlockIds(prefill, 'prefill', pIds, tokens, pNum)
   checkBlockIds(decode, 'decode', dIds, tokens, dNum)
-
-  const kernelBlocksRead = cdiv(tokens, decode.kernelBlockSize)
-  const vllmKernelBlocks = Math.min(cdiv(tokens, decode.logicalBlockSize) * decode.blocksPerLogical, cdiv(tokens, prefill.logicalBlockSize) * prefill.blocksPerLogical)
-  const pairs = mapping.pairs.map((pair) => {
-    const {list, bytes} = pairReads(pair, prefill, decode, pIds, dIds, pNum, dNum, kernelBlocksRead)
-    const {reads, runs} = orderAndCoalesce(list)
-    const vllmDescriptorPairs = vllmPairs(pair, decode, vllmKernelBlocks)
-    const result: PairReadPlan = {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes, vllmDescriptorPairs}
-    if (!options.descriptorIds) return result
-    return {...result, descriptorIds: faDescriptorIdsFor(pair, prefill, decode, pIds, dIds, pNum, dNum, tokens)}
-  })
-  const bytesPerDecodeRank = Array.from({length: decode.tp}, () => 0)
-  for (const p of pairs) bytesPerDecodeRank[p.decodeRank] += p.bytes
   return {
     promptTokens: N,
-    transferredTokens: tokens,
-    kernelBlocksRead,
-    vllmKernelBlocks,
-    prefillBlockIds: pIds,
-    decodeBlockIds: dIds,
-    prefillNumLogicalBlocks: pNum,
-    decodeNumLogicalBlocks: dNum,
+    tokens,
+    pIds,
+    dIds,
+    pNum,
+    dNum,
+    kernelBlocksRead: cdiv(tokens, decode.kernelBlockSize),
+    vllmKernelBlocks: Math.min(cdiv(tokens, decode.logicalBlockSize) * decode.blocksPerLogical, cdiv(tokens, prefill.logicalBlockSize) * prefill.blocksPerLogical),
+  }
+}
+
+function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadCounts[]): RequestReadSummary {
+  const bytesPerDecodeRank = Array.from({length: plan.decode.tp}, () => 0)
+  for (const p of pairs) bytesPerDecodeRank[p.decodeRank] += p.bytes
+  return {
+    promptTokens: ctx.promptTokens,
+    transferredTokens: ctx.tokens,
+    kernelBlocksRead: ctx.kernelBlocksRead,
+    vllmKernelBlocks: ctx.vllmKernelBlocks,
+    prefillBlockIds: ctx.pIds,
+    decodeBlockIds: ctx.dIds,
+    prefillNumLogicalBlocks: ctx.pNum,
+    decodeNumLogicalBlocks: ctx.dNum,
     pairs,
     vllmDescriptorPairs: pairs.reduce((s, p) => s + p.vllmDescriptorPairs, 0),
-    reads: pairs.reduce((s, p) => s + p.reads.count, 0),
-    coalescedRuns: pairs.reduce((s, p) => s + p.runs.count, 0),
+    reads: pairs.reduce((s, p) => s + p.reads, 0),
+    coalescedRuns: pairs.reduce((s, p) => s + p.runs, 0),
     bytesPerDecodeRank,
-    notificationsPerPrefillRank: mapping.notificationsPerPrefillRank,
+    notificationsPerPrefillRank: plan.mapping.notificationsPerPrefillRank,
   }
 }
 
@@ -116,94 +179,107 @@ function maxId(ids: GroupBlockIds): number {
   return m
 }
 
-function pairReads(
-  pair: RankPair,
-  prefill: EngineLayout,
-  decode: EngineLayout,
-  pIds: GroupBlockIds,
-  dIds: GroupBlockIds,
-  pNum: number,
-  dNum: number,
-  kernelBlocks: number,
-): {list: ReadList; bytes: number} {
-  const fa = pair.pageReads.filter((r) => r.view === 'fa')
-  const ssm = pair.pageReads.filter((r) => r.view === 'ssm')
-  // Exact count first: the arrays are filled in place (a 128k-token prompt has ~10^5 reads per pair).
+/** Receives the reads of one rank pair, in generation order. */
+interface ReadSink {
+  add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void
+}
+
+class ListSink extends ReadListBuilder implements ReadSink {
+  bytes = 0
+  add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void {
+    this.push(tensorIndex, group, layer, partIndex, remoteOffsetBytes, localOffsetBytes, lengthBytes)
+    this.bytes += lengthBytes
+  }
+}
+
+/** Streaming `coalesce`: counts reads, runs and bytes; notes whether reads came in (tensor, local) order. */
+class RunCounter implements ReadSink {
+  reads = 0
+  runs = 0
+  bytes = 0
+  ordered = true
+  private tensor = -1
+  private lastLocal = -1
+  private localEnd = -1
+  private remoteEnd = -1
+  add(tensorIndex: number, _group: number, _layer: number, _partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void {
+    if (tensorIndex < this.tensor || (tensorIndex === this.tensor && localOffsetBytes < this.lastLocal)) this.ordered = false
+    if (!(tensorIndex === this.tensor && localOffsetBytes === this.localEnd && remoteOffsetBytes === this.remoteEnd)) this.runs++
+    this.reads++
+    this.bytes += lengthBytes
+    this.tensor = tensorIndex
+    this.lastLocal = localOffsetBytes
+    this.localEnd = localOffsetBytes + lengthBytes
+    this.remoteEnd = remoteOffsetBytes + lengthBytes
+  }
+}
+
+function countPairReads(pair: RankPair, decode: EngineLayout, kernelBlocks: number): number {
+  let fa = 0
+  let ssm = 0
+  for (const r of pair.pageReads) {
+    if (r.view === 'fa') fa++
+    else ssm++
+  }
   let count = 0
   for (let s = 0; s < decode.numTensors; s++) {
     for (const g of decode.groups) {
       if (g.layers[s] === null) continue
-      count += g.kind === 'attention' ? kernelBlocks * fa.length : ssm.length
+      count += g.kind === 'attention' ? kernelBlocks * fa : ssm
     }
   }
-  const out = new ReadListBuilder(count)
-  const tensorIndex = out.tensorIndex
-  const group = out.group
-  const layerOf = out.layer
-  const partIndex = out.partIndex
-  const remote = out.remoteOffsetBytes
-  const local = out.localOffsetBytes
-  const length = out.lengthBytes
+  return count
+}
+
+/**
+ * Generates one rank pair's reads: per tensor, per group slot holding a layer, the FA kernel blocks
+ * holding transferred tokens (blocks-first: block-major, each `[K | V]` page in turn; kv-first:
+ * all K, then all V) or the one Mamba page, each through the pair's page-level template.
+ */
+function visitPairReads(pair: RankPair, prefill: EngineLayout, decode: EngineLayout, ctx: RequestContext, sink: ReadSink): void {
+  const fa = pair.pageReads.filter((r) => r.view === 'fa')
+  const ssm = pair.pageReads.filter((r) => r.view === 'ssm')
+  const faPart = fa.map((r) => CACHE_PARTS.indexOf(r.part))
+  const ssmPart = ssm.map((r) => CACHE_PARTS.indexOf(r.part))
+  const kernelBlocks = ctx.kernelBlocksRead
   const rP = prefill.blocksPerLogical
   const rD = decode.blocksPerLogical
-  const pNk = pNum * rP
-  const dNk = dNum * rD
+  const pNk = ctx.pNum * rP
+  const dNk = ctx.dNum * rD
   const pKernelPage = prefill.kernelPageBytes
   const dKernelPage = decode.kernelPageBytes
   const blocksFirst = decode.kvLayout === 'blocks-first'
-  let k = 0
   for (let s = 0; s < decode.numTensors; s++) {
     for (const g of decode.groups) {
       const layer = g.layers[s]
       if (layer === null) continue
       if (g.kind === 'attention') {
-        const pl = pIds[g.index]
-        const dl = dIds[g.index]
-        // blocks-first: block-major (each kernel page [K | V] in turn); kv-first: part-major (all K, then all V).
-        const outer = blocksFirst ? kernelBlocks : fa.length
-        const inner = blocksFirst ? fa.length : kernelBlocks
-        for (let a = 0; a < outer; a++) {
-          for (let b = 0; b < inner; b++) {
-            const i = blocksFirst ? a : b
-            const read = fa[blocksFirst ? b : a]
-            const pk = pl[Math.floor(i / rP)] * rP + (i % rP) // kernelBlockId, inlined: this loop runs ~10^5 times
-            const dk = dl[Math.floor(i / rD)] * rD + (i % rD)
-            tensorIndex[k] = s
-            group[k] = g.index
-            layerOf[k] = layer
-            partIndex[k] = CACHE_PARTS.indexOf(read.part)
-            remote[k] = blocksFirst ? pk * pKernelPage + read.remoteOffsetBytes : faByteOffset(prefill, pk, read.remoteOffsetBytes, pNk)
-            local[k] = blocksFirst ? dk * dKernelPage + read.localOffsetBytes : faByteOffset(decode, dk, read.localOffsetBytes, dNk)
-            length[k] = read.lengthBytes
-            k++
+        if (fa.length === 0) continue
+        const pl = ctx.pIds[g.index]
+        const dl = ctx.dIds[g.index]
+        if (blocksFirst) {
+          for (let i = 0; i < kernelBlocks; i++) {
+            // kernelBlockId, inlined: this loop runs ~10^5 times for a long prompt
+            const pBase = (pl[Math.floor(i / rP)] * rP + (i % rP)) * pKernelPage
+            const dBase = (dl[Math.floor(i / rD)] * rD + (i % rD)) * dKernelPage
+            for (let j = 0; j < fa.length; j++) sink.add(s, g.index, layer, faPart[j], pBase + fa[j].remoteOffsetBytes, dBase + fa[j].localOffsetBytes, fa[j].lengthBytes)
+          }
+        } else {
+          for (let j = 0; j < fa.length; j++) {
+            for (let i = 0; i < kernelBlocks; i++) {
+              const pk = pl[Math.floor(i / rP)] * rP + (i % rP)
+              const dk = dl[Math.floor(i / rD)] * rD + (i % rD)
+              sink.add(s, g.index, layer, faPart[j], faByteOffset(prefill, pk, fa[j].remoteOffsetBytes, pNk), faByteOffset(decode, dk, fa[j].localOffsetBytes, dNk), fa[j].lengthBytes)
+            }
           }
         }
       } else {
-        const pBase = pIds[g.index][0] * prefill.pageBytes
-        const dBase = dIds[g.index][0] * decode.pageBytes
-        for (const read of ssm) {
-          tensorIndex[k] = s
-          group[k] = g.index
-          layerOf[k] = layer
-          partIndex[k] = CACHE_PARTS.indexOf(read.part)
-          remote[k] = pBase + read.remoteOffsetBytes
-          local[k] = dBase + read.localOffsetBytes
-          length[k] = read.lengthBytes
-          k++
-        }
+        const pBase = ctx.pIds[g.index][0] * prefill.pageBytes
+        const dBase = ctx.dIds[g.index][0] * decode.pageBytes
+        for (let j = 0; j < ssm.length; j++) sink.add(s, g.index, layer, ssmPart[j], pBase + ssm[j].remoteOffsetBytes, dBase + ssm[j].localOffsetBytes, ssm[j].lengthBytes)
       }
     }
   }
-  out.count = k
-  let bytes = 0
-  for (let s = 0; s < decode.numTensors; s++) {
-    for (const g of decode.groups) {
-      if (g.layers[s] === null) continue
-      if (g.kind === 'attention') for (const r of fa) bytes += kernelBlocks * r.lengthBytes
-      else for (const r of ssm) bytes += r.lengthBytes
-    }
-  }
-  return {list: out.build(), bytes}
 }
 
 /** vLLM v0.20: 2T FA regions × r kernel blocks per logical block per FA group, plus 4T SSM regions per state group. */

@@ -1,8 +1,7 @@
 import type {ModelSpec} from '../../model/index.js'
 import {localDescriptorView, pairDescriptorViews} from '../descriptor-ids.js'
 import {planLayout as planLayoutImpl} from '../plan-layout.js'
-import {planRequestReads as planRequestReadsImpl} from '../request-reads.js'
-import type {RequestReadPlan} from '../request-reads.js'
+import {planRequestReads, type RequestReadPlan, type RequestReadSummary, summarizeRequestReads} from '../request-reads.js'
 import type {CachePart, EngineLayout, LayoutPlan, PageRead, PlanLayoutOptions, VllmPitfall} from '../types.js'
 
 /** `hpd inspect-layout --json` result. Field names are a contract: scripts rely on them. */
@@ -106,7 +105,7 @@ export interface DescriptorTables {
   }[]
 }
 
-export function buildInspectResult(plan: LayoutPlan, reads: RequestReadPlan, withDescriptors: boolean): InspectLayoutResult {
+export function buildInspectResult(plan: LayoutPlan, reads: RequestReadSummary, descriptorReads?: RequestReadPlan): InspectLayoutResult {
   const m = plan.model
   return {
     model: {name: m.name, family: m.family, architecture: m.architecture, dtype: m.dtype, numLayers: m.layers.length, pattern: pattern(m), source: m.source},
@@ -128,15 +127,15 @@ export function buildInspectResult(plan: LayoutPlan, reads: RequestReadPlan, wit
         prefillRank: p.prefillRank,
         readsFa: plan.mapping.pairs.find((q) => q.decodeRank === p.decodeRank && q.prefillRank === p.prefillRank)?.readsFa ?? false,
         bytes: p.bytes,
-        reads: p.reads.count,
-        runs: p.runs.count,
+        reads: p.reads,
+        runs: p.runs,
         vllmDescriptorPairs: p.vllmDescriptorPairs,
       })),
       pageReads: plan.mapping.pairs.flatMap((p) => p.pageReads),
     },
     compatibilityHash: plan.compatibilityHash,
     vllmPitfalls: plan.vllmPitfalls,
-    ...(withDescriptors ? {descriptors: descriptorTables(plan, reads)} : {}),
+    ...(descriptorReads ? {descriptors: descriptorTables(plan, descriptorReads)} : {}),
   }
 }
 
@@ -228,6 +227,10 @@ function descriptorTables(plan: LayoutPlan, reads: RequestReadPlan): DescriptorT
 export function inspectLayout(options: PlanLayoutOptions & {readonly promptTokens: number; readonly descriptors?: boolean}): InspectLayoutResult {
   const {promptTokens, descriptors = false, ...layout} = options
   const plan = planLayoutImpl(layout)
-  const reads = planRequestReadsImpl(plan, {promptTokens, descriptorIds: descriptors})
-  return buildInspectResult(plan, reads, descriptors)
+  // The counts stream (no lists kept); the full lists are built only when descriptor ids are asked for.
+  if (descriptors) {
+    const full = planRequestReads(plan, {promptTokens, descriptorIds: true})
+    return buildInspectResult(plan, summarizeRequestReads(plan, {promptTokens}), full)
+  }
+  return buildInspectResult(plan, summarizeRequestReads(plan, {promptTokens}))
 }
