@@ -79,7 +79,7 @@ const attnFlops = 2 * T * T * d.attention!.numHeads * d.attention!.headDim * att
 const modelFlops = 2 * T * projectionParams + attnFlops + 2 * d.hiddenSize * d.vocabSize
 
 const prompt = Array.from({length: T}, (_x, i) => (i * 7919) % 256)
-const engine = new HybridEngine({spec: model.spec, weights: model.weights, tp, numBlocks: Math.ceil((T + decodeSteps) / 64) * 4 * (batch + 2)})
+const engine = new HybridEngine({spec: model.spec, weights: model.weights, tp, numBlocks: Math.ceil((T + decodeSteps) / 64) * 4 * (batch + 3)})
 // warm-up (page faults, OpenBLAS buffers)
 engine.prefill('warm', prompt.slice(0, 256))
 engine.free('warm')
@@ -88,9 +88,14 @@ const sgemmIters = 3
 const sgemmSeconds = k.sgemmReference(T, 4096, d.hiddenSize, sgemmIters, 2) / sgemmIters
 const sgemmFlops = (2 * T * 4096 * d.hiddenSize) / sgemmSeconds
 
+// Best of two prefills (the machine is shared; the sgemm reference is also a best-of).
 let start = performance.now()
+engine.prefill('p0', prompt)
+let prefillSeconds = (performance.now() - start) / 1000
+engine.free('p0')
+start = performance.now()
 let logits = engine.prefill('p', prompt)!
-const prefillSeconds = (performance.now() - start) / 1000
+prefillSeconds = Math.min(prefillSeconds, (performance.now() - start) / 1000)
 const prefillFlops = modelFlops / prefillSeconds
 
 // sgemm again after the prefill: the reference is bracketed by the measurement

@@ -85,6 +85,19 @@ class Args {
   std::string message_;
 };
 
+// Below this much work (multiply-adds or elements) a kernel runs on the calling thread alone:
+// waking the pool costs more than it saves (decode steps of small models are hundreds of tiny calls).
+constexpr int64_t kSerialWork = 1 << 16;
+
+template <typename Fn>
+void run(int64_t work, const Fn& fn) {
+  if (work < kSerialWork || k::pool_threads() == 1) {
+    fn(0, 1);
+  } else {
+    k::parallel_for(fn);
+  }
+}
+
 // Elements a [rows, cols] view with row stride ld needs.
 int64_t strided(int64_t rows, int64_t ld, int64_t cols) { return rows == 0 ? 0 : (rows - 1) * ld + cols; }
 
@@ -100,7 +113,7 @@ Napi::Value linear(const Napi::CallbackInfo& info) {
   const bool acc = a.flag(8);
   if (!a.ok()) return a.done();
   // Split output features over the pool; keep slices a multiple of 16 wide for the packing.
-  k::parallel_for([&](int ith, int nth) {
+  run(m * n * kk, [&](int ith, int nth) {
     const int64_t units = (n + 15) / 16;
     int64_t b, e;
     k::thread_slice(units, ith, nth, &b, &e);
@@ -118,7 +131,7 @@ Napi::Value rms_norm(const Napi::CallbackInfo& info) {
   const float* w = a.f32(1, "w", dim);
   float* y = a.f32(2, "y", rows * dim);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::rms_norm(x, w, y, rows, dim, eps, ith, nth); });
+  run(rows * dim, [&](int ith, int nth) { k::rms_norm(x, w, y, rows, dim, eps, ith, nth); });
   return a.done();
 }
 
@@ -133,7 +146,7 @@ Napi::Value gated_norm_sumsq(const Napi::CallbackInfo& info) {
   float* out = a.f32(3, "out", rows * dim);
   float* sumsq = a.f32(4, "sumsq", rows * (dim / (gs ? gs : 1)));
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth); });
+  run(rows * dim, [&](int ith, int nth) { k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth); });
   return a.done();
 }
 
@@ -148,7 +161,7 @@ Napi::Value gated_norm_apply(const Napi::CallbackInfo& info) {
   const float* sumsq = a.f32(1, "sumsq", rows * (dim / (gs ? gs : 1)));
   const float* w = a.f32(2, "w", dim);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, ith, nth); });
+  run(rows * dim, [&](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, ith, nth); });
   return a.done();
 }
 
@@ -164,7 +177,7 @@ Napi::Value conv1d(const Napi::CallbackInfo& info) {
   float* state = a.f32(4, "state", cd * (kernel - 1));
   float* out = a.f32(5, "out", tokens * cd);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::conv1d_prefill(xbc, ldx, w, bias, state, out, tokens, cd, kernel, ith, nth); });
+  run(tokens * cd * kernel, [&](int ith, int nth) { k::conv1d_prefill(xbc, ldx, w, bias, state, out, tokens, cd, kernel, ith, nth); });
   return a.done();
 }
 
@@ -194,7 +207,7 @@ Napi::Value ssm_scan(const Napi::CallbackInfo& info) {
   s.state = a.f32(10, "state", H * P * N);
   s.y = a.f32(11, "y", T * H * P);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) {
+  run(T * H * P * N, [&](int ith, int nth) {
     if (chunk > 0) {
       k::ssm_scan_chunked(s, chunk, ith, nth);
     } else {
@@ -240,7 +253,7 @@ Napi::Value kv_cache_write(const Napi::CallbackInfo& info) {
   const float* vp = a.f32(9, "v", strided(tokens, ldv, kv_heads * hd));
   k::PagedKv kv{};
   if (!a.ok() || !paged_kv(a, info, 0, kv_heads, hd, pos0 + tokens, &kv)) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::kv_cache_write(kv, kp, ldk, vp, ldv, pos0, tokens, kv_heads, hd, ith, nth); });
+  run(tokens * kv_heads * hd, [&](int ith, int nth) { k::kv_cache_write(kv, kp, ldk, vp, ldv, pos0, tokens, kv_heads, hd, ith, nth); });
   return a.done();
 }
 
@@ -255,7 +268,7 @@ Napi::Value paged_attention(const Napi::CallbackInfo& info) {
   float* o = a.f32(9, "o", tokens * qh * hd);
   k::PagedKv kv{};
   if (!a.ok() || !paged_kv(a, info, 0, kvh, hd, pos0 + tokens, &kv)) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::paged_attention(kv, q, ldq, o, pos0, tokens, qh, kvh, hd, scale, ith, nth); });
+  run(tokens * qh * hd * (pos0 + tokens), [&](int ith, int nth) { k::paged_attention(kv, q, ldq, o, pos0, tokens, qh, kvh, hd, scale, ith, nth); });
   return a.done();
 }
 
@@ -279,7 +292,7 @@ Napi::Value add_inplace(const Napi::CallbackInfo& info) {
   float* y = a.f32(0, "y", n);
   const float* x = a.f32(1, "x", n);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::add_inplace(y, x, n, ith, nth); });
+  run(n, [&](int ith, int nth) { k::add_inplace(y, x, n, ith, nth); });
   return a.done();
 }
 
@@ -288,7 +301,7 @@ Napi::Value relu_squared(const Napi::CallbackInfo& info) {
   const int64_t n = a.int_(1, "n");
   float* x = a.f32(0, "x", n);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::relu_squared_inplace(x, n, ith, nth); });
+  run(n, [&](int ith, int nth) { k::relu_squared_inplace(x, n, ith, nth); });
   return a.done();
 }
 
@@ -299,7 +312,7 @@ Napi::Value silu_mul(const Napi::CallbackInfo& info) {
   const float* gu = a.f32(0, "gu", tokens * 2 * inter);
   float* out = a.f32(1, "out", tokens * inter);
   if (!a.ok()) return a.done();
-  k::parallel_for([&](int ith, int nth) { k::silu_mul(gu, out, tokens, inter, ith, nth); });
+  run(tokens * inter, [&](int ith, int nth) { k::silu_mul(gu, out, tokens, inter, ith, nth); });
   return a.done();
 }
 
