@@ -205,6 +205,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private startError(w: ManagedWorker, what: string): EnvironmentError {
+    // A worker that failed cleanly logged {"event":"failed", code, message, hint}: pass that on.
+    for (const line of [...w.recentOutput].reverse()) {
+      try {
+        const ev = JSON.parse(line) as {event?: string; code?: string; message?: string; hint?: string}
+        if (ev.event === 'failed') {
+          return new EnvironmentError('HPD_SERVE_WORKER_START', `worker ${w.name} failed to start: ${ev.code ? `${ev.code}: ` : ''}${ev.message}`, {
+            hint: ev.hint ?? 'Check the worker output above.',
+            details: {worker: w.name, role: w.role, workerCode: ev.code},
+          })
+        }
+      } catch {
+        // not a JSON line
+      }
+    }
     const tail = w.recentOutput.slice(-5).join('\n')
     return new EnvironmentError('HPD_SERVE_WORKER_START', `worker ${w.name} ${what}${tail ? `; its last output:\n${tail}` : ''}`, {
       hint: 'Check the worker output above; `hpd doctor` checks UCX and the native addon.',

@@ -43,6 +43,11 @@ export class WorkerBackend implements GenerationBackend {
       yield* this.stream(w, {...request}, signal, undefined)
       return
     }
+    if (request.promptTokenIds.length < 2) {
+      // Nothing to transfer (the prefill side computes N−1 = 0 tokens): decode prefills it locally.
+      yield* this.stream(this.leastLoaded('decode'), {...request}, signal, undefined)
+      return
+    }
     const {worker: prefillWorker, response} = await this.prefill(request, signal)
     const decodeWorker = this.leastLoaded('decode')
     yield* this.stream(decodeWorker, {...request, transfer: response.transfer}, signal, prefillWorker)

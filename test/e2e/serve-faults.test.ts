@@ -87,6 +87,9 @@ describe('hpd serve under faults', () => {
     const after = await c.completions.create({model: 'tiny-hybrid', prompt: 'still serving', max_tokens: 4, temperature: 0})
     expect(after.choices[0].finish_reason).toBe('length')
     expect(after.usage?.completion_tokens).toBe(4)
+    // Same engine id, new epoch: the decode worker dropped its cached metadata and handshook again.
+    const handshakes = s.lines.filter((l) => l.includes('handshake') && l.includes('prefill-0'))
+    expect(handshakes).toHaveLength(2)
   })
 
   it('reclaims the prefill blocks by lease when the decode worker dies before reading', async () => {
@@ -109,6 +112,9 @@ describe('hpd serve under faults', () => {
     process.kill(s.workers.get('prefill-0')!.pid!, 'SIGKILL')
     const outs = await Promise.all([1, 2, 3, 4].map((i) => c.completions.create({model: 'tiny-hybrid', prompt: `failover ${i}`, max_tokens: 3, temperature: 0})))
     for (const o of outs) expect(o.usage?.completion_tokens).toBe(3)
+    // A one-token prompt has nothing to transfer (N−1 = 0): the decode worker prefills it itself.
+    const one = await c.completions.create({model: 'tiny-hybrid', prompt: [65], max_tokens: 2, temperature: 0})
+    expect(one.usage).toMatchObject({prompt_tokens: 1, completion_tokens: 2})
 
     const bad = await fetch(`${s.url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({model: 'tiny-hybrid', messages: 'hi'})})
     expect(bad.status).toBe(400)

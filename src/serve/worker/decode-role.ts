@@ -35,7 +35,7 @@ export class DecodeRole {
 
   constructor(private readonly o: DecodeRoleOptions) {
     this.batcher = new ContinuousBatcher(o.engine, o.maxBatch)
-    this.peers = new PeerCache(o.engine, o.handshakeTimeoutMs)
+    this.peers = new PeerCache(o.engine, o.handshakeTimeoutMs, o.log)
   }
 
   /** Runs one request to completion, emitting its events; resolves when it ended (any way). */

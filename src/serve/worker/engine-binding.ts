@@ -71,7 +71,8 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
   }
   const sample = (requestId: string, logits: Float32Array, s: SamplingParams) =>
     samplerOf(requestId, s).sample(logits, {temperature: s.temperature, topK: s.topK, topP: s.topP})
-  const engineId = `${config.name}-${process.pid}`
+  // Stable across restarts of this worker; the handshake's epoch tells a restarted engine apart.
+  const engineId = config.name
 
   const port: WorkerEngine = {
     engineId,

@@ -15,6 +15,7 @@ export class PeerCache {
   constructor(
     private readonly engine: WorkerEngine,
     private readonly timeoutMs: number,
+    private readonly log: (event: string, fields: Record<string, unknown>) => void = () => undefined,
   ) {}
 
   async get(t: TransferParams): Promise<PeerLink> {
@@ -55,6 +56,8 @@ export class PeerCache {
       throw new ServeError(502, 'engine_restarted', `prefill engine ${t.engineId} restarted since it prefilled request ${t.requestId}`)
     }
     this.handshakes++
-    return this.engine.connect(payload)
+    const link = await this.engine.connect(payload)
+    this.log('handshake', {prefillEngine: payload.engineId, epoch: payload.engineEpoch, tp: payload.tpSize})
+    return link
   }
 }
