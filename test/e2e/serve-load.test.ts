@@ -8,7 +8,7 @@ import {promisify} from 'node:util'
 
 import {afterAll, expect, it} from 'vitest'
 
-import {CACHE_DIR, ROOT, startServe, type ServeProcess} from './serve-harness.js'
+import {CACHE_DIR, ROOT, startServe, until, type ServeProcess} from './serve-harness.js'
 
 let server: ServeProcess | undefined
 afterAll(async () => {
@@ -31,4 +31,13 @@ it('serves 256 requests at concurrency 32 with none lost', async () => {
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   expect(metrics).toMatch(/^hpd_requests_total\{outcome="ok"\} 256$/m)
   expect(metrics).toMatch(/^hpd_requests_total\{outcome="error"\} 0$/m)
+  // Every prefill lease ended by the decode side's transfer-agent notification, none by expiry.
+  await until(
+    async () => {
+      const m = await (await fetch(`${server!.url}/metrics`)).text()
+      return /^hpd_leases_held\{worker="prefill-0",role="prefill"\} 0$/m.test(m) && /^hpd_kv_blocks_used\{worker="prefill-0",role="prefill"\} 0$/m.test(m) ? m : undefined
+    },
+    5000,
+    'prefill leases to be released',
+  ).then((m) => expect(m).toMatch(/^hpd_leases_expired\{worker="prefill-0",role="prefill"\} 0$/m))
 })
