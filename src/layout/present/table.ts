@@ -7,9 +7,8 @@ export function renderInspectTable(r: InspectLayoutResult): string {
   const D = r.decode
   const t = r.transfer
   out.push(`${r.model.name}  ${r.model.architecture} ${r.model.dtype}, ${r.model.numLayers} layers ${r.model.pattern}`)
-  out.push(
-    `prefill TP ${P.tp} → decode TP ${D.tp} · ${P.attentionBackend} (kernel blocks ${P.supportedKernelBlockSizes.join('/')}) · kv ${P.dtypes.kv} · conv ${P.dtypes.conv} · ssm ${P.dtypes.ssm} · conv layout ${P.convLayout} · ${P.kvLayout}`,
-  )
+  const state = P.mambaPageBytes > 0 ? ` · conv ${P.dtypes.conv} · ssm ${P.dtypes.ssm} · conv layout ${P.convLayout}` : ''
+  out.push(`prefill TP ${P.tp} → decode TP ${D.tp} · ${P.attentionBackend} (kernel blocks ${P.supportedKernelBlockSizes.join('/')}) · kv ${P.dtypes.kv}${state} · ${P.kvLayout}`)
   out.push(`compatibility hash ${r.compatibilityHash.slice(0, 16)}`)
   out.push('')
   out.push(...sideBySide(P, D))
