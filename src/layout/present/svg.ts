@@ -22,7 +22,11 @@ export function renderInspectSvg(r: InspectLayoutResult): string {
   y += 40
   if (D.mambaPageBytes > 0) {
     parts.push(text(10, y + 14, 'ssm view (1 page)', 12))
-    parts.push(...ssmPage(D, y))
+    parts.push(...ssmPage(D, y, 0, D.pageBytes))
+    parts.push(text(LEFT, y + 34, `page ${D.pageBytes} B: conv ${D.ranks[0].convBytes} B, ssm ${D.ranks[0].ssmBytes} B, padding ${D.paddingBytes} B (${D.paddingPercent}%)`, 11))
+    y += 46
+    parts.push(text(10, y + 14, 'conv zoom (x|B|C)', 12))
+    parts.push(...ssmPage(D, y, 0, D.ranks[0].convBytes))
     y += 40
   }
   parts.push(...legend(y))
@@ -37,12 +41,14 @@ export function renderInspectSvg(r: InspectLayoutResult): string {
   }
   for (let d = 0; d < D.tp; d++) {
     const reads = byDecode.get(d) ?? []
-    for (const [view, total] of [['fa', D.kernelPageBytes], ['ssm', D.pageBytes]] as const) {
-      if (view === 'ssm' && D.mambaPageBytes === 0) continue
-      parts.push(text(10, y + 14, `D${d} ${view === 'fa' ? 'kernel page' : 'mamba page'}`, 12))
+    const rows: [string, 'fa' | 'ssm', number][] = [['kernel page', 'fa', D.kernelPageBytes]]
+    if (D.mambaPageBytes > 0) rows.push(['mamba page', 'ssm', D.pageBytes], ['conv zoom', 'ssm', D.ranks[d].convBytes])
+    for (const [label, view, total] of rows) {
+      parts.push(text(10, y + 14, `D${d} ${label}`, 12))
       parts.push(rect(LEFT, y, BAR, 20, '#ffffff', '#999'))
-      for (const rd of reads.filter((x) => x.view === view)) {
-        parts.push(rect(LEFT + (rd.local / total) * BAR, y, Math.max(1, (rd.length / total) * BAR), 20, RANK_COLORS[rd.prefillRank % RANK_COLORS.length], 'none', `from P${rd.prefillRank}: ${rd.length} B at ${rd.local}`))
+      for (const rd of reads.filter((x) => x.view === view && x.local < total)) {
+        const length = Math.min(rd.length, total - rd.local)
+        parts.push(rect(LEFT + (rd.local / total) * BAR, y, Math.max(1, (length / total) * BAR), 20, RANK_COLORS[rd.prefillRank % RANK_COLORS.length], '#fff', `from P${rd.prefillRank}: ${rd.length} B at ${rd.local}`))
       }
       y += 26
     }
@@ -67,10 +73,17 @@ function faPage(D: EngineSummary, y: number): string[] {
   return out
 }
 
-function ssmPage(D: EngineSummary, y: number): string[] {
+/** The ssm-view parts of decode rank 0's page that fall in [from, to), scaled to the bar. */
+function ssmPage(D: EngineSummary, y: number, from: number, to: number): string[] {
   const out: string[] = []
-  for (const p of D.ranks[0].pageMap.filter((m) => m.view === 'ssm')) {
-    out.push(rect(LEFT + (p.offsetBytes / D.pageBytes) * BAR, y, Math.max(1, (p.lengthBytes / D.pageBytes) * BAR), 20, COLORS[p.part], 'none', `${p.part}: ${p.lengthBytes} B at ${p.offsetBytes}`))
+  const span = to - from
+  for (const p of D.ranks[0].pageMap.filter((m) => m.view === 'ssm' && m.offsetBytes < to && m.offsetBytes + m.lengthBytes > from)) {
+    const start = Math.max(p.offsetBytes, from)
+    const end = Math.min(p.offsetBytes + p.lengthBytes, to)
+    const x = LEFT + ((start - from) / span) * BAR
+    const w = Math.max(1, ((end - start) / span) * BAR)
+    out.push(rect(x, y, w, 20, COLORS[p.part], '#fff', `${p.part}: ${p.lengthBytes} B at ${p.offsetBytes}`))
+    if (w > 60) out.push(text(x + 4, y + 14, `${p.part} ${p.lengthBytes} B`, 11))
   }
   out.push(rect(LEFT, y, BAR, 20, 'none', '#333'))
   return out
