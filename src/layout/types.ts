@@ -203,7 +203,11 @@ export interface TpMapping {
   readonly tpRatio: number
   /** Every (decode rank, prefill rank) pair that reads anything, decode rank major. */
   readonly pairs: readonly RankPair[]
-  /** [prefill rank] → notifications it waits for before freeing a request's blocks. */
+  /**
+   * [prefill rank] → notifications it waits for before freeing a request's blocks: the number of
+   * decode ranks that read from it. 0 = no decode rank reads it (a pure-attention rank holding only
+   * duplicate KV heads): it can free the request's blocks as soon as prefill ends.
+   */
   readonly notificationsPerPrefillRank: readonly number[]
 }
 
