@@ -28,8 +28,8 @@ const silu = (v: number) => v / (1 + Math.exp(-v))
 const softplus = (v: number) => (v > 20 ? v : Math.log1p(Math.exp(v)))
 
 describe('kernels vs scalar references', () => {
-  it('linear: y = x·wᵀ with row strides and accumulate (1e-5)', () => {
-    const [m, kk, n, ldx, ldy] = [7, 33, 50, 40, 64]
+  it.each([1, 7])('linear: y = x·wᵀ for %i rows (sgemv / sgemm paths) with row strides and accumulate (1e-5)', (m) => {
+    const [kk, n, ldx, ldy] = [33, 50, 40, 64]
     const x = randn(m * ldx, 1)
     const w = randn(n * kk, 2)
     const y0 = randn(m * ldy, 3)
