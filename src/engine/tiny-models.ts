@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {findPreset, parseModelConfig} from '../model/index.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {Rng, streamSeed} from './random.js'
-import {writeSafetensors, type TensorToWrite} from './safetensors.js'
+import {type SafetensorsDtype, writeSafetensors, type TensorToWrite} from './safetensors.js'
 import {BYTE_TOKENIZER_FILE} from './tokenizer.js'
 import {expectedTensors} from './weight-names.js'
 
@@ -54,13 +54,18 @@ export function generateTensor(name: string, shape: readonly number[], seed: num
 }
 
 /**
- * Writes a complete model directory (config.json, model.safetensors fp32 or sharded, byte
+ * Writes a complete model directory (config.json, model.safetensors (fp32 unless `dtype`) or shards, byte
  * tokenizer marker) for `config` with weights generated from `seed`. Written into a temporary
  * sibling and renamed, so a concurrent reader never sees half a model.
  */
-export function writeGeneratedModel(dir: string, config: Readonly<Record<string, unknown>>, seed: number, options: {shards?: number} = {}): ModelDims {
+export function writeGeneratedModel(
+  dir: string,
+  config: Readonly<Record<string, unknown>>,
+  seed: number,
+  options: {shards?: number; dtype?: SafetensorsDtype} = {},
+): ModelDims {
   const dims = dimsFromSpec(parseModelConfig(config, {name: dir}))
-  const tensors: TensorToWrite[] = expectedTensors(dims).map((t) => ({name: t.name, shape: t.shape, data: generateTensor(t.name, t.shape, seed)}))
+  const tensors: TensorToWrite[] = expectedTensors(dims).map((t) => ({name: t.name, shape: t.shape, data: generateTensor(t.name, t.shape, seed), dtype: options.dtype}))
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`
   mkdirSync(tmp, {recursive: true})
   writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`)
