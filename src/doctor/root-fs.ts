@@ -11,6 +11,12 @@ import {isAbsolute, join, relative, resolve, sep} from 'node:path'
 export class RootFs {
   /** Absolute path of the root on this machine ('/' when live). */
   readonly root: string
+  /**
+   * Probes fire thousands of reads at once on a big node (300 PCI functions, 8 NICs × 256 GIDs);
+   * unbounded, they would open that many descriptors together and hit EMFILE under a 1024-file
+   * limit, and a failed read would read as "absent". 64 in flight keeps libuv's pool busy.
+   */
+  private readonly gate = new Gate(64)
 
   constructor(root: string) {
     this.root = resolve(root)
@@ -27,7 +33,7 @@ export class RootFs {
 
   async readText(machinePath: string): Promise<string | undefined> {
     try {
-      return await readFile(this.hostPath(machinePath), 'utf8')
+      return await this.gate.run(async () => readFile(this.hostPath(machinePath), 'utf8'))
     } catch {
       return undefined
     }
@@ -42,7 +48,7 @@ export class RootFs {
   /** Directory entries, sorted; [] when the directory does not exist. */
   async list(machinePath: string): Promise<string[]> {
     try {
-      return (await readdir(this.hostPath(machinePath))).sort()
+      return (await this.gate.run(async () => readdir(this.hostPath(machinePath)))).sort()
     } catch {
       return []
     }
@@ -50,7 +56,7 @@ export class RootFs {
 
   async exists(machinePath: string): Promise<boolean> {
     try {
-      await stat(this.hostPath(machinePath))
+      await this.gate.run(async () => stat(this.hostPath(machinePath)))
       return true
     } catch {
       return false
@@ -64,7 +70,7 @@ export class RootFs {
    */
   async realMachinePath(machinePath: string): Promise<string | undefined> {
     try {
-      const real = await realpath(this.hostPath(machinePath))
+      const real = await this.gate.run(async () => realpath(this.hostPath(machinePath)))
       const rel = relative(this.root, real)
       if (rel.startsWith('..') || isAbsolute(rel)) return undefined
       return `/${rel.split(sep).join('/')}`
@@ -81,6 +87,25 @@ export class RootFs {
       return s.blocks * s.bsize
     } catch {
       return undefined
+    }
+  }
+}
+
+/** At most `limit` operations in flight; the rest wait in order. */
+class Gate {
+  private active = 0
+  private readonly waiting: (() => void)[] = []
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(op: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve))
+    this.active++
+    try {
+      return await op()
+    } finally {
+      this.active--
+      this.waiting.shift()?.()
     }
   }
 }

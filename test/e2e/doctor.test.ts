@@ -73,6 +73,22 @@ describe('hpd doctor (process)', () => {
     expect(memlock).toMatchObject({status: 'fail', data: {softBytes: 65536, hardBytes: 65536}})
   })
 
+  it('reads a big node\'s tree under a 128-descriptor limit without losing files', async () => {
+    // ~1000 sysfs reads fire at once on this fixture; unbounded, they would fail with EMFILE
+    // and read as "absent".
+    const run = await execa('bash', ['-c', `ulimit -n 128 && exec node bin/run.js doctor --json --root ${FIXTURES}/ib-8gpu-peermem`], {
+      cwd: ROOT,
+      reject: false,
+      timeout: TIMEOUT_MS,
+    })
+    const report = JSON.parse(run.stdout).result
+    expect(report.verdict).toBe('ok')
+    const byId = Object.fromEntries(report.checks.map((c: Check) => [c.id, c])) as Record<string, Check>
+    expect(byId.gpu.data.count).toBe(8)
+    expect(byId.rdma.data).toMatchObject({deviceCount: 8, usablePorts: 8})
+    expect(byId.pcie.data.links).toHaveLength(16)
+  })
+
   it('draws the Ink checklist on a terminal', async () => {
     // `script` gives the child a pseudo-terminal; 100 columns so the layout is known.
     const env = {...process.env, TERM: 'xterm-256color'}
