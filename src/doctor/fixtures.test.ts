@@ -44,7 +44,7 @@ describe('doctor on fixture (a) cpu-only: this kind of machine, no GPU, no RDMA'
   it('says plainly: no GPU, no RDMA device, so transfers go over shared memory or TCP only', () => {
     expect(report.headline).toMatch(/^No GPU and no RDMA device: .*shared memory \(same host\) or TCP \(across hosts\) only\.$/u)
     expect(c.gpu.data).toMatchObject({count: 0, pciDevicesScanned: 6})
-    expect(c.rdma.data).toMatchObject({deviceCount: 0, activePorts: 0, usablePorts: 0})
+    expect(c.rdma.data).toMatchObject({deviceCount: 0, activePorts: 0, usablePorts: 0, maxRateGbps: null, userspaceAccess: null})
     expect(c.rdma.summary).toContain('shared memory')
   })
 

@@ -36,12 +36,13 @@ export function checkRdma(facts: MachineFacts): DoctorCheck {
   const blocked = rdmaUserspaceBlocked(facts)
   const data = {
     deviceCount: devices.length,
-    userspaceAccess: facts.container.devListed ? !blocked : null,
+    // null: nothing to open, or a capture without /dev.
+    userspaceAccess: devices.length > 0 && facts.container.devListed ? !blocked : null,
     uverbsDevices: facts.container.devInfiniband.filter((d) => d.startsWith('uverbs')),
     activePorts,
     usablePorts: usable.length,
     linkLayers: [...new Set(ports.map(({port}) => port.linkLayer))],
-    maxRateGbps: Math.max(0, ...usable.map(({port}) => port.rateGbps ?? 0)),
+    maxRateGbps: usable.length > 0 ? Math.max(...usable.map(({port}) => port.rateGbps ?? 0)) : null,
     devices,
     efaDevices: efa,
   }
