@@ -121,6 +121,20 @@ describe('hpd serve under faults', () => {
     expect(((await bad.json()) as {error: {param: string; type: string}}).error).toMatchObject({param: 'messages', type: 'invalid_request_error'})
     await expect(c.completions.create({model: 'tiny-hybrid', prompt: 'x', max_tokens: 0})).rejects.toMatchObject({status: 400, param: 'max_tokens'})
 
+    // A client that goes away mid-stream: its request leaves the decode batch and its blocks are freed.
+    const abort = new AbortController()
+    const res = await fetch(`${s.url}/v1/completions`, {
+      method: 'POST',
+      headers: {'content-type': 'application/json'},
+      body: JSON.stringify({model: 'tiny-hybrid', prompt: 'a long answer please', max_tokens: 2000, stream: true, ignore_eos: true}),
+      signal: abort.signal,
+    })
+    const reader = res.body!.getReader()
+    await reader.read()
+    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'decode-0')) > 0 ? true : undefined), 10_000, 'decode blocks in use')
+    abort.abort()
+    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'decode-0')) === 0 ? true : undefined), 10_000, 'decode blocks freed after the client left')
+
     await s.waitWorker('prefill-0', 'ready', 30_000)
     const pids = [...s.workers.values()].map((w) => w.pid!).filter(Boolean)
     expect(pids.length).toBe(3)
