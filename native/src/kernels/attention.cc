@@ -62,11 +62,7 @@ void attention_rows(const PagedKv& kv, const float* q, int64_t ldq, float* o, in
       scores[s] = dot_f32(qv, kv_k, head_dim) * scale;
       if (scores[s] > max_score) max_score = scores[s];
     }
-    float denom = 0.0f;
-    for (int64_t s = 0; s < ctx; ++s) {
-      scores[s] = std::exp(scores[s] - max_score);
-      denom += scores[s];
-    }
+    const float denom = exp_shift_sum(scores.data(), ctx, max_score);
     float* out = o + (t * q_heads + j) * head_dim;
     for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
     const float inv = 1.0f / denom;
@@ -112,11 +108,7 @@ void attention_tiles(const PagedKv& kv, const float* q, int64_t ldq, float* o, i
       const int64_t valid = pos0 + t_a + r + 1;
       float max_score = -INFINITY;
       for (int64_t s = 0; s < valid; ++s) max_score = std::max(max_score, row[s]);
-      float denom = 0.0f;
-      for (int64_t s = 0; s < valid; ++s) {
-        row[s] = std::exp(row[s] - max_score);
-        denom += row[s];
-      }
+      const float denom = exp_shift_sum(row, valid, max_score);
       for (int64_t s = valid; s < ctx; ++s) row[s] = 0.0f;
       inv[r] = 1.0f / denom;
     }

@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "hpd/kernels.h"
+#include "vec.h"
 
 namespace hpd::kernels {
 
@@ -32,7 +33,7 @@ void conv1d_prefill(const float* xbc, int64_t ldx, const float* w, const float* 
       const float* wk = wt.data() + k * nc;
       for (int64_t i = 0; i < nc; ++i) o[i] += wk[i] * r[i];
     }
-    for (int64_t i = 0; i < nc; ++i) o[i] = o[i] / (1.0f + std::exp(-o[i]));
+    silu_inplace(o, nc);
   }
   for (int64_t j = 0; j < hist; ++j) {
     const float* r = row(tokens + j);

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "hpd/kernels.h"
+#include "vec.h"
 
 namespace hpd::kernels {
 
@@ -39,7 +40,10 @@ void silu_mul(const float* gu, float* out, int64_t tokens, int64_t inter, int it
   for (int64_t t = begin; t < end; ++t) {
     const float* g = gu + t * 2 * inter;
     const float* u = g + inter;
-    for (int64_t i = 0; i < inter; ++i) out[t * inter + i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    float* o = out + t * inter;
+    for (int64_t i = 0; i < inter; ++i) o[i] = g[i];
+    silu_inplace(o, inter);
+    for (int64_t i = 0; i < inter; ++i) o[i] *= u[i];
   }
 }
 

@@ -23,16 +23,11 @@ void gated_norm_sumsq(const float* y, const float* z, int64_t ldz, float* out, f
   thread_slice(rows, ith, nth, &begin, &end);
   const int64_t groups = dim / group_size;
   for (int64_t t = begin; t < end; ++t) {
-    for (int64_t j = 0; j < groups; ++j) {
-      float sum = 0.0f;
-      for (int64_t c = j * group_size; c < (j + 1) * group_size; ++c) {
-        const float zv = z[t * ldz + c];
-        const float g = y[t * dim + c] * (zv / (1.0f + std::exp(-zv)));
-        out[t * dim + c] = g;
-        sum += g * g;
-      }
-      sumsq[t * groups + j] = sum;
-    }
+    float* o = out + t * dim;
+    for (int64_t c = 0; c < dim; ++c) o[c] = z[t * ldz + c];
+    silu_inplace(o, dim);
+    for (int64_t c = 0; c < dim; ++c) o[c] *= y[t * dim + c];
+    for (int64_t j = 0; j < groups; ++j) sumsq[t * groups + j] = sumsq_f32(o + j * group_size, group_size);
   }
 }
 

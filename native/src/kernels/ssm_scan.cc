@@ -55,7 +55,7 @@ void ssm_scan_chunked(const SsmArgs& s, int64_t chunk, int ith, int nth) {
   int64_t begin, end;
   thread_slice(s.heads, ith, nth, &begin, &end);
   const int64_t P = s.head_dim, N = s.state_size, H = s.heads, heads_per_group = s.heads / s.groups;
-  std::vector<float> dt(chunk), acum(chunk), coef(chunk), m(chunk * chunk), xs(chunk * P);
+  std::vector<float> dt(chunk), acum(chunk), decay(chunk), m(chunk * chunk), xs(chunk * P);
   for (int64_t h = begin; h < end; ++h) {
     const int64_t g = h / heads_per_group;
     float* st = s.state + h * P * N;
@@ -80,8 +80,11 @@ void ssm_scan_chunked(const SsmArgs& s, int64_t chunk, int ith, int nth) {
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, iN, 1.0f, C, ldbc, B, ldbc, 0.0f, m.data(), L);
       for (int64_t l = 0; l < L; ++l) {
+        // decay[j] = exp(acum[l] - acum[j]) for j <= l, vectorized as exp(-acum[j] - (-acum[l]))
+        for (int64_t j = 0; j <= l; ++j) decay[j] = -acum[j];
+        exp_shift_sum(decay.data(), l + 1, -acum[l]);
         float* row = m.data() + l * L;
-        for (int64_t j = 0; j <= l; ++j) row[j] *= std::exp(acum[l] - acum[j]) * dt[j];
+        for (int64_t j = 0; j <= l; ++j) row[j] *= decay[j] * dt[j];
         for (int64_t j = l + 1; j < L; ++j) row[j] = 0.0f;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, iP, L, 1.0f, m.data(), L, X, ldx, 1.0f, Y, ldy);
