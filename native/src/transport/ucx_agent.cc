@@ -34,6 +34,8 @@ constexpr uint64_t kMaxGetPieceBytes = 8ull << 20;
 constexpr uint64_t kPostBudgetBytes = 32ull << 20;
 // Emulated (TCP, registered-memory) GETs return requests; keep a window so the request pool stays small.
 constexpr size_t kMaxOutstandingPerOp = 64;
+// After the last UCX event, how long the progress thread keeps its sleeps short (1 ms).
+constexpr std::chrono::milliseconds kActiveWindow{50};
 
 std::string ucs_text(ucs_status_t s) { return ucs_status_string(s); }
 
@@ -321,6 +323,7 @@ Status UcxAgent::init() {
 // ---- progress thread ----------------------------------------------------------------------
 
 void UcxAgent::run() {
+  Clock::time_point active_until{};
   while (true) {
     bool more_work = false;
     ucs_status_t armed = UCS_OK;
@@ -328,8 +331,9 @@ void UcxAgent::run() {
       std::lock_guard<std::mutex> lk(mu_);
       if (stop_.load()) break;
       post_pieces();
-      while (ucp_worker_progress(worker_) != 0) {
-      }
+      unsigned progressed = 0;
+      for (unsigned n; (n = ucp_worker_progress(worker_)) != 0;) progressed += n;
+      if (progressed > 0) active_until = Clock::now() + kActiveWindow;
       advance_closes();
       check_deadlines();
       finish_ops();
@@ -356,8 +360,11 @@ void UcxAgent::run() {
       busy = !ops_.empty();
       for (auto& [id, p] : peers_) busy = busy || p->close_request != nullptr;
     }
+    // An owner serving emulated GETs (TCP, registered memory) has no ops of its own, and a reply
+    // stalled on a full socket may raise no efd event; while traffic is recent, wake every 1 ms.
+    const bool recent = Clock::now() < active_until;
     pollfd pfd{efd_, POLLIN, 0};
-    poll(&pfd, 1, busy ? 2 : 100);
+    poll(&pfd, 1, busy || recent ? 1 : 100);
   }
 }
 

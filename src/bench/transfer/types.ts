@@ -44,7 +44,7 @@ export interface TransferCaseResult {
   readonly p99Ms: number
   /** The same descriptor pairs as a local memcpy on the same threads, same run. */
   readonly memcpyGbPerSecond: number
-  /** gbPerSecond / memcpyGbPerSecond. */
+  /** Median over requests of (memcpy time / read time) of the same bytes, measured back to back. */
   readonly ratioToMemcpy: number
   /** The first (unmeasured) request: endpoint wire-up, segment attach, page faults. */
   readonly warmupMs: number
