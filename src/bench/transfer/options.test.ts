@@ -1,0 +1,46 @@
+import {describe, expect, it} from 'vitest'
+
+import {UsageError} from '../../errors.js'
+import {benchTransferOptions, type BenchTransferFlags} from './options.js'
+import {percentile} from './stats.js'
+
+const flags: BenchTransferFlags = {
+  model: 'tiny-hybrid',
+  tp: 2,
+  decodeTp: undefined,
+  promptTokens: '512, 4096',
+  requests: 8,
+  transport: 'auto',
+  tcpSegmentBytes: 262_144,
+  verify: 'full',
+  injectFault: undefined,
+  attentionBackend: 'cpu',
+  timeoutMs: 10_000,
+}
+
+describe('benchTransferOptions', () => {
+  it('defaults the decode TP to the prefill TP and parses the prompt list', () => {
+    expect(benchTransferOptions(flags)).toMatchObject({prefillTp: 2, decodeTp: 2, promptTokens: [512, 4096], verify: 'full'})
+  })
+
+  it.each([
+    [{tp: 0}, /--tp must be an integer in \[1, 64\], got 0/],
+    [{promptTokens: '512,1'}, /--prompt-tokens .* got "1"/],
+    [{transport: 'rdma'}, /--transport must be one of auto\|shm\|tcp, got "rdma"/],
+    [{verify: 'some'}, /--verify must be one of full\|digest\|off/],
+    [{injectFault: 'flip'}, /--inject-fault must be one of corrupt\|stale\|short\|kill-peer/],
+    [{injectFault: 'corrupt', verify: 'off'}, /corrupt needs --verify full or digest/],
+    [{tcpSegmentBytes: 100}, /--tcp-segment-bytes must be 0/],
+  ])('rejects %o naming the flag', (patch, message) => {
+    expect(() => benchTransferOptions({...flags, ...patch})).toThrow(UsageError)
+    expect(() => benchTransferOptions({...flags, ...patch})).toThrow(message)
+  })
+})
+
+describe('percentile', () => {
+  it('is nearest-rank', () => {
+    expect(percentile([5, 1, 4, 2, 3], 50)).toBe(3)
+    expect(percentile([5, 1, 4, 2, 3], 99)).toBe(5)
+    expect(percentile([], 50)).toBe(0)
+  })
+})
