@@ -125,17 +125,22 @@ export function rankDims(d: ModelDims, tp: number, rank: number): RankDims {
 
 /** Rows [start, start+count) of a row-major [*, cols] matrix. */
 function rows(w: Float32Array, cols: number, start: number, count: number): Float32Array {
+  // The whole tensor (TP 1) is shared, not copied: shards are read-only.
+  if (start === 0 && count * cols === w.length) return w
   return w.slice(start * cols, (start + count) * cols)
 }
 
 /** Columns [start, start+count) of a row-major [numRows, cols] matrix. */
 function columns(w: Float32Array, numRows: number, cols: number, start: number, count: number): Float32Array {
+  if (start === 0 && count === cols) return w
   const out = new Float32Array(numRows * count)
   for (let r = 0; r < numRows; r++) out.set(w.subarray(r * cols + start, r * cols + start + count), r * count)
   return out
 }
 
 function concat(parts: readonly Float32Array[]): Float32Array {
+  const nonEmpty = parts.filter((p) => p.length > 0)
+  if (nonEmpty.length === 1) return nonEmpty[0]
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
   let o = 0
   for (const p of parts) {
