@@ -6,6 +6,8 @@ import {parseModelConfig} from '../model/index.js'
 import type {GroupBlockIds} from './block-ids.js'
 import {blocksNeeded} from './block-ids.js'
 import {planLayout, planRequestReads, readAt, summarizeRequestReads} from './index.js'
+import {requestContext} from './request-context.js'
+import {countPairRuns} from './run-count.js'
 import type {ReadList} from './read-list.js'
 import type {AttentionBackend, EngineLayout, LayoutPlan} from './types.js'
 
@@ -140,6 +142,18 @@ describe('read plans (property)', () => {
         const sequential = summarizeRequestReads(plan, {promptTokens: sc.promptTokens})
         const sequentialLists = planRequestReads(plan, {promptTokens: sc.promptTokens})
         expect([sequential.reads, sequential.coalescedRuns]).toEqual([sequentialLists.reads, sequentialLists.coalescedRuns])
+        // Ascending ids with gaps: reads come in local order, so the stretch arithmetic of
+        // countPairRuns (no lists) is what runs; it must agree with the lists, stretch edges included.
+        const gapped = {promptTokens: sc.promptTokens, prefillBlockIds: gappedIds(plan.prefill, tokens, sc.prefillSeed), decodeBlockIds: gappedIds(plan.decode, tokens, sc.decodeSeed)}
+        const gappedLists = planRequestReads(plan, gapped)
+        const ctx = requestContext(plan, gapped)
+        for (const pair of plan.mapping.pairs) {
+          const counted = countPairRuns(pair, plan.prefill, plan.decode, ctx)
+          const lists = gappedLists.pairs.find((p) => p.decodeRank === pair.decodeRank && p.prefillRank === pair.prefillRank)!
+          // SD conv rows interleave x/B/C, so SD reads are never in local order (the lists get sorted).
+          if (sc.convLayout === 'DS') expect(counted.ordered).toBe(true)
+          if (counted.ordered) expect(counted).toEqual({reads: lists.reads.count, runs: lists.runs.count, bytes: lists.bytes, ordered: true})
+        }
         for (let d = 0; d < plan.decode.tp; d++) {
           const pairs = req.pairs.filter((p) => p.decodeRank === d)
           const got = new Map<number, Interval[]>()
@@ -187,6 +201,19 @@ function shuffledIds(engine: EngineLayout, tokens: number, seed: number): GroupB
   }
   let k = 0
   return needed.map((n) => pool.slice(k, (k += n)))
+}
+
+/** Ascending ids with random gaps (about one boundary in three), handed out in group order (so reads come in local order). */
+function gappedIds(engine: EngineLayout, tokens: number, seed: number): GroupBlockIds {
+  let x = seed || 7
+  let next = 0
+  return blocksNeeded(engine, tokens).map((n) =>
+    Array.from({length: n}, () => {
+      x = (x * 1103515245 + 12345) % 2147483648
+      next += x % 3 === 0 ? 1 + (x % 2) : 0
+      return next++
+    }),
+  )
 }
 
 /** The decode rank's state bytes for this request: FA kernel blocks holding tokens, Mamba pages up to the padding. */

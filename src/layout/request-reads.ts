@@ -1,23 +1,12 @@
-import {UsageError} from '../errors.js'
-import {checkBlockIds, defaultBlockIds, type GroupBlockIds} from './block-ids.js'
-import {cdiv} from './kernel-blocks.js'
+import type {GroupBlockIds} from './block-ids.js'
+import {type RequestContext, requestContext, type RequestReadsOptions} from './request-context.js'
+import {countPairRuns} from './run-count.js'
 import {CACHE_PARTS, orderAndCoalesce, type ReadList, ReadListBuilder} from './read-list.js'
 import {faDescriptorIdsFor, ssmRegionsPerTensor} from './descriptor-ids.js'
 import {faByteOffset} from './offsets.js'
 import type {EngineLayout, LayoutPlan, RankPair} from './types.js'
 
-export interface RequestReadsOptions {
-  /** N: prompt tokens. Hybrids transfer N−1 (P computes h(N−1), D recomputes the last token). */
-  readonly promptTokens: number
-  /** Per group, the prefill side's logical block ids; default: sequential from 0 in group order. */
-  readonly prefillBlockIds?: GroupBlockIds
-  readonly decodeBlockIds?: GroupBlockIds
-  /** Logical blocks per shared tensor on each side; default: the largest block id + 1. */
-  readonly prefillNumLogicalBlocks?: number
-  readonly decodeNumLogicalBlocks?: number
-  /** Also build vLLM's descriptor-id pairs (§3.3) for every rank pair (costs time on long prompts). */
-  readonly descriptorIds?: boolean
-}
+export type {RequestReadsOptions} from './request-context.js'
 
 export interface PairReadPlan {
   readonly decodeRank: number
@@ -90,66 +79,25 @@ export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions)
 }
 
 /**
- * The counts of `planRequestReads` (reads, runs, bytes, vLLM pairs) without keeping the lists:
- * the same reads are generated and coalesced as they stream by, so a 128k-token prompt costs no
- * allocation. Falls back to the full lists for a pair whose reads do not come in local order.
+ * The counts of `planRequestReads` (reads, runs, bytes, vLLM pairs) without making the lists:
+ * `countPairRuns` derives them per stretch of consecutive kernel blocks, so a 128k-token prompt
+ * costs microseconds. Falls back to the full lists for a pair whose reads do not come in local order.
  */
 export function summarizeRequestReads(plan: LayoutPlan, options: RequestReadsOptions): RequestReadSummary {
   const ctx = requestContext(plan, options)
   const pairs = plan.mapping.pairs.map((pair): PairReadCounts => {
-    const counter = new RunCounter()
-    visitPairReads(pair, plan.prefill, plan.decode, ctx, counter)
-    let {reads, runs} = counter
-    if (!counter.ordered) {
+    const counted = countPairRuns(pair, plan.prefill, plan.decode, ctx)
+    let {reads, runs} = counted
+    if (!counted.ordered) {
       const sink = new ListSink(countPairReads(pair, plan.decode, ctx.kernelBlocksRead))
       visitPairReads(pair, plan.prefill, plan.decode, ctx, sink)
       const lists = orderAndCoalesce(sink.build())
       reads = lists.reads.count
       runs = lists.runs.count
     }
-    return {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes: counter.bytes, vllmDescriptorPairs: vllmPairs(pair, plan.decode, ctx.vllmKernelBlocks)}
+    return {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes: counted.bytes, vllmDescriptorPairs: vllmPairs(pair, plan.decode, ctx.vllmKernelBlocks)}
   })
   return {...totals(plan, ctx, pairs), pairs}
-}
-
-interface RequestContext {
-  readonly promptTokens: number
-  readonly tokens: number
-  readonly pIds: GroupBlockIds
-  readonly dIds: GroupBlockIds
-  readonly pNum: number
-  readonly dNum: number
-  readonly kernelBlocksRead: number
-  readonly vllmKernelBlocks: number
-}
-
-function requestContext(plan: LayoutPlan, options: RequestReadsOptions): RequestContext {
-  const {prefill, decode} = plan
-  const N = options.promptTokens
-  const minTokens = prefill.hybrid ? 2 : 1
-  if (!Number.isInteger(N) || N < minTokens) {
-    throw new UsageError('HPD_USAGE_BAD_PROMPT_TOKENS', `--prompt-tokens ${N}: need an integer ≥ ${minTokens}${prefill.hybrid ? ' (a hybrid transfers N−1 tokens)' : ''}`, {
-      hint: 'Pass the prompt length in tokens.',
-      details: {value: N},
-    })
-  }
-  const tokens = prefill.hybrid ? N - 1 : N
-  const pIds = options.prefillBlockIds ?? defaultBlockIds(prefill, tokens)
-  const dIds = options.decodeBlockIds ?? defaultBlockIds(decode, tokens)
-  const pNum = options.prefillNumLogicalBlocks ?? maxId(pIds) + 1
-  const dNum = options.decodeNumLogicalBlocks ?? maxId(dIds) + 1
-  checkBlockIds(prefill, 'prefill', pIds, tokens, pNum)
-  checkBlockIds(decode, 'decode', dIds, tokens, dNum)
-  return {
-    promptTokens: N,
-    tokens,
-    pIds,
-    dIds,
-    pNum,
-    dNum,
-    kernelBlocksRead: cdiv(tokens, decode.kernelBlockSize),
-    vllmKernelBlocks: Math.min(cdiv(tokens, decode.logicalBlockSize) * decode.blocksPerLogical, cdiv(tokens, prefill.logicalBlockSize) * prefill.blocksPerLogical),
-  }
 }
 
 function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadCounts[]): RequestReadSummary {
@@ -173,11 +121,6 @@ function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadC
   }
 }
 
-function maxId(ids: GroupBlockIds): number {
-  let m = -1
-  for (const list of ids) for (const id of list) if (id > m) m = id
-  return m
-}
 
 /** Receives the reads of one rank pair, in generation order. */
 interface ReadSink {
@@ -189,28 +132,6 @@ class ListSink extends ReadListBuilder implements ReadSink {
   add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void {
     this.push(tensorIndex, group, layer, partIndex, remoteOffsetBytes, localOffsetBytes, lengthBytes)
     this.bytes += lengthBytes
-  }
-}
-
-/** Streaming `coalesce`: counts reads, runs and bytes; notes whether reads came in (tensor, local) order. */
-class RunCounter implements ReadSink {
-  reads = 0
-  runs = 0
-  bytes = 0
-  ordered = true
-  private tensor = -1
-  private lastLocal = -1
-  private localEnd = -1
-  private remoteEnd = -1
-  add(tensorIndex: number, _group: number, _layer: number, _partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void {
-    if (tensorIndex < this.tensor || (tensorIndex === this.tensor && localOffsetBytes < this.lastLocal)) this.ordered = false
-    if (!(tensorIndex === this.tensor && localOffsetBytes === this.localEnd && remoteOffsetBytes === this.remoteEnd)) this.runs++
-    this.reads++
-    this.bytes += lengthBytes
-    this.tensor = tensorIndex
-    this.lastLocal = localOffsetBytes
-    this.localEnd = localOffsetBytes + lengthBytes
-    this.remoteEnd = remoteOffsetBytes + lengthBytes
   }
 }
 
