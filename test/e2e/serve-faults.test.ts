@@ -96,9 +96,12 @@ describe('hpd serve under faults', () => {
     const s = await serve(['--lease-ms', '1500'], {HPD_SERVE_PAUSE_BEFORE_READ_MS: '20000'})
     const c = client(s)
     const pending = c.completions.create({model: 'tiny-hybrid', prompt: 'orphaned blocks', max_tokens: 4}).catch((e: Error) => e)
-    // Blocks are held on the prefill side while the decode worker sits in its pause.
+    // Blocks stay held on the prefill side while the decode worker sits in its pause: its heartbeats
+    // extend the lease well past --lease-ms.
     await until(() => (s.lines.some((l) => l.includes('pause-before-read')) ? true : undefined), 10_000, 'the decode worker to reach its read')
+    await new Promise((r) => setTimeout(r, 3000))
     await until(async () => ((await metric(s, 'hpd_leases_held', 'prefill-0')) === 1 ? true : undefined), 5000, 'the prefill lease to show')
+    expect(await metric(s, 'hpd_leases_expired', 'prefill-0')).toBe(0)
     process.kill(s.workers.get('decode-0')!.pid!, 'SIGKILL')
     expect(await pending).toBeInstanceOf(Error)
     await until(async () => ((await metric(s, 'hpd_leases_expired', 'prefill-0')) >= 1 ? true : undefined), 15_000, 'lease expiry')

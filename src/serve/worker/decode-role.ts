@@ -6,7 +6,7 @@
  */
 import {ServeError} from '../backend.js'
 import {callJson} from '../http-json.js'
-import {INTERNAL, type GenerateRequest, type WorkerStreamEvent} from '../protocol.js'
+import {INTERNAL, type GenerateRequest, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
 import {ContinuousBatcher} from './batcher.js'
 import type {GroupBlockIds, WorkerEngine} from './engine-port.js'
 import {PeerCache} from './peer-cache.js'
@@ -108,60 +108,95 @@ export class DecodeRole {
 
   private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
     const t = req.transfer!
-    const handshakeStart = performance.now()
-    emit({type: 'phase', phase: 'handshake', atMs: Date.now()})
-    const peer = await this.peers.get(t)
-    const handshakeMs = performance.now() - handshakeStart
-    const local = await this.allocateWithLease(req, signal)
+    // From here until the read is done the prefill side must keep the blocks: heartbeat its lease.
+    const lease = new LeaseHeartbeat(t, this.o.handshakeTimeoutMs, (error) => {
+      this.o.log('lease-lost', {requestId: req.requestId, prefillEngine: t.engineId, message: error.message})
+    })
     try {
-      if (this.o.pauseBeforeReadMs) {
-        this.o.log('pause-before-read', {requestId: req.requestId, prefillEngine: t.engineId, ms: this.o.pauseBeforeReadMs})
-        await sleep(this.o.pauseBeforeReadMs, signal)
-      }
-      emit({type: 'phase', phase: 'transfer', atMs: Date.now()})
-      const transferStart = performance.now()
-      let pulled
+      const handshakeStart = performance.now()
+      emit({type: 'phase', phase: 'handshake', atMs: Date.now()})
+      const peer = await this.peers.get(t)
+      const handshakeMs = performance.now() - handshakeStart
+      const local = await this.allocate(req, lease, signal)
       try {
-        pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs)
+        if (this.o.pauseBeforeReadMs) {
+          this.o.log('pause-before-read', {requestId: req.requestId, prefillEngine: t.engineId, ms: this.o.pauseBeforeReadMs})
+          await sleep(this.o.pauseBeforeReadMs, signal)
+        }
+        // Blocks whose lease ended may already hold another request: never read them.
+        lease.check()
+        emit({type: 'phase', phase: 'transfer', atMs: Date.now()})
+        const transferStart = performance.now()
+        let pulled
+        try {
+          pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs)
+        } catch (error) {
+          await this.peers.drop(t.engineId)
+          throw new ServeError(502, 'kv_transfer_failed', `pulling request ${req.requestId} from prefill engine ${t.engineId} failed: ${(error as Error).message}`)
+        }
+        lease.stop()
+        const transferMs = performance.now() - transferStart
+        this.transferBytes += pulled.bytes
+        this.transferMs += transferMs
+        this.o.engine.adopt(req.requestId, t.numComputedTokens)
+        // The prefill side frees its blocks on this; if it is lost, the lease frees them anyway.
+        this.o.engine.notify(peer, `${READ_DONE_PREFIX}${t.requestId}`).catch((error: Error) => {
+          this.o.log('notify-failed', {requestId: req.requestId, message: error.message})
+        })
+        emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads})
       } catch (error) {
-        await this.peers.drop(t.engineId)
-        throw new ServeError(502, 'kv_transfer_failed', `pulling request ${req.requestId} from prefill engine ${t.engineId} failed: ${(error as Error).message}`)
+        this.o.engine.free(req.requestId)
+        throw error
       }
-      const transferMs = performance.now() - transferStart
-      this.transferBytes += pulled.bytes
-      this.transferMs += transferMs
-      this.o.engine.adopt(req.requestId, t.numComputedTokens)
-      // The prefill side frees its blocks on this; if it is lost, the lease frees them anyway.
-      this.o.engine.notify(peer, `${READ_DONE_PREFIX}${t.requestId}`).catch((error: Error) => {
-        this.o.log('notify-failed', {requestId: req.requestId, message: error.message})
-      })
-      emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads})
-    } catch (error) {
-      this.o.engine.free(req.requestId)
-      throw error
+    } finally {
+      lease.stop()
     }
   }
 
-  /** Waits for local blocks, extending the prefill lease on each beat, bounded by the lease itself. */
-  private async allocateWithLease(req: GenerateRequest, signal: AbortSignal): Promise<GroupBlockIds> {
-    const t = req.transfer!
-    let expiresAtMs = t.leaseExpiresAtMs
-    // The lease length as this side sees it; extend once half of it is left (vLLM beats at 1/6).
-    const leaseMs = Math.max(this.o.allocRetryMs * 4, expiresAtMs - Date.now())
+  /** Waits for local blocks (the pool may be full); the lease heartbeat keeps the prefill blocks meanwhile. */
+  private async allocate(req: GenerateRequest, lease: LeaseHeartbeat, signal: AbortSignal): Promise<GroupBlockIds> {
     for (;;) {
-      const got = this.o.engine.allocate(req.requestId, t.numComputedTokens)
+      const got = this.o.engine.allocate(req.requestId, req.transfer!.numComputedTokens)
       if (got) return got
       if (signal.aborted) throw signal.reason
-      if (expiresAtMs - Date.now() < leaseMs / 2) {
-        try {
-          const r = await callJson<{leaseExpiresAtMs: number}>(`${t.handshakeUrl}${INTERNAL.leaseExtend}`, {requestId: t.requestId}, this.o.handshakeTimeoutMs, signal)
-          expiresAtMs = r.leaseExpiresAtMs
-        } catch (error) {
-          throw new ServeError(503, 'lease_lost', `waiting for decode KV blocks, the prefill lease of ${t.requestId} could not be extended: ${(error as Error).message}`)
-        }
-      }
+      lease.check()
       await sleep(this.o.allocRetryMs, signal)
     }
+  }
+}
+
+/**
+ * Extends a prefill lease every third of its length (vLLM #41383 beats at a sixth; a third keeps
+ * two beats of slack on loopback) until stopped. A refused or failed beat marks the lease lost.
+ */
+class LeaseHeartbeat {
+  private readonly timer: NodeJS.Timeout
+  private lost: ServeError | undefined
+
+  constructor(
+    private readonly t: TransferParams,
+    timeoutMs: number,
+    onLost: (error: ServeError) => void,
+  ) {
+    const leaseMs = Math.max(150, t.leaseExpiresAtMs - Date.now())
+    const beatMs = Math.max(50, Math.floor(leaseMs / 3))
+    this.timer = setInterval(() => {
+      callJson(`${t.handshakeUrl}${INTERNAL.leaseExtend}`, {requestId: t.requestId}, Math.min(timeoutMs, beatMs)).catch((error: Error) => {
+        if (this.lost) return
+        this.lost = new ServeError(503, 'lease_lost', `the prefill lease of ${t.requestId} on ${t.engineId} could not be extended: ${error.message}`)
+        onLost(this.lost)
+      })
+    }, beatMs)
+    this.timer.unref()
+  }
+
+  /** Throws once the lease is lost. */
+  check(): void {
+    if (this.lost) throw this.lost
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
   }
 }
 

@@ -153,11 +153,12 @@ describe('prefill + decode worker roles', () => {
   it('extends the lease while the decode pool is full, then serves the request once blocks free up', async () => {
     const pEngine = new MemoryEngine('p3', 'h')
     const dEngine = new MemoryEngine('d3', 'h', 1)
-    const p = await worker('prefill', pEngine, 300)
+    const p = await worker('prefill', pEngine, 900)
     const d = await worker('decode', dEngine)
     dEngine.caches.set('hog', [])
     const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'r4', promptTokenIds: [5, 6, 7]}, 5000)
-    setTimeout(() => dEngine.free('hog'), 700)
+    // Held for more than twice the lease: only the heartbeats keep the prefill blocks.
+    setTimeout(() => dEngine.free('hog'), 2000)
     const evs = await generate(d.controlUrl, {requestId: 'r4', promptTokenIds: [5, 6, 7], sampling: greedy, transfer: pre.transfer})
     expect(tokens(evs)).toHaveLength(5)
     const stats = await callJson<WorkerStats>(`${p.controlUrl}${INTERNAL.stats}`, undefined, 1000)
