@@ -125,16 +125,20 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
     for (let index = 0; index < bench.requests.length; index++) {
       const req = bench.requests[index]
       yield {type: 'case-start', index, promptTokens: req.promptTokens, requests: options.requests}
+      // A worker step bundles several bounded operations (fill or read + verify + notify + copy)
+      // whose CPU work grows with the request: allow for it beyond the transfer deadline itself.
+      const {faBytes, ssmBytes} = bytesByView(req)
+      const stepTimeoutMs = 3 * options.timeoutMs + Math.ceil((faBytes + ssmBytes) / 20_000)
       const reports: ReadReport[] = []
       let warmupMs = 0
       let verifiedBytes = 0
       for (let request = 0; request <= options.requests; request++) {
-        const filled = await step(prefill.request({type: 'fill', caseIndex: index, request, digests: options.verify === 'digest'}, 'filled', options.timeoutMs))
+        const filled = await step(prefill.request({type: 'fill', caseIndex: index, request, digests: options.verify === 'digest'}, 'filled', stepTimeoutMs))
         if (options.fault === 'kill-peer' && index === 0 && request === 0) {
           prefill.killForFault()
           killedAt = performance.now()
         }
-        const done = await step(decode.request({type: 'read', caseIndex: index, request, ...(filled.digests ? {digests: filled.digests} : {})}, 'read-done', options.timeoutMs))
+        const done = await step(decode.request({type: 'read', caseIndex: index, request, ...(filled.digests ? {digests: filled.digests} : {})}, 'read-done', stepTimeoutMs))
         verifiedBytes += done.report.verifiedBytes
         if (request === 0) {
           warmupMs = done.report.latencyMs
