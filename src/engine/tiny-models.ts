@@ -12,6 +12,9 @@ import {expectedTensors} from './weight-names.js'
 /** The seed the built-in tiny models are generated from (changing it changes every tiny model). */
 export const TINY_SEED = 20260525
 
+/** Bumped whenever generateTensor changes, so a cached directory from an older generator is not reused. */
+export const GENERATOR_VERSION = 1
+
 /** Where generated models live: $HPD_CACHE_DIR/models, else ~/.cache/hpd/models. */
 export function modelCacheDir(): string {
   return join(process.env.HPD_CACHE_DIR ?? join(homedir(), '.cache', 'hpd'), 'models')
@@ -103,7 +106,7 @@ export function writeGeneratedModel(
 export function ensureTinyModel(name: string): string | undefined {
   const preset = findPreset(name)
   if (!preset || !preset.name.startsWith('tiny')) return undefined
-  const dir = join(modelCacheDir(), `${preset.name}-seed${TINY_SEED}`)
+  const dir = join(modelCacheDir(), `${preset.name}-seed${TINY_SEED}-g${GENERATOR_VERSION}`)
   if (!existsSync(join(dir, 'config.json'))) {
     mkdirSync(modelCacheDir(), {recursive: true})
     writeGeneratedModel(dir, preset.config, TINY_SEED)
