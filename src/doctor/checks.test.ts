@@ -102,6 +102,14 @@ describe('checks over varied facts', () => {
     expect(slow.summary).toContain('GPU 0000:17:00.0 runs 8 GT/s x16 of 16 GT/s x16')
   })
 
+  it('a check that trips over odd facts becomes a skip naming the defect; the others still report', () => {
+    const odd = {...roce, limits: null as unknown as MachineFacts['limits']}
+    const report = judge(odd)
+    expect(report.checks.find((c) => c.id === 'memlock')).toMatchObject({status: 'skip', summary: expect.stringMatching(/^internal error in this check: /u)})
+    expect(report.checks.find((c) => c.id === 'rdma')?.status).toBe('warn')
+    expect(report.verdict).toBe('warn')
+  })
+
   it('exhausted hugepages warn', () => {
     const c = check({...cpuOnly, memory: {...cpuOnly.memory, hugePagesTotal: 64, hugePagesFree: 0}}, 'hugepages')
     expect(c.status).toBe('warn')

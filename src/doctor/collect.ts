@@ -38,6 +38,7 @@ export interface CollectOptions {
   readonly root?: string
   /** Defaults: real tools when live, DIR/.hpd-doctor/ captures under --root. */
   readonly tools?: ToolRunner
+  /** Environment of the live tools and of the reported UCX_* settings; process.env by default. */
   readonly env?: NodeJS.ProcessEnv
 }
 
@@ -45,8 +46,8 @@ export interface CollectOptions {
 export async function collectFacts(options: CollectOptions = {}): Promise<MachineFacts> {
   const fs = new RootFs(options.root ?? '/')
   await assertDirectory(fs.root, options.root)
-  const tools = options.tools ?? (fs.isLive ? new LiveToolRunner() : new CapturedToolRunner(fs))
   const env = options.env ?? process.env
+  const tools = options.tools ?? (fs.isLive ? new LiveToolRunner(env) : new CapturedToolRunner(fs))
   // Tools first: their processes run while the sysfs reads and imports proceed.
   const ucx = probeUcx(tools)
   const nvidiaSmi = probeNvidiaSmi(tools)

@@ -2,7 +2,7 @@ import {CHECKS} from './checks/index.js'
 import {CollectOptions, MachineFacts, collectFacts} from './collect.js'
 import {nvidiaGpus, rdmaUserspaceBlocked, usableRdmaPortCount} from './derive.js'
 import {plural} from './format.js'
-import {CHECK_IDS, CheckStatus, DoctorCheck, DoctorReport, Verdict} from './types.js'
+import {CHECK_GROUP_OF, CHECK_IDS, CheckId, CheckStatus, DoctorCheck, DoctorReport, Verdict} from './types.js'
 
 /** The doctor: probe the machine (or a --root tree), judge every check, roll up a verdict. */
 export async function runDoctor(options: CollectOptions = {}): Promise<DoctorReport> {
@@ -11,10 +11,30 @@ export async function runDoctor(options: CollectOptions = {}): Promise<DoctorRep
 
 /** Pure: facts → report. */
 export function judge(facts: MachineFacts): DoctorReport {
-  const checks = CHECK_IDS.map((id) => CHECKS[id](facts))
+  const checks = CHECK_IDS.map((id) => runCheck(id, facts))
   const counts: Record<CheckStatus, number> = {ok: 0, warn: 0, fail: 0, skip: 0}
   for (const c of checks) counts[c.status]++
   return {verdict: verdictOf(checks), headline: headline(facts, checks), root: facts.root, captured: facts.captured, checks, counts}
+}
+
+/**
+ * One check's defect must not hide the other eleven findings: it becomes a skip that says it is
+ * hpd's fault (sysfs of an unusual machine can break an assumption).
+ */
+function runCheck(id: CheckId, facts: MachineFacts): DoctorCheck {
+  try {
+    return CHECKS[id](facts)
+  } catch (error) {
+    return {
+      id,
+      group: CHECK_GROUP_OF[id],
+      title: id,
+      status: 'skip',
+      summary: `internal error in this check: ${(error as Error).message}`,
+      hint: 'This is a defect in hpd; report it with the output of `hpd doctor --json`.',
+      data: {},
+    }
+  }
 }
 
 /** fail if any check failed, warn if any warned; skips count as neither (they are reported, not judged). */

@@ -53,6 +53,16 @@ export class LiveToolRunner implements ToolRunner {
   constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
 
   async run(tool: ToolName): Promise<ToolOutput> {
+    // Never rejects: a tool that cannot answer is a finding (skip), and the probes await tools
+    // late, so a rejection here would surface as an unhandled one.
+    try {
+      return await this.runUnguarded(tool)
+    } catch (error) {
+      return {kind: 'unavailable', reason: `${TOOL_SPECS[tool].file} could not be run: ${(error as Error).message}`}
+    }
+  }
+
+  private async runUnguarded(tool: ToolName): Promise<ToolOutput> {
     const spec = TOOL_SPECS[tool]
     // execa costs ~150 ms to import on a small machine; only pay it when a tool is asked for.
     const {execa} = await import('execa')
