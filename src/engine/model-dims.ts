@@ -64,8 +64,22 @@ function bool(spec: ModelSpec, keys: readonly string[], fallback: boolean): bool
   return fallback
 }
 
+/**
+ * Config switches the engine does not implement: refused by name rather than silently ignored.
+ * (Nemotron-H's `mamba_proj_bias` is stored but unused by every reference mixer, so it is not here.)
+ */
+const UNSUPPORTED_TRUE_KEYS = ['attention_bias', 'mlp_bias', 'use_bias'] as const
+
 /** The engine's view of a ModelSpec; ModelConfigError for families/layers it cannot run. */
 export function dimsFromSpec(spec: ModelSpec): ModelDims {
+  for (const key of UNSUPPORTED_TRUE_KEYS) {
+    if (spec.config[key] === true) throw unsupported(spec, `\`${key}: true\` (projection biases are not implemented)`)
+  }
+  const scaling = spec.config.rope_scaling ?? spec.config.rope_parameters
+  if (spec.family === 'llama' && scaling !== undefined && scaling !== null) {
+    const type = (scaling as {rope_type?: unknown; type?: unknown}).rope_type ?? (scaling as {type?: unknown}).type
+    if (type !== 'default') throw unsupported(spec, `rope scaling ${JSON.stringify(type)} (only plain RoPE is implemented)`)
+  }
   const attention = spec.attention && {numHeads: spec.attention.numHeads, numKvHeads: spec.attention.numKvHeads, headDim: spec.attention.headDim}
   if (spec.family === 'llama') {
     if (!attention) throw unsupported(spec, 'a Llama config without attention heads')
