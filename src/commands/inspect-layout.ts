@@ -15,7 +15,7 @@ export default class InspectLayout extends HpdCommand<InspectLayoutResult> {
   static override description = `Computes, without a GPU, vLLM's exact cache geometry for a hybrid (or plain attention) model:
 block sizes, padding, shared tensors, per-rank page map, the read map between prefill and decode
 ranks for one request, the compatibility hash and the vLLM pitfalls of the configuration.
---format svg writes a picture to --output FILE, or to stdout without --output.`
+--format svg writes a picture to --output FILE, or to stdout without --output (with --json: result.svg).`
 
   static override examples = [
     '<%= config.bin %> inspect-layout --model nemotron-h-8b --tp 2 --decode-tp 1',
@@ -34,7 +34,7 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
     'attention-backend': Flags.string({summary: 'Attention backend whose kernel block sizes apply.', options: [...ATTENTION_BACKENDS], default: 'flash-attn', env: 'HPD_ATTENTION_BACKEND'}),
     'conv-layout': Flags.string({summary: 'Conv state layout (vLLM VLLM_SSM_CONV_STATE_LAYOUT).', options: ['DS', 'SD'], default: 'DS', env: 'HPD_CONV_LAYOUT'}),
     'prompt-tokens': Flags.integer({summary: 'Prompt length N of the request to plan (hybrids transfer N−1).', default: 3000, min: 1, env: 'HPD_PROMPT_TOKENS'}),
-    descriptors: Flags.boolean({summary: 'Also print the full descriptor tables (vLLM FA and SSM views).', default: false}),
+    descriptors: Flags.boolean({summary: 'Also print the full descriptor tables (vLLM FA and SSM views).', default: false, env: 'HPD_DESCRIPTORS'}),
     format: Flags.string({summary: 'Output format.', options: ['table', 'svg'], default: 'table', env: 'HPD_FORMAT'}),
     output: Flags.string({char: 'o', summary: 'With --format svg: write the SVG to this file instead of stdout.', env: 'HPD_OUTPUT'}),
   }
@@ -61,7 +61,8 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
     if (flags.format === 'svg') {
       const svg = renderInspectSvg(result)
       if (flags.output === undefined) {
-        if (!this.jsonEnabled()) process.stdout.write(svg)
+        if (this.jsonEnabled()) return {...result, svg}
+        process.stdout.write(svg)
         return result
       }
       writeSvg(flags.output, svg)

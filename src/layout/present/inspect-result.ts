@@ -24,6 +24,8 @@ export interface InspectLayoutResult {
   readonly descriptors?: DescriptorTables
   /** Set when `--format svg --output FILE` wrote the picture there. */
   readonly svgPath?: string
+  /** The picture itself, with `--format svg --json` and no `--output`. */
+  readonly svg?: string
 }
 
 export interface EngineSummary {
