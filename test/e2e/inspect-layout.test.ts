@@ -59,6 +59,19 @@ describe('hpd inspect-layout (process)', () => {
     expect(svg).toContain('read map')
   })
 
+  it('--descriptors --json: vLLM descriptor lists and the request ids that select them (§3.2–3.4)', async () => {
+    const run = await hpd(['--model', 'tiny-hybrid', '--attention-backend', 'cpu', '--prompt-tokens', '40', '--descriptors', '--json'])
+    expect(run.exitCode).toBe(0)
+    const {descriptors, decode} = JSON.parse(run.stdout).result
+    const pair = descriptors.pairs[0]
+    // one request of 39 tokens: 1 FA logical block (r = 5) + 2 Mamba blocks → 3 logical blocks per tensor
+    expect(descriptors.decodeNumLogicalBlocks).toBe(3)
+    expect(pair.local).toHaveLength(2 * decode.numTensors * 3 * decode.blocksPerLogical + 4 * decode.numTensors * 3)
+    expect(pair.numFaDescs.local).toBe(2 * decode.numTensors * 3 * decode.blocksPerLogical)
+    expect(pair.localIds).toHaveLength(2 * decode.numTensors * decode.blocksPerLogical + 2 * 4 * decode.numTensors)
+    expect(pair.localIds).toEqual(pair.remoteIds)
+  })
+
   it('errors: unknown model → 2, bad config → 3, bad flag → 2, heads TP cannot split → 3; never a stack trace', async () => {
     const missing = await hpd(['--model', 'no-such-model', '--json'])
     expect(missing.exitCode).toBe(2)
