@@ -165,6 +165,19 @@ describe('batching and blocks', () => {
     engine.close()
   })
 
+  it('a prompt prefilled in slices (cache carried between them) matches one pass', () => {
+    for (const name of ['tiny-hybrid', 'tiny-llama'] as const) {
+      const m = tinyModel(name)
+      const whole = new HybridEngine({spec: m.spec, weights: m.weights, numBlocks: 8})
+      const sliced = new HybridEngine({spec: m.spec, weights: m.weights, numBlocks: 8, maxPrefillTokens: 23})
+      const tokens = prompt(90, 7)
+      expect(relErr(sliced.prefill('a', tokens)!, whole.prefill('a', tokens)!)).toBeLessThan(1e-4)
+      expect(sliced.numCachedTokens('a')).toBe(90)
+      whole.close()
+      sliced.close()
+    }
+  })
+
   it('prefill(T) then decode(1) matches prefill(T+1) at the last position', () => {
     const m = tinyModel('tiny-hybrid')
     const engine = new HybridEngine({spec: m.spec, weights: m.weights, numBlocks: 8})

@@ -25,6 +25,12 @@ export interface EngineOptions {
   readonly attentionBackend?: AttentionBackend
   /** Where cache memory comes from (the transfer agent in workers). Default: ArrayBuffers. */
   readonly allocator?: CacheAllocator
+  /**
+   * Longest slice one forward pass computes; longer prompts are prefilled in consecutive slices
+   * (the cache carries K/V and Mamba state between them), which bounds the scratch memory
+   * (~ tokens × in_proj width × 4 bytes per rank). Default 4096.
+   */
+  readonly maxPrefillTokens?: number
 }
 
 interface RequestState {
@@ -73,6 +79,7 @@ export class HybridEngine {
   private readonly runner: ModelRunner
   private readonly pool: BlockPool
   private readonly requests = new Map<string, RequestState>()
+  private readonly maxPrefillTokens: number
   private closed = false
 
   constructor(options: EngineOptions) {
@@ -90,6 +97,10 @@ export class HybridEngine {
     const ranks = Array.from({length: tp}, (_x, r) => shardWeights(this.dims, options.weights, tp, r))
     this.runner = new ModelRunner(this.dims, ranks, this.layout, this.caches, this.numBlocks)
     this.pool = new BlockPool(this.numBlocks)
+    this.maxPrefillTokens = options.maxPrefillTokens ?? 4096
+    if (!Number.isInteger(this.maxPrefillTokens) || this.maxPrefillTokens < 1) {
+      throw new UsageError('HPD_ENGINE_BAD_PREFILL_SLICE', `maxPrefillTokens ${this.maxPrefillTokens} is not a positive integer`)
+    }
   }
 
   get tp(): number {
@@ -146,8 +157,13 @@ export class HybridEngine {
     const state = this.request(requestId)
     this.ensureCapacity(requestId, state, state.numTokens + tokens.length)
     this.checkVocab(tokens)
-    const [logits] = this.runner.forward([this.slice(state, Int32Array.from(tokens), !options.remoteDecode)])
-    state.numTokens += tokens.length
+    let logits: Float32Array | undefined
+    for (let begin = 0; begin < tokens.length; begin += this.maxPrefillTokens) {
+      const part = tokens.slice(begin, begin + this.maxPrefillTokens)
+      const last = begin + part.length === tokens.length
+      ;[logits] = this.runner.forward([this.slice(state, Int32Array.from(part), last && !options.remoteDecode)])
+      state.numTokens += part.length
+    }
     return logits
   }
 
