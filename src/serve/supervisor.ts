@@ -50,12 +50,15 @@ export interface SupervisorEvents {
 }
 
 const OUTPUT_KEPT = 20
+/** Bound of one health/stats poll; three missed in a row (~15 s) make a worker unhealthy. */
+const HEALTH_TIMEOUT_MS = 5000
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly workers: ManagedWorker[]
   private readonly processes = new Map<string, ResultPromise>()
   private healthTimer: NodeJS.Timeout | undefined
   private stopping = false
+  private readonly polling = new Set<string>()
 
   constructor(private readonly o: SupervisorOptions) {
     super()
@@ -179,14 +182,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     await Promise.all(
       this.workers.map(async (w) => {
         if (!w.controlUrl || w.state === 'dead' || w.state === 'stopped' || w.state === 'starting') return
+        // A worker answers between engine calls, which run on its event loop: a queue of long
+        // prefills delays the answer by seconds without anything being wrong. So one poll at a
+        // time, a generous bound, and only a refused connection or ~15 s of silence is sick.
+        if (this.polling.has(w.name)) return
+        this.polling.add(w.name)
         try {
-          w.stats = await callJson<WorkerStats>(`${w.controlUrl}${INTERNAL.stats}`, undefined, 1000)
+          w.stats = await callJson<WorkerStats>(`${w.controlUrl}${INTERNAL.stats}`, undefined, HEALTH_TIMEOUT_MS)
           w.failedHealthChecks = 0
           if (w.state === 'unhealthy') this.setState(w, 'ready')
-        } catch {
+        } catch (error) {
           w.failedHealthChecks++
-          // One slow answer is a busy engine step; three in a row is a sick worker.
-          if (w.failedHealthChecks >= 3) this.suspect(w)
+          const refused = (error as {code?: string}).code === 'worker_unreachable'
+          if (refused || w.failedHealthChecks >= 3) this.suspect(w)
+        } finally {
+          this.polling.delete(w.name)
         }
       }),
     )
