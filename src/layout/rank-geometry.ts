@@ -15,8 +15,8 @@ export function checkTpDivides(model: ModelSpec, tp: number): void {
   }
   const m = model.stateMixer
   if (m?.kind === 'mamba2') {
-    if (m.numHeads % tp !== 0) throw indivisible('mamba_num_heads', m.numHeads, tp)
-    if (m.nGroups % tp !== 0 && m.nGroups !== 1) throw indivisible('n_groups', m.nGroups, tp, 'TP must divide it, or n_groups must be 1 (replicated)')
+    if (m.numHeads % tp !== 0) throw indivisible(m.configKeys.numHeads, m.numHeads, tp)
+    if (m.nGroups % tp !== 0 && m.nGroups !== 1) throw indivisible(m.configKeys.nGroups, m.nGroups, tp, 'TP must divide it, or it must be 1 (replicated)')
   } else if (m?.kind === 'mamba1') {
     if (m.intermediateSize % tp !== 0) throw indivisible('mamba intermediate size (mamba_expand × hidden_size)', m.intermediateSize, tp)
   } else if (m?.kind === 'gdn') {

@@ -74,6 +74,8 @@ export interface Mamba2Params {
   readonly nGroups: number
   readonly stateSize: number
   readonly convKernel: number
+  /** The config keys these came from (families spell them differently), for error messages. */
+  readonly configKeys: {readonly numHeads: string; readonly nGroups: string}
 }
 
 /** Mamba1 (Jamba): conv holds x only; temporal state (intermediate, stateSize), no heads. */

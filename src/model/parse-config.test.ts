@@ -32,7 +32,7 @@ describe('presets', () => {
   it('Nemotron-H-8B: 24 Mamba2, 4 attention (7, 18, 29, 40), 24 MLP; SSM state fp32 by default', () => {
     const m = loadModelSpec('nemotron-h-8b')
     expect([stateLayers(m).length, layersWith(m, 'attention'), layersWith(m, 'mlp').length]).toEqual([24, [7, 18, 29, 40], 24])
-    expect(m.stateMixer).toEqual({kind: 'mamba2', numHeads: 128, headDim: 64, intermediateSize: 8192, nGroups: 8, stateSize: 128, convKernel: 4})
+    expect(m.stateMixer).toEqual({kind: 'mamba2', numHeads: 128, headDim: 64, intermediateSize: 8192, nGroups: 8, stateSize: 128, convKernel: 4, configKeys: {numHeads: 'mamba_num_heads', nGroups: 'n_groups'}})
     expect(m.mambaSsmDtype).toBe('fp32')
   })
 
@@ -66,6 +66,14 @@ describe('families', () => {
     expect(m.layers[3].kinds).toEqual(['attention', 'moe'])
     expect(m.stateMixer).toMatchObject({kind: 'mamba2', nGroups: 1, intermediateSize: 512})
     expect(m.mambaSsmDtype).toBe('auto')
+    // TP errors name the family's own key
+    let key: unknown
+    try {
+      planEngineLayout({model: parseModelConfig({...m.config, num_attention_heads: 32}), tp: 32})
+    } catch (error) {
+      key = (error as HpdError).details?.key
+    }
+    expect(key).toBe('mamba_n_heads')
   })
 
   it('Bamba: attention at attn_layer_indices', () => {

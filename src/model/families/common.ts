@@ -108,7 +108,8 @@ export function readMamba2(cfg: ConfigReader, keys: Mamba2Keys, defaults: Partia
     throw cfg.contradiction(`${keys.numHeads[0]} = ${numHeads} is not a multiple of ${keys.nGroups[0]} = ${nGroups}`, {key: keys.nGroups[0], value: nGroups})
   }
   if (convKernel < 2) throw cfg.bad(keys.convKernel[0], convKernel, 'a conv kernel of at least 2')
-  return {kind: 'mamba2', numHeads, headDim, intermediateSize, nGroups, stateSize, convKernel}
+  const configKeys = {numHeads: cfg.pick(...keys.numHeads) ?? keys.numHeads[0], nGroups: cfg.pick(...keys.nGroups) ?? keys.nGroups[0]}
+  return {kind: 'mamba2', numHeads, headDim, intermediateSize, nGroups, stateSize, convKernel, configKeys}
 }
 
 /** Layers from an explicit per-layer list, checked against num_hidden_layers when both exist. */
