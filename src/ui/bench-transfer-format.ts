@@ -8,7 +8,7 @@ export function formatBytes(bytes: number): string {
   return `${bytes} B`
 }
 
-export const CASE_HEADER = ['prompt', 'bytes/req', 'FA', 'SSM', 'reads', 'runs', 'GB/s', 'p50 ms', 'p99 ms', 'memcpy GB/s', 'ratio', 'warm-up ms', 'verified'] as const
+export const CASE_HEADER = ['prompt', 'bytes/req', 'FA', 'SSM', 'reads', 'runs', 'GB/s', 'p50 ms', 'p99 ms', 'memcpy GB/s', 'ratio', 'best ratio', 'warm-up ms', 'verified'] as const
 
 export function caseCells(c: TransferCaseResult): string[] {
   return [
@@ -23,6 +23,7 @@ export function caseCells(c: TransferCaseResult): string[] {
     c.p99Ms.toFixed(2),
     c.memcpyGbPerSecond.toFixed(2),
     `${c.ratioToMemcpy.toFixed(2)}x`,
+    `${c.ratioBestToMemcpy.toFixed(2)}x`,
     c.warmupMs.toFixed(1),
     c.verify === 'off' ? 'off' : `${c.verify} ${formatBytes(c.verifiedBytes)}`,
   ]

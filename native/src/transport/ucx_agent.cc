@@ -203,6 +203,7 @@ class UcxAgent final : public Agent {
   std::function<void()> wake_;
   uint64_t uid_ = random_uid();
   uint64_t tcp_segment_bytes_ = 0;
+  std::chrono::milliseconds active_window_ = kActiveWindow;
   unsigned ucx_major_ = 0, ucx_minor_ = 0, ucx_release_ = 0;
 
   ucp_context_h context_ = nullptr;
@@ -234,6 +235,8 @@ class UcxAgent final : public Agent {
 
 Status UcxAgent::init() {
   ucp_get_version(&ucx_major_, &ucx_minor_, &ucx_release_);
+  // Tuning knob for measurements (not a user setting): HPD_TRANSPORT_ACTIVE_WINDOW_MS, 0 disables.
+  if (const char* w = std::getenv("HPD_TRANSPORT_ACTIVE_WINDOW_MS")) active_window_ = std::chrono::milliseconds(std::strtoul(w, nullptr, 10));
   ucp_config_t* config = nullptr;
   ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
   if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_config_read failed: " + ucs_text(s));
@@ -333,7 +336,7 @@ void UcxAgent::run() {
       post_pieces();
       unsigned progressed = 0;
       for (unsigned n; (n = ucp_worker_progress(worker_)) != 0;) progressed += n;
-      if (progressed > 0) active_until = Clock::now() + kActiveWindow;
+      if (progressed > 0) active_until = Clock::now() + active_window_;
       advance_closes();
       check_deadlines();
       finish_ops();

@@ -46,6 +46,11 @@ export interface TransferCaseResult {
   readonly memcpyGbPerSecond: number
   /** Median over requests of (memcpy time / read time) of the same bytes, measured back to back. */
   readonly ratioToMemcpy: number
+  /** Fastest request: bytes / min read time, and the same for the memcpy reference (robust to preemption on shared hosts). */
+  readonly bestGbPerSecond: number
+  readonly bestMemcpyGbPerSecond: number
+  /** bestGbPerSecond / bestMemcpyGbPerSecond. */
+  readonly ratioBestToMemcpy: number
   /** The first (unmeasured) request: endpoint wire-up, segment attach, page faults. */
   readonly warmupMs: number
   readonly prepareMs: number
