@@ -1,6 +1,7 @@
 /**
  * 256 streamed requests at concurrency 32 against a real disaggregated `hpd serve`, driven by the
- * real `hpd bench serve --url ... --json` command: every request completes, none is lost.
+ * real `hpd bench serve --url ... --json` command: every request completes, none is lost. KV
+ * transfers go over UCX TCP here (the other serve tests use the default, shared memory).
  */
 import {execFile} from 'node:child_process'
 import {join} from 'node:path'
@@ -16,7 +17,8 @@ afterAll(async () => {
 })
 
 it('serves 256 requests at concurrency 32 with none lost', async () => {
-  server = await startServe(['--decode-workers', '2'])
+  // Over TCP (UCX tuned segments) rather than shared memory, so both transports see real traffic in the suite.
+  server = await startServe(['--decode-workers', '2', '--transport', 'tcp'])
   const {stdout} = await promisify(execFile)(
     process.execPath,
     [join(ROOT, 'bin', 'run.js'), 'bench', 'serve', '--url', server.url, '--concurrency', '32', '--requests', '256', '--prompt-tokens', '12', '--output-tokens', '3', '--json'],
