@@ -12,6 +12,8 @@
 #   doctor-json       hpd doctor --json
 #   doctor-alone      hpd doctor from a copy of the package whose dist/commands holds only
 #                     doctor.js: what it costs once oclif loads only the command it runs
+#   doctor-manifest   hpd doctor from a full copy with an oclif.manifest.json generated from it:
+#                     the same, reached the way a published CLI reaches it
 #   doctor-tty-alone  the same under a pseudo-terminal (Ink checklist), 100 columns
 # Budget: 1.5 s for `hpd doctor` (issue 4).
 set -euo pipefail
@@ -27,10 +29,23 @@ fi
 # A package copy with only the doctor command. bin/ and dist/ are copied, not linked: Node
 # resolves symlinks, and oclif finds its root from bin/run.js's real path.
 ALONE="$(mktemp -d /tmp/hpd-bench-doctor.XXXXXX)"
-trap 'rm -rf "$ALONE"' EXIT
 cp -r dist bin package.json "$ALONE/"
 find "$ALONE/dist/commands" -mindepth 1 ! -name 'doctor.js' ! -name 'doctor.js.map' -delete
 for p in node_modules build; do ln -s "$PWD/$p" "$ALONE/$p"; done
+
+# A package copy with every command and an oclif.manifest.json (what `oclif manifest` writes at
+# publish time): oclif then imports only the command it runs.
+MANIFEST="$(mktemp -d /tmp/hpd-bench-doctor.XXXXXX)"
+trap 'rm -rf "$ALONE" "$MANIFEST"' EXIT
+cp -r dist bin package.json "$MANIFEST/"
+for p in node_modules build; do ln -s "$PWD/$p" "$MANIFEST/$p"; done
+(cd "$MANIFEST" && node --input-type=module -e "
+  import {Config} from '@oclif/core'
+  import {writeFileSync} from 'node:fs'
+  const config = await Config.load(process.cwd())
+  const plugin = config.getPluginsList().find((p) => p.root === process.cwd())
+  writeFileSync('oclif.manifest.json', JSON.stringify(plugin.manifest))
+" 2>/dev/null)
 
 # Runs a case $RUNS times; prints "<median wall ms> <median cpu ms>" (cpu = user + sys of the
 # process tree, which a loaded machine inflates less than wall time).
@@ -56,18 +71,19 @@ run_case cli-floor node bin/run.js --version
 run_case doctor node bin/run.js doctor
 run_case doctor-json node bin/run.js doctor --json
 run_case doctor-alone node "$ALONE/bin/run.js" doctor
+[[ -f "$MANIFEST/oclif.manifest.json" ]] && run_case doctor-manifest node "$MANIFEST/bin/run.js" doctor
 if command -v script >/dev/null; then
   run_case doctor-tty-alone env -u CI TERM=xterm-256color script -qec "stty cols 100 rows 60; node '$ALONE/bin/run.js' doctor" /dev/null
 fi
 
 printf '%-18s %8s %8s %10s %12s\n' case wall-ms cpu-ms 'wall/node' 'wall/cli'
-for k in node-floor cli-floor doctor doctor-json doctor-alone doctor-tty-alone; do
+for k in node-floor cli-floor doctor doctor-json doctor-alone doctor-manifest doctor-tty-alone; do
   [[ -n "${WALL[$k]:-}" ]] || continue
   awk -v k="$k" -v w="${WALL[$k]}" -v c="${CPU[$k]}" -v n="${WALL[node-floor]}" -v f="${WALL[cli-floor]}" \
     'BEGIN {printf "%-18s %8d %8d %10.2f %12.2f\n", k, w, c, w / n, w / f}'
 done
 echo "doctor minus cli-floor (the doctor's own work, wall): $((WALL[doctor] - WALL[cli-floor])) ms"
-for k in doctor doctor-alone doctor-tty-alone; do
+for k in doctor doctor-alone doctor-manifest doctor-tty-alone; do
   [[ -n "${WALL[$k]:-}" ]] || continue
   if ((WALL[$k] <= BUDGET_MS)); then verdict=within; else verdict=OVER; fi
   echo "$k: ${WALL[$k]} ms wall, $verdict the ${BUDGET_MS} ms budget"
