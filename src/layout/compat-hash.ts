@@ -20,7 +20,7 @@ export function compatibilityFields(model: ModelSpec, engine: EngineLayout): Rec
     layers: model.layers.map((l) => l.kinds.join('+')).join(','),
     modelDtype: model.dtype,
     attention: model.attention,
-    stateMixer: model.stateMixer ?? null,
+    stateMixer: stateGeometry(model),
     kvCacheDtype: engine.dtypes.kv,
     mambaConvDtype: model.stateMixer ? engine.dtypes.conv : null,
     mambaSsmDtype: model.stateMixer ? engine.dtypes.ssm : null,
@@ -31,6 +31,13 @@ export function compatibilityFields(model: ModelSpec, engine: EngineLayout): Rec
     numTensors: engine.numTensors,
     groups: engine.groups.map((g) => `${g.kind}:${g.layers.map((l) => (l === null ? '-' : l)).join('/')}`),
   }
+}
+
+/** The state mixer's numbers only (not which config keys spelled them). */
+function stateGeometry(model: ModelSpec): Record<string, unknown> | null {
+  if (!model.stateMixer) return null
+  const {configKeys: _keys, ...geometry} = model.stateMixer as typeof model.stateMixer & {configKeys?: unknown}
+  return geometry
 }
 
 export function compatibilityHash(model: ModelSpec, engine: EngineLayout): string {
