@@ -72,6 +72,12 @@ export function validateServeOptions(o: ServeOptions): void {
   positive('decode-tp', o.decodeTp)
   positive('prefill-workers', o.prefillWorkers)
   positive('decode-workers', o.decodeWorkers)
+  positive('max-batch', o.maxBatch)
+  if (o.kvBlocks !== undefined) positive('kv-blocks', o.kvBlocks)
+  for (const [name, v] of [['lease-ms', o.leaseMs], ['request-timeout-ms', o.requestTimeoutMs]] as const) {
+    // Below ~100 ms a heartbeat or a first token cannot make it on a loaded machine.
+    if (!Number.isInteger(v) || v < 100) throw new UsageError('HPD_SERVE_BAD_FLAG', `--${name} must be an integer >= 100 (ms), got ${v}`, {hint: `Pass --${name} in milliseconds, e.g. 30000.`})
+  }
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) {
     throw new UsageError('HPD_SERVE_BAD_FLAG', `--port must be 0..65535, got ${o.port}`, {hint: 'Pass a free TCP port, or 0 for any.'})
   }
