@@ -214,6 +214,7 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
           op.deferred.Reject(err.Value());
         }
         detach_regions(env, 0);
+        on_event_.Reset();  // drops the JS callback (and the cycle through the TS wrapper) once closed
       }
       pending_.clear();
       regions_.clear();
