@@ -123,6 +123,25 @@ describe('transfer agent between two processes', () => {
     expect(() => agent.connect(Buffer.from(ready.metadata, 'base64'))).toThrow(/TCP segments of 0 bytes.*262144/)
   })
 
+  it('bounds a read from a stopped owner (never detected by UCX) with its deadline', async () => {
+    // Registered memory is read by emulation: the owner's progress thread must answer, and a
+    // SIGSTOPped owner never does. Only the read's deadline ends it (then the endpoint is force-closed).
+    const {child, ready} = await startPeer({PEER_NAME: 'frozen', PEER_REGISTER: '1'})
+    const agent = makeAgent('waiter')
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    await readAndVerify(agent, peer, ready)
+    child.kill('SIGSTOP')
+    try {
+      const local = agent.allocRegion(REGION_BYTES)
+      const l = agent.prepareLocal([{region: local.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
+      const r = agent.prepareRemote(peer, [{region: ready.region.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
+      await expect(agent.read(l, [0], r, [0], {timeoutMs: 300})).rejects.toMatchObject({code: 'HPD_NATIVE_TIMEOUT', operation: 'read', peer: 'frozen'})
+      expect(agent.peerFailure(peer)?.operation).toBe('timeout')
+    } finally {
+      child.kill('SIGCONT')
+    }
+  })
+
   it('turns a killed peer into a typed transport error naming the peer, not a hang', async () => {
     const {child, ready} = await startPeer({PEER_NAME: 'doomed'})
     const agent = makeAgent('survivor')
