@@ -5,7 +5,7 @@ import {Flags} from '@oclif/core'
 import {HpdCommand} from '../cli/hpd-command.js'
 import {UsageError} from '../errors.js'
 import {ATTENTION_BACKENDS, type AttentionBackend, type ConvLayout} from '../layout/types.js'
-import {inspectLayout, type InspectLayoutResult, renderInspectSvg, renderInspectTable} from '../layout/present/index.js'
+import {inspectLayout, type InspectLayoutResult} from '../layout/present/inspect-result.js'
 import {flagDtypeChoice, loadModelSpec} from '../model/index.js'
 
 const DTYPE_CHOICES = ['auto', 'bf16', 'fp16', 'fp32', 'fp8']
@@ -58,7 +58,9 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
       promptTokens: flags['prompt-tokens'],
       descriptors: flags.descriptors,
     })
+    // The renderers load only when their output is wanted (keeps `--json` start-up lean).
     if (flags.format === 'svg') {
+      const {renderInspectSvg} = await import('../layout/present/svg.js')
       const svg = renderInspectSvg(result)
       if (flags.output === undefined) {
         if (this.jsonEnabled()) return {...result, svg}
@@ -70,7 +72,10 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
       this.info(`svg written to ${flags.output}`)
       return result
     }
-    this.print(renderInspectTable(result))
+    if (!this.jsonEnabled()) {
+      const {renderInspectTable} = await import('../layout/present/table.js')
+      this.print(renderInspectTable(result))
+    }
     return result
   }
 }
