@@ -81,7 +81,7 @@ export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions)
 /**
  * The counts of `planRequestReads` (reads, runs, bytes, vLLM pairs) without making the lists:
  * `countPairRuns` derives them per stretch of consecutive kernel blocks, so a 128k-token prompt
- * costs microseconds. Falls back to the full lists for a pair whose reads do not come in local order.
+ * takes milliseconds (~263k reads at TP 8→2). Falls back to the full lists for a pair whose reads do not come in local order.
  */
 export function summarizeRequestReads(plan: LayoutPlan, options: RequestReadsOptions): RequestReadSummary {
   const ctx = requestContext(plan, options)
