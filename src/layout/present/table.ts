@@ -18,9 +18,16 @@ export function renderInspectTable(r: InspectLayoutResult): string {
   out.push('')
   out.push('page map (fa: within one kernel page; ssm: within one logical page)  offset+length B')
   for (const [name, e] of [['P', P], ['D', D]] as const) {
-    for (const rank of e.ranks) {
-      const parts = rank.pageMap.map((p) => `${p.part}@${p.offsetBytes}+${p.lengthBytes}`).join('  ')
-      out.push(`  ${name}${rank.rank} heads ${heads(rank.globalKvHeads)}${rank.bcReplicated ? ' (B/C replicated)' : ''}  ${parts}`)
+    // Ranks share one page map (only their heads differ): one line per run of identical ranks.
+    let first = 0
+    for (let i = 1; i <= e.ranks.length; i++) {
+      const same = i < e.ranks.length && pageMapText(e.ranks[i]) === pageMapText(e.ranks[first])
+      if (same) continue
+      const group = e.ranks.slice(first, i)
+      const label = group.length === 1 ? `${name}${group[0].rank}` : `${name}${group[0].rank}-${name}${group[group.length - 1].rank}`
+      const kv = group.map((r) => heads(r.globalKvHeads)).join(' | ')
+      out.push(`  ${label} kv heads ${kv}${group[0].bcReplicated ? ' (B/C replicated)' : ''}  ${pageMapText(group[0])}`)
+      first = i
     }
   }
   out.push('')
@@ -73,6 +80,10 @@ function descriptorLines(d: DescriptorTables): string[] {
     for (const row of p.remote) out.push(`    ${row.join(' ')}`)
   }
   return out
+}
+
+function pageMapText(rank: EngineSummary['ranks'][number]): string {
+  return rank.pageMap.map((p) => `${p.part}@${p.offsetBytes}+${p.lengthBytes}`).join('  ')
 }
 
 function heads(list: readonly number[]): string {
