@@ -45,7 +45,11 @@ export class DecodeWorker {
       const t0 = performance.now()
       this.tensors.push(Array.from({length: plan.decode.numTensors}, () => agent.allocRegion(decodeTensorBytes)))
       registrationMs += performance.now() - t0
-      this.mirrors.push(Array.from({length: plan.prefill.numTensors}, () => agent.allocRegion(prefillTensorBytes)))
+      const mirrors = Array.from({length: plan.prefill.numTensors}, () => agent.allocRegion(prefillTensorBytes))
+      // Written once so the reference copies materialized pages, as the reads do (never-written
+      // shared memory can be served from one zero page, which would flatter memcpy).
+      for (const m of mirrors) new Uint8Array(m.buffer).fill(0xa5)
+      this.mirrors.push(mirrors)
       // A dead prefill rank ends the run at once, whatever the worker is doing.
       agent.onPeerFailure((f) => {
         if (!this.closing) this.send({type: 'error', error: serializeError(f.error)})
@@ -124,13 +128,12 @@ export class DecodeWorker {
     )
 
     // The reference: the same descriptor pairs as memcpy, same threads, same run.
-    const c0 = performance.now()
-    await Promise.all(pairs.map((p) => this.agents[p.pair.decodeRank].copy(p.local, p.indices, p.mirror, p.indices)))
-    const copyMs = performance.now() - c0
+    const copies = await Promise.all(pairs.map((p) => this.agents[p.pair.decodeRank].copy(p.local, p.indices, p.mirror, p.indices)))
 
     const report: ReadReport = {
       latencyMs,
-      copyMs,
+      transferMs: Math.max(...results.map((r) => r.elapsedMs)),
+      copyMs: Math.max(...copies.map((r) => r.elapsedMs)),
       bytes: results.reduce((s, r) => s + r.bytes, 0),
       runs: results.reduce((s, r) => s + r.runs, 0),
       verifiedBytes,

@@ -22,7 +22,11 @@ export type ToWorker =
   | {readonly type: 'close'}
 
 export interface ReadReport {
+  /** Wall time on the decode worker's event loop, first post to last promise settled. */
   readonly latencyMs: number
+  /** Longest pair, post to completion on the agents' progress threads (no event-loop delivery). */
+  readonly transferMs: number
+  /** The memcpy reference, measured like transferMs. */
   readonly copyMs: number
   readonly bytes: number
   readonly runs: number

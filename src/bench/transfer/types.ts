@@ -39,7 +39,9 @@ export interface TransferCaseResult {
   /** The layout's own coalesced run count (cross-check of the agent's merging). */
   readonly plannedRunsPerRequest: number
   readonly rankPairs: number
+  /** Bytes / time on the agents' progress threads (post to completion), over all measured requests. */
   readonly gbPerSecond: number
+  /** Request latency as a caller of read() sees it (wall time, all rank pairs). */
   readonly p50Ms: number
   readonly p99Ms: number
   /** The same descriptor pairs as a local memcpy on the same threads, same run. */
