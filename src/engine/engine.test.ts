@@ -141,6 +141,7 @@ describe('batching and blocks', () => {
       engine.prefill(`r${i}`, p)
       alone.prefill(`r${i}`, p)
     })
+    expect(() => engine.decodeStep([{requestId: 'r0', tokenId: 1}, {requestId: 'r0', tokenId: 2}])).toThrow(expect.objectContaining({code: 'HPD_ENGINE_DUPLICATE_IN_BATCH'}))
     const batched = engine.decodeStep(prompts.map((_p, i) => ({requestId: `r${i}`, tokenId: 65 + i})))
     prompts.forEach((_p, i) => {
       const [one] = alone.decodeStep([{requestId: `r${i}`, tokenId: 65 + i}])

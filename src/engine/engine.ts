@@ -182,6 +182,12 @@ export class HybridEngine {
    */
   decodeStep(entries: readonly {requestId: string; tokenId: number}[]): Float32Array[] {
     this.checkVocab(entries.map((e) => e.tokenId))
+    const ids = new Set(entries.map((e) => e.requestId))
+    if (ids.size !== entries.length) {
+      throw new UsageError('HPD_ENGINE_DUPLICATE_IN_BATCH', 'a decode step feeds each request at most one token', {
+        details: {requests: entries.map((e) => e.requestId)},
+      })
+    }
     const slices = entries.map((e) => {
       const state = this.request(e.requestId)
       this.ensureCapacity(e.requestId, state, state.numTokens + 1)
