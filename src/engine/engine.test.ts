@@ -190,3 +190,29 @@ describe('batching and blocks', () => {
     engine.close()
   })
 })
+
+describe('Llama with tied embeddings', () => {
+  it('uses the embedding as LM head (no lm_head tensor), vocab-parallel at TP 2, matching the reference', async () => {
+    const {mkdtempSync, rmSync} = await import('node:fs')
+    const {tmpdir} = await import('node:os')
+    const {join} = await import('node:path')
+    const {findPreset} = await import('../model/index.js')
+    const {writeGeneratedModel} = await import('./tiny-models.js')
+    const {loadModel} = await import('./load-model.js')
+    const dir = join(mkdtempSync(join(tmpdir(), 'hpd-tied-')), 'model')
+    try {
+      writeGeneratedModel(dir, {...findPreset('tiny-llama')!.config, tie_word_embeddings: true}, 3)
+      const m = loadModel(dir)
+      expect(m.weights.tensors.has('lm_head.weight')).toBe(false)
+      const tokens = prompt(20, 8)
+      const ref = referenceForward(m.dims, m.weights, tokens)
+      for (const tp of [1, 2]) {
+        const engine = new HybridEngine({spec: m.spec, weights: m.weights, tp, numBlocks: 4})
+        expect(relErr(engine.prefill('r', tokens)!, ref.at(-1)!)).toBeLessThan(1e-3)
+        engine.close()
+      }
+    } finally {
+      rmSync(join(dir, '..'), {recursive: true, force: true})
+    }
+  })
+})
