@@ -26,6 +26,7 @@ prefill / decode tokens per second. --temperature 0 (default) is greedy decoding
     'top-k': Flags.integer({summary: 'Keep the k most likely tokens (0 = all).', default: 0, min: 0, env: 'HPD_TOP_K'}),
     seed: Flags.integer({summary: 'Sampling seed.', default: 0, env: 'HPD_SEED'}),
     'ignore-eos': Flags.boolean({summary: 'Keep generating past the end-of-sequence token.', default: false}),
+    chat: Flags.boolean({summary: "Wrap the prompt as a user message in the model's chat template (tokenizer_config.json).", default: false}),
   }
 
   async run(): Promise<GenerateResult> {
@@ -40,6 +41,7 @@ prefill / decode tokens per second. --temperature 0 (default) is greedy decoding
       topK: flags['top-k'],
       seed: flags.seed,
       ignoreEos: flags['ignore-eos'],
+      chat: flags.chat,
     })
     this.print(result.text)
     this.info(`tokens: ${result.tokenIds.join(' ')}`)

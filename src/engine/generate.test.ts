@@ -19,5 +19,8 @@ describe('generate (the service behind `hpd generate`)', () => {
     expect(() => generate({model: 'tiny', prompt: 'x', maxTokens: 4, tp: 1, temperature: 1, topP: 0, topK: 0, seed: 0})).toThrow(
       expect.objectContaining({code: 'HPD_USAGE_BAD_TOP_P'}),
     )
+    expect(() => generate({model: 'tiny-llama', prompt: 'x', maxTokens: 4, tp: 1, temperature: 0, topP: 1, topK: 0, seed: 0, chat: true})).toThrow(
+      expect.objectContaining({code: 'HPD_USAGE_NO_CHAT_TEMPLATE'}),
+    )
   })
 })

@@ -15,6 +15,8 @@ export interface GenerateOptions {
   readonly seed: number
   /** Keep generating past the end-of-sequence token. */
   readonly ignoreEos?: boolean
+  /** Wrap the prompt as one user message in the model's chat template. */
+  readonly chat?: boolean
 }
 
 export interface GenerateResult {
@@ -42,7 +44,18 @@ export function generate(options: GenerateOptions): GenerateResult {
   if (!(options.temperature >= 0)) throw new UsageError('HPD_USAGE_BAD_TEMPERATURE', `--temperature ${options.temperature} must be >= 0`)
   if (!(options.topP > 0 && options.topP <= 1)) throw new UsageError('HPD_USAGE_BAD_TOP_P', `--top-p ${options.topP} must be in (0, 1]`)
   const model = loadModel(options.model)
-  const promptTokenIds = model.tokenizer.encode(options.prompt)
+  let promptTokenIds: number[]
+  if (options.chat) {
+    if (!model.tokenizer.applyChatTemplate) {
+      throw new UsageError('HPD_USAGE_NO_CHAT_TEMPLATE', `--chat: model ${model.spec.name} has no chat template`, {
+        hint: 'Drop --chat, or use a model directory whose tokenizer_config.json has a chat_template.',
+      })
+    }
+    const text = model.tokenizer.applyChatTemplate([{role: 'user', content: options.prompt}])
+    promptTokenIds = model.tokenizer.encode(text, {addSpecialTokens: false})
+  } else {
+    promptTokenIds = model.tokenizer.encode(options.prompt)
+  }
   if (promptTokenIds.length === 0) throw new UsageError('HPD_USAGE_EMPTY_PROMPT', '--prompt encodes to no tokens', {hint: 'Pass a non-empty --prompt.'})
   const total = promptTokenIds.length + options.maxTokens
   const needed = blocksNeeded(engineLayout(model.spec, {tp: options.tp}), total).reduce((a, b) => a + b, 0)

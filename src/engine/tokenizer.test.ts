@@ -15,6 +15,7 @@ describe('tokenizers', () => {
     const ids = t.encode('hé')
     expect(ids).toEqual([256, 104, 195, 169])
     expect(t.decode([...ids, 257, 300])).toBe('hé')
+    expect(t.encode('a', {addSpecialTokens: false})).toEqual([97])
   })
 
   it('tokenizer.json through @huggingface/tokenizers and the chat template through @huggingface/jinja', () => {
@@ -44,6 +45,7 @@ describe('tokenizers', () => {
     const t = loadTokenizer(dir)
     expect(t.kind).toBe('huggingface')
     expect(t.encode('hello world hello')).toEqual([0, 1, 0])
+    expect(t.encode('<s>hello', {addSpecialTokens: false})).toEqual([3, 0])
     expect(t.eosId).toBe(4)
     expect(t.applyChatTemplate!([{role: 'user', content: 'hello'}])).toBe('<s>[user] hello [assistant]')
   })

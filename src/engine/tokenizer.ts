@@ -11,8 +11,11 @@ export interface TextTokenizer {
   readonly kind: 'byte' | 'huggingface'
   readonly bosId: number | undefined
   readonly eosId: number | undefined
-  /** Token ids of `text`, with the BOS token first when the tokenizer adds one. */
-  encode(text: string): number[]
+  /**
+   * Token ids of `text`, with the tokenizer's special tokens (BOS) added unless
+   * `addSpecialTokens: false` (text from a chat template already carries them).
+   */
+  encode(text: string, options?: {addSpecialTokens?: boolean}): number[]
   /** Text of `ids`; special tokens are dropped. */
   decode(ids: readonly number[]): string
   /** The prompt text for chat `messages` (tokenizer_config.json `chat_template`), if the model has one. */
@@ -30,7 +33,7 @@ export function byteTokenizer(): TextTokenizer {
     kind: 'byte',
     bosId: BYTE_BOS,
     eosId: BYTE_EOS,
-    encode: (text) => [BYTE_BOS, ...Buffer.from(text, 'utf8')],
+    encode: (text, options) => [...(options?.addSpecialTokens === false ? [] : [BYTE_BOS]), ...Buffer.from(text, 'utf8')],
     decode: (ids) => Buffer.from(ids.filter((id) => id >= 0 && id < 256)).toString('utf8'),
   }
 }
@@ -66,7 +69,7 @@ export function loadTokenizer(dir: string): TextTokenizer {
     kind: 'huggingface',
     bosId: idOf(config.bos_token),
     eosId: idOf(config.eos_token),
-    encode: (text) => hf.encode(text).ids,
+    encode: (text, options) => hf.encode(text, {add_special_tokens: options?.addSpecialTokens !== false}).ids,
     decode: (ids) => hf.decode([...ids], {skip_special_tokens: true}),
     applyChatTemplate: template
       ? (messages) =>
