@@ -80,7 +80,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   /** Launches every worker and resolves once all are healthy; throws (after stopping all) if one is not within the startup bound. */
   async start(): Promise<void> {
     try {
-      await Promise.all(this.workers.map((w) => this.launch(w)))
+      await Promise.all(this.workers.map((w) => this.launchRetryingCrashes(w)))
     } catch (error) {
       await this.stop()
       throw error
@@ -147,7 +147,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       })
       void p.then((result) => {
         clearTimeout(timer)
-        reject(this.startError(w, `exited with ${result.signal ?? `code ${result.exitCode}`} before it was ready`))
+        const error = this.startError(w, `exited with ${result.signal ?? `code ${result.exitCode}`} before it was ready`)
+        if (result.signal && result.signal !== 'SIGTERM' && result.signal !== 'SIGINT') Object.assign(error, {crashSignal: result.signal})
+        reject(error)
       })
     })
     createInterface({input: p.stderr!}).on('line', (line) => this.output(w, line))
@@ -155,9 +157,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (this.processes.get(w.name) !== p) return
       this.processes.delete(w.name)
       if (this.stopping) return
+      // Died while starting: launch() rejects and its caller decides (retry or fail the start).
+      const wasServing = w.state !== 'starting'
       this.output(w, `exited (${result.signal ?? `code ${result.exitCode}`})`)
       this.setState(w, 'dead')
-      this.restartLater(w)
+      if (wasServing) this.restartLater(w)
     })
 
     const ready = await readyLine
@@ -168,12 +172,30 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.setState(w, 'ready')
   }
 
+  /**
+   * A worker killed by a signal while starting (a native crash, not a refusal it logged) is
+   * started again, at most twice, with the crash logged: one rare crash should not stop a server
+   * from coming up. A worker that failed cleanly (bad model, missing addon) is not retried.
+   */
+  private async launchRetryingCrashes(w: ManagedWorker): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.launch(w)
+        return
+      } catch (error) {
+        const signal = (error as {crashSignal?: string}).crashSignal
+        if (!signal || attempt >= 2 || this.stopping) throw error
+        this.output(w, `crashed with ${signal} while starting; starting it again (attempt ${attempt + 2} of 3)`)
+      }
+    }
+  }
+
   private restartLater(w: ManagedWorker): void {
     if (w.restarts >= (this.o.maxRestarts ?? 5)) return
     w.restarts++
     const timer = setTimeout(() => {
       if (this.stopping) return
-      this.launch(w).catch((error: Error) => this.output(w, `restart failed: ${error.message}`))
+      this.launchRetryingCrashes(w).catch((error: Error) => this.output(w, `restart failed: ${error.message}`))
     }, 500)
     timer.unref()
   }
