@@ -3,6 +3,7 @@
 // memory over shared memory and TCP, merging, notifications both ways, peer death as a typed
 // error, and close().
 import {type ChildProcess, fork} from 'node:child_process'
+import {readdirSync, readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -52,6 +53,16 @@ async function startPeer(env: Record<string, string>): Promise<{child: ChildProc
   children.push(child)
   const ready = await nextMessage<Ready>(child, (m) => m.ready === true)
   return {child, ready}
+}
+
+/** SIGSTOP takes effect asynchronously: wait (bounded) until /proc says every thread stopped. */
+async function waitUntilStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const tasks = readdirSync(`/proc/${pid}/task`)
+    if (tasks.every((t) => /^\d+ \(.*\) [tT] /su.test(readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')))) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  throw new Error(`process ${pid} did not stop`)
 }
 
 function makeAgent(name: string, options: {transport?: 'auto' | 'shm' | 'tcp'; tcpSegmentBytes?: number} = {}): TransferAgent {
@@ -124,13 +135,15 @@ describe('transfer agent between two processes', () => {
   })
 
   it('bounds a read from a stopped owner (never detected by UCX) with its deadline', async () => {
-    // Registered memory is read by emulation: the owner's progress thread must answer, and a
-    // SIGSTOPped owner never does. Only the read's deadline ends it (then the endpoint is force-closed).
-    const {child, ready} = await startPeer({PEER_NAME: 'frozen', PEER_REGISTER: '1'})
-    const agent = makeAgent('waiter')
+    // UCX's TCP transport has no GET: a read is emulated with active messages the owner's progress
+    // thread must answer, and a SIGSTOPped owner never does (its kernel still ACKs, so UCX sees a
+    // live peer). Only the read's deadline ends it (then the endpoint is force-closed).
+    const {child, ready} = await startPeer({PEER_NAME: 'frozen', PEER_TRANSPORT: 'tcp'})
+    const agent = makeAgent('waiter', {transport: 'tcp'})
     const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
     await readAndVerify(agent, peer, ready)
     child.kill('SIGSTOP')
+    await waitUntilStopped(child.pid!)
     try {
       const local = agent.allocRegion(REGION_BYTES)
       const l = agent.prepareLocal([{region: local.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
