@@ -14,7 +14,8 @@
 #                     doctor.js: what it costs once oclif loads only the command it runs
 #   doctor-manifest   hpd doctor from a full copy with an oclif.manifest.json generated from it:
 #                     the same, reached the way a published CLI reaches it
-#   doctor-tty-alone  the same under a pseudo-terminal (Ink checklist), 100 columns
+#   doctor-tty        hpd doctor under a pseudo-terminal (Ink checklist), 100 columns
+#   doctor-tty-alone  doctor-alone under a pseudo-terminal
 # Budget: 1.5 s for `hpd doctor` (issue 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,17 +74,18 @@ run_case doctor-json node bin/run.js doctor --json
 run_case doctor-alone node "$ALONE/bin/run.js" doctor
 [[ -f "$MANIFEST/oclif.manifest.json" ]] && run_case doctor-manifest node "$MANIFEST/bin/run.js" doctor
 if command -v script >/dev/null; then
+  run_case doctor-tty env -u CI TERM=xterm-256color script -qec "stty cols 100 rows 60; node bin/run.js doctor" /dev/null
   run_case doctor-tty-alone env -u CI TERM=xterm-256color script -qec "stty cols 100 rows 60; node '$ALONE/bin/run.js' doctor" /dev/null
 fi
 
 printf '%-18s %8s %8s %10s %12s\n' case wall-ms cpu-ms 'wall/node' 'wall/cli'
-for k in node-floor cli-floor doctor doctor-json doctor-alone doctor-manifest doctor-tty-alone; do
+for k in node-floor cli-floor doctor doctor-json doctor-alone doctor-manifest doctor-tty doctor-tty-alone; do
   [[ -n "${WALL[$k]:-}" ]] || continue
   awk -v k="$k" -v w="${WALL[$k]}" -v c="${CPU[$k]}" -v n="${WALL[node-floor]}" -v f="${WALL[cli-floor]}" \
     'BEGIN {printf "%-18s %8d %8d %10.2f %12.2f\n", k, w, c, w / n, w / f}'
 done
 echo "doctor minus cli-floor (the doctor's own work, wall): $((WALL[doctor] - WALL[cli-floor])) ms"
-for k in doctor doctor-alone doctor-manifest doctor-tty-alone; do
+for k in doctor doctor-alone doctor-manifest doctor-tty doctor-tty-alone; do
   [[ -n "${WALL[$k]:-}" ]] || continue
   if ((WALL[$k] <= BUDGET_MS)); then verdict=within; else verdict=OVER; fi
   echo "$k: ${WALL[$k]} ms wall, $verdict the ${BUDGET_MS} ms budget"
