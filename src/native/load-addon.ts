@@ -24,6 +24,22 @@ export function addonPath(): string {
   return join(packageRoot(), 'build', 'Release', 'hpd_native.node')
 }
 
+/**
+ * UCX reads these at library load, so they must be set before the first load in the process,
+ * whichever surface (transport or kernels) loads the addon first:
+ * - UCX_HANDLE_ERRORS=none keeps Node's own crash-signal handlers (V8's wasm trap handler);
+ * - the memory hooks (malloc/mmap interposition) are turned off: they patch libc while V8 and
+ *   libuv threads call it, the suspected cause of rare worker crashes at start-up, and hpd never
+ *   registers memory that is later freed behind UCX's back (regions are freed through the agent).
+ * A user's own setting always wins.
+ */
+export function pinUcxEnvironment(): void {
+  process.env.UCX_HANDLE_ERRORS ??= 'none'
+  process.env.UCX_MEM_EVENTS ??= 'n'
+  process.env.UCX_MEM_MALLOC_HOOKS ??= 'n'
+  process.env.UCX_MEM_MMAP_HOOK_MODE ??= 'none'
+}
+
 export function loadNativeAddon(): Record<string, unknown> {
   if (cached) return cached
   const path = addonPath()
@@ -32,7 +48,7 @@ export function loadNativeAddon(): Record<string, unknown> {
       hint: 'Run `bash scripts/setup.sh` (installs libucx-dev and libopenblas-dev, then `npm ci` builds the addon).',
     })
   }
-  process.env.UCX_HANDLE_ERRORS ??= 'none'
+  pinUcxEnvironment()
   try {
     cached = createRequire(import.meta.url)(path) as Record<string, unknown>
   } catch (error) {

@@ -104,14 +104,6 @@ let cached: TransportBinding | undefined
 /** The transport surface of the addon (loaded on first use; EnvironmentError when the addon is missing). */
 export function transportBinding(): TransportBinding {
   if (cached) return cached
-  // UCX's memory hooks (UCM) patch libc's malloc/mmap at run time while V8 and libuv threads are
-  // calling them: the suspected cause of rare SIGSEGVs seen in bench worker processes. hpd needs no
-  // registration-cache invalidation (regions are UCX-allocated, or registered for their whole
-  // life), so they are turned off. Read at library load: must be set before the addon loads
-  // (effective when this is the first load in the process; load-addon.ts is the better home).
-  process.env.UCX_MEM_EVENTS ??= 'n'
-  process.env.UCX_MEM_MALLOC_HOOKS ??= 'n'
-  process.env.UCX_MEM_MMAP_HOOK_MODE ??= 'none'
   const addon = loadNativeAddon()
   cached = {
     TransferAgent: addon.TransferAgent as TransportBinding['TransferAgent'],
