@@ -81,7 +81,10 @@ export function toHpdError(err: unknown): HpdError {
   if (err instanceof HpdError) return err
   const e = err as {message?: string; code?: string; oclif?: {exit?: number}} | undefined
   // oclif's own parse errors (unknown flag, missing value, failed option check) are usage errors.
-  if (e && typeof e === 'object' && e.oclif && e.oclif.exit === 2) {
+  // A flag's own parse function (e.g. Flags.directory({exists: true})) throws a plain Error that
+  // oclif prefixes with "Parsing --<flag>"; it is as much a usage error as an unknown flag.
+  const flagParseFailure = err instanceof Error && /^Parsing --[\w-]+/u.test(err.message)
+  if (flagParseFailure || (e && typeof e === 'object' && e.oclif && e.oclif.exit === 2)) {
     return new UsageError('HPD_USAGE', cleanOclifMessage(String(e.message ?? err)), {
       hint: 'Run the command with --help to see its flags.',
       cause: err,

@@ -6,7 +6,7 @@ import {packageRoot} from '../native/load-addon.js'
 import {HpdCommand} from './hpd-command.js'
 
 class Echo extends HpdCommand<{value: number}> {
-  static override flags = {value: Flags.integer({required: true}), fail: Flags.boolean()}
+  static override flags = {value: Flags.integer({required: true}), fail: Flags.boolean(), dir: Flags.directory({exists: true})}
   async run(): Promise<{value: number}> {
     const {flags} = await this.parse(Echo)
     if (flags.fail) throw new ModelConfigError('HPD_MODEL_TEST', 'bad key `x` = 1', {hint: 'fix x'})
@@ -53,5 +53,15 @@ describe('HpdCommand envelope', () => {
     expect(process.exitCode).toBe(2)
     expect(io.err()).toMatch(/^error HPD_USAGE: /u)
     expect(io.err()).not.toMatch(/\n\s+at /u)
+  })
+
+  it('maps a flag whose own check fails (missing directory) to a usage error naming the flag', async () => {
+    const io = capture()
+    await Echo.run(['--value', '1', '--dir', '/no/such/dir', '--json'], {root: packageRoot()})
+    vi.restoreAllMocks()
+    expect(process.exitCode).toBe(2)
+    const envelope = JSON.parse(io.out())
+    expect(envelope.error.code).toBe('HPD_USAGE')
+    expect(envelope.error.message).toMatch(/--dir/u)
   })
 })
