@@ -64,6 +64,13 @@ describe('checks over varied facts', () => {
     expect(c.hint).toBeUndefined()
   })
 
+  it('small TCP segments pinned by UCX_TCP_*_SEG_SIZE warn: hpd honours the user\'s setting', () => {
+    const c = check({...cpuOnly, ucxEnv: {UCX_TCP_TX_SEG_SIZE: '8k'}}, 'ucx')
+    expect(c.status).toBe('warn')
+    expect(c.summary).toMatch(/TCP pinned to 8 KiB TX/u)
+    expect(c.hint).toContain('UCX_TCP_TX_SEG_SIZE=256k')
+  })
+
   it('CAP_IPC_LOCK lifts a low memlock limit for RDMA registration', () => {
     const c = check({...container, limits: {...container.limits, capIpcLock: true}}, 'memlock')
     expect(c.status).toBe('ok')

@@ -35,10 +35,10 @@ describe('doctor on fixture (a) cpu-only: this kind of machine, no GPU, no RDMA'
     expect(report.captured).toBe(true)
     expect(statuses(report)).toEqual({
       host: 'ok', gpu: 'warn', rdma: 'warn', gpudirect: 'skip', pcie: 'skip', 'numa-affinity': 'skip',
-      memlock: 'ok', hugepages: 'ok', shm: 'ok', container: 'ok', ucx: 'warn', 'hpd-native': 'skip',
+      memlock: 'ok', hugepages: 'ok', shm: 'ok', container: 'ok', ucx: 'ok', 'hpd-native': 'skip',
     })
     expect(report.verdict).toBe('warn')
-    expect(report.counts).toEqual({ok: 5, warn: 3, fail: 0, skip: 4})
+    expect(report.counts).toEqual({ok: 6, warn: 2, fail: 0, skip: 4})
   })
 
   it('says plainly: no GPU, no RDMA device, so transfers go over shared memory or TCP only', () => {
@@ -53,7 +53,7 @@ describe('doctor on fixture (a) cpu-only: this kind of machine, no GPU, no RDMA'
     expect(c.host.data.simd).toContain('avx2')
   })
 
-  it('reads UCX 1.13.1 from the captured ucx_info and flags default TCP segments', () => {
+  it('reads UCX 1.13.1 from the captured ucx_info and notes default TCP segments (hpd tunes its own)', () => {
     expect(c.ucx.data).toMatchObject({
       version: '1.13.1',
       transports: ['self', 'tcp', 'sysv', 'posix', 'cma'],
@@ -62,7 +62,8 @@ describe('doctor on fixture (a) cpu-only: this kind of machine, no GPU, no RDMA'
       tcpRxSegBytes: 65536,
       tcpSegmentsTuned: false,
     })
-    expect(c.ucx.hint).toContain('UCX_TCP_TX_SEG_SIZE=256k')
+    expect(c.ucx.summary).toContain('hpd applies 256 KiB itself')
+    expect(c.ucx.summary).toContain('UCX_TCP_TX_SEG_SIZE/RX_SEG_SIZE=256k')
   })
 
   it('judges limits and the container it was captured in', () => {

@@ -66,12 +66,22 @@ export function checkUcx(facts: MachineFacts): DoctorCheck {
     findings.push({status: 'warn', text: `only generic verbs (${verbs.join(', ')}), no accelerated rc_mlx5/dc_mlx5 for the ConnectX NICs`,
       hint: 'Install rdma-core\'s mlx5 provider (libmlx5) and a UCX built with mlx5 direct verbs (--with-mlx5-dv).'})
   }
-  if (d.tcpTxSegBytes !== undefined && !tcpTuned && usablePorts === 0) {
+  // hpd's own transfer agent applies 256 KiB TCP segments unless UCX_TCP_*_SEG_SIZE is set, so
+  // the UCX defaults slow hpd only when the user pinned small segments in the environment; other
+  // UCX users on the machine (NIXL/vLLM) do run at the defaults, which the summary says.
+  const userPinnedSegments = Object.keys(facts.ucxEnv).some((k) => /^UCX_TCP_(TX|RX)_SEG_SIZE$/u.test(k))
+  if (d.tcpTxSegBytes !== undefined && !tcpTuned && usablePorts === 0 && userPinnedSegments) {
     findings.push({status: 'warn',
-      text: `TCP at its default ${formatBytes(d.tcpTxSegBytes)} TX / ${formatBytes(d.tcpRxSegBytes ?? UCX_TCP_DEFAULT_RX_SEG_BYTES)} RX segments: reads over TCP run ~4x below 256 KiB segments`,
-      hint: 'export UCX_TCP_TX_SEG_SIZE=256k UCX_TCP_RX_SEG_SIZE=256k for both prefill and decode workers (peers must agree, or UCX aborts).'})
+      text: `TCP pinned to ${formatBytes(d.tcpTxSegBytes)} TX / ${formatBytes(d.tcpRxSegBytes ?? UCX_TCP_DEFAULT_RX_SEG_BYTES)} RX segments by UCX_TCP_*_SEG_SIZE: reads over TCP run ~4x below 256 KiB segments`,
+      hint: 'export UCX_TCP_TX_SEG_SIZE=256k UCX_TCP_RX_SEG_SIZE=256k (or unset them: hpd then applies 256 KiB itself) for both prefill and decode workers (peers must agree, or UCX aborts).'})
   }
-  const tcpNote = d.tcpTxSegBytes === undefined ? '' : tcpTuned ? `; TCP segments tuned (${formatBytes(d.tcpTxSegBytes)} TX)` : ''
+  const tcpNote = d.tcpTxSegBytes === undefined
+    ? ''
+    : tcpTuned
+      ? `; TCP segments tuned (${formatBytes(d.tcpTxSegBytes)} TX)`
+      : userPinnedSegments
+        ? ''
+        : `; TCP at UCX's default ${formatBytes(d.tcpTxSegBytes)} TX segments (hpd applies 256 KiB itself; other UCX users such as NIXL need UCX_TCP_TX_SEG_SIZE/RX_SEG_SIZE=256k)`
   const base = `UCX ${data.version ?? '(version unknown)'}: ${names.join(', ')}${tcpNote}`
   if (findings.length === 0) return result('ucx', TITLE, 'ok', base, data)
   const status = findings.some((f) => f.status === 'fail') ? 'fail' : 'warn'
