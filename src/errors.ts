@@ -85,7 +85,7 @@ export function toHpdError(err: unknown): HpdError {
   // oclif prefixes with "Parsing --<flag>"; it is as much a usage error as an unknown flag.
   const flagParseFailure = err instanceof Error && /^Parsing --[\w-]+/u.test(err.message)
   if (flagParseFailure || (e && typeof e === 'object' && e.oclif && e.oclif.exit === 2)) {
-    return new UsageError('HPD_USAGE', cleanOclifMessage(String(e.message ?? err)), {
+    return new UsageError('HPD_USAGE', cleanOclifMessage(String(e?.message ?? err)), {
       hint: 'Run the command with --help to see its flags.',
       cause: err,
     })
