@@ -27,7 +27,7 @@ describe('doctor output mode', () => {
     expect(lines).toContain('  skip  gpudirect       does not apply: no GPU and no RDMA NIC')
     expect(lines.indexOf('GPUs and PCIe')).toBeLessThan(lines.indexOf('RDMA and UCX'))
     expect(lines.at(-2)).toMatch(/^No GPU and no RDMA device: /u)
-    expect(lines.at(-1)).toBe('verdict: warn (5 ok, 3 warn, 0 fail, 4 skip)')
+    expect(lines.at(-1)).toBe('verdict: warn (6 ok, 2 warn, 0 fail, 4 skip)')
     expect(text).not.toMatch(/\u001B\[/u)
   })
 
