@@ -21,20 +21,16 @@ export class ConfigReader {
 
   /** A positive integer under the first present alias; `fallback` when all are absent. */
   positiveInt(keys: string | readonly string[], fallback?: number): number {
-    const names = typeof keys === 'string' ? [keys] : keys
-    const key = this.pick(...names)
-    if (key === undefined) {
-      if (fallback !== undefined) return fallback
-      throw this.missing(names)
-    }
-    const value = this.raw[key]
-    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-      throw this.bad(key, value, 'a positive integer')
-    }
-    return value
+    return this.typed(keys, fallback, 'a positive integer', (v): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0)
   }
 
+  /** A string under the first present alias; `fallback` when all are absent. */
   string(keys: string | readonly string[], fallback?: string): string {
+    return this.typed(keys, fallback, 'a string', (v): v is string => typeof v === 'string')
+  }
+
+  /** The value under the first present alias, checked by `accepts`; a missing or bad key throws naming it. */
+  private typed<T>(keys: string | readonly string[], fallback: T | undefined, expected: string, accepts: (value: unknown) => value is T): T {
     const names = typeof keys === 'string' ? [keys] : keys
     const key = this.pick(...names)
     if (key === undefined) {
@@ -42,7 +38,7 @@ export class ConfigReader {
       throw this.missing(names)
     }
     const value = this.raw[key]
-    if (typeof value !== 'string') throw this.bad(key, value, 'a string')
+    if (!accepts(value)) throw this.bad(key, value, expected)
     return value
   }
 
