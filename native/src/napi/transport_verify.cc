@@ -1,12 +1,13 @@
 // N-API face of the verification kernels (hpd/digest.h): patternFill, patternVerify, digest.
 // Each takes one ArrayBuffer and a batch of parts, runs off the JS thread (AsyncWorker) and
-// returns a promise. The worker holds a strong reference to the buffer while it runs; callers
-// must not free or close the region it views until the promise settles.
+// returns a promise. The worker holds a strong reference to the buffer and marks its memory busy
+// while it runs (hpd/busy_memory.h), so closing the agent or freeing the region waits for it.
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <vector>
 
+#include "hpd/busy_memory.h"
 #include "hpd/digest.h"
 #include "module.h"
 
@@ -27,16 +28,24 @@ class KernelWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env, "hpd-verify"),
         deferred_(Napi::Promise::Deferred::New(env)),
         buffer_(Napi::Persistent(buffer)),
+        busy_token_(acquire_busy_memory(buffer.Data(), buffer.ByteLength())),
         work_(std::move(work)),
         result_(std::move(result)) {}
+  ~KernelWorker() override { release_busy_memory(busy_token_); }
   Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { work_(); }
+  void Execute() override {
+    work_();
+    // Released on the worker thread as soon as the memory is no longer touched.
+    release_busy_memory(busy_token_);
+    busy_token_ = 0;
+  }
   void OnOK() override { deferred_.Resolve(result_(Env())); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
   Napi::Reference<Napi::ArrayBuffer> buffer_;
+  uint64_t busy_token_;
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> result_;
 };

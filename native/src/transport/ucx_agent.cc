@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "hpd/agent.h"
+#include "hpd/busy_memory.h"
 #include "metadata.h"
 
 namespace hpd::transport {
@@ -36,6 +37,9 @@ constexpr uint64_t kPostBudgetBytes = 32ull << 20;
 constexpr size_t kMaxOutstandingPerOp = 64;
 // After the last UCX event, how long the progress thread keeps its sleeps short (1 ms).
 constexpr std::chrono::milliseconds kActiveWindow{50};
+// How long closing or freeing waits for a verification kernel over a region (a 512 MiB digest
+// takes well under a second).
+constexpr std::chrono::milliseconds kKernelDrainTimeout{10000};
 // After the last UCX event, how long the progress thread keeps polling the worker without
 // sleeping. An emulated GET over TCP moves one segment per event; sleeping on the efd between
 // segments cost a context switch per 256 KiB on the reader (~430 per 169 MB read).
@@ -674,6 +678,9 @@ Status UcxAgent::free_region(uint32_t region) {
     return Status(StatusCode::kInvalidArgument,
                   "region " + std::to_string(region) + " cannot be freed while transfers are in flight on this agent");
   }
+  if (!wait_memory_idle(it->second.base, it->second.size_bytes, kKernelDrainTimeout)) {
+    return Status(StatusCode::kTimeout, "region " + std::to_string(region) + " is still in use by a verification kernel");
+  }
   // Unmapping is not revocation: a same-host reader keeps the orphaned pages (ucx-notes.md §2).
   // Peers must be told by protocol (a notification) before the owner frees.
   ucp_mem_unmap(context_, it->second.memh);
@@ -1034,7 +1041,11 @@ Status UcxAgent::close() {
   }
   ops_.clear();
   if (context_ != nullptr) {
-    for (auto& [id, r] : regions_) ucp_mem_unmap(context_, r.memh);
+    for (auto& [id, r] : regions_) {
+      // A kernel still running over the region would fault on unmapped memory: wait for it, and
+      // leave the region mapped (leaked until exit) rather than crash if it does not finish.
+      if (wait_memory_idle(r.base, r.size_bytes, kKernelDrainTimeout)) ucp_mem_unmap(context_, r.memh);
+    }
   }
   regions_.clear();
   lists_.clear();
