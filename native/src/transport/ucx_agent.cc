@@ -168,6 +168,8 @@ class UcxAgent final : public Agent {
                                 const ucp_am_recv_param_t* param);
 
  private:
+  Status add_region(ucp_mem_h memh, uint8_t* base, uint64_t size_bytes, bool allocated, RegionInfo* out);
+
   // Held by every thread that touches UCX state. `js_waiting_` lets the progress thread step
   // aside so a synchronous call from the event loop is not starved by a busy transfer loop.
   class Lock {
@@ -615,25 +617,7 @@ Status UcxAgent::alloc_region(uint64_t size_bytes, RegionInfo* out) {
     ucp_mem_unmap(context_, memh);
     return Status(StatusCode::kTransport, "ucp_mem_query failed: " + ucs_text(s));
   }
-  Region r;
-  r.id = next_region_++;
-  r.memh = memh;
-  r.base = static_cast<uint8_t*>(attr.address);
-  r.size_bytes = size_bytes;
-  r.allocated = true;
-  void* rkey = nullptr;
-  size_t rkey_len = 0;
-  s = ucp_rkey_pack(context_, memh, &rkey, &rkey_len);
-  if (s != UCS_OK) {
-    ucp_mem_unmap(context_, memh);
-    return Status(StatusCode::kTransport, "ucp_rkey_pack failed: " + ucs_text(s));
-  }
-  r.rkey.assign(static_cast<uint8_t*>(rkey), static_cast<uint8_t*>(rkey) + rkey_len);
-  ucp_rkey_buffer_release(rkey);
-  *out = RegionInfo{r.id, r.base, r.size_bytes, true};
-  regions_[r.id] = std::move(r);
-  kick();
-  return Status::ok();
+  return add_region(memh, static_cast<uint8_t*>(attr.address), size_bytes, true, out);
 }
 
 Status UcxAgent::register_memory(void* address, uint64_t size_bytes, RegionInfo* out) {
@@ -648,21 +632,28 @@ Status UcxAgent::register_memory(void* address, uint64_t size_bytes, RegionInfo*
   ucp_mem_h memh = nullptr;
   ucs_status_t s = ucp_mem_map(context_, &mp, &memh);
   if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_mem_map (register) failed: " + ucs_text(s));
+  return add_region(memh, static_cast<uint8_t*>(address), size_bytes, false, out);
+}
+
+// Packs the rkey of a freshly mapped region and records it; unmaps it again on failure.
+// Called with the agent lock held.
+Status UcxAgent::add_region(ucp_mem_h memh, uint8_t* base, uint64_t size_bytes, bool allocated, RegionInfo* out) {
   Region r;
   r.id = next_region_++;
   r.memh = memh;
-  r.base = static_cast<uint8_t*>(address);
+  r.base = base;
   r.size_bytes = size_bytes;
+  r.allocated = allocated;
   void* rkey = nullptr;
   size_t rkey_len = 0;
-  s = ucp_rkey_pack(context_, memh, &rkey, &rkey_len);
+  ucs_status_t s = ucp_rkey_pack(context_, memh, &rkey, &rkey_len);
   if (s != UCS_OK) {
     ucp_mem_unmap(context_, memh);
     return Status(StatusCode::kTransport, "ucp_rkey_pack failed: " + ucs_text(s));
   }
   r.rkey.assign(static_cast<uint8_t*>(rkey), static_cast<uint8_t*>(rkey) + rkey_len);
   ucp_rkey_buffer_release(rkey);
-  *out = RegionInfo{r.id, r.base, r.size_bytes, false};
+  *out = RegionInfo{r.id, r.base, r.size_bytes, allocated};
   regions_[r.id] = std::move(r);
   kick();
   return Status::ok();
