@@ -168,6 +168,7 @@ class UcxAgent final : public Agent {
                                 const ucp_am_recv_param_t* param);
 
  private:
+  void force_close_endpoint(Peer* peer);
   Status add_region(ucp_mem_h memh, uint8_t* base, uint64_t size_bytes, bool allocated, RegionInfo* out);
 
   // Held by every thread that touches UCX state. `js_waiting_` lets the progress thread step
@@ -517,20 +518,24 @@ ucs_status_t UcxAgent::on_notify(void* arg, const void* header, size_t header_le
   return UCS_OK;
 }
 
+// The only way to abort in-flight RMA (ucx-notes.md §6): outstanding requests complete with
+// UCS_ERR_CANCELED over the following progress calls. Lock held.
+void UcxAgent::force_close_endpoint(Peer* peer) {
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  ucs_status_ptr_t p = ucp_ep_close_nbx(peer->ep, &param);
+  if (p == nullptr || UCS_PTR_IS_ERR(p)) {
+    peer->ep = nullptr;
+  } else {
+    peer->close_request = p;
+  }
+}
+
 void UcxAgent::advance_closes() {
   for (auto& [id, peer] : peers_) {
     if (peer->failed && peer->ep != nullptr && peer->close_request == nullptr) {
-      // The only way to abort in-flight RMA (ucx-notes.md §6): outstanding requests complete with
-      // UCS_ERR_CANCELED over the following progress calls.
-      ucp_request_param_t param{};
-      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      ucs_status_ptr_t p = ucp_ep_close_nbx(peer->ep, &param);
-      if (p == nullptr || UCS_PTR_IS_ERR(p)) {
-        peer->ep = nullptr;
-      } else {
-        peer->close_request = p;
-      }
+      force_close_endpoint(peer.get());
     }
     if (peer->close_request != nullptr && ucp_request_check_status(peer->close_request) != UCS_INPROGRESS) {
       ucp_request_free(peer->close_request);
@@ -983,15 +988,7 @@ Status UcxAgent::close() {
   if (worker_ != nullptr) {
     for (auto& [id, peer] : peers_) {
       if (peer->ep != nullptr && peer->close_request == nullptr) {
-        ucp_request_param_t param{};
-        param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        ucs_status_ptr_t p = ucp_ep_close_nbx(peer->ep, &param);
-        if (p == nullptr || UCS_PTR_IS_ERR(p)) {
-          peer->ep = nullptr;
-        } else {
-          peer->close_request = p;
-        }
+        force_close_endpoint(peer.get());
       }
     }
     // Bounded: in-flight requests complete with UCS_ERR_CANCELED over the next progress calls.
