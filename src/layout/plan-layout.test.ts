@@ -1,18 +1,10 @@
 import {describe, expect, it} from 'vitest'
 
+import {thrown} from '../testing/thrown.js'
 import {HpdError} from '../errors.js'
 import {loadModelSpec, parseModelConfig} from '../model/index.js'
 import {compatibilityHash, planEngineLayout, planLayout, planRequestReads} from './index.js'
 
-function thrown(fn: () => unknown): HpdError {
-  try {
-    fn()
-  } catch (error) {
-    if (error instanceof HpdError) return error
-    throw error
-  }
-  throw new Error('expected an HpdError')
-}
 
 const tiny = loadModelSpec('tiny-hybrid')
 const g1 = loadModelSpec('tiny-hybrid-g1')

@@ -2,6 +2,7 @@ import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
+import {thrown} from '../testing/thrown.js'
 import {HpdError, ModelConfigError, UsageError} from '../errors.js'
 import {planEngineLayout} from '../layout/index.js'
 import {layersWith, loadModelSpec, parseModelConfig, PRESETS, stateLayers} from './index.js'
@@ -9,15 +10,6 @@ import {layersWith, loadModelSpec, parseModelConfig, PRESETS, stateLayers} from 
 const fixtures = join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'configs')
 const fixture = (name: string): string => join(fixtures, name)
 
-function thrown(fn: () => unknown): HpdError {
-  try {
-    fn()
-  } catch (error) {
-    if (error instanceof HpdError) return error
-    throw error
-  }
-  throw new Error('expected an HpdError')
-}
 
 describe('presets', () => {
   it('every preset parses and records where its values come from', () => {
