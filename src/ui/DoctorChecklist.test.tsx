@@ -28,12 +28,22 @@ describe('DoctorChecklist', () => {
 
   it('groups checks under their titles, in order, with the verdict last', () => {
     const lines = frameOf(failing)
-    expect(lines[0]).toMatch(/^hpd doctor: captured tree \//u)
+    // The title stays on one line however deep the checkout lies: the path keeps its tail.
+    expect(lines[0]).toMatch(/^hpd doctor: captured tree (\/|…).*container-memlock$/u)
+    expect(lines[0].length).toBeLessThanOrEqual(WIDTH)
     const titles = lines.filter((l) => /^(Host|GPUs and PCIe|RDMA and UCX|Limits and container|hpd)$/u.test(l))
     expect(titles).toEqual(['Host', 'GPUs and PCIe', 'RDMA and UCX', 'Limits and container', 'hpd'])
     expect(lines.at(-1)).toBe('verdict: fail (5 ok, 1 warn, 4 fail, 2 skip)')
     const headline = lines.findIndex((l) => l.startsWith('2 GPUs, 1 RDMA device that user space cannot open'))
     expect(headline).toBeGreaterThan(lines.findIndex((l) => l.startsWith('○ hpd-native')))
+  })
+
+  it('shortens a deep captured tree to its tail on the title line', () => {
+    const root = `/${'very-long-directory-name/'.repeat(8)}node-a`
+    const lines = frameOf({...failing, root})
+    expect(lines[0]).toBe(`hpd doctor: captured tree …${root.slice(-(WIDTH - 'hpd doctor: captured tree …'.length))}`)
+    expect(lines[0].length).toBe(WIDTH)
+    expect(lines[0].endsWith('/node-a')).toBe(true)
   })
 
   it('marks each row with its status symbol and id, and wraps within the width', () => {

@@ -1,7 +1,7 @@
 import {Box, Text, useStdout} from 'ink'
 
 import type {DoctorCheck, DoctorReport} from '../doctor/types.js'
-import {ID_COLUMN_WIDTH, STATUS_COLOR, STATUS_SYMBOL, SUMMARY_INDENT, VERDICT_COLOR, countsText, groupChecks, sourceText, wrapWords} from './doctor-style.js'
+import {ID_COLUMN_WIDTH, STATUS_COLOR, STATUS_SYMBOL, SUMMARY_INDENT, VERDICT_COLOR, countsText, groupChecks, titleText, wrapWords} from './doctor-style.js'
 
 export interface DoctorChecklistProps {
   readonly report: DoctorReport
@@ -15,7 +15,7 @@ export function DoctorChecklist({report, width}: DoctorChecklistProps) {
   const columns = width ?? (stdout.columns || 80)
   return (
     <Box flexDirection="column" width={columns}>
-      <Text bold>hpd doctor: {sourceText(report)}</Text>
+      <Text bold>{titleText(report, columns)}</Text>
       {groupChecks(report).map((group) => (
         <Box key={group.group} flexDirection="column" marginTop={1}>
           <Text bold underline>

@@ -30,6 +30,18 @@ export function sourceText(report: DoctorReport): string {
   return report.captured ? `captured tree ${report.root}` : 'this machine'
 }
 
+/**
+ * The report's title line within `width` columns: a captured tree's path keeps its tail (the part
+ * that names the capture) behind a leading '…' when the whole path does not fit.
+ */
+export function titleText(report: DoctorReport, width: number): string {
+  const title = `hpd doctor: ${sourceText(report)}`
+  if (title.length <= width || !report.captured) return title
+  const prefix = 'hpd doctor: captured tree …'
+  const room = Math.max(8, width - prefix.length)
+  return `${prefix}${report.root.slice(-room)}`
+}
+
 /** Gutter before a check's summary: status symbol (2) + id column + one space. */
 export const SUMMARY_INDENT = 2 + ID_COLUMN_WIDTH + 1
 
