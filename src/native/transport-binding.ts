@@ -17,6 +17,7 @@ export interface NativeAgentOptions {
   readonly tcpSegmentBytes: number
   /** UCX keepalive period in ms (how fast a dead same-host peer is noticed). */
   readonly keepaliveIntervalMs: number
+  readonly readProtocol: 'auto' | 'get' | 'served'
 }
 
 export interface NativeRegion {
@@ -35,6 +36,7 @@ export interface NativePeer {
   readonly id: number
   readonly name: string
   readonly regions: number
+  readonly readProtocol: 'get' | 'served'
 }
 
 export interface NativeBatchResult {

@@ -18,6 +18,8 @@ export interface Peer {
   readonly name: string
   /** Regions of the peer known here (grows when connect() is called again with newer metadata). */
   readonly regions: number
+  /** How reads from this peer move bytes: one-sided GETs, or sends the peer serves on request (see ReadProtocol). */
+  readonly readProtocol: 'get' | 'served'
 }
 
 /** A prepared descriptor list: validated once, then selected by index on the hot path. */
@@ -131,7 +133,7 @@ export class TransferAgent implements Disposable {
   connect(metadata: Uint8Array): Peer {
     if (!(metadata instanceof Uint8Array) || metadata.byteLength < 8) throw invalidArgument('metadata', 'an agent metadata blob (Uint8Array)', metadata)
     const peer = this.call('connect', undefined, () => this.native.connect(metadata))
-    const out: Peer = {id: peer.id, name: peer.name, regions: peer.regions}
+    const out: Peer = {id: peer.id, name: peer.name, regions: peer.regions, readProtocol: peer.readProtocol}
     this.peers.set(out.id, out)
     return out
   }

@@ -1,5 +1,5 @@
 export {type BatchResult, type Notification, type Peer, type PeerFailure, type PreparedList, type Region, TransferAgent} from './agent.js'
 export {type Descriptor} from './descriptors.js'
 export {TransportError} from './errors.js'
-export {DEFAULT_TCP_SEGMENT_BYTES, type TransferAgentOptions, type TransportKind, TRANSPORT_KINDS} from './options.js'
+export {DEFAULT_TCP_SEGMENT_BYTES, READ_PROTOCOLS, type ReadProtocol, type TransferAgentOptions, type TransportKind, TRANSPORT_KINDS} from './options.js'
 export {digestRanges, fillPattern, type PatternKey, type PatternMismatch, type PatternRange, verifyPattern} from './verify.js'

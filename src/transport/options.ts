@@ -2,6 +2,8 @@ import {invalidArgument} from './errors.js'
 
 export type TransportKind = 'auto' | 'shm' | 'tcp'
 export const TRANSPORT_KINDS: readonly TransportKind[] = ['auto', 'shm', 'tcp']
+export type ReadProtocol = 'auto' | 'get' | 'served'
+export const READ_PROTOCOLS: readonly ReadProtocol[] = ['auto', 'get', 'served']
 
 export interface TransferAgentOptions {
   /** Shown to peers in their errors ("prefill-r0"). */
@@ -18,6 +20,15 @@ export interface TransferAgentOptions {
    * HPD_TCP_SEGMENT_BYTES.
    */
   readonly tcpSegmentBytes?: number
+  /**
+   * How read() moves bytes. get: UCX GET (a memcpy from the owner's mapped pages over shared
+   * memory, one-sided over RDMA; over TCP UCX 1.13 emulates it, copying every byte four times).
+   * served: the owner sends the runs on request into receives posted on our memory (UCX's
+   * zero-copy rendezvous over TCP; served_read.h). auto
+   * (default): served over TCP-only agents and to peers on another host without RDMA here, GET
+   * otherwise. The owner needs nothing: every agent serves. Env HPD_READ_PROTOCOL.
+   */
+  readonly readProtocol?: ReadProtocol
   /** UCX keepalive period; bounds dead-peer detection on shared memory (default 500 ms → < 2 s). */
   readonly keepaliveIntervalMs?: number
   /** Default deadline of read()/notify() when the call gives none (default 30 s). */
@@ -33,6 +44,7 @@ export interface ResolvedAgentOptions {
   readonly transport: TransportKind
   readonly tcpSegmentBytes: number
   readonly keepaliveIntervalMs: number
+  readonly readProtocol: ReadProtocol
   readonly defaultTimeoutMs: number
 }
 
@@ -51,9 +63,11 @@ export function resolveAgentOptions(options: TransferAgentOptions, env: NodeJS.P
   if (!Number.isSafeInteger(keepaliveIntervalMs) || keepaliveIntervalMs < 10 || keepaliveIntervalMs > 600_000) {
     throw invalidArgument('keepaliveIntervalMs', 'an integer in [10, 600000]', keepaliveIntervalMs)
   }
+  const readProtocol = options.readProtocol ?? (env.HPD_READ_PROTOCOL as ReadProtocol | undefined) ?? 'auto'
+  if (!READ_PROTOCOLS.includes(readProtocol)) throw invalidArgument('readProtocol', `one of ${READ_PROTOCOLS.join('|')}`, readProtocol)
   const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS
   checkTimeout(defaultTimeoutMs, 'defaultTimeoutMs')
-  return {name: options.name, transport, tcpSegmentBytes, keepaliveIntervalMs, defaultTimeoutMs}
+  return {name: options.name, transport, tcpSegmentBytes, keepaliveIntervalMs, readProtocol, defaultTimeoutMs}
 }
 
 export function checkTimeout(timeoutMs: unknown, what = 'timeoutMs'): number {

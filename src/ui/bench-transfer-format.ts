@@ -41,6 +41,6 @@ export function caseLine(c: TransferCaseResult): string {
 }
 
 export function resultText(r: BenchTransferResult): string {
-  const head = `${r.model}: prefill TP ${r.prefillTp} → decode TP ${r.decodeTp}, transport ${r.transport}${r.transport !== 'shm' ? ` (TCP segments ${r.tcpSegmentBytes === 0 ? 'UCX default' : formatBytes(r.tcpSegmentBytes)})` : ''}, verify ${r.verify}; registration ${r.registrationMs.toFixed(1)} ms, first handshake ${r.firstHandshakeMs.toFixed(1)} ms`
+  const head = `${r.model}: prefill TP ${r.prefillTp} → decode TP ${r.decodeTp}, transport ${r.transport}${r.transport !== 'shm' ? ` (TCP segments ${r.tcpSegmentBytes === 0 ? 'UCX default' : formatBytes(r.tcpSegmentBytes)})` : ''}, reads ${r.readProtocol === 'served' ? 'served (owner sends)' : r.readProtocol === 'get' ? 'GET' : 'mixed GET/served'}, verify ${r.verify}; registration ${r.registrationMs.toFixed(1)} ms, first handshake ${r.firstHandshakeMs.toFixed(1)} ms`
   return `${head}\n${table(CASE_HEADER, r.cases.map(caseCells))}\n`
 }

@@ -31,6 +31,9 @@ process.on('message', async (raw) => {
     } else if (cmd.op === 'notify') {
       await agent.notify(peer!, String(cmd.text), {timeoutMs: 5000})
       send({reply: 'notify'})
+    } else if (cmd.op === 'free') {
+      agent.freeRegion(region)
+      send({reply: 'free'})
     } else if (cmd.op === 'exit') {
       agent.close()
       process.exit(0)

@@ -65,7 +65,7 @@ async function waitUntilStopped(pid: number): Promise<void> {
   throw new Error(`process ${pid} did not stop`)
 }
 
-function makeAgent(name: string, options: {transport?: 'auto' | 'shm' | 'tcp'; tcpSegmentBytes?: number} = {}): TransferAgent {
+function makeAgent(name: string, options: {transport?: 'auto' | 'shm' | 'tcp'; tcpSegmentBytes?: number; readProtocol?: 'auto' | 'get' | 'served'} = {}): TransferAgent {
   const agent = TransferAgent.create({name, ...options})
   agents.push(agent)
   return agent
@@ -121,11 +121,62 @@ describe('transfer agent between two processes', () => {
     await readAndVerify(agent, peer, ready)
   })
 
-  it('reads over TCP with tuned segments', async () => {
+  it('reads over TCP as served reads (the owner sends into receives posted on our memory), or as emulated GETs on request', async () => {
     const {ready} = await startPeer({PEER_NAME: 'owner-tcp', PEER_TRANSPORT: 'tcp'})
     const agent = makeAgent('reader-tcp', {transport: 'tcp'})
     const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    expect(peer.readProtocol).toBe('served')
+    expect(await readAndVerify(agent, peer, ready)).toEqual({descriptors: 64, runs: 1 + 32})
+    // Twice more: the owner reuses its endpoint to us, and fresh local regions need no new handshake.
     await readAndVerify(agent, peer, ready)
+    await readAndVerify(agent, peer, ready)
+
+    const getter = makeAgent('reader-tcp-get', {transport: 'tcp', readProtocol: 'get'})
+    const getPeer = getter.connect(Buffer.from(ready.metadata, 'base64'))
+    expect(getPeer.readProtocol).toBe('get')
+    await readAndVerify(getter, getPeer, ready)
+  })
+
+  it('keeps one-sided GETs over same-host shared memory in auto mode', async () => {
+    const {ready} = await startPeer({PEER_NAME: 'owner-auto'})
+    const agent = makeAgent('reader-auto')
+    expect(agent.connect(Buffer.from(ready.metadata, 'base64')).readProtocol).toBe('get')
+  })
+
+  it('has the owner refuse a served read of a region it freed, naming the piece, before sending anything', async () => {
+    const {child, ready} = await startPeer({PEER_NAME: 'owner-freed', PEER_TRANSPORT: 'tcp'})
+    const agent = makeAgent('reader-freed', {transport: 'tcp'})
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    const local = agent.allocRegion(REGION_BYTES)
+    new Uint8Array(local.buffer).fill(0x5a)
+    const l = agent.prepareLocal([{region: local.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
+    const r = agent.prepareRemote(peer, [{region: ready.region.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
+    child.send({op: 'free'})
+    await nextMessage(child, (m) => m.reply === 'free')
+    const error = await agent.read(l, [0], r, [0], {timeoutMs: 5000}).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(TransportError)
+    expect(error).toMatchObject({code: 'HPD_NATIVE_INVALID_ARGUMENT', operation: 'read'})
+    expect((error as Error).message).toMatch(/owner-freed' refused: piece 0 names region \d+, which the owner does not have/)
+    expect(new Uint8Array(local.buffer).every((b) => b === 0x5a)).toBe(true)
+    // The peer itself is fine: a refusal is not a failure.
+    expect(agent.peerFailure(peer)).toBeUndefined()
+  })
+
+  it('fails a served read from a killed owner with a typed error within 2 s', async () => {
+    const {child, ready} = await startPeer({PEER_NAME: 'doomed-tcp', PEER_TRANSPORT: 'tcp'})
+    const agent = makeAgent('survivor-tcp', {transport: 'tcp'})
+    const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
+    await readAndVerify(agent, peer, ready)
+    const local = agent.allocRegion(REGION_BYTES)
+    const l = agent.prepareLocal([{region: local.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
+    const r = agent.prepareRemote(peer, [{region: ready.region.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
+    child.kill('SIGKILL')
+    const t0 = performance.now()
+    let error: unknown
+    // The kill may land after a read completed: keep reading until one fails (each bounded at 10 s).
+    while (error === undefined && performance.now() - t0 < 5000) error = await agent.read(l, [0], r, [0], {timeoutMs: 10_000}).then(() => undefined, (e: unknown) => e)
+    expect(performance.now() - t0).toBeLessThan(2000)
+    expect(error).toMatchObject({code: 'HPD_NATIVE_PEER_UNREACHABLE', operation: 'read', peer: 'doomed-tcp'})
   })
 
   it('refuses a peer whose TCP segment size differs (UCX would abort the reader)', async () => {

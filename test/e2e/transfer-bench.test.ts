@@ -7,7 +7,7 @@ const RUN = new URL('../../bin/run.js', import.meta.url).pathname
 
 interface Envelope {
   ok: boolean
-  result?: {cases: {promptTokens: number; bytesPerRequest: number; readsPerRequest: number; runsPerRequest: number; plannedRunsPerRequest: number; rankPairs: number; verifiedBytes: number; gbPerSecond: number; memcpyGbPerSecond: number}[]}
+  result?: {readProtocol: string; cases: {promptTokens: number; bytesPerRequest: number; readsPerRequest: number; runsPerRequest: number; plannedRunsPerRequest: number; rankPairs: number; verifiedBytes: number; gbPerSecond: number; memcpyGbPerSecond: number}[]}
   error?: {code: string; message: string; details?: Record<string, unknown>}
 }
 
@@ -17,19 +17,24 @@ async function bench(args: string[]): Promise<{exitCode: number; envelope: Envel
 }
 
 describe('hpd bench transfer (real processes, real UCX)', () => {
-  const topologies: [string, number, number, string][] = [
-    ['tiny-hybrid', 1, 1, 'full'],
-    ['tiny-hybrid', 1, 2, 'full'],
-    ['tiny-hybrid', 2, 1, 'digest'],
-    ['tiny-hybrid', 4, 2, 'full'],
-    ['tiny-hybrid-g1', 1, 2, 'full'],
-    ['tiny-hybrid-g1', 2, 1, 'digest'],
-    ['tiny-llama', 1, 2, 'full'],
+  // Same host: shared memory, one-sided GETs. TCP: served reads (the prefill side sends into
+  // receives the decode side posted on its KV memory).
+  const topologies: [string, number, number, string, string][] = [
+    ['tiny-hybrid', 1, 1, 'full', 'auto'],
+    ['tiny-hybrid', 1, 2, 'full', 'auto'],
+    ['tiny-hybrid', 2, 1, 'digest', 'auto'],
+    ['tiny-hybrid', 4, 2, 'full', 'auto'],
+    ['tiny-hybrid-g1', 1, 2, 'full', 'auto'],
+    ['tiny-hybrid-g1', 2, 1, 'digest', 'auto'],
+    ['tiny-llama', 1, 2, 'full', 'auto'],
+    ['tiny-hybrid', 2, 1, 'full', 'tcp'],
+    ['tiny-hybrid-g1', 1, 2, 'digest', 'tcp'],
   ]
-  it.each(topologies)('%s TP %i → %i moves and verifies every planned byte (%s)', async (model, tp, decodeTp, verify) => {
-    const {exitCode, envelope} = await bench(['--model', model, '--tp', String(tp), '--decode-tp', String(decodeTp), '--prompt-tokens', '40,300', '--requests', '1', '--verify', verify])
+  it.each(topologies)('%s TP %i → %i moves and verifies every planned byte (%s, transport %s)', async (model, tp, decodeTp, verify, transport) => {
+    const {exitCode, envelope} = await bench(['--model', model, '--tp', String(tp), '--decode-tp', String(decodeTp), '--prompt-tokens', '40,300', '--requests', '1', '--verify', verify, '--transport', transport])
     expect(envelope.error).toBeUndefined()
     expect(exitCode).toBe(0)
+    expect(envelope.result!.readProtocol).toBe(transport === 'tcp' ? 'served' : 'get')
     const cases = envelope.result!.cases
     expect(cases.map((c) => c.promptTokens)).toEqual([40, 300])
     for (const c of cases) {
@@ -45,12 +50,13 @@ describe('hpd bench transfer (real processes, real UCX)', () => {
   })
 
   it.each([
-    ['corrupt', 'full', 'corrupt'],
-    ['stale', 'full', 'stale'],
-    ['short', 'full', 'short'],
-    ['corrupt', 'digest', undefined],
-  ])('--inject-fault %s is caught by --verify %s: exit 6 naming rank, tensor, block and part', async (fault, verify, diagnosis) => {
-    const {exitCode, envelope} = await bench(['--model', 'tiny-hybrid', '--tp', '2', '--decode-tp', '1', '--prompt-tokens', '100', '--requests', '1', '--verify', verify, '--inject-fault', fault])
+    ['corrupt', 'full', 'corrupt', 'auto'],
+    ['stale', 'full', 'stale', 'auto'],
+    ['short', 'full', 'short', 'auto'],
+    ['corrupt', 'digest', undefined, 'auto'],
+    ['stale', 'full', 'stale', 'tcp'],
+  ])('--inject-fault %s is caught by --verify %s: exit 6 naming rank, tensor, block and part (%s, transport %s)', async (fault, verify, diagnosis, transport) => {
+    const {exitCode, envelope} = await bench(['--model', 'tiny-hybrid', '--tp', '2', '--decode-tp', '1', '--prompt-tokens', '100', '--requests', '1', '--verify', verify, '--inject-fault', fault, '--transport', transport])
     expect(exitCode).toBe(6)
     expect(envelope.ok).toBe(false)
     expect(envelope.error!.code).toMatch(/^HPD_BENCH_(VERIFY|DIGEST)_MISMATCH$/)
@@ -59,8 +65,8 @@ describe('hpd bench transfer (real processes, real UCX)', () => {
     if (diagnosis) expect(envelope.error!.details!.diagnosis).toBe(diagnosis)
   })
 
-  it('--inject-fault kill-peer ends the run with a transport error naming the dead peer', async () => {
-    const {exitCode, envelope} = await bench(['--model', 'tiny-hybrid', '--prompt-tokens', '100', '--requests', '1', '--inject-fault', 'kill-peer'])
+  it.each(['auto', 'tcp'])('--inject-fault kill-peer ends the run with a transport error naming the dead peer (transport %s)', async (transport) => {
+    const {exitCode, envelope} = await bench(['--model', 'tiny-hybrid', '--prompt-tokens', '100', '--requests', '1', '--inject-fault', 'kill-peer', '--transport', transport])
     expect(exitCode).toBe(5)
     expect(envelope.error!.code).toBe('HPD_NATIVE_PEER_UNREACHABLE')
     expect(envelope.error!.details).toMatchObject({peer: 'prefill-r0', injectedFault: 'kill-peer'})

@@ -24,6 +24,13 @@ namespace hpd {
 
 enum class TransportChoice { kAuto, kShm, kTcp };
 
+// How a READ moves bytes. kGet: ucp_get_nbx (a memcpy from the mapped owner pages over shared
+// memory, one-sided over RDMA). kServed: the owner sends the runs as tagged messages into
+// receives the reader posted on its memory (native/src/transport/served_read.h); over TCP UCX moves
+// those with zero-copy rendezvous, where its emulated GET copies every byte twice more. kAuto: served when this agent runs over TCP
+// only, or when the peer is on another host and this host has no RDMA device; GET otherwise.
+enum class ReadProtocol { kAuto, kGet, kServed };
+
 struct AgentOptions {
   std::string name;  // shown to peers in errors ("prefill-r0")
   TransportChoice transport = TransportChoice::kAuto;
@@ -33,6 +40,7 @@ struct AgentOptions {
   // UCX keepalive period. Same-host peers are only found dead by keepalive (ucx-notes.md §6:
   // 17.6 s at UCX's 20 s default, ~1 s at 1 s); 500 ms keeps detection well inside 2 s.
   uint32_t keepalive_interval_ms = 500;
+  ReadProtocol read_protocol = ReadProtocol::kAuto;
 };
 
 /** One contiguous memory range of this agent, registered with UCX. */
@@ -61,6 +69,7 @@ struct PeerInfo {
   uint32_t id = 0;
   std::string name;
   uint32_t regions = 0;
+  bool served = false;  // READs from this peer are served reads (see ReadProtocol)
 };
 
 struct AgentEvent {

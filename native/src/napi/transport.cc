@@ -79,7 +79,7 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
                        });
   }
 
-  // new TransferAgent({name, transport, tcpSegmentBytes, keepaliveIntervalMs}, onEvent)
+  // new TransferAgent({name, transport, tcpSegmentBytes, keepaliveIntervalMs, readProtocol}, onEvent)
   explicit AgentWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AgentWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsFunction()) {
@@ -93,6 +93,8 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
     options.transport = transport == "shm" ? TransportChoice::kShm : transport == "tcp" ? TransportChoice::kTcp : TransportChoice::kAuto;
     options.tcp_segment_bytes = static_cast<uint64_t>(o.Get("tcpSegmentBytes").ToNumber().Int64Value());
     options.keepalive_interval_ms = o.Get("keepaliveIntervalMs").ToNumber().Uint32Value();
+    const std::string read_protocol = o.Get("readProtocol").ToString().Utf8Value();
+    options.read_protocol = read_protocol == "get" ? ReadProtocol::kGet : read_protocol == "served" ? ReadProtocol::kServed : ReadProtocol::kAuto;
     on_event_ = Napi::Persistent(info[1].As<Napi::Function>());
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "hpd-transfer-agent", 0, 1);
     tsfn_.Unref(env);
@@ -313,6 +315,7 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
     out.Set("id", Napi::Number::New(env, p.id));
     out.Set("name", Napi::String::New(env, p.name));
     out.Set("regions", Napi::Number::New(env, p.regions));
+    out.Set("readProtocol", Napi::String::New(env, p.served ? "served" : "get"));
     return out;
   }
 

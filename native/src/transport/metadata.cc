@@ -2,54 +2,13 @@
 
 #include <cstring>
 
+#include "wire.h"
+
 namespace hpd::transport {
 namespace {
 
 constexpr uint32_t kMagic = 0x4d445048;  // "HPDM" little-endian
-constexpr uint32_t kFormat = 1;
-
-class Writer {
- public:
-  void u8(uint8_t v) { out_.push_back(v); }
-  void u16(uint16_t v) { raw(&v, 2); }
-  void u32(uint32_t v) { raw(&v, 4); }
-  void u64(uint64_t v) { raw(&v, 8); }
-  void raw(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    out_.insert(out_.end(), b, b + n);
-  }
-  std::vector<uint8_t> take() { return std::move(out_); }
-
- private:
-  std::vector<uint8_t> out_;
-};
-
-class Reader {
- public:
-  Reader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool u8(uint8_t* v) { return raw(v, 1); }
-  bool u16(uint16_t* v) { return raw(v, 2); }
-  bool u32(uint32_t* v) { return raw(v, 4); }
-  bool u64(uint64_t* v) { return raw(v, 8); }
-  bool bytes(size_t n, std::vector<uint8_t>* v) {
-    if (size_ - pos_ < n) return false;
-    v->assign(data_ + pos_, data_ + pos_ + n);
-    pos_ += n;
-    return true;
-  }
-  bool raw(void* p, size_t n) {
-    if (size_ - pos_ < n) return false;
-    std::memcpy(p, data_ + pos_, n);
-    pos_ += n;
-    return true;
-  }
-  size_t pos() const { return pos_; }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+constexpr uint32_t kFormat = 2;
 
 }  // namespace
 
@@ -64,6 +23,8 @@ std::vector<uint8_t> encode_metadata(const AgentMetadata& meta) {
   w.u64(meta.tcp_segment_bytes);
   w.u16(static_cast<uint16_t>(meta.name.size()));
   w.raw(meta.name.data(), meta.name.size());
+  w.u16(static_cast<uint16_t>(meta.host.size()));
+  w.raw(meta.host.data(), meta.host.size());
   w.u32(static_cast<uint32_t>(meta.worker_address.size()));
   w.raw(meta.worker_address.data(), meta.worker_address.size());
   w.u32(static_cast<uint32_t>(meta.regions.size()));
@@ -101,6 +62,10 @@ Status decode_metadata(const uint8_t* data, size_t size, AgentMetadata* out) {
   std::vector<uint8_t> name;
   if (!r.bytes(name_len, &name)) return truncated();
   m.name.assign(name.begin(), name.end());
+  uint16_t host_len = 0;
+  std::vector<uint8_t> host;
+  if (!r.u16(&host_len) || !r.bytes(host_len, &host)) return truncated();
+  m.host.assign(host.begin(), host.end());
   if (!r.u32(&addr_len) || !r.bytes(addr_len, &m.worker_address) || !r.u32(&count)) return truncated();
   if (count > (1u << 20)) return Status(StatusCode::kInvalidArgument, "peer metadata lists an absurd region count");
   m.regions.resize(count);

@@ -2,7 +2,7 @@
 // bounds-checked on parse (a truncated or foreign blob is INVALID_ARGUMENT, never a crash).
 //
 //   "HPDM" u32 format | u32 ucx major, minor, release | u64 agent uid | u64 tcp segment bytes
-//   u16 name length, name | u32 worker address length, address
+//   u16 name length, name | u16 host length, host | u32 worker address length, address
 //   u32 region count, then per region: u32 id, u64 base, u64 size, u8 allocated, u32 rkey length, rkey
 #pragma once
 
@@ -27,6 +27,7 @@ struct AgentMetadata {
   uint64_t uid = 0;
   uint64_t tcp_segment_bytes = 0;
   std::string name;
+  std::string host;  // "<hostname>/<boot id>": peers on one host can map each other's shared memory
   std::vector<uint8_t> worker_address;
   std::vector<RegionMetadata> regions;
 };

@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -21,6 +23,7 @@
 #include "hpd/agent.h"
 #include "hpd/busy_memory.h"
 #include "metadata.h"
+#include "served_read.h"
 
 namespace hpd::transport {
 namespace {
@@ -35,6 +38,12 @@ constexpr uint64_t kMaxGetPieceBytes = 8ull << 20;
 constexpr uint64_t kPostBudgetBytes = 32ull << 20;
 // Emulated (TCP, registered-memory) GETs return requests; keep a window so the request pool stays small.
 constexpr size_t kMaxOutstandingPerOp = 64;
+// Served reads (served_read.h): piece size (one tagged message each) and the sends a serving owner
+// keeps in flight per request. Measured on loopback TCP (2 cores): windows of 2-16 pieces of
+// 2-64 MiB all land within noise of each other; 8 x 8 MiB was the steadiest. The window also
+// bounds what a reader that gave up can still receive before the owner reaches its deadline.
+constexpr uint64_t kServedPieceBytes = 8ull << 20;
+constexpr size_t kMaxOutstandingServe = 8;
 // After the last UCX event, how long the progress thread keeps its sleeps short (1 ms).
 constexpr std::chrono::milliseconds kActiveWindow{50};
 // How long closing or freeing waits for a verification kernel over a region (a 512 MiB digest
@@ -63,6 +72,7 @@ struct RemoteRegion {
 
 class UcxAgent;
 
+// A connected peer (we read from it), or — with `reverse` — a reader whose reads we serve (served_read.h).
 struct Peer {
   UcxAgent* agent = nullptr;
   uint32_t id = 0;
@@ -74,6 +84,8 @@ struct Peer {
   bool disconnected = false;
   Status failure;
   void* close_request = nullptr;
+  bool reverse = false;
+  bool served = false;               // our READs from this peer are served reads
 };
 
 struct List {
@@ -88,10 +100,13 @@ struct Piece {
   uint64_t remote_address = 0;      // read ops
   ucp_rkey_h rkey = nullptr;
   uint64_t size_bytes = 0;
+  uint64_t tag = 0;                 // served reads: the piece's tag (both sides)
 };
 
 struct Op {
-  enum class Type { kRead, kCopy, kNotify };
+  // kServe: an owner executing a reader's served read (internal: never reported to JS).
+  enum class Type { kRead, kCopy, kNotify, kServe };
+  enum class ServePhase { kSending, kReplying };
   Type type = Type::kRead;
   uint64_t id = 0;
   uint32_t peer = 0;
@@ -107,11 +122,23 @@ struct Op {
   Clock::time_point deadline;
   std::vector<uint8_t> header;  // notify: must stay valid until the send completes (UCX 1.13)
   UcxAgent* agent = nullptr;
+  // Served reads (served_read.h), reader side: pieces are tagged receives into local memory.
+  bool served = false;
+  bool request_sent = false;
+  bool cancelled = false;        // the receives still posted were cancelled (the read failed)
+  bool reported = false;         // kOpDone already pushed; the op lingers until UCX is done with it
+  std::vector<void*> recvs;      // posted receive requests by piece, nullptr once complete
+  std::vector<PairedRun> runs;   // per piece: the owner region and offset it comes from
+  std::vector<uint8_t> message;  // SERVE_REQUEST / SERVE_REPLY bytes, alive until the send completes
+  // Serving side (`peer` is then the reader's id in readers_).
+  uint64_t tag_base = 0;
+  ServePhase phase = ServePhase::kSending;
 };
 
 struct Request {
   Op* op;
   uint64_t size_bytes;
+  size_t recv_slot = SIZE_MAX;  // served reads: index in op->recvs (a tagged receive)
 };
 
 const char* op_verb(Op::Type t) {
@@ -119,6 +146,7 @@ const char* op_verb(Op::Type t) {
     case Op::Type::kRead: return "read";
     case Op::Type::kCopy: return "copy";
     case Op::Type::kNotify: return "notify";
+    case Op::Type::kServe: return "serve";
   }
   return "op";
 }
@@ -162,13 +190,29 @@ class UcxAgent final : public Agent {
 
   // UCX callbacks (run inside ucp_worker_progress, on the progress thread, lock held).
   static void on_request_done(void* request, ucs_status_t status, void* user_data);
+  static void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
   static void on_close_done(void* request, ucs_status_t status, void* user_data) {}
   static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   static ucs_status_t on_notify(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                 const ucp_am_recv_param_t* param);
+  static ucs_status_t on_serve_request(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                       const ucp_am_recv_param_t* param);
+  static ucs_status_t on_serve_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                     const ucp_am_recv_param_t* param);
 
  private:
   void force_close_endpoint(Peer* peer);
+  AgentMetadata own_metadata() const;
+  bool decide_served(const AgentMetadata& peer) const;
+  Status set_am_handler(unsigned id, ucp_am_recv_callback_t cb);
+  // Served reads (served_read.h): reader side, then serving side.
+  void post_serve_request(Op* op, Peer* peer);
+  Status send_message(Op* op, ucp_ep_h ep, unsigned am_id);
+  void start_serves();
+  Status accept_reader(const ServeRequest& request, Peer** out);
+  Status plan_serve(const ServeRequest& request, Op* op);
+  void advance_serves();
+  void cancel_receives(Op* op);
   Status add_region(ucp_mem_h memh, uint8_t* base, uint64_t size_bytes, bool allocated, RegionInfo* out);
 
   // Held by every thread that touches UCX state. `js_waiting_` lets the progress thread step
@@ -199,6 +243,10 @@ class UcxAgent final : public Agent {
   uint8_t* local_address(uint32_t region, uint64_t offset_bytes);
   void add_op(std::unique_ptr<Op> op);
   void fail_peer(Peer* peer, Status why, const std::string& operation);
+  Peer* find_reader(uint32_t id) {
+    auto it = readers_.find(id);
+    return it == readers_.end() ? nullptr : it->second.get();
+  }
   void post_pieces();
   void post_notify_op(Op* op);
   void advance_closes();
@@ -214,6 +262,8 @@ class UcxAgent final : public Agent {
   std::function<void()> wake_;
   uint64_t uid_ = random_uid();
   uint64_t tcp_segment_bytes_ = 0;
+  std::string host_;           // "<hostname>/<boot id>"
+  bool rdma_present_ = false;  // an RDMA device exists here: UCX's GET is one-sided across hosts
   std::chrono::milliseconds active_window_ = kActiveWindow;
   std::chrono::microseconds spin_window_ = kSpinWindow;
   unsigned ucx_major_ = 0, ucx_minor_ = 0, ucx_release_ = 0;
@@ -238,6 +288,8 @@ class UcxAgent final : public Agent {
   std::map<uint32_t, std::unique_ptr<Peer>> peers_;
   std::map<uint32_t, List> lists_;
   std::map<uint64_t, std::unique_ptr<Op>> ops_;
+  std::map<uint32_t, std::unique_ptr<Peer>> readers_;  // readers whose reads we serve (ids share next_peer_)
+  std::vector<ServeRequest> serve_queue_;               // received, not yet started (AM callback → loop)
 
   std::mutex events_mu_;
   std::vector<AgentEvent> events_;
@@ -304,7 +356,7 @@ Status UcxAgent::init() {
 
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
   params.mt_workers_shared = 0;
   params.name = options_.name.c_str();
   s = ucp_init(&params, config, &context_);
@@ -325,15 +377,43 @@ Status UcxAgent::init() {
   if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_address failed: " + ucs_text(s));
   s = ucp_worker_get_efd(worker_, &efd_);
   if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_efd failed: " + ucs_text(s));
-  ucp_am_handler_param_t hp{};
-  hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-  hp.id = kNotifyAmId;
-  hp.cb = &UcxAgent::on_notify;
-  hp.arg = this;
-  s = ucp_worker_set_am_recv_handler(worker_, &hp);
-  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_set_am_recv_handler failed: " + ucs_text(s));
+  if (!(st = set_am_handler(kNotifyAmId, &UcxAgent::on_notify)).is_ok()) return st;
+  if (!(st = set_am_handler(kServeRequestAmId, &UcxAgent::on_serve_request)).is_ok()) return st;
+  if (!(st = set_am_handler(kServeReplyAmId, &UcxAgent::on_serve_reply)).is_ok()) return st;
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  std::string boot_id;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot_id;
+  host_ = std::string(hostname) + "/" + boot_id;
+  std::error_code ec;
+  rdma_present_ = std::filesystem::is_directory("/sys/class/infiniband", ec) &&
+                  !std::filesystem::is_empty("/sys/class/infiniband", ec);
   thread_ = std::thread([this] { run(); });
   return Status::ok();
+}
+
+Status UcxAgent::set_am_handler(unsigned id, ucp_am_recv_callback_t cb) {
+  ucp_am_handler_param_t hp{};
+  hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  hp.id = id;
+  hp.cb = cb;
+  hp.arg = this;
+  ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &hp);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_set_am_recv_handler failed: " + ucs_text(s));
+  return Status::ok();
+}
+
+// kAuto serves reads where UCX would emulate GET over TCP: a TCP-only agent, or a peer on another
+// host when no RDMA device exists here. Same-host shared memory and RDMA keep one-sided GETs.
+bool UcxAgent::decide_served(const AgentMetadata& peer) const {
+  switch (options_.read_protocol) {
+    case ReadProtocol::kGet: return false;
+    case ReadProtocol::kServed: return true;
+    case ReadProtocol::kAuto: break;
+  }
+  if (options_.transport == TransportChoice::kTcp) return true;
+  if (options_.transport == TransportChoice::kShm) return false;
+  return peer.host != host_ && !rdma_present_;
 }
 
 // ---- progress thread ----------------------------------------------------------------------
@@ -348,6 +428,7 @@ void UcxAgent::run() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (stop_.load()) break;
+      start_serves();
       post_pieces();
       unsigned progressed = 0;
       for (unsigned n; (n = ucp_worker_progress(worker_)) != 0;) progressed += n;
@@ -358,10 +439,14 @@ void UcxAgent::run() {
       }
       advance_closes();
       check_deadlines();
+      advance_serves();
       finish_ops();
       for (auto& [id, op] : ops_) {
-        if (op->status.is_ok() && op->next < op->pieces.size() && op->outstanding < kMaxOutstandingPerOp) more_work = true;
+        const size_t window = op->type == Op::Type::kServe ? kMaxOutstandingServe : kMaxOutstandingPerOp;
+        if (op->status.is_ok() && op->next < op->pieces.size() && op->outstanding < window) more_work = true;
+        if (op->served && !op->request_sent && op->status.is_ok()) more_work = true;
       }
+      more_work = more_work || !serve_queue_.empty();
       // Traffic in the last spin window: poll again instead of arming and sleeping.
       spin = !more_work && now < spin_until;
       if (!more_work && !spin) armed = ucp_worker_arm(worker_);
@@ -382,8 +467,9 @@ void UcxAgent::run() {
     bool busy;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      busy = !ops_.empty();
+      busy = !ops_.empty() || !serve_queue_.empty();
       for (auto& [id, p] : peers_) busy = busy || p->close_request != nullptr;
+      for (auto& [id, p] : readers_) busy = busy || p->close_request != nullptr;
     }
     // An owner serving emulated GETs (TCP, registered memory) has no ops of its own, and a reply
     // stalled on a full socket may raise no efd event; while traffic is recent, wake every 1 ms.
@@ -401,17 +487,24 @@ void UcxAgent::post_pieces() {
       if (op->next == 0 && op->status.is_ok()) post_notify_op(op);
       continue;
     }
-    Peer* peer = op->type == Op::Type::kRead ? find_peer(op->peer) : nullptr;
-    while (op->status.is_ok() && op->next < op->pieces.size() && op->outstanding < kMaxOutstandingPerOp && budget > 0) {
+    if (op->served) {
+      if (!op->request_sent && op->status.is_ok()) post_serve_request(op, find_peer(op->peer));
+      continue;
+    }
+    const bool serve = op->type == Op::Type::kServe;
+    Peer* peer = op->type == Op::Type::kRead ? find_peer(op->peer) : serve ? find_reader(op->peer) : nullptr;
+    const size_t window = serve ? kMaxOutstandingServe : kMaxOutstandingPerOp;
+    while (op->status.is_ok() && op->next < op->pieces.size() && op->outstanding < window && budget > 0) {
       Piece& piece = op->pieces[op->next++];
       if (op->type == Op::Type::kCopy) {
         std::memcpy(piece.local, piece.source, piece.size_bytes);
         op->done_bytes += piece.size_bytes;
       } else {
         if (peer == nullptr || peer->failed || peer->ep == nullptr) {
+          const std::string verb = serve ? "serve to " : "read from ";
           op->status = peer != nullptr && !peer->failure.is_ok()
-                           ? Status(peer->failure.code(), "read from " + peer->failure.message())
-                           : Status(StatusCode::kPeerUnreachable, "read: peer is gone");
+                           ? Status(peer->failure.code(), verb + peer->failure.message())
+                           : Status(StatusCode::kPeerUnreachable, verb + "a peer that is gone");
           break;
         }
         ucp_request_param_t param{};
@@ -419,14 +512,16 @@ void UcxAgent::post_pieces() {
         param.cb.send = &UcxAgent::on_request_done;
         auto* req = new Request{op, piece.size_bytes};
         param.user_data = req;
-        ucs_status_ptr_t p = ucp_get_nbx(peer->ep, piece.local, piece.size_bytes, piece.remote_address, piece.rkey, &param);
+        ucs_status_ptr_t p =
+            serve ? ucp_tag_send_nbx(peer->ep, piece.local, piece.size_bytes, piece.tag, &param)
+                  : ucp_get_nbx(peer->ep, piece.local, piece.size_bytes, piece.remote_address, piece.rkey, &param);
         if (p == nullptr) {
           op->done_bytes += piece.size_bytes;
           delete req;
         } else if (UCS_PTR_IS_ERR(p)) {
           delete req;
-          op->status = Status(StatusCode::kPeerUnreachable, "read from peer '" + peer->name +
-                                                                "' failed to post: " + ucs_text(UCS_PTR_STATUS(p)));
+          op->status = Status(StatusCode::kPeerUnreachable, std::string(serve ? "serve to" : "read from") + " peer '" +
+                                                                peer->name + "' failed to post: " + ucs_text(UCS_PTR_STATUS(p)));
         } else {
           op->outstanding++;
         }
@@ -468,7 +563,7 @@ void UcxAgent::on_request_done(void* request, ucs_status_t status, void* user_da
   if (status == UCS_OK) {
     op->done_bytes += req->size_bytes;
   } else if (op->status.is_ok()) {
-    Peer* peer = op->agent->find_peer(op->peer);
+    Peer* peer = op->type == Op::Type::kServe ? op->agent->find_reader(op->peer) : op->agent->find_peer(op->peer);
     const std::string who = peer != nullptr ? "peer '" + peer->name + "'" : "peer";
     op->status = Status(StatusCode::kPeerUnreachable, std::string(op_verb(op->type)) + " from " + who +
                                                           " failed: " + ucs_text(status));
@@ -487,6 +582,7 @@ void UcxAgent::fail_peer(Peer* peer, Status why, const std::string& operation) {
   if (peer->failed) return;
   peer->failed = true;
   peer->failure = why;
+  if (peer->reverse) return;  // a reader we serve: its requests fail in advance_serves(); JS never connected it
   AgentEvent e;
   e.kind = AgentEvent::Kind::kPeerError;
   e.peer = peer->id;
@@ -533,7 +629,8 @@ void UcxAgent::force_close_endpoint(Peer* peer) {
 }
 
 void UcxAgent::advance_closes() {
-  for (auto& [id, peer] : peers_) {
+  for (auto* map : {&peers_, &readers_})
+  for (auto& [id, peer] : *map) {
     if (peer->failed && peer->ep != nullptr && peer->close_request == nullptr) {
       force_close_endpoint(peer.get());
     }
@@ -543,13 +640,20 @@ void UcxAgent::advance_closes() {
       peer->ep = nullptr;
     }
   }
+  // A failed reader's endpoint is gone: nothing can call back into it any more.
+  for (auto it = readers_.begin(); it != readers_.end();) {
+    const Peer& r = *it->second;
+    it = r.failed && r.ep == nullptr && r.close_request == nullptr ? readers_.erase(it) : std::next(it);
+  }
 }
 
 void UcxAgent::check_deadlines() {
   const auto now = Clock::now();
   for (auto& [id, op] : ops_) {
+    if (op->type == Op::Type::kServe) continue;  // the owner's side of a served read: advance_serves()
     if (!op->has_deadline || !op->status.is_ok() || now < op->deadline) continue;
-    if (op->next >= op->pieces.size() && op->outstanding == 0 && op->type != Op::Type::kNotify) continue;
+    const bool posted = op->served ? op->request_sent : op->next >= op->pieces.size();
+    if (posted && op->outstanding == 0 && op->type != Op::Type::kNotify) continue;
     if (op->type == Op::Type::kNotify && op->outstanding == 0) continue;
     Peer* peer = find_peer(op->peer);
     const std::string who = peer != nullptr ? "peer '" + peer->name + "'" : "peer";
@@ -565,9 +669,29 @@ void UcxAgent::check_deadlines() {
 void UcxAgent::finish_ops() {
   for (auto it = ops_.begin(); it != ops_.end();) {
     Op* op = it->second.get();
-    const bool all_posted = op->next >= op->pieces.size() || !op->status.is_ok();
+    if (op->type == Op::Type::kServe) {
+      ++it;  // internal: advance_serves() retires it
+      continue;
+    }
+    if (op->served && op->request_sent) {
+      // A failed owner sends nothing more: pieces still missing fail the read.
+      Peer* peer = find_peer(op->peer);
+      if (op->status.is_ok() && op->outstanding > 0 && (peer == nullptr || peer->failed)) {
+        op->status = peer != nullptr ? Status(peer->failure.code(), "read from " + peer->failure.message())
+                                     : Status(StatusCode::kPeerUnreachable, "read from a peer that is gone");
+      }
+      if (!op->status.is_ok()) cancel_receives(op);
+    }
+    if (op->reported) {  // failure already reported; UCX is finishing with it
+      it = op->outstanding == 0 ? ops_.erase(it) : std::next(it);
+      continue;
+    }
+    const bool all_posted = (op->served ? op->request_sent : op->next >= op->pieces.size()) || !op->status.is_ok();
     const bool notify_posted = op->type != Op::Type::kNotify || op->next > 0 || !op->status.is_ok();
-    if (!(all_posted && notify_posted && op->outstanding == 0)) {
+    // A failed served read is reported at once: a receive already matched to the owner's send
+    // completes only when the owner's endpoint goes (it closes it at its own deadline).
+    const bool report_early = op->served && op->request_sent && !op->status.is_ok();
+    if (!(all_posted && notify_posted && op->outstanding == 0) && !report_early) {
       ++it;
       continue;
     }
@@ -577,7 +701,12 @@ void UcxAgent::finish_ops() {
     e.status = op->status;
     e.peer = op->peer;
     e.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - op->start).count();
-    it = ops_.erase(it);
+    if (op->outstanding > 0) {
+      op->reported = true;
+      ++it;
+    } else {
+      it = ops_.erase(it);
+    }
     push_event(std::move(e));
   }
 }
@@ -690,6 +819,12 @@ Status UcxAgent::metadata(std::vector<uint8_t>* out) {
   Lock lk(this);
   Status st = check_open();
   if (!st.is_ok()) return st;
+  *out = encode_metadata(own_metadata());
+  return Status::ok();
+}
+
+// Lock held.
+AgentMetadata UcxAgent::own_metadata() const {
   AgentMetadata m;
   m.ucx_major = ucx_major_;
   m.ucx_minor = ucx_minor_;
@@ -697,13 +832,13 @@ Status UcxAgent::metadata(std::vector<uint8_t>* out) {
   m.uid = uid_;
   m.tcp_segment_bytes = tcp_segment_bytes_;
   m.name = options_.name;
+  m.host = host_;
   const auto* a = reinterpret_cast<const uint8_t*>(worker_address_);
   m.worker_address.assign(a, a + worker_address_len_);
   for (auto& [id, r] : regions_) {
     m.regions.push_back(RegionMetadata{id, reinterpret_cast<uint64_t>(r.base), r.size_bytes, r.allocated, r.rkey});
   }
-  *out = encode_metadata(m);
-  return Status::ok();
+  return m;
 }
 
 Status UcxAgent::connect(const uint8_t* blob, size_t size, PeerInfo* out) {
@@ -736,6 +871,7 @@ Status UcxAgent::connect(const uint8_t* blob, size_t size, PeerInfo* out) {
     p->id = next_peer_++;
     p->name = m.name;
     p->uid = m.uid;
+    p->served = decide_served(m);
     ucp_ep_params_t ep{};
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                     UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_NAME;
@@ -764,7 +900,7 @@ Status UcxAgent::connect(const uint8_t* blob, size_t size, PeerInfo* out) {
     }
     peer->regions[reg.id] = std::move(rr);
   }
-  *out = PeerInfo{peer->id, peer->name, static_cast<uint32_t>(peer->regions.size())};
+  *out = PeerInfo{peer->id, peer->name, static_cast<uint32_t>(peer->regions.size()), peer->served};
   kick();
   return Status::ok();
 }
@@ -891,13 +1027,22 @@ Status UcxAgent::post_read(uint32_t local_list, const uint32_t* local_idx, uint3
   op->has_deadline = timeout_ms > 0;
   op->timeout_ms = timeout_ms;
   op->deadline = op->start + std::chrono::milliseconds(timeout_ms);
+  op->served = peer->served;
   for (const PairedRun& run : runs) {
     uint8_t* local = local_address(run.local_region, run.local_offset_bytes);
     const RemoteRegion& rr = peer->regions.at(run.remote_region);
     if (local == nullptr) return Status(StatusCode::kInvalidArgument, "local region " + std::to_string(run.local_region) + " was freed");
-    for (uint64_t off = 0; off < run.size_bytes; off += kMaxGetPieceBytes) {
-      const uint64_t n = std::min(kMaxGetPieceBytes, run.size_bytes - off);
-      op->pieces.push_back(Piece{local + off, nullptr, rr.meta.base + run.remote_offset_bytes + off, rr.rkey, n});
+    const uint64_t piece_bytes = op->served ? kServedPieceBytes : kMaxGetPieceBytes;
+    for (uint64_t off = 0; off < run.size_bytes; off += piece_bytes) {
+      const uint64_t n = std::min(piece_bytes, run.size_bytes - off);
+      // Served: remote_address holds the owner's region offset; the owner sends, we receive.
+      if (op->served) {
+        op->pieces.push_back(Piece{local + off, nullptr, run.remote_offset_bytes + off, nullptr, n,
+                                   (op->id << 32) | op->pieces.size()});
+        op->runs.push_back(PairedRun{run.local_region, 0, run.remote_region, run.remote_offset_bytes + off, n});
+      } else {
+        op->pieces.push_back(Piece{local + off, nullptr, rr.meta.base + run.remote_offset_bytes + off, rr.rkey, n});
+      }
     }
     op->total_bytes += run.size_bytes;
   }
@@ -976,6 +1121,242 @@ Status UcxAgent::post_notify(uint32_t peer_id, const uint8_t* data, size_t size,
   return Status::ok();
 }
 
+
+// ---- served reads (served_read.h) -------------------------------------------------------------
+
+// Sends op->message as an eager active message; completion is counted in op->outstanding.
+Status UcxAgent::send_message(Op* op, ucp_ep_h ep, unsigned am_id) {
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  param.cb.send = &UcxAgent::on_request_done;
+  param.flags = UCP_AM_SEND_FLAG_EAGER;  // delivered whole in the receive callback, never rendezvous
+  auto* req = new Request{op, 0};
+  param.user_data = req;
+  ucs_status_ptr_t p = ucp_am_send_nbx(ep, am_id, nullptr, 0, op->message.data(), op->message.size(), &param);
+  if (p == nullptr) {
+    delete req;
+    return Status::ok();
+  }
+  if (UCS_PTR_IS_ERR(p)) {
+    delete req;
+    return Status(StatusCode::kPeerUnreachable, ucs_text(UCS_PTR_STATUS(p)));
+  }
+  op->outstanding++;
+  return Status::ok();
+}
+
+// Reader side: post a tagged receive per piece straight into its destination, then ask the
+// owner to send. Our metadata rides along every time (under 1 KiB): an owner that lost its endpoint
+// to us (its deadline closed it) makes a new one instead of dropping the request.
+void UcxAgent::post_serve_request(Op* op, Peer* peer) {
+  op->request_sent = true;
+  if (peer == nullptr || peer->failed || peer->ep == nullptr) {
+    op->status = peer != nullptr && !peer->failure.is_ok() ? Status(peer->failure.code(), "read from " + peer->failure.message())
+                                                           : Status(StatusCode::kPeerUnreachable, "read from a peer that is gone");
+    return;
+  }
+  op->recvs.assign(op->pieces.size(), nullptr);
+  for (size_t i = 0; i < op->pieces.size(); ++i) {
+    const Piece& piece = op->pieces[i];
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    param.cb.recv = &UcxAgent::on_recv_done;
+    auto* req = new Request{op, piece.size_bytes, i};
+    param.user_data = req;
+    ucs_status_ptr_t p = ucp_tag_recv_nbx(worker_, piece.local, piece.size_bytes, piece.tag, ~ucp_tag_t(0), &param);
+    if (UCS_PTR_IS_ERR(p) || p == nullptr) {
+      delete req;
+      op->status = Status(StatusCode::kTransport, "cannot post a receive: " + ucs_text(UCS_PTR_STATUS(p)));
+      return;
+    }
+    op->recvs[i] = p;
+    op->outstanding++;
+  }
+  ServeRequest q;
+  q.tag_base = op->id << 32;
+  q.reader_uid = uid_;
+  if (op->has_deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(op->deadline - Clock::now()).count();
+    q.budget_ms = static_cast<uint32_t>(std::max<int64_t>(1, left));
+  }
+  q.reader_metadata = encode_metadata(own_metadata());
+  q.pieces.reserve(op->runs.size());
+  for (const PairedRun& r : op->runs) q.pieces.push_back(ServedPiece{r.remote_region, r.remote_offset_bytes, r.size_bytes});
+  op->message = encode_serve_request(q);
+  Status st = send_message(op, peer->ep, kServeRequestAmId);
+  if (!st.is_ok()) {
+    op->status = Status(st.code(), "read from peer '" + peer->name + "' failed to post: " + st.message());
+    return;
+  }
+}
+
+void UcxAgent::on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data) {
+  auto* req = static_cast<Request*>(user_data);
+  Op* op = req->op;
+  op->outstanding--;
+  op->recvs[req->recv_slot] = nullptr;
+  if (status == UCS_OK && info->length == req->size_bytes) {
+    op->done_bytes += req->size_bytes;
+  } else if (op->status.is_ok()) {
+    Peer* peer = op->agent->find_peer(op->peer);
+    const std::string who = peer != nullptr ? "peer '" + peer->name + "'" : "peer";
+    op->status = status != UCS_OK ? Status(StatusCode::kPeerUnreachable, "read from " + who + " failed: " + ucs_text(status))
+                                  : Status(StatusCode::kTransport, "read from " + who + ": piece " + std::to_string(req->recv_slot) +
+                                                                       " came with " + std::to_string(info->length) + " of " +
+                                                                       std::to_string(req->size_bytes) + " bytes");
+  }
+  delete req;
+  ucp_request_free(request);
+}
+
+// A failed served read: receives not yet matched complete (UCS_ERR_CANCELED) on the next progress.
+void UcxAgent::cancel_receives(Op* op) {
+  if (op->cancelled) return;
+  op->cancelled = true;
+  for (void* r : op->recvs) {
+    if (r != nullptr) ucp_request_cancel(worker_, r);
+  }
+}
+
+// Owner side, in ucp_worker_progress: only queue (endpoints are created outside callbacks).
+ucs_status_t UcxAgent::on_serve_request(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                        const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<UcxAgent*>(arg);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) return UCS_OK;  // hpd sends these eagerly
+  ServeRequest q;
+  if (!decode_serve_request(static_cast<const uint8_t*>(data), length, &q).is_ok()) return UCS_OK;
+  self->serve_queue_.push_back(std::move(q));
+  return UCS_OK;
+}
+
+// Reader side: the owner refused or gave up.
+ucs_status_t UcxAgent::on_serve_reply(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                      const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<UcxAgent*>(arg);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) return UCS_OK;
+  ServeReply r;
+  if (!decode_serve_reply(static_cast<const uint8_t*>(data), length, &r).is_ok()) return UCS_OK;
+  auto it = self->ops_.find(r.tag_base >> 32);
+  if (it == self->ops_.end()) return UCS_OK;
+  Op* op = it->second.get();
+  Peer* peer = self->find_peer(op->peer);
+  if (!op->served || peer == nullptr || peer->uid != r.owner_uid || r.code == StatusCode::kOk) return UCS_OK;
+  if (op->status.is_ok()) op->status = Status(r.code, "read from peer '" + peer->name + "' refused: " + r.message);
+  return UCS_OK;
+}
+
+// Owner side: turn queued requests into kServe ops. A request we cannot answer (no endpoint to
+// its reader) is dropped; the reader's deadline reports it.
+void UcxAgent::start_serves() {
+  std::vector<ServeRequest> queue;
+  queue.swap(serve_queue_);
+  for (const ServeRequest& q : queue) {
+    Peer* reader = nullptr;
+    Status st = accept_reader(q, &reader);
+    if (reader == nullptr) continue;
+    auto op = std::make_unique<Op>();
+    op->type = Op::Type::kServe;
+    op->agent = this;
+    op->id = next_op_++;
+    op->peer = reader->id;
+    op->tag_base = q.tag_base;
+    op->start = Clock::now();
+    op->has_deadline = q.budget_ms > 0;
+    op->timeout_ms = q.budget_ms;
+    op->deadline = op->start + std::chrono::milliseconds(q.budget_ms);
+    if (st.is_ok()) st = plan_serve(q, op.get());
+    op->status = st;
+    ops_[op->id] = std::move(op);
+  }
+}
+
+// Finds (or, from the metadata in the request, creates) the endpoint to the reader.
+Status UcxAgent::accept_reader(const ServeRequest& q, Peer** out) {
+  Peer* reader = nullptr;
+  for (auto& [id, p] : readers_) {
+    if (p->uid == q.reader_uid && !p->failed) reader = p.get();
+  }
+  *out = reader;
+  if (reader != nullptr) return Status::ok();
+  AgentMetadata m;
+  Status st = decode_metadata(q.reader_metadata.data(), q.reader_metadata.size(), &m);
+  if (!st.is_ok()) return st;
+  if (m.uid != q.reader_uid) return Status(StatusCode::kInvalidArgument, "served read whose metadata names another agent");
+  auto p = std::make_unique<Peer>();
+  p->agent = this;
+  p->id = next_peer_++;
+  p->name = m.name;
+  p->uid = m.uid;
+  p->reverse = true;
+  ucp_ep_params_t ep{};
+  ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                  UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_NAME;
+  ep.address = reinterpret_cast<const ucp_address_t*>(m.worker_address.data());
+  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_handler.cb = &UcxAgent::on_ep_error;
+  ep.err_handler.arg = p.get();
+  ep.name = p->name.c_str();
+  if (ucp_ep_create(worker_, &ep, &p->ep) != UCS_OK) return Status(StatusCode::kPeerUnreachable, "cannot reach reader '" + m.name + "'");
+  *out = p.get();
+  readers_[p->id] = std::move(p);
+  return Status::ok();  // segment sizes were compared by the reader's connect()
+}
+
+// Validates every piece against our regions (nothing is sent unless all are valid).
+Status UcxAgent::plan_serve(const ServeRequest& q, Op* op) {
+  for (size_t i = 0; i < q.pieces.size(); ++i) {
+    const ServedPiece& piece = q.pieces[i];
+    auto own = regions_.find(piece.owner_region);
+    const std::string which = "piece " + std::to_string(i) + " ";
+    if (own == regions_.end()) {
+      return Status(StatusCode::kInvalidArgument, which + "names region " + std::to_string(piece.owner_region) + ", which the owner does not have");
+    }
+    const uint64_t size = own->second.size_bytes;
+    if (piece.owner_offset_bytes > size || piece.size_bytes > size - piece.owner_offset_bytes) {
+      return Status(StatusCode::kOutOfRange, which + "is past the end of region " + std::to_string(piece.owner_region));
+    }
+    op->pieces.push_back(Piece{own->second.base + piece.owner_offset_bytes, nullptr, 0, nullptr, piece.size_bytes, q.tag_base | i});
+    op->total_bytes += piece.size_bytes;
+  }
+  return Status::ok();
+}
+
+// Owner side: sends done → retire; refused or failed → reply so the reader stops waiting.
+void UcxAgent::advance_serves() {
+  const auto now = Clock::now();
+  for (auto it = ops_.begin(); it != ops_.end();) {
+    Op* op = it->second.get();
+    if (op->type != Op::Type::kServe) {
+      ++it;
+      continue;
+    }
+    Peer* reader = find_reader(op->peer);
+    const bool alive = reader != nullptr && !reader->failed && reader->ep != nullptr;
+    if (op->status.is_ok() && !alive) op->status = Status(StatusCode::kPeerUnreachable, "the reader is gone");
+    if (op->phase == Op::ServePhase::kSending && op->status.is_ok() && op->has_deadline && now >= op->deadline &&
+        (op->next < op->pieces.size() || op->outstanding > 0)) {
+      op->status = Status(StatusCode::kTimeout, "the owner stopped at the reader's deadline (" + std::to_string(op->timeout_ms) +
+                                                    " ms) with " + std::to_string(op->done_bytes) + " of " +
+                                                    std::to_string(op->total_bytes) + " bytes sent");
+      // Sends cannot be cancelled: closing the endpoint is what stops them (and the reader
+      // reconnects with fresh metadata after its own deadline anyway).
+      if (op->outstanding > 0 && reader != nullptr) fail_peer(reader, op->status, "timeout");
+    }
+    if (op->phase == Op::ServePhase::kSending && (op->next >= op->pieces.size() || !op->status.is_ok()) && op->outstanding == 0) {
+      op->phase = Op::ServePhase::kReplying;
+      if (!op->status.is_ok() && reader != nullptr && !reader->failed && reader->ep != nullptr) {
+        op->message = encode_serve_reply(ServeReply{op->tag_base, uid_, op->status.code(), op->status.message()});
+        send_message(op, reader->ep, kServeReplyAmId);  // a failed send means the reader is gone
+      }
+    }
+    if (op->phase == Op::ServePhase::kReplying && op->outstanding == 0) {
+      it = ops_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+}
+
 // ---- teardown -------------------------------------------------------------------------------
 
 Status UcxAgent::close() {
@@ -986,7 +1367,11 @@ Status UcxAgent::close() {
   std::lock_guard<std::mutex> lk(mu_);
   closed_ = true;
   if (worker_ != nullptr) {
-    for (auto& [id, peer] : peers_) {
+    for (auto& [oid, op] : ops_) {
+      if (op->served) cancel_receives(op.get());
+    }
+    for (auto* map : {&peers_, &readers_})
+    for (auto& [id, peer] : *map) {
       if (peer->ep != nullptr && peer->close_request == nullptr) {
         force_close_endpoint(peer.get());
       }
@@ -996,7 +1381,8 @@ Status UcxAgent::close() {
     while (Clock::now() < until) {
       ucp_worker_progress(worker_);
       bool waiting = false;
-      for (auto& [id, peer] : peers_) {
+      for (auto* map : {&peers_, &readers_})
+      for (auto& [id, peer] : *map) {
         if (peer->close_request != nullptr) {
           if (ucp_request_check_status(peer->close_request) != UCS_INPROGRESS) {
             ucp_request_free(peer->close_request);
@@ -1011,7 +1397,8 @@ Status UcxAgent::close() {
       for (auto& [oid, op] : ops_) outstanding = outstanding || op->outstanding > 0;
       if (!waiting && !outstanding) break;
     }
-    for (auto& [id, peer] : peers_) {
+    for (auto* map : {&peers_, &readers_})
+    for (auto& [id, peer] : *map) {
       for (auto& [rid, rr] : peer->regions) {
         if (rr.rkey != nullptr) ucp_rkey_destroy(rr.rkey);
         rr.rkey = nullptr;

@@ -40,7 +40,7 @@ export class DecodeWorker {
     const {plan, decodeTensorBytes, prefillTensorBytes} = this.bench
     let registrationMs = 0
     for (let rank = 0; rank < plan.decode.tp; rank++) {
-      const agent = TransferAgent.create({name: `decode-r${rank}`, transport: this.options.transport, tcpSegmentBytes: this.options.tcpSegmentBytes, defaultTimeoutMs: this.options.timeoutMs})
+      const agent = TransferAgent.create({name: `decode-r${rank}`, transport: this.options.transport, tcpSegmentBytes: this.options.tcpSegmentBytes, readProtocol: this.options.readProtocol, defaultTimeoutMs: this.options.timeoutMs})
       this.agents.push(agent)
       const t0 = performance.now()
       this.tensors.push(Array.from({length: plan.decode.numTensors}, () => agent.allocRegion(decodeTensorBytes)))
@@ -71,9 +71,11 @@ export class DecodeWorker {
       }
     }
     const handshakeMs = performance.now() - t0
+    const protocols = new Set(this.peers.flatMap((peers) => peers.filter((p) => p !== undefined).map((p) => p.readProtocol)))
+    const readProtocol = protocols.size === 1 ? [...protocols][0] : 'mixed'
     const t1 = performance.now()
     this.prepared = requests.map((req, caseIndex) => this.prepareCase(req, caseIndex, prefill))
-    return {type: 'connected', handshakeMs, prepareMs: performance.now() - t1}
+    return {type: 'connected', handshakeMs, prepareMs: performance.now() - t1, readProtocol}
   }
 
   private prepareCase(req: RequestReadPlan, caseIndex: number, prefill: readonly AgentAnnouncement[]): PreparedPair[] {

@@ -12,6 +12,7 @@ const flags: BenchTransferFlags = {
   requests: 8,
   transport: 'auto',
   tcpSegmentBytes: 262_144,
+  readProtocol: 'auto',
   verify: 'full',
   injectFault: undefined,
   attentionBackend: 'cpu',
@@ -31,6 +32,7 @@ describe('benchTransferOptions', () => {
     [{injectFault: 'flip'}, /--inject-fault must be one of corrupt\|stale\|short\|kill-peer/],
     [{injectFault: 'corrupt', verify: 'off'}, /corrupt needs --verify full or digest/],
     [{tcpSegmentBytes: 100}, /--tcp-segment-bytes must be 0/],
+    [{readProtocol: 'rdma'}, /--read-protocol must be one of auto\|get\|served, got "rdma"/],
   ])('rejects %o naming the flag', (patch, message) => {
     expect(() => benchTransferOptions({...flags, ...patch})).toThrow(UsageError)
     expect(() => benchTransferOptions({...flags, ...patch})).toThrow(message)

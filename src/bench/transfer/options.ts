@@ -1,6 +1,6 @@
 import {UsageError} from '../../errors.js'
 import {ATTENTION_BACKENDS, type AttentionBackend} from '../../layout/index.js'
-import {TRANSPORT_KINDS, type TransportKind} from '../../transport/index.js'
+import {READ_PROTOCOLS, type ReadProtocol, TRANSPORT_KINDS, type TransportKind} from '../../transport/index.js'
 import {type BenchTransferOptions, INJECTED_FAULTS, type InjectedFault, VERIFY_MODES, type VerifyMode} from './types.js'
 
 /** What the command line gives, before validation. */
@@ -12,6 +12,7 @@ export interface BenchTransferFlags {
   readonly requests: number
   readonly transport: string
   readonly tcpSegmentBytes: number
+  readonly readProtocol: string
   readonly verify: string
   readonly injectFault: string | undefined
   readonly attentionBackend: string
@@ -50,6 +51,9 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
   if (!Number.isSafeInteger(f.tcpSegmentBytes) || f.tcpSegmentBytes < 0 || (f.tcpSegmentBytes > 0 && f.tcpSegmentBytes < 1024) || f.tcpSegmentBytes > 64 << 20) {
     throw bad('tcp-segment-bytes', `must be 0 (UCX default) or an integer in [1024, 67108864], got ${f.tcpSegmentBytes}`, 'The default 262144 is what hpd tunes TCP to.')
   }
+  if (!READ_PROTOCOLS.includes(f.readProtocol as ReadProtocol)) {
+    throw bad('read-protocol', `must be one of ${READ_PROTOCOLS.join('|')}, got "${f.readProtocol}"`, 'auto serves reads over TCP and uses one-sided GETs over shared memory and RDMA.')
+  }
   return {
     model: f.model,
     prefillTp: f.tp,
@@ -58,6 +62,7 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
     requests: f.requests,
     transport: f.transport as TransportKind,
     tcpSegmentBytes: f.tcpSegmentBytes,
+    readProtocol: f.readProtocol as ReadProtocol,
     verify: f.verify as VerifyMode,
     attentionBackend: f.attentionBackend as AttentionBackend,
     ...(f.injectFault === undefined ? {} : {fault: f.injectFault as InjectedFault}),

@@ -160,6 +160,7 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
       decodeTp: options.decodeTp,
       transport: options.transport,
       tcpSegmentBytes: options.tcpSegmentBytes ?? 256 * 1024,
+      readProtocol: dConnected.readProtocol ?? 'get',
       verify: options.verify,
       registrationMs,
       firstHandshakeMs: dConnected.handshakeMs,

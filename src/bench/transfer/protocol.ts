@@ -35,7 +35,7 @@ export interface ReadReport {
 
 export type FromWorker =
   | {readonly type: 'ready'; readonly agents: readonly AgentAnnouncement[]; readonly registrationMs: number}
-  | {readonly type: 'connected'; readonly handshakeMs: number; readonly prepareMs: number}
+  | {readonly type: 'connected'; readonly handshakeMs: number; readonly prepareMs: number; readonly readProtocol?: 'get' | 'served' | 'mixed'}
   | {readonly type: 'filled'; readonly digests?: readonly string[]}
   | {readonly type: 'read-done'; readonly report: ReadReport}
   | {readonly type: 'error'; readonly error: SerializedError}

@@ -1,5 +1,5 @@
 import type {AttentionBackend} from '../../layout/index.js'
-import type {TransportKind} from '../../transport/index.js'
+import type {ReadProtocol, TransportKind} from '../../transport/index.js'
 
 export type VerifyMode = 'full' | 'digest' | 'off'
 export const VERIFY_MODES: readonly VerifyMode[] = ['full', 'digest', 'off']
@@ -18,6 +18,8 @@ export interface BenchTransferOptions {
   readonly transport: TransportKind
   /** 0 = UCX's default TCP segments (the comparison point for the tuned default). */
   readonly tcpSegmentBytes?: number
+  /** How the decode side reads (TransferAgentOptions.readProtocol); auto when omitted. */
+  readonly readProtocol?: ReadProtocol
   readonly verify: VerifyMode
   readonly attentionBackend: AttentionBackend
   readonly fault?: InjectedFault
@@ -66,6 +68,8 @@ export interface BenchTransferResult {
   readonly decodeTp: number
   readonly transport: TransportKind
   readonly tcpSegmentBytes: number
+  /** What the decode ranks' reads actually used: UCX GETs, or PUTs served by the prefill side. */
+  readonly readProtocol: 'get' | 'served' | 'mixed'
   readonly verify: VerifyMode
   /** Max over both sides: allocating (registering) every rank's tensors with UCX. */
   readonly registrationMs: number

@@ -1,0 +1,62 @@
+// Served reads: the wire format of a READ that the owner executes as tagged sends.
+//
+// Over TCP, UCX 1.13 has no one-sided GET (nor PUT: its RMA lanes need short/bcopy support TCP
+// lacks): ucp_get_nbx/ucp_put_nbx are emulated with active messages that pack every byte into a
+// bounce segment on one side and unpack it on the other (four copies per byte counting the
+// kernel's two; 2.8 GB/s on loopback with 256 KiB segments, 0.97 GB/s at UCX's defaults).
+// UCX's tag-matched rendezvous, however, moves a large message with TCP's zero-copy PUT: the
+// sender sendmsg()s from its buffer and the receiver recv()s straight into the posted buffer
+// (two copies, 6-7 GB/s). A served read uses that:
+//
+//   reader          posts one tagged receive per piece, straight into its destination memory
+//   reader → owner  SERVE_REQUEST  tag base, reader uid, budget, [reader metadata], pieces
+//   owner  → reader one tagged send per piece (tag = tag base | piece index), at most
+//                   kMaxOutstandingServe in flight
+//   owner  → reader SERVE_REPLY    only when the owner refuses or gives up: status and message
+//
+// The read completes when every receive has. Every request carries the reader's metadata (the
+// owner makes its endpoint to the reader from it, or reuses a live one); the owner refuses a bad request (unknown region, out of
+// bounds) with a reply before sending anything. The budget is the time left until the reader's
+// deadline: past it the owner posts nothing more and force-closes its endpoint to the reader,
+// which cancels what it still had in flight.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hpd/status.h"
+
+namespace hpd::transport {
+
+constexpr unsigned kServeRequestAmId = 0x4851;
+constexpr unsigned kServeReplyAmId = 0x4852;
+
+/** One piece to send: a range of an owner region; the reader's receive for it is tagged tag_base | index. */
+struct ServedPiece {
+  uint32_t owner_region = 0;
+  uint64_t owner_offset_bytes = 0;
+  uint64_t size_bytes = 0;
+};
+
+struct ServeRequest {
+  uint64_t tag_base = 0;                  // low 32 bits zero; piece i is tagged tag_base | i
+  uint64_t reader_uid = 0;
+  uint32_t budget_ms = 0;                 // time left until the reader's deadline; 0 = none
+  std::vector<uint8_t> reader_metadata;   // its worker address: the owner's endpoint to the reader
+  std::vector<ServedPiece> pieces;
+};
+
+struct ServeReply {
+  uint64_t tag_base = 0;
+  uint64_t owner_uid = 0;
+  StatusCode code = StatusCode::kOk;
+  std::string message;
+};
+
+std::vector<uint8_t> encode_serve_request(const ServeRequest& r);
+Status decode_serve_request(const uint8_t* data, size_t size, ServeRequest* out);
+std::vector<uint8_t> encode_serve_reply(const ServeReply& r);
+Status decode_serve_reply(const uint8_t* data, size_t size, ServeReply* out);
+
+}  // namespace hpd::transport
