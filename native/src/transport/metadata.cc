@@ -27,6 +27,8 @@ std::vector<uint8_t> encode_metadata(const AgentMetadata& meta) {
   w.raw(meta.host.data(), meta.host.size());
   w.u32(static_cast<uint32_t>(meta.worker_address.size()));
   w.raw(meta.worker_address.data(), meta.worker_address.size());
+  w.u32(static_cast<uint32_t>(meta.bulk_worker_address.size()));
+  w.raw(meta.bulk_worker_address.data(), meta.bulk_worker_address.size());
   w.u32(static_cast<uint32_t>(meta.regions.size()));
   for (const auto& r : meta.regions) {
     w.u32(r.id);
@@ -66,7 +68,11 @@ Status decode_metadata(const uint8_t* data, size_t size, AgentMetadata* out) {
   std::vector<uint8_t> host;
   if (!r.u16(&host_len) || !r.bytes(host_len, &host)) return truncated();
   m.host.assign(host.begin(), host.end());
-  if (!r.u32(&addr_len) || !r.bytes(addr_len, &m.worker_address) || !r.u32(&count)) return truncated();
+  uint32_t bulk_len = 0;
+  if (!r.u32(&addr_len) || !r.bytes(addr_len, &m.worker_address) || !r.u32(&bulk_len) ||
+      !r.bytes(bulk_len, &m.bulk_worker_address) || !r.u32(&count)) {
+    return truncated();
+  }
   if (count > (1u << 20)) return Status(StatusCode::kInvalidArgument, "peer metadata lists an absurd region count");
   m.regions.resize(count);
   for (auto& reg : m.regions) {

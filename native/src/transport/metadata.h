@@ -3,6 +3,7 @@
 //
 //   "HPDM" u32 format | u32 ucx major, minor, release | u64 agent uid | u64 tcp segment bytes
 //   u16 name length, name | u16 host length, host | u32 worker address length, address
+//   u32 bulk worker address length, address
 //   u32 region count, then per region: u32 id, u64 base, u64 size, u8 allocated, u32 rkey length, rkey
 #pragma once
 
@@ -29,6 +30,7 @@ struct AgentMetadata {
   std::string name;
   std::string host;  // "<hostname>/<boot id>": peers on one host can map each other's shared memory
   std::vector<uint8_t> worker_address;
+  std::vector<uint8_t> bulk_worker_address;  // served reads' data path (ucx_agent.cc: bulk_worker_)
   std::vector<RegionMetadata> regions;
 };
 

@@ -3,22 +3,27 @@
 // Over TCP, UCX 1.13 has no one-sided GET (nor PUT: its RMA lanes need short/bcopy support TCP
 // lacks): ucp_get_nbx/ucp_put_nbx are emulated with active messages that pack every byte into a
 // bounce segment on one side and unpack it on the other (four copies per byte counting the
-// kernel's two; 2.8 GB/s on loopback with 256 KiB segments, 0.97 GB/s at UCX's defaults).
-// UCX's tag-matched rendezvous, however, moves a large message with TCP's zero-copy PUT: the
-// sender sendmsg()s from its buffer and the receiver recv()s straight into the posted buffer
-// (two copies, 6-7 GB/s). A served read uses that:
+// kernel's two; its speed then depends on the segment size: 3x between UCX's 8K/64K and 256 KiB).
+// UCX's tag-matched rendezvous instead moves a large message with TCP's zero-copy PUT: the sender
+// sendmsg()s from its buffer and the receiver recv()s straight into the posted buffer (two
+// copies, no user-space copy left in a profile; segment size no longer matters). UCX only does
+// that between endpoints without peer error handling, so the data travels between the agents'
+// bulk workers (ucx_agent.cc: bulk_worker_) while requests, replies and failure detection stay
+// on the main workers. A served read:
 //
 //   reader          posts one tagged receive per piece, straight into its destination memory
-//   reader → owner  SERVE_REQUEST  tag base, reader uid, budget, [reader metadata], pieces
+//   reader → owner  SERVE_REQUEST  tag base, reader uid, budget, reader metadata, pieces
 //   owner  → reader one tagged send per piece (tag = tag base | piece index), at most
 //                   kMaxOutstandingServe in flight
 //   owner  → reader SERVE_REPLY    only when the owner refuses or gives up: status and message
 //
 // The read completes when every receive has. Every request carries the reader's metadata (the
-// owner makes its endpoint to the reader from it, or reuses a live one); the owner refuses a bad request (unknown region, out of
-// bounds) with a reply before sending anything. The budget is the time left until the reader's
-// deadline: past it the owner posts nothing more and force-closes its endpoint to the reader,
-// which cancels what it still had in flight.
+// owner makes its bulk endpoint to the reader from it, or reuses a live one); the owner refuses
+// a bad request (unknown region, out of bounds) with a reply before sending anything. The budget
+// is the time left until the reader's deadline: past it the owner posts nothing more and
+// force-closes its endpoint to the reader, which cancels what it still had in flight. A reader
+// whose read failed cancels its receives not yet matched, so a late send lands in UCX's
+// unexpected queue, never in memory; a piece already matched may still complete.
 #pragma once
 
 #include <cstdint>

@@ -204,7 +204,9 @@ class UcxAgent final : public Agent {
   void force_close_endpoint(Peer* peer);
   AgentMetadata own_metadata() const;
   bool decide_served(const AgentMetadata& peer) const;
-  Status set_am_handler(unsigned id, ucp_am_recv_callback_t cb);
+  Status set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb);
+  Status create_worker(ucp_worker_h* worker, ucp_address_t** address, size_t* address_len, int* efd);
+  unsigned progress_workers();
   // Served reads (served_read.h): reader side, then serving side.
   void post_serve_request(Op* op, Peer* peer);
   Status send_message(Op* op, ucp_ep_h ep, unsigned am_id);
@@ -273,6 +275,16 @@ class UcxAgent final : public Agent {
   ucp_address_t* worker_address_ = nullptr;
   size_t worker_address_len_ = 0;
   int efd_ = -1;
+  // The bulk worker carries served reads' data only: tagged receives on the reader, sends on the
+  // owner over endpoints without UCX peer error handling. UCX picks its zero-copy rendezvous
+  // (TCP PUT straight into the posted buffer) only for such endpoints (with peer error handling it
+  // wants memory invalidation, which TCP lacks, and copies every byte through a bounce segment).
+  // Failures still surface: peer death through the main worker's endpoints (keepalive), a
+  // stuck owner through deadlines on both sides.
+  ucp_worker_h bulk_worker_ = nullptr;
+  ucp_address_t* bulk_address_ = nullptr;
+  size_t bulk_address_len_ = 0;
+  int bulk_efd_ = -1;
 
   std::mutex mu_;
   std::atomic<int> js_waiting_{0};
@@ -365,21 +377,11 @@ Status UcxAgent::init() {
     context_ = nullptr;
     return Status(StatusCode::kTransport, "ucp_init failed: " + ucs_text(s));
   }
-  ucp_worker_params_t wp{};
-  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
-  s = ucp_worker_create(context_, &wp, &worker_);
-  if (s != UCS_OK) {
-    worker_ = nullptr;
-    return Status(StatusCode::kTransport, "ucp_worker_create failed: " + ucs_text(s));
-  }
-  s = ucp_worker_get_address(worker_, &worker_address_, &worker_address_len_);
-  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_address failed: " + ucs_text(s));
-  s = ucp_worker_get_efd(worker_, &efd_);
-  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_efd failed: " + ucs_text(s));
-  if (!(st = set_am_handler(kNotifyAmId, &UcxAgent::on_notify)).is_ok()) return st;
-  if (!(st = set_am_handler(kServeRequestAmId, &UcxAgent::on_serve_request)).is_ok()) return st;
-  if (!(st = set_am_handler(kServeReplyAmId, &UcxAgent::on_serve_reply)).is_ok()) return st;
+  if (!(st = create_worker(&worker_, &worker_address_, &worker_address_len_, &efd_)).is_ok()) return st;
+  if (!(st = create_worker(&bulk_worker_, &bulk_address_, &bulk_address_len_, &bulk_efd_)).is_ok()) return st;
+  if (!(st = set_am_handler(worker_, kNotifyAmId, &UcxAgent::on_notify)).is_ok()) return st;
+  if (!(st = set_am_handler(worker_, kServeRequestAmId, &UcxAgent::on_serve_request)).is_ok()) return st;
+  if (!(st = set_am_handler(bulk_worker_, kServeReplyAmId, &UcxAgent::on_serve_reply)).is_ok()) return st;
   char hostname[256] = {};
   gethostname(hostname, sizeof(hostname) - 1);
   std::string boot_id;
@@ -392,13 +394,35 @@ Status UcxAgent::init() {
   return Status::ok();
 }
 
-Status UcxAgent::set_am_handler(unsigned id, ucp_am_recv_callback_t cb) {
+Status UcxAgent::create_worker(ucp_worker_h* worker, ucp_address_t** address, size_t* address_len, int* efd) {
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+  ucs_status_t s = ucp_worker_create(context_, &wp, worker);
+  if (s != UCS_OK) {
+    *worker = nullptr;
+    return Status(StatusCode::kTransport, "ucp_worker_create failed: " + ucs_text(s));
+  }
+  s = ucp_worker_get_address(*worker, address, address_len);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_address failed: " + ucs_text(s));
+  s = ucp_worker_get_efd(*worker, efd);
+  if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_get_efd failed: " + ucs_text(s));
+  return Status::ok();
+}
+
+unsigned UcxAgent::progress_workers() {
+  unsigned progressed = 0;
+  for (unsigned n; (n = ucp_worker_progress(worker_) + ucp_worker_progress(bulk_worker_)) != 0;) progressed += n;
+  return progressed;
+}
+
+Status UcxAgent::set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb) {
   ucp_am_handler_param_t hp{};
   hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
   hp.id = id;
   hp.cb = cb;
   hp.arg = this;
-  ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &hp);
+  ucs_status_t s = ucp_worker_set_am_recv_handler(worker, &hp);
   if (s != UCS_OK) return Status(StatusCode::kTransport, "ucp_worker_set_am_recv_handler failed: " + ucs_text(s));
   return Status::ok();
 }
@@ -430,8 +454,7 @@ void UcxAgent::run() {
       if (stop_.load()) break;
       start_serves();
       post_pieces();
-      unsigned progressed = 0;
-      for (unsigned n; (n = ucp_worker_progress(worker_)) != 0;) progressed += n;
+      const unsigned progressed = progress_workers();
       const auto now = Clock::now();
       if (progressed > 0) {
         active_until = now + active_window_;
@@ -449,7 +472,10 @@ void UcxAgent::run() {
       more_work = more_work || !serve_queue_.empty();
       // Traffic in the last spin window: poll again instead of arming and sleeping.
       spin = !more_work && now < spin_until;
-      if (!more_work && !spin) armed = ucp_worker_arm(worker_);
+      if (!more_work && !spin) {
+        armed = ucp_worker_arm(worker_);
+        if (armed == UCS_OK) armed = ucp_worker_arm(bulk_worker_);
+      }
     }
     {
       std::lock_guard<std::mutex> lk(events_mu_);
@@ -474,8 +500,8 @@ void UcxAgent::run() {
     // An owner serving emulated GETs (TCP, registered memory) has no ops of its own, and a reply
     // stalled on a full socket may raise no efd event; while traffic is recent, wake every 1 ms.
     const bool recent = Clock::now() < active_until;
-    pollfd pfd{efd_, POLLIN, 0};
-    poll(&pfd, 1, busy || recent ? 1 : 100);
+    pollfd pfds[2] = {{efd_, POLLIN, 0}, {bulk_efd_, POLLIN, 0}};
+    poll(pfds, 2, busy || recent ? 1 : 100);
   }
 }
 
@@ -835,6 +861,8 @@ AgentMetadata UcxAgent::own_metadata() const {
   m.host = host_;
   const auto* a = reinterpret_cast<const uint8_t*>(worker_address_);
   m.worker_address.assign(a, a + worker_address_len_);
+  const auto* b = reinterpret_cast<const uint8_t*>(bulk_address_);
+  m.bulk_worker_address.assign(b, b + bulk_address_len_);
   for (auto& [id, r] : regions_) {
     m.regions.push_back(RegionMetadata{id, reinterpret_cast<uint64_t>(r.base), r.size_bytes, r.allocated, r.rkey});
   }
@@ -1163,7 +1191,7 @@ void UcxAgent::post_serve_request(Op* op, Peer* peer) {
     param.cb.recv = &UcxAgent::on_recv_done;
     auto* req = new Request{op, piece.size_bytes, i};
     param.user_data = req;
-    ucs_status_ptr_t p = ucp_tag_recv_nbx(worker_, piece.local, piece.size_bytes, piece.tag, ~ucp_tag_t(0), &param);
+    ucs_status_ptr_t p = ucp_tag_recv_nbx(bulk_worker_, piece.local, piece.size_bytes, piece.tag, ~ucp_tag_t(0), &param);
     if (UCS_PTR_IS_ERR(p) || p == nullptr) {
       delete req;
       op->status = Status(StatusCode::kTransport, "cannot post a receive: " + ucs_text(UCS_PTR_STATUS(p)));
@@ -1214,7 +1242,7 @@ void UcxAgent::cancel_receives(Op* op) {
   if (op->cancelled) return;
   op->cancelled = true;
   for (void* r : op->recvs) {
-    if (r != nullptr) ucp_request_cancel(worker_, r);
+    if (r != nullptr) ucp_request_cancel(bulk_worker_, r);
   }
 }
 
@@ -1288,15 +1316,16 @@ Status UcxAgent::accept_reader(const ServeRequest& q, Peer** out) {
   p->name = m.name;
   p->uid = m.uid;
   p->reverse = true;
+  // No peer error handling on the bulk worker (see bulk_worker_): a dead reader fails our sends,
+  // a stuck one is closed at the budget's end (advance_serves).
   ucp_ep_params_t ep{};
-  ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                  UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_NAME;
-  ep.address = reinterpret_cast<const ucp_address_t*>(m.worker_address.data());
-  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-  ep.err_handler.cb = &UcxAgent::on_ep_error;
-  ep.err_handler.arg = p.get();
+  ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_NAME;
+  ep.address = reinterpret_cast<const ucp_address_t*>(m.bulk_worker_address.data());
+  ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
   ep.name = p->name.c_str();
-  if (ucp_ep_create(worker_, &ep, &p->ep) != UCS_OK) return Status(StatusCode::kPeerUnreachable, "cannot reach reader '" + m.name + "'");
+  if (m.bulk_worker_address.empty() || ucp_ep_create(bulk_worker_, &ep, &p->ep) != UCS_OK) {
+    return Status(StatusCode::kPeerUnreachable, "cannot reach reader '" + m.name + "'");
+  }
   *out = p.get();
   readers_[p->id] = std::move(p);
   return Status::ok();  // segment sizes were compared by the reader's connect()
@@ -1379,7 +1408,7 @@ Status UcxAgent::close() {
     // Bounded: in-flight requests complete with UCS_ERR_CANCELED over the next progress calls.
     const auto until = Clock::now() + std::chrono::seconds(1);
     while (Clock::now() < until) {
-      ucp_worker_progress(worker_);
+      progress_workers();
       bool waiting = false;
       for (auto* map : {&peers_, &readers_})
       for (auto& [id, peer] : *map) {
@@ -1424,6 +1453,11 @@ Status UcxAgent::close() {
   }
   regions_.clear();
   lists_.clear();
+  if (bulk_worker_ != nullptr) {
+    if (bulk_address_ != nullptr) ucp_worker_release_address(bulk_worker_, bulk_address_);
+    ucp_worker_destroy(bulk_worker_);
+    bulk_worker_ = nullptr;
+  }
   if (worker_ != nullptr) {
     if (worker_address_ != nullptr) ucp_worker_release_address(worker_, worker_address_);
     ucp_worker_destroy(worker_);
