@@ -31,6 +31,16 @@ process.on('message', async (raw) => {
     } else if (cmd.op === 'notify') {
       await agent.notify(peer!, String(cmd.text), {timeoutMs: 5000})
       send({reply: 'notify'})
+    } else if (cmd.op === 'read-forever') {
+      // Be the reader: pull the given owner's region again and again (until killed).
+      const owner = agent.connect(Buffer.from(cmd.metadata as string, 'base64'))
+      const bytes = Number(cmd.sizeBytes)
+      const l = agent.prepareLocal([{region: region.id, offsetBytes: 0, sizeBytes: bytes}])
+      const r = agent.prepareRemote(owner, [{region: Number(cmd.region), offsetBytes: 0, sizeBytes: bytes}])
+      for (let i = 0; ; i++) {
+        await agent.read(l, [0], r, [0], {timeoutMs: Number(cmd.timeoutMs)})
+        if (i === 0) send({reply: 'reading'})
+      }
     } else if (cmd.op === 'free') {
       agent.freeRegion(region)
       send({reply: 'free'})

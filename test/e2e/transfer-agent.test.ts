@@ -9,7 +9,7 @@ import {fileURLToPath} from 'node:url'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {type Peer, TransferAgent, TransportError, verifyPattern} from '../../src/transport/index.js'
+import {fillPattern, type Peer, TransferAgent, TransportError, verifyPattern} from '../../src/transport/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const REGION_BYTES = 4 << 20
@@ -177,6 +177,35 @@ describe('transfer agent between two processes', () => {
     while (error === undefined && performance.now() - t0 < 5000) error = await agent.read(l, [0], r, [0], {timeoutMs: 10_000}).then(() => undefined, (e: unknown) => e)
     expect(performance.now() - t0).toBeLessThan(2000)
     expect(error).toMatchObject({code: 'HPD_NATIVE_PEER_UNREACHABLE', operation: 'read', peer: 'doomed-tcp'})
+  })
+
+  it('an owner whose reader dies mid served read keeps serving others and frees its region', async () => {
+    const owner = makeAgent('owner-local', {transport: 'tcp'})
+    const region = owner.allocRegion(REGION_BYTES)
+    await fillPattern(region.buffer, [{offsetBytes: 0, sizeBytes: REGION_BYTES, key: {engine: 9, request: 1, rank: 0, tensor: region.id, block: 0, part: 0}, partOffsetBytes: 0}])
+    const metadata = Buffer.from(owner.metadata()).toString('base64')
+    const {child} = await startPeer({PEER_NAME: 'doomed-reader', PEER_TRANSPORT: 'tcp'})
+    child.send({op: 'read-forever', metadata, region: region.id, sizeBytes: REGION_BYTES, timeoutMs: 1500})
+    await nextMessage(child, (m) => m.reply === 'reading')
+    child.kill('SIGKILL')
+    // A second reader is served as before.
+    const {child: next} = await startPeer({PEER_NAME: 'next-reader', PEER_TRANSPORT: 'tcp'})
+    next.send({op: 'read-forever', metadata, region: region.id, sizeBytes: REGION_BYTES, timeoutMs: 1500})
+    await nextMessage(next, (m) => m.reply === 'reading')
+    next.kill('SIGKILL')
+    // Sends to the dead readers end (failed, or closed at the readers' 1.5 s budget): then the
+    // region can be freed. Never a hang, never a crash of the owner.
+    const t0 = performance.now()
+    for (;;) {
+      try {
+        owner.freeRegion(region)
+        break
+      } catch (error) {
+        expect((error as Error).message).toMatch(/cannot be freed while transfers are in flight/)
+        if (performance.now() - t0 > 5000) throw error
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
   })
 
   it('refuses a peer whose TCP segment size differs (UCX would abort the reader)', async () => {

@@ -285,9 +285,12 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
       return throw_status(env, Status(StatusCode::kInvalidArgument,
                                       "region " + std::to_string(id) + " cannot be freed while transfers are in flight"));
     }
-    detach_regions(env, id);
+    // Free first: a refusal (the owner is still serving a peer's read from it, a kernel runs over
+    // it) must leave the region and its buffer as they were. JS cannot touch the buffer between
+    // the unmap and the detach: both happen in this synchronous call.
     Status st = agent_->free_region(id);
     if (!st.is_ok()) return throw_status(env, st);
+    detach_regions(env, id);
     return env.Undefined();
   }
 

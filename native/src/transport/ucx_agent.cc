@@ -300,6 +300,10 @@ class UcxAgent final : public Agent {
   std::map<uint32_t, std::unique_ptr<Peer>> peers_;
   std::map<uint32_t, List> lists_;
   std::map<uint64_t, std::unique_ptr<Op>> ops_;
+  // Ops whose peer's endpoint was force-closed while UCX still held requests of theirs that it
+  // never completes (a rendezvous waiting on a dead peer). They no longer block freeing regions:
+  // nothing moves on a closed endpoint. Kept (and leaked at close) in case UCX calls back anyway.
+  std::vector<std::unique_ptr<Op>> zombies_;
   std::map<uint32_t, std::unique_ptr<Peer>> readers_;  // readers whose reads we serve (ids share next_peer_)
   std::vector<ServeRequest> serve_queue_;               // received, not yet started (AM callback → loop)
 
@@ -709,7 +713,14 @@ void UcxAgent::finish_ops() {
       if (!op->status.is_ok()) cancel_receives(op);
     }
     if (op->reported) {  // failure already reported; UCX is finishing with it
-      it = op->outstanding == 0 ? ops_.erase(it) : std::next(it);
+      Peer* peer = find_peer(op->peer);
+      const bool closed = peer == nullptr || (peer->failed && peer->ep == nullptr && peer->close_request == nullptr);
+      if (op->outstanding > 0 && closed) {
+        zombies_.push_back(std::move(it->second));
+        it = ops_.erase(it);
+      } else {
+        it = op->outstanding == 0 ? ops_.erase(it) : std::next(it);
+      }
       continue;
     }
     const bool all_posted = (op->served ? op->request_sent : op->next >= op->pieces.size()) || !op->status.is_ok();
@@ -827,7 +838,8 @@ Status UcxAgent::free_region(uint32_t region) {
   if (it == regions_.end()) return Status(StatusCode::kInvalidArgument, "no region " + std::to_string(region));
   if (!ops_.empty()) {
     return Status(StatusCode::kInvalidArgument,
-                  "region " + std::to_string(region) + " cannot be freed while transfers are in flight on this agent");
+                  "region " + std::to_string(region) + " cannot be freed while transfers are in flight on this agent" +
+                      " (reads of its own, or reads it serves to a peer)");
   }
   if (!wait_memory_idle(it->second.base, it->second.size_bytes, kKernelDrainTimeout)) {
     return Status(StatusCode::kTimeout, "region " + std::to_string(region) + " is still in use by a verification kernel");
@@ -1382,6 +1394,11 @@ void UcxAgent::advance_serves() {
       it = ops_.erase(it);
       continue;
     }
+    if (!alive && op->outstanding > 0 && (reader == nullptr || (reader->ep == nullptr && reader->close_request == nullptr))) {
+      zombies_.push_back(std::move(it->second));
+      it = ops_.erase(it);
+      continue;
+    }
     ++it;
   }
 }
@@ -1444,6 +1461,10 @@ Status UcxAgent::close() {
     if (op->outstanding > 0) op.release();
   }
   ops_.clear();
+  for (auto& op : zombies_) {
+    if (op->outstanding > 0) op.release();
+  }
+  zombies_.clear();
   if (context_ != nullptr) {
     for (auto& [id, r] : regions_) {
       // A kernel still running over the region would fault on unmapped memory: wait for it, and
