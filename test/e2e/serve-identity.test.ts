@@ -75,6 +75,9 @@ describe.each(['tiny-hybrid', 'tiny-hybrid-g1'])('%s: disaggregated == colocated
     ['1→1', ['--prefill-tp', '1', '--decode-tp', '1']],
     ['1→2', ['--prefill-tp', '1', '--decode-tp', '2']],
     ['2→1', ['--prefill-tp', '2', '--decode-tp', '1']],
+    // Over TCP the decode workers' reads are served reads (the prefill side sends into receives
+    // posted on the decode cache).
+    ['1→2 over TCP', ['--prefill-tp', '1', '--decode-tp', '2', '--transport', 'tcp']],
   ])('%s is token-identical', async (_name, args) => {
     expect(await outputsOf(model, args)).toEqual(colocated)
   })
