@@ -72,7 +72,7 @@ export function checkUcx(facts: MachineFacts): DoctorCheck {
   const userPinnedSegments = Object.keys(facts.ucxEnv).some((k) => /^UCX_TCP_(TX|RX)_SEG_SIZE$/u.test(k))
   if (d.tcpTxSegBytes !== undefined && !tcpTuned && usablePorts === 0 && userPinnedSegments) {
     findings.push({status: 'warn',
-      text: `TCP pinned to ${formatBytes(d.tcpTxSegBytes)} TX / ${formatBytes(d.tcpRxSegBytes ?? UCX_TCP_DEFAULT_RX_SEG_BYTES)} RX segments by UCX_TCP_*_SEG_SIZE: reads over TCP run ~4x below 256 KiB segments`,
+      text: `TCP pinned to ${formatBytes(d.tcpTxSegBytes)} TX / ${formatBytes(d.tcpRxSegBytes ?? UCX_TCP_DEFAULT_RX_SEG_BYTES)} RX segments by UCX_TCP_*_SEG_SIZE: GET-based reads over TCP (HPD_READ_PROTOCOL=get, NIXL/vLLM) run ~3x below 256 KiB segments; hpd's default served reads barely depend on them`,
       hint: 'export UCX_TCP_TX_SEG_SIZE=256k UCX_TCP_RX_SEG_SIZE=256k (or unset them: hpd then applies 256 KiB itself) for both prefill and decode workers (peers must agree, or UCX aborts).'})
   }
   const tcpNote = d.tcpTxSegBytes === undefined
