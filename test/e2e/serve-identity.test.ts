@@ -1,7 +1,8 @@
 /**
- * Greedy outputs of disaggregated serving (1→1, 1→2, 2→1) are token-identical to --colocated for
- * the same prompts, streaming and not, completions and chat, on both tiny hybrids (n_groups 4 and
- * n_groups 1). Real processes, real UCX transfers, the official openai client.
+ * Greedy outputs of disaggregated serving (1→1, 1→2, 2→1, and 1→2 over TCP) are token-identical
+ * to --colocated for the same prompts, streaming and not, completions and chat, on both tiny hybrids
+ * (n_groups 4 and n_groups 1), and 1→2 for the plain transformer (tiny-llama). Real processes, real
+ * UCX transfers, the official openai client.
  */
 import OpenAI from 'openai'
 import {afterAll, describe, expect, it} from 'vitest'
@@ -64,21 +65,29 @@ async function outputsOf(model: string, args: string[]): Promise<Outputs> {
   }
 }
 
-describe.each(['tiny-hybrid', 'tiny-hybrid-g1'])('%s: disaggregated == colocated (greedy)', (model) => {
+const HYBRID_CASES: [string, string[]][] = [
+  ['1→1', ['--prefill-tp', '1', '--decode-tp', '1']],
+  ['1→2', ['--prefill-tp', '1', '--decode-tp', '2']],
+  ['2→1', ['--prefill-tp', '2', '--decode-tp', '1']],
+  // Over TCP the decode workers' reads are served reads (the prefill side sends into receives
+  // posted on the decode cache).
+  ['1→2 over TCP', ['--prefill-tp', '1', '--decode-tp', '2', '--transport', 'tcp']],
+]
+// A plain transformer: FA blocks only, no SSM state to move.
+const LLAMA_CASES: [string, string[]][] = [['1→2', ['--prefill-tp', '1', '--decode-tp', '2']]]
+
+describe.each([
+  ['tiny-hybrid', HYBRID_CASES],
+  ['tiny-hybrid-g1', HYBRID_CASES],
+  ['tiny-llama', LLAMA_CASES],
+] as const)('%s: disaggregated == colocated (greedy)', (model, cases) => {
   let colocated: Outputs
   it('colocated baseline produces output', async () => {
     colocated = await outputsOf(model, ['--colocated'])
     expect(colocated).toHaveLength(PROMPTS.length * 4)
     for (const line of colocated) expect(line.split(' ')[1].split(',')).toHaveLength(MAX_TOKENS)
   })
-  it.each([
-    ['1→1', ['--prefill-tp', '1', '--decode-tp', '1']],
-    ['1→2', ['--prefill-tp', '1', '--decode-tp', '2']],
-    ['2→1', ['--prefill-tp', '2', '--decode-tp', '1']],
-    // Over TCP the decode workers' reads are served reads (the prefill side sends into receives
-    // posted on the decode cache).
-    ['1→2 over TCP', ['--prefill-tp', '1', '--decode-tp', '2', '--transport', 'tcp']],
-  ])('%s is token-identical', async (_name, args) => {
+  it.each(cases)('%s is token-identical', async (_name, args) => {
     expect(await outputsOf(model, args)).toEqual(colocated)
   })
 })
