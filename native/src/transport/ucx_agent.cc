@@ -97,10 +97,11 @@ struct List {
 struct Piece {
   uint8_t* local = nullptr;
   const uint8_t* source = nullptr;  // copy ops
-  uint64_t remote_address = 0;      // read ops
+  uint64_t remote_address = 0;      // read ops (served reads, reader side: the offset in remote_region)
   ucp_rkey_h rkey = nullptr;
   uint64_t size_bytes = 0;
   uint64_t tag = 0;                 // served reads: the piece's tag (both sides)
+  uint32_t remote_region = 0;       // served reads, reader side: the owner's region
 };
 
 struct Op {
@@ -128,7 +129,6 @@ struct Op {
   bool cancelled = false;        // the receives still posted were cancelled (the read failed)
   bool reported = false;         // kOpDone already pushed; the op lingers until UCX is done with it
   std::vector<void*> recvs;      // posted receive requests by piece, nullptr once complete
-  std::vector<PairedRun> runs;   // per piece: the owner region and offset it comes from
   std::vector<uint8_t> message;  // SERVE_REQUEST / SERVE_REPLY bytes, alive until the send completes
   // Serving side (`peer` is then the reader's id in readers_).
   uint64_t tag_base = 0;
@@ -1075,11 +1075,9 @@ Status UcxAgent::post_read(uint32_t local_list, const uint32_t* local_idx, uint3
     const uint64_t piece_bytes = op->served ? kServedPieceBytes : kMaxGetPieceBytes;
     for (uint64_t off = 0; off < run.size_bytes; off += piece_bytes) {
       const uint64_t n = std::min(piece_bytes, run.size_bytes - off);
-      // Served: remote_address holds the owner's region offset; the owner sends, we receive.
-      if (op->served) {
+      if (op->served) {  // the owner sends it, we receive it (post_serve_request)
         op->pieces.push_back(Piece{local + off, nullptr, run.remote_offset_bytes + off, nullptr, n,
-                                   (op->id << 32) | op->pieces.size()});
-        op->runs.push_back(PairedRun{run.local_region, 0, run.remote_region, run.remote_offset_bytes + off, n});
+                                   (op->id << 32) | op->pieces.size(), run.remote_region});
       } else {
         op->pieces.push_back(Piece{local + off, nullptr, rr.meta.base + run.remote_offset_bytes + off, rr.rkey, n});
       }
@@ -1220,8 +1218,8 @@ void UcxAgent::post_serve_request(Op* op, Peer* peer) {
     q.budget_ms = static_cast<uint32_t>(std::max<int64_t>(1, left));
   }
   q.reader_metadata = encode_metadata(own_metadata());
-  q.pieces.reserve(op->runs.size());
-  for (const PairedRun& r : op->runs) q.pieces.push_back(ServedPiece{r.remote_region, r.remote_offset_bytes, r.size_bytes});
+  q.pieces.reserve(op->pieces.size());
+  for (const Piece& p : op->pieces) q.pieces.push_back(ServedPiece{p.remote_region, p.remote_address, p.size_bytes});
   op->message = encode_serve_request(q);
   Status st = send_message(op, peer->ep, kServeRequestAmId);
   if (!st.is_ok()) {
