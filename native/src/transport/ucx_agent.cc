@@ -1377,8 +1377,8 @@ void UcxAgent::advance_serves() {
       op->status = Status(StatusCode::kTimeout, "the owner stopped at the reader's deadline (" + std::to_string(op->timeout_ms) +
                                                     " ms) with " + std::to_string(op->done_bytes) + " of " +
                                                     std::to_string(op->total_bytes) + " bytes sent");
-      // Sends cannot be cancelled: closing the endpoint is what stops them (and the reader
-      // reconnects with fresh metadata after its own deadline anyway).
+      // Sends cannot be cancelled: closing the endpoint is what stops them. The reader's next
+      // request carries its metadata, so the owner makes a fresh endpoint then.
       if (op->outstanding > 0 && reader != nullptr) fail_peer(reader, op->status, "timeout");
     }
     if (op->phase == Op::ServePhase::kSending && (op->next >= op->pieces.size() || !op->status.is_ok()) && op->outstanding == 0) {
