@@ -19,6 +19,7 @@ const COMMANDS: [string, string[]][] = [
   ['doctor', ['doctor', '--root', join(ROOT, 'test', 'fixtures', 'doctor', 'ib-8gpu-peermem')]],
   ['generate', ['generate', '--model', 'tiny-hybrid', '--prompt', 'Hello', '--max-tokens', '4']],
   ['bench-transfer', ['bench', 'transfer', '--model', 'tiny-hybrid', '--prompt-tokens', '40', '--requests', '1']],
+  ['bench-serve', ['bench', 'serve', '--spawn', '--requests', '4', '--concurrency', '2', '--prompt-tokens', '16', '--output-tokens', '4']],
   ['error', ['inspect-layout', '--model', 'no-such-model']],
 ]
 
