@@ -9,7 +9,7 @@ import {fileURLToPath} from 'node:url'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {fillPattern, type Peer, TransferAgent, TransportError, verifyPattern} from '../../src/transport/index.js'
+import {fillPattern, type Peer, TransferAgent, type TransferAgentOptions, TransportError, verifyPattern} from '../../src/transport/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const REGION_BYTES = 4 << 20
@@ -65,7 +65,7 @@ async function waitUntilStopped(pid: number): Promise<void> {
   throw new Error(`process ${pid} did not stop`)
 }
 
-function makeAgent(name: string, options: {transport?: 'auto' | 'shm' | 'tcp'; tcpSegmentBytes?: number; readProtocol?: 'auto' | 'get' | 'served'} = {}): TransferAgent {
+function makeAgent(name: string, options: Omit<TransferAgentOptions, 'name'> = {}): TransferAgent {
   const agent = TransferAgent.create({name, ...options})
   agents.push(agent)
   return agent

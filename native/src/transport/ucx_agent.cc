@@ -202,7 +202,8 @@ class UcxAgent final : public Agent {
 
  private:
   void force_close_endpoint(Peer* peer);
-  AgentMetadata own_metadata() const;
+  // with_regions = false: identity and worker addresses only (what a serving owner needs).
+  AgentMetadata own_metadata(bool with_regions = true) const;
   bool decide_served(const AgentMetadata& peer) const;
   Status set_am_handler(ucp_worker_h worker, unsigned id, ucp_am_recv_callback_t cb);
   Status create_worker(ucp_worker_h* worker, ucp_address_t** address, size_t* address_len, int* efd);
@@ -862,7 +863,7 @@ Status UcxAgent::metadata(std::vector<uint8_t>* out) {
 }
 
 // Lock held.
-AgentMetadata UcxAgent::own_metadata() const {
+AgentMetadata UcxAgent::own_metadata(bool with_regions) const {
   AgentMetadata m;
   m.ucx_major = ucx_major_;
   m.ucx_minor = ucx_minor_;
@@ -875,6 +876,7 @@ AgentMetadata UcxAgent::own_metadata() const {
   m.worker_address.assign(a, a + worker_address_len_);
   const auto* b = reinterpret_cast<const uint8_t*>(bulk_address_);
   m.bulk_worker_address.assign(b, b + bulk_address_len_);
+  if (!with_regions) return m;
   for (auto& [id, r] : regions_) {
     m.regions.push_back(RegionMetadata{id, reinterpret_cast<uint64_t>(r.base), r.size_bytes, r.allocated, r.rkey});
   }
@@ -1184,8 +1186,9 @@ Status UcxAgent::send_message(Op* op, ucp_ep_h ep, unsigned am_id) {
 }
 
 // Reader side: post a tagged receive per piece straight into its destination, then ask the
-// owner to send. Our metadata rides along every time (under 1 KiB): an owner that lost its endpoint
-// to us (its deadline closed it) makes a new one instead of dropping the request.
+// owner to send. Our identity and worker addresses ride along every time (no regions: the owner
+// sends by tag and needs no keys of ours), so an owner that lost its endpoint to us (its deadline
+// closed it) makes a new one instead of dropping the request.
 void UcxAgent::post_serve_request(Op* op, Peer* peer) {
   op->request_sent = true;
   if (peer == nullptr || peer->failed || peer->ep == nullptr) {
@@ -1217,7 +1220,7 @@ void UcxAgent::post_serve_request(Op* op, Peer* peer) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(op->deadline - Clock::now()).count();
     q.budget_ms = static_cast<uint32_t>(std::max<int64_t>(1, left));
   }
-  q.reader_metadata = encode_metadata(own_metadata());
+  q.reader_metadata = encode_metadata(own_metadata(/*with_regions=*/false));
   q.pieces.reserve(op->pieces.size());
   for (const Piece& p : op->pieces) q.pieces.push_back(ServedPiece{p.remote_region, p.remote_address, p.size_bytes});
   op->message = encode_serve_request(q);
