@@ -64,6 +64,7 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
         leaseMs: 30_000,
         maxBatch: 64,
         requestTimeoutMs: 300_000,
+        prefillTimeoutMs: 300_000,
         transferTimeoutMs: 2000,
         onWorkerLog: o.onServerLog,
       })

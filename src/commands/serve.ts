@@ -29,6 +29,9 @@ export default class Serve extends HpdCommand<ServeResult> {
     'max-batch': Flags.integer({description: 'most requests one decode step runs together', default: 64, env: 'HPD_MAX_BATCH'}),
     'kv-blocks': Flags.integer({description: 'KV pool blocks per worker rank (default: the engine’s)', env: 'HPD_KV_BLOCKS'}),
     'request-timeout-ms': Flags.integer({description: 'bound on one request, first byte to last', default: 120_000, env: 'HPD_REQUEST_TIMEOUT_MS'}),
+    'prefill-timeout-ms': Flags.integer({description: 'bound on one prefill call (queueing included); past it the next prefill worker is tried', default: 30_000, env: 'HPD_PREFILL_TIMEOUT_MS'}),
+    'auth-token-file': Flags.string({description: 'file holding the cluster token workers require (default: a random one; or set HPD_AUTH_TOKEN)'}),
+    'api-key-file': Flags.string({description: 'file holding the API key /v1/* requires as `Authorization: Bearer` (or set HPD_API_KEY)'}),
   }
 
   async run(): Promise<ServeResult> {
@@ -49,6 +52,9 @@ export default class Serve extends HpdCommand<ServeResult> {
         maxBatch: flags['max-batch'],
         kvBlocks: flags['kv-blocks'],
         requestTimeoutMs: flags['request-timeout-ms'],
+        prefillTimeoutMs: flags['prefill-timeout-ms'],
+        authTokenFile: flags['auth-token-file'],
+        apiKeyFile: flags['api-key-file'],
       },
       serveLogSinks(style),
       (running) => presentServe(running, style),

@@ -1,4 +1,4 @@
-import {ModelConfigError, UsageError} from '../errors.js'
+import {HpdError, ModelConfigError, UsageError} from '../errors.js'
 import {planEngineLayout} from '../layout/engine-layout.js'
 import type {AttentionBackend, EngineLayout} from '../layout/types.js'
 import type {ModelSpec} from '../model/index.js'
@@ -178,24 +178,52 @@ export class HybridEngine {
   /**
    * One batched step: feeds one token per request (at its cached length) and returns each
    * request's next-token logits [vocab], in entry order. After `adopt(N−1)`, feeding the last
-   * prompt token is the "recompute the last prompt token" step.
+   * prompt token is the "recompute the last prompt token" step. Throws the first entry's error
+   * (see decodeStepEach for a step that fails entries one by one).
    */
   decodeStep(entries: readonly {requestId: string; tokenId: number}[]): Float32Array[] {
-    this.checkVocab(entries.map((e) => e.tokenId))
+    const out = this.decodeStepEach(entries)
+    const failed = out.find((o): o is HpdError => o instanceof HpdError)
+    if (failed) throw failed
+    return out as Float32Array[]
+  }
+
+  /**
+   * The batched step with per-request outcomes: an entry that cannot run (unknown request, token
+   * outside the vocabulary, no block left to grow into) gets its typed error and is left out of
+   * the step, untouched; the others run together. Throws only for what fails the step as a whole
+   * (a duplicate request in the batch, a kernel failure).
+   */
+  decodeStepEach(entries: readonly {requestId: string; tokenId: number}[]): (Float32Array | HpdError)[] {
     const ids = new Set(entries.map((e) => e.requestId))
     if (ids.size !== entries.length) {
       throw new UsageError('HPD_ENGINE_DUPLICATE_IN_BATCH', 'a decode step feeds each request at most one token', {
         details: {requests: entries.map((e) => e.requestId)},
       })
     }
-    const slices = entries.map((e) => {
-      const state = this.request(e.requestId)
-      this.ensureCapacity(e.requestId, state, state.numTokens + 1)
-      return this.slice(state, Int32Array.of(e.tokenId), true)
+    const out: (Float32Array | HpdError)[] = []
+    const runIndex: number[] = []
+    const slices: SliceWork[] = []
+    entries.forEach((e, i) => {
+      try {
+        this.checkVocab([e.tokenId])
+        const state = this.request(e.requestId)
+        this.ensureCapacity(e.requestId, state, state.numTokens + 1)
+        slices.push(this.slice(state, Int32Array.of(e.tokenId), true))
+        runIndex.push(i)
+      } catch (error) {
+        if (!(error instanceof HpdError)) throw error
+        out[i] = error
+      }
     })
-    const logits = this.runner.forward(slices)
-    for (const e of entries) this.request(e.requestId).numTokens += 1
-    return logits
+    if (slices.length > 0) {
+      const logits = this.runner.forward(slices)
+      runIndex.forEach((entry, k) => {
+        this.request(entries[entry].requestId).numTokens += 1
+        out[entry] = logits[k]
+      })
+    }
+    return out
   }
 
   free(requestId: string): void {

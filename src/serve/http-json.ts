@@ -1,25 +1,13 @@
 /**
- * Small loopback-HTTP helpers shared by the router and the workers: bounded JSON calls and
- * NDJSON streams. Every call carries a timeout; nothing here waits unboundedly.
+ * The control-plane client (router → workers, decode worker → prefill worker, supervisor →
+ * workers) and the worker-side JSON answer helpers. Every call carries the cluster token and a
+ * bound; nothing here waits unboundedly. Failures are ServeErrors whose code says what happened,
+ * so callers can fail over (refused), retry (a keep-alive connection reset), or give up (timeout).
  */
-import type {IncomingMessage, ServerResponse} from 'node:http'
+import type {ServerResponse} from 'node:http'
 
+import {CLUSTER_TOKEN_HEADER} from './auth.js'
 import {ServeError} from './backend.js'
-
-export async function readBody(req: IncomingMessage, maxBytes = 16 * 1024 * 1024): Promise<unknown> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > maxBytes) throw new ServeError(413, 'body_too_large', `body exceeds ${maxBytes} bytes`)
-    chunks.push(chunk as Buffer)
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null')
-  } catch {
-    throw new ServeError(400, 'invalid_json', 'body is not valid JSON')
-  }
-}
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
@@ -27,46 +15,107 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text)
 }
 
-/** A worker-side failure as the JSON body the router turns back into a ServeError. */
+/** A worker-side failure as the JSON body the caller turns back into a ServeError. */
 export function sendServeError(res: ServerResponse, error: unknown): void {
   const e = error instanceof ServeError ? error : new ServeError(500, 'worker_error', String((error as Error)?.message ?? error))
   sendJson(res, e.status, {error: {code: e.code, message: e.message}})
 }
 
-/**
- * POST/GET a JSON body to `url` and parse the JSON answer, within `timeoutMs`. A refused
- * connection or timeout becomes ServeError 503/504 whose code says which, so callers can fail over.
- */
-export async function callJson<T>(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<T> {
-  const res = await fetchBounded(url, body, timeoutMs, signal)
-  const text = await res.text()
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch {
-    throw new ServeError(502, 'worker_bad_response', `${url} answered ${res.status} with a non-JSON body`)
-  }
-  if (!res.ok) {
-    const err = (json as {error?: {code?: string; message?: string}}).error
-    throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `${url} answered ${res.status}`)
-  }
-  return json as T
+export interface CallOptions {
+  /** Bound on the whole call (JSON) or on the response headers (streams). */
+  readonly timeoutMs: number
+  readonly signal?: AbortSignal
+  /**
+   * Retry once on a fresh connection when a reused keep-alive connection was reset before any
+   * answer (the peer closed it as idle as we sent: common right after a stalled peer resumes).
+   * Only for calls that are safe to repeat.
+   */
+  readonly retryOnReset?: boolean
 }
 
-export async function fetchBounded(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<Response> {
-  const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])]
+/** Codes of connection-level failures (the peer never answered). */
+export const UNREACHABLE = 'worker_unreachable'
+export const RESET = 'worker_connection_reset'
+export const TIMEOUT = 'worker_timeout'
+
+export class ControlClient {
+  /** `token`: the cluster token sent with every call (undefined: none, for tests of refusal). */
+  constructor(private readonly token: string | undefined) {}
+
+  /** POST (body given) or GET a JSON call; the answer parsed, or a ServeError. */
+  async call<T>(url: string, body: unknown, o: CallOptions): Promise<T> {
+    const res = await this.open(url, body, o)
+    const text = await withTimeout(res.text(), o.timeoutMs, url)
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch {
+      throw new ServeError(502, 'worker_bad_response', `${url} answered ${res.status} with a non-JSON body`)
+    }
+    if (!res.ok) {
+      const err = (json as {error?: {code?: string; message?: string}}).error
+      throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `${url} answered ${res.status}`)
+    }
+    return json as T
+  }
+
+  /**
+   * Sends the request and resolves with the response once its headers arrived (bounded by
+   * timeoutMs); the body is the caller's to read, with bounds of its own (see ndjsonLines).
+   */
+  async open(url: string, body: unknown, o: CallOptions): Promise<Response> {
+    try {
+      return await this.fetchOnce(url, body, o)
+    } catch (error) {
+      if (o.retryOnReset && error instanceof ServeError && error.code === RESET && !o.signal?.aborted) return this.fetchOnce(url, body, o)
+      throw error
+    }
+  }
+
+  private async fetchOnce(url: string, body: unknown, o: CallOptions): Promise<Response> {
+    const headers: Record<string, string> = {}
+    if (this.token !== undefined) headers[CLUSTER_TOKEN_HEADER] = this.token
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const local = new AbortController()
+    const timer = setTimeout(() => local.abort(new ServeError(504, TIMEOUT, `${url} did not answer within ${o.timeoutMs} ms`)), o.timeoutMs)
+    const onAbort = () => local.abort(o.signal!.reason)
+    if (o.signal?.aborted) onAbort()
+    else o.signal?.addEventListener('abort', onAbort, {once: true})
+    try {
+      // The caller's signal stays linked to the body after the headers: aborting it closes the
+      // connection, which is how a worker learns that its stream's reader went away.
+      return await fetch(url, {method: body === undefined ? 'GET' : 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body), signal: local.signal})
+    } catch (error) {
+      o.signal?.removeEventListener('abort', onAbort)
+      if (local.signal.aborted) {
+        const reason = local.signal.reason as unknown
+        throw reason instanceof Error ? reason : new ServeError(499, 'aborted', 'request aborted')
+      }
+      throw classify(url, error)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+function classify(url: string, error: unknown): ServeError {
+  const cause = (error as {cause?: {code?: string; message?: string}}).cause
+  const code = cause?.code ?? ''
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND') {
+    return new ServeError(503, UNREACHABLE, `${url} is unreachable (${code})`)
+  }
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
+    return new ServeError(503, RESET, `${url} closed the connection before answering (${code})`)
+  }
+  return new ServeError(503, UNREACHABLE, `${url} is unreachable (${code || cause?.message || (error as Error).message})`)
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, url: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
   try {
-    return await fetch(url, {
-      method: body === undefined ? 'GET' : 'POST',
-      headers: body === undefined ? undefined : {'content-type': 'application/json'},
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.any(signals),
-    })
-  } catch (error) {
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new ServeError(499, 'aborted', 'request aborted')
-    const e = error as {name?: string; cause?: {code?: string}}
-    if (e.name === 'TimeoutError') throw new ServeError(504, 'worker_timeout', `${url} did not answer within ${timeoutMs} ms`)
-    throw new ServeError(503, 'worker_unreachable', `${url} is unreachable (${e.cause?.code ?? (error as Error).message})`)
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new ServeError(504, TIMEOUT, `${url} did not finish its answer within ${ms} ms`)), ms)))])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -67,6 +67,8 @@ export interface WorkerGauge {
   readonly leasesExpired: number
   readonly transferBytes: number
   readonly transferMs: number
+  readonly restarts: number
+  readonly budgetExhausted: number
 }
 
 export class ServeMetrics {
@@ -120,6 +122,8 @@ export class ServeMetrics {
     gauge('hpd_kv_blocks_used', 'KV pool blocks in use per worker.', w((g) => g.kvBlocksUsed))
     gauge('hpd_kv_blocks_total', 'KV pool blocks per worker.', w((g) => g.kvBlocksTotal))
     gauge('hpd_leases_held', 'Prefill-side block leases held per worker.', w((g) => g.leasesHeld))
+    counter('hpd_worker_restarts_total', 'Restarts of a worker after it died while serving.', w((g) => g.restarts))
+    counter('hpd_worker_restart_budget_exhausted_total', 'Restarts past the restart budget (each waited an exponential backoff).', w((g) => g.budgetExhausted))
     gauge('hpd_leases_expired', 'Prefill-side leases that ran out (blocks reclaimed without a decode notification), since the worker started.', w((g) => g.leasesExpired))
     return `${lines.join('\n')}\n`
   }

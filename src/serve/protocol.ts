@@ -37,6 +37,11 @@ export interface TransferParams {
   readonly numComputedTokens: number
   /** Wall-clock ms (Date.now()) when the prefill side frees the blocks unless extended or released. */
   readonly leaseExpiresAtMs: number
+  /**
+   * Served reads only: the capability the prefill agent checks every piece against (hex). It
+   * covers exactly this request's blocks and dies with its lease.
+   */
+  readonly grant?: string
 }
 
 /** Router → prefill worker. */
@@ -56,6 +61,11 @@ export interface GenerateRequest {
   readonly promptTokenIds: readonly number[]
   readonly sampling: SamplingParams
   readonly transfer?: TransferParams
+}
+
+/** Supervisor / registry → decode worker: the prefill engines it may contact (POST /v1/internal/peers). */
+export interface PeersRequest {
+  readonly peers: readonly {readonly engineId: string; readonly controlUrl: string}[]
 }
 
 /** Decode worker → prefill worker, while the request waits for local blocks (reference §5.2 step 9). */
@@ -85,7 +95,9 @@ export type FinishReason = 'stop' | 'length' | 'abort'
 
 /** GET /v1/internal/health on a worker. */
 export interface WorkerHealth {
+  /** false: the worker cannot serve as it is (`problem` says why; e.g. leaked KV blocks). */
   readonly ok: boolean
+  readonly problem?: string
   readonly role: WorkerRole
   readonly engineId: string
   readonly engineEpoch: string
@@ -97,6 +109,9 @@ export interface WorkerHealth {
 export interface WorkerStats {
   readonly role: WorkerRole
   readonly engineId: string
+  /** Same meaning as WorkerHealth.ok / problem. */
+  readonly ok: boolean
+  readonly problem?: string
   readonly inFlight: number
   readonly kvBlocksUsed: number
   readonly kvBlocksTotal: number
@@ -107,6 +122,8 @@ export interface WorkerStats {
   readonly transferMs: number
   readonly handshakes: number
   readonly decodeBatchMax: number
+  /** Calls refused for a missing or wrong cluster token since the worker started. */
+  readonly refusedUnauthenticated: number
 }
 
 /** The handshake payload a prefill worker serves (reference §5.1: hash checked before anything else). */
@@ -140,4 +157,5 @@ export const INTERNAL = {
   generate: '/v1/internal/generate',
   leaseExtend: '/v1/internal/lease/extend',
   leaseRelease: '/v1/internal/lease/release',
+  peers: '/v1/internal/peers',
 } as const

@@ -2,11 +2,17 @@
  * One `hpd serve` session: resolve the model, start workers and router, show it, wait for
  * SIGINT/SIGTERM, stop everything (bounded), and return a summary as the command's result.
  */
+import {CLUSTER_TOKEN_ENV} from './auth.js'
+import {readSecret} from './secrets.js'
 import {checkServeLayout, resolveServeModel} from './serve-model.js'
 import {startServe, type RunningServe, type ServeOptions} from './serve.js'
 
-export interface ServeFlags extends Omit<ServeOptions, 'model' | 'transferTimeoutMs'> {
+export interface ServeFlags extends Omit<ServeOptions, 'model' | 'transferTimeoutMs' | 'clusterToken' | 'apiKey'> {
   readonly model: string
+  /** File holding the cluster token (else HPD_AUTH_TOKEN, else a random one). */
+  readonly authTokenFile?: string
+  /** File holding the public API key (else HPD_API_KEY, else none). */
+  readonly apiKeyFile?: string
 }
 
 export interface ServeResult {
@@ -23,6 +29,8 @@ export interface ServeResult {
 type Sinks = Pick<ServeOptions, 'onWorkerLog' | 'onWorkerState' | 'onRequestLog'>
 
 export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present: (running: RunningServe) => () => void): Promise<ServeResult> {
+  const clusterToken = readSecret({flag: 'auth-token-file', file: flags.authTokenFile, envName: CLUSTER_TOKEN_ENV})
+  const apiKey = readSecret({flag: 'api-key-file', file: flags.apiKeyFile, envName: 'HPD_API_KEY'})
   const model = resolveServeModel(flags.model)
   checkServeLayout(model, flags.colocated ? flags.decodeTp : flags.prefillTp, flags.decodeTp)
   // Test hook for fault tests (documented in README.md): decode workers pause before their read.
@@ -31,6 +39,8 @@ export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present:
     ...flags,
     ...sinks,
     model,
+    clusterToken,
+    apiKey,
     transferTimeoutMs: Number(process.env.HPD_SERVE_TRANSFER_TIMEOUT_MS ?? 2000),
     pauseBeforeReadMs: pause > 0 ? pause : undefined,
   })

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 
 import {EnvironmentError, UsageError} from '../errors.js'
 import {packageRoot} from '../native/load-addon.js'
+import {generateClusterToken} from './auth.js'
 import type {ServeModel} from './backend.js'
 import {ServeMetrics, type WorkerGauge} from './metrics.js'
 import {createRouter, type RouterLogEvent} from './router.js'
@@ -32,7 +33,13 @@ export interface ServeOptions {
   readonly maxBatch: number
   readonly kvBlocks?: number
   readonly requestTimeoutMs: number
+  /** Bound on one prefill call (queueing on the prefill worker included); past it the next prefill worker is tried. */
+  readonly prefillTimeoutMs: number
   readonly transferTimeoutMs: number
+  /** The cluster token workers require; a random one is generated when absent (local mode). */
+  readonly clusterToken?: string
+  /** When set, /v1/* on the router requires `Authorization: Bearer <apiKey>`. */
+  readonly apiKey?: string
   /** Test hook passed to decode workers (see DecodeRoleOptions.pauseBeforeReadMs). */
   readonly pauseBeforeReadMs?: number
   readonly onWorkerLog?: (worker: string, line: string) => void
@@ -53,7 +60,7 @@ export interface ServeSnapshot {
   readonly itlMs: {p50?: number; p90?: number; p99?: number}
   readonly e2eMs: {p50?: number; p90?: number; p99?: number}
   readonly transferGBps: number | undefined
-  readonly workers: readonly (WorkerGauge & {readonly pid: number | undefined; readonly restarts: number})[]
+  readonly workers: readonly (WorkerGauge & {readonly pid: number | undefined})[]
 }
 
 export interface RunningServe {
@@ -74,7 +81,7 @@ export function validateServeOptions(o: ServeOptions): void {
   positive('decode-workers', o.decodeWorkers)
   positive('max-batch', o.maxBatch)
   if (o.kvBlocks !== undefined) positive('kv-blocks', o.kvBlocks)
-  for (const [name, v] of [['lease-ms', o.leaseMs], ['request-timeout-ms', o.requestTimeoutMs]] as const) {
+  for (const [name, v] of [['lease-ms', o.leaseMs], ['request-timeout-ms', o.requestTimeoutMs], ['prefill-timeout-ms', o.prefillTimeoutMs]] as const) {
     // Below ~100 ms a heartbeat or a first token cannot make it on a loaded machine.
     if (!Number.isInteger(v) || v < 100) throw new UsageError('HPD_SERVE_BAD_FLAG', `--${name} must be an integer >= 100 (ms), got ${v}`, {hint: `Pass --${name} in milliseconds, e.g. 30000.`})
   }
@@ -95,9 +102,13 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   }
   const base = {
     model: o.model.dir,
+    maxModelLen: o.model.maxModelLen,
     transport: o.transport,
     host: '127.0.0.1',
     leaseMs: o.leaseMs,
+    // A decode worker beats the lease while it waits for blocks; the router gives up on the
+    // request after requestTimeoutMs, so no legitimate hold lasts longer than that.
+    maxLeaseMs: o.requestTimeoutMs + o.leaseMs,
     maxBatch: o.maxBatch,
     kvBlocks: o.kvBlocks,
     handshakeTimeoutMs: 5000,
@@ -119,7 +130,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   // A taken port fails here, before any worker starts (a race with another binder is still
   // caught by the real listen below).
   if (o.port !== 0) await probePort(o.host, o.port)
-  const supervisor = new Supervisor({entryPath, configs})
+  const clusterToken = o.clusterToken ?? generateClusterToken()
+  const supervisor = new Supervisor({entryPath, configs, clusterToken})
   if (o.onWorkerLog) supervisor.on('log', o.onWorkerLog)
   if (o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state, w.pid))
   await supervisor.start()
@@ -127,8 +139,9 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const metrics = new ServeMetrics()
   const backend = new WorkerBackend({
     supervisor,
+    clusterToken,
     mode: o.colocated ? 'colocated' : 'disaggregated',
-    prefillTimeoutMs: o.requestTimeoutMs,
+    prefillTimeoutMs: Math.min(o.prefillTimeoutMs, o.requestTimeoutMs),
     streamIdleTimeoutMs: Math.min(o.requestTimeoutMs, 30_000),
   })
   const server = createRouter({
@@ -139,6 +152,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     vocabSize: o.model.vocabSize,
     metrics,
     requestTimeoutMs: o.requestTimeoutMs,
+    apiKey: o.apiKey,
     log: o.onRequestLog,
   })
   try {
@@ -156,6 +170,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       state: w.state,
       pid: w.pid,
       restarts: w.restarts,
+      budgetExhausted: w.budgetExhausted,
       inFlight: w.stats?.inFlight ?? 0,
       kvBlocksUsed: w.stats?.kvBlocksUsed ?? 0,
       kvBlocksTotal: w.stats?.kvBlocksTotal ?? 0,

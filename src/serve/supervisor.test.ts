@@ -25,7 +25,7 @@ const server = createServer((req, res) => {
   res.setHeader('content-type', 'application/json')
   res.end(JSON.stringify(req.url.endsWith('/health')
     ? {ok: true, role: 'prefill', engineId: 'w', engineEpoch: String(process.pid), tpSize: 1, compatibilityHash: 'h'}
-    : {role: 'prefill', engineId: 'w', inFlight: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, leasesHeld: 0, leasesExpired: 0, leasesReleased: 0, transferBytes: 0, transferMs: 0, handshakes: 0, decodeBatchMax: 0}))
+    : {role: 'prefill', engineId: 'w', ok: true, refusedUnauthenticated: 0, inFlight: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, leasesHeld: 0, leasesExpired: 0, leasesReleased: 0, transferBytes: 0, transferMs: 0, handshakes: 0, decodeBatchMax: 0}))
 })
 server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({hpdWorkerReady: true, role: 'prefill', controlUrl: 'http://127.0.0.1:' + server.address().port, engineId: 'w', pid: process.pid})))
 process.stdin.on('end', () => process.exit(0)); process.stdin.resume()
@@ -38,10 +38,12 @@ const config = (name: string): WorkerConfig => ({
   role: 'prefill',
   model: 'none',
   tp: 1,
+  maxModelLen: 64,
   peerTp: 1,
   transport: 'auto',
   host: '127.0.0.1',
   leaseMs: 1000,
+  maxLeaseMs: 2000,
   maxBatch: 1,
   handshakeTimeoutMs: 1000,
   transferTimeoutMs: 1000,
@@ -53,7 +55,7 @@ afterEach(async () => {
 })
 
 function supervise(env: Record<string, string>, names = ['prefill-0']): {s: Supervisor; log: string[]} {
-  const s = new Supervisor({entryPath: entry, configs: names.map(config), env, healthIntervalMs: 200, startupTimeoutMs: 20_000})
+  const s = new Supervisor({entryPath: entry, configs: names.map(config), clusterToken: 'test-cluster-token-0123456789', env, healthIntervalMs: 200, startupTimeoutMs: 20_000})
   const log: string[] = []
   s.on('log', (w, line) => log.push(`[${w}] ${line}`))
   supervisors.push(s)

@@ -2,9 +2,19 @@
  * Worker processes (execa): launched in parallel, each ready only after its ready line AND a
  * health check; output prefixed with the worker name and passed to one sink; health polled on a
  * fixed beat; a dead worker is seen at once (process exit) and restarted with a fresh engine
- * epoch after a short backoff. `stop()` sends SIGTERM to all and SIGKILL to whatever is still
- * alive after `stopGraceMs`, so no worker outlives the server. Workers also exit on their own
- * when their stdin closes, which covers the supervisor being killed outright.
+ * epoch. `stop()` sends SIGTERM to all and SIGKILL to whatever is still alive after
+ * `stopGraceMs`, so no worker outlives the server. Workers also exit on their own when their
+ * stdin closes, which covers the supervisor being killed outright.
+ *
+ * Healing: restarts are budgeted per time window (default 5 a minute); past the budget a worker
+ * is still restarted, after an exponential backoff (capped), with a log line and a counter, and
+ * the router's /health says why. A worker that reports itself unhealthy (leaked KV blocks) for a
+ * few polls in a row is restarted. One failed poll never flips a worker: a refused connection
+ * triggers an immediate re-poll, and only repeated silence makes it unhealthy.
+ *
+ * Security: every worker gets the cluster token through its environment (never argv) and every
+ * call carries it. Decode workers learn the prefill engines they may contact from the
+ * supervisor (POST /v1/internal/peers) before any prefill worker is marked ready.
  */
 import {EventEmitter} from 'node:events'
 import {createInterface} from 'node:readline'
@@ -12,8 +22,9 @@ import {createInterface} from 'node:readline'
 import {execa, type ResultPromise} from 'execa'
 
 import {EnvironmentError} from '../errors.js'
-import {callJson} from './http-json.js'
-import {INTERNAL, type WorkerHealth, type WorkerReadyLine, type WorkerRole, type WorkerStats} from './protocol.js'
+import {CLUSTER_TOKEN_ENV} from './auth.js'
+import {ControlClient, UNREACHABLE} from './http-json.js'
+import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole, type WorkerStats} from './protocol.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
 export type WorkerState = 'starting' | 'ready' | 'unhealthy' | 'dead' | 'stopped'
@@ -28,19 +39,36 @@ export interface ManagedWorker {
   engineEpoch: string | undefined
   stats: WorkerStats | undefined
   restarts: number
+  /** Times the restart budget ran out for this worker (each costs a backoff). */
+  budgetExhausted: number
+  /** Why it is not ready, when the supervisor knows (backoff, a reported problem). */
+  problem: string | undefined
   /** Last few stderr lines, for the error shown when it fails to start. */
   readonly recentOutput: string[]
   failedHealthChecks: number
 }
 
+export interface RestartBudget {
+  /** Restarts allowed within `windowMs` before backoff starts. */
+  readonly count: number
+  readonly windowMs: number
+  /** Delay of a restart within budget; past it the delay doubles per extra restart. */
+  readonly delayMs: number
+  readonly maxBackoffMs: number
+}
+
+export const DEFAULT_RESTART_BUDGET: RestartBudget = {count: 5, windowMs: 60_000, delayMs: 500, maxBackoffMs: 30_000}
+
 export interface SupervisorOptions {
   /** Absolute path of the worker entry script (dist/serve/worker/main.js). */
   readonly entryPath: string
   readonly configs: readonly WorkerConfig[]
+  /** Handed to every worker (environment) and sent with every call to one. */
+  readonly clusterToken: string
   readonly startupTimeoutMs?: number
   readonly healthIntervalMs?: number
   readonly stopGraceMs?: number
-  readonly maxRestarts?: number
+  readonly restartBudget?: RestartBudget
   readonly env?: Record<string, string>
 }
 
@@ -52,16 +80,22 @@ export interface SupervisorEvents {
 const OUTPUT_KEPT = 20
 /** Bound of one health/stats poll; three missed in a row (~15 s) make a worker unhealthy. */
 const HEALTH_TIMEOUT_MS = 5000
+/** Polls in a row a worker may report a problem (leaked blocks) before it is restarted. */
+const PROBLEM_POLLS_BEFORE_RESTART = 3
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly workers: ManagedWorker[]
   private readonly processes = new Map<string, ResultPromise>()
+  private readonly crashTimesMs = new Map<string, number[]>()
+  private readonly problemPolls = new Map<string, number>()
+  private readonly client: ControlClient
   private healthTimer: NodeJS.Timeout | undefined
   private stopping = false
   private readonly polling = new Set<string>()
 
   constructor(private readonly o: SupervisorOptions) {
     super()
+    this.client = new ControlClient(o.clusterToken)
     this.workers = o.configs.map((config) => ({
       name: config.name,
       role: config.role,
@@ -72,6 +106,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       engineEpoch: undefined,
       stats: undefined,
       restarts: 0,
+      budgetExhausted: 0,
+      problem: undefined,
       recentOutput: [],
       failedHealthChecks: 0,
     }))
@@ -94,9 +130,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.workers.filter((w) => w.role === role && w.state === 'ready')
   }
 
-  /** Marks a worker unhealthy right away (the router saw it refuse a connection). */
-  suspect(worker: ManagedWorker): void {
-    if (worker.state === 'ready') this.setState(worker, 'unhealthy')
+  /**
+   * The router could not reach a worker. A refused connection means nothing listens there (it
+   * died or is restarting): unhealthy now, and polled again at once to bring it back as soon as
+   * it answers. Anything else is left to the regular polls.
+   */
+  suspect(worker: ManagedWorker, code: string): void {
+    if (code !== UNREACHABLE || worker.state !== 'ready') return
+    this.setState(worker, 'unhealthy')
+    void this.poll(worker)
   }
 
   async stop(): Promise<void> {
@@ -129,7 +171,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       buffer: false,
       reject: false,
       cleanup: true,
-      env: {UCX_HANDLE_ERRORS: 'none', ...this.o.env},
+      env: {UCX_HANDLE_ERRORS: 'none', ...this.o.env, [CLUSTER_TOKEN_ENV]: this.o.clusterToken},
     })
     this.processes.set(w.name, p)
     w.pid = p.pid
@@ -166,9 +208,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
     const ready = await readyLine
     w.controlUrl = ready.controlUrl
-    const health = await callJson<WorkerHealth>(`${ready.controlUrl}${INTERNAL.health}`, undefined, 5000)
+    const health = await this.client.call<WorkerHealth>(`${ready.controlUrl}${INTERNAL.health}`, undefined, {timeoutMs: 5000, retryOnReset: true})
     w.engineEpoch = health.engineEpoch
     w.failedHealthChecks = 0
+    w.problem = undefined
+    // Decode workers must know a prefill engine before it can hand out transfer params.
+    if (w.role === 'prefill') await this.publishPeers()
+    if (w.role === 'decode') await this.sendPeers(w)
     this.setState(w, 'ready')
   }
 
@@ -190,38 +236,92 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
+  /** Restarts a worker that died while serving: at once within the budget, after a backoff past it. */
   private restartLater(w: ManagedWorker): void {
-    if (w.restarts >= (this.o.maxRestarts ?? 5)) return
+    const budget = this.o.restartBudget ?? DEFAULT_RESTART_BUDGET
+    const now = Date.now()
+    const recent = (this.crashTimesMs.get(w.name) ?? []).filter((t) => now - t < budget.windowMs)
+    recent.push(now)
+    this.crashTimesMs.set(w.name, recent)
+    let delayMs = budget.delayMs
+    if (recent.length > budget.count) {
+      delayMs = Math.min(budget.maxBackoffMs, budget.delayMs * 2 ** (recent.length - budget.count))
+      w.budgetExhausted++
+      w.problem = `restart budget exhausted: ${recent.length} restarts within ${budget.windowMs / 1000} s (budget ${budget.count}); next restart in ${(delayMs / 1000).toFixed(1)} s`
+      this.output(w, JSON.stringify({event: 'restart-budget-exhausted', worker: w.name, restartsInWindow: recent.length, windowS: budget.windowMs / 1000, budget: budget.count, backoffMs: delayMs}))
+    } else w.problem = undefined
     w.restarts++
     const timer = setTimeout(() => {
       if (this.stopping) return
-      this.launchRetryingCrashes(w).catch((error: Error) => this.output(w, `restart failed: ${error.message}`))
-    }, 500)
+      this.launchRetryingCrashes(w).catch((error: Error) => {
+        this.output(w, `restart failed: ${error.message}`)
+        if (this.stopping) return
+        this.setState(w, 'dead')
+        this.restartLater(w)
+      })
+    }, delayMs)
     timer.unref()
   }
 
   private async pollAll(): Promise<void> {
-    await Promise.all(
-      this.workers.map(async (w) => {
-        if (!w.controlUrl || w.state === 'dead' || w.state === 'stopped' || w.state === 'starting') return
-        // A worker answers between engine calls, which run on its event loop: a queue of long
-        // prefills delays the answer by seconds without anything being wrong. So one poll at a
-        // time, a generous bound, and only a refused connection or ~15 s of silence is sick.
-        if (this.polling.has(w.name)) return
-        this.polling.add(w.name)
-        try {
-          w.stats = await callJson<WorkerStats>(`${w.controlUrl}${INTERNAL.stats}`, undefined, HEALTH_TIMEOUT_MS)
-          w.failedHealthChecks = 0
-          if (w.state === 'unhealthy') this.setState(w, 'ready')
-        } catch (error) {
-          w.failedHealthChecks++
-          const refused = (error as {code?: string}).code === 'worker_unreachable'
-          if (refused || w.failedHealthChecks >= 3) this.suspect(w)
-        } finally {
-          this.polling.delete(w.name)
-        }
-      }),
-    )
+    await Promise.all(this.workers.map((w) => this.poll(w)))
+  }
+
+  private async poll(w: ManagedWorker): Promise<void> {
+    if (!w.controlUrl || w.state === 'dead' || w.state === 'stopped' || w.state === 'starting') return
+    // A worker answers between engine calls, which run on its event loop: a queue of long
+    // prefills delays the answer by seconds without anything being wrong. So one poll at a
+    // time, a generous bound, and only a refused connection or ~15 s of silence is sick.
+    if (this.polling.has(w.name)) return
+    this.polling.add(w.name)
+    try {
+      w.stats = await this.client.call<WorkerStats>(`${w.controlUrl}${INTERNAL.stats}`, undefined, {timeoutMs: HEALTH_TIMEOUT_MS, retryOnReset: true})
+      w.failedHealthChecks = 0
+      if (w.stats.ok === false) this.onProblem(w, w.stats.problem ?? 'the worker reports itself unhealthy')
+      else {
+        this.problemPolls.delete(w.name)
+        w.problem = undefined
+        if (w.state === 'unhealthy') this.setState(w, 'ready')
+      }
+    } catch (error) {
+      w.failedHealthChecks++
+      const refused = (error as {code?: string}).code === UNREACHABLE
+      if ((refused || w.failedHealthChecks >= 3) && w.state === 'ready') this.setState(w, 'unhealthy')
+    } finally {
+      this.polling.delete(w.name)
+    }
+  }
+
+  /** A worker that stays unhealthy by its own account is restarted (its leaked blocks die with it). */
+  private onProblem(w: ManagedWorker, problem: string): void {
+    w.problem = problem
+    if (w.state === 'ready') this.setState(w, 'unhealthy')
+    const polls = (this.problemPolls.get(w.name) ?? 0) + 1
+    this.problemPolls.set(w.name, polls)
+    if (polls === PROBLEM_POLLS_BEFORE_RESTART) {
+      this.output(w, JSON.stringify({event: 'worker-unhealthy-restart', worker: w.name, problem}))
+      this.processes.get(w.name)?.kill('SIGTERM')
+      this.problemPolls.delete(w.name)
+    }
+  }
+
+  /** The prefill engines decode workers may contact (engine id = worker name). */
+  private peers(): PeersRequest {
+    return {peers: this.workers.filter((w) => w.role === 'prefill' && w.controlUrl).map((w) => ({engineId: w.name, controlUrl: w.controlUrl!}))}
+  }
+
+  private async publishPeers(): Promise<void> {
+    await Promise.all(this.workers.filter((w) => w.role === 'decode' && w.controlUrl && w.state !== 'dead' && w.state !== 'stopped').map((w) => this.sendPeers(w)))
+  }
+
+  private async sendPeers(w: ManagedWorker): Promise<void> {
+    try {
+      await this.client.call(`${w.controlUrl}${INTERNAL.peers}`, this.peers(), {timeoutMs: HEALTH_TIMEOUT_MS, retryOnReset: true})
+    } catch (error) {
+      // That decode worker is down or stalled: it gets the whole directory when it is ready again.
+      this.output(w, `could not send it the prefill directory: ${(error as Error).message}`)
+      if (w.state === 'starting') throw error
+    }
   }
 
   private output(w: ManagedWorker, line: string): void {

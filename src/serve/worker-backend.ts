@@ -1,46 +1,57 @@
 /**
  * The router's GenerationBackend over worker processes. Disaggregated: prefill on a prefill
- * worker (round robin over healthy ones; a refused or dead one is skipped and the request fails
- * over to the next), then decode on the least-loaded decode worker, which pulls the cache.
- * Colocated: the whole request on the least-loaded colocated worker. A prefill worker that dies
- * while its cache is being pulled fails that request at once (process exit is seen immediately),
- * independent of the transport's own timeout.
+ * worker (round robin over healthy ones; a refused, dead, stalled or full one is skipped and the
+ * request fails over to the next), then decode on the least-loaded decode worker (ties broken
+ * round robin), which pulls the cache. Colocated: the whole request on the least-loaded
+ * colocated worker. A prefill worker that dies while its cache is being pulled fails that request
+ * at once (process exit is seen immediately), independent of the transport's own timeout.
+ *
+ * Bounds: the prefill call has its own (`prefillTimeoutMs`); a decode stream must deliver each
+ * next event (its headers and first token included) within `streamIdleTimeoutMs`.
  */
 import {ServeError, type BackendRequest, type GenerationBackend} from './backend.js'
-import {callJson, fetchBounded, ndjsonLines} from './http-json.js'
+import {ControlClient, ndjsonLines, RESET, TIMEOUT, UNREACHABLE} from './http-json.js'
 import {INTERNAL, type GenerateRequest, type PrefillResponse, type WorkerStreamEvent} from './protocol.js'
 import type {ManagedWorker, Supervisor} from './supervisor.js'
 
 export interface WorkerBackendOptions {
   readonly supervisor: Supervisor
+  readonly clusterToken: string
   readonly mode: 'disaggregated' | 'colocated'
   readonly prefillTimeoutMs: number
   /** Bound on the wait for each next event of a decode stream (first token included). */
   readonly streamIdleTimeoutMs: number
 }
 
+/** Prefill failures that say nothing about the request: the next prefill worker may take it. */
+const FAIL_OVER = new Set([UNREACHABLE, RESET, TIMEOUT, 'kv_pool_full'])
+
 export class WorkerBackend implements GenerationBackend {
   private nextPrefill = 0
+  private nextTieBreak = 0
   private readonly assigned = new Map<string, number>()
+  private readonly client: ControlClient
 
-  constructor(private readonly o: WorkerBackendOptions) {}
+  constructor(private readonly o: WorkerBackendOptions) {
+    this.client = new ControlClient(o.clusterToken)
+  }
 
   readiness(): {ready: boolean; reason?: string} {
     const s = this.o.supervisor
     const roles = this.o.mode === 'colocated' ? (['colocated'] as const) : (['prefill', 'decode'] as const)
+    const troubled = s.workers.filter((w) => w.state !== 'ready').map((w) => `${w.name} ${w.state}${w.problem ? ` (${w.problem})` : ''}`)
     for (const role of roles) {
       if (s.ready(role).length === 0) {
-        const states = s.workers.filter((w) => w.role === role).map((w) => `${w.name} ${w.state}`)
+        const states = s.workers.filter((w) => w.role === role).map((w) => `${w.name} ${w.state}${w.problem ? ` (${w.problem})` : ''}`)
         return {ready: false, reason: `no healthy ${role} worker (${states.join(', ')})`}
       }
     }
-    return {ready: true}
+    return troubled.length > 0 ? {ready: true, reason: `degraded: ${troubled.join(', ')}`} : {ready: true}
   }
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent> {
     if (this.o.mode === 'colocated') {
-      const w = this.leastLoaded('colocated')
-      yield* this.stream(w, {...request}, signal, undefined)
+      yield* this.stream(this.leastLoaded('colocated'), {...request}, signal, undefined)
       return
     }
     if (request.promptTokenIds.length < 2) {
@@ -55,23 +66,25 @@ export class WorkerBackend implements GenerationBackend {
 
   private async prefill(request: BackendRequest, signal: AbortSignal): Promise<{worker: ManagedWorker; response: PrefillResponse}> {
     const tried: string[] = []
-    for (;;) {
+    const failures: string[] = []
+    for (let attempt = 0; ; attempt++) {
       const candidates = this.o.supervisor.ready('prefill').filter((w) => !tried.includes(w.name))
       if (candidates.length === 0) {
-        const why = tried.length > 0 ? `prefill workers ${tried.join(', ')} failed` : this.readiness().reason
+        const why = failures.length > 0 ? failures.join('; ') : this.readiness().reason
         throw new ServeError(503, 'no_healthy_worker', `no healthy prefill worker can take the request: ${why}`)
       }
       const w = candidates[this.nextPrefill++ % candidates.length]
       tried.push(w.name)
       try {
-        const body = {requestId: request.requestId, promptTokenIds: request.promptTokenIds}
-        const response = await callJson<PrefillResponse>(`${w.controlUrl}${INTERNAL.prefill}`, body, this.o.prefillTimeoutMs, signal)
+        // Each attempt is its own request on the prefill side, so a late first attempt cannot collide with a retry.
+        const body = {requestId: attempt === 0 ? request.requestId : `${request.requestId}.p${attempt}`, promptTokenIds: request.promptTokenIds}
+        const response = await this.client.call<PrefillResponse>(`${w.controlUrl}${INTERNAL.prefill}`, body, {timeoutMs: this.o.prefillTimeoutMs, signal})
         return {worker: w, response}
       } catch (error) {
         if (signal.aborted) throw signal.reason
-        // Connection-level failures fail over; a request the worker refused is the request's fault.
-        if (error instanceof ServeError && (error.code === 'worker_unreachable' || error.code === 'worker_timeout')) {
-          this.o.supervisor.suspect(w)
+        if (error instanceof ServeError && FAIL_OVER.has(error.code)) {
+          failures.push(`${w.name}: ${error.message}`)
+          this.o.supervisor.suspect(w, error.code)
           continue
         }
         throw error
@@ -79,22 +92,22 @@ export class WorkerBackend implements GenerationBackend {
     }
   }
 
+  /** The ready worker of `role` with the fewest requests from this router; ties go round robin. */
   private leastLoaded(role: 'decode' | 'colocated'): ManagedWorker {
     const ready = this.o.supervisor.ready(role)
     if (ready.length === 0) throw new ServeError(503, 'no_healthy_worker', `no healthy ${role} worker can take the request: ${this.readiness().reason}`)
-    return ready.reduce((best, w) => ((this.assigned.get(w.name) ?? 0) < (this.assigned.get(best.name) ?? 0) ? w : best))
+    const load = (w: ManagedWorker) => this.assigned.get(w.name) ?? 0
+    const least = Math.min(...ready.map(load))
+    const tied = ready.filter((w) => load(w) === least)
+    return tied[this.nextTieBreak++ % tied.length]
   }
 
-  private async *stream(
-    w: ManagedWorker,
-    body: GenerateRequest,
-    signal: AbortSignal,
-    prefillWorker: ManagedWorker | undefined,
-  ): AsyncGenerator<WorkerStreamEvent> {
+  private async *stream(w: ManagedWorker, body: GenerateRequest, signal: AbortSignal, prefillWorker: ManagedWorker | undefined): AsyncGenerator<WorkerStreamEvent> {
     this.assigned.set(w.name, (this.assigned.get(w.name) ?? 0) + 1)
     const local = new AbortController()
     const onAbort = () => local.abort(signal.reason)
-    signal.addEventListener('abort', onAbort, {once: true})
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, {once: true})
     // While the cache is being pulled, the prefill worker's death fails the request right away.
     let pulling = prefillWorker !== undefined
     const onState = (changed: ManagedWorker) => {
@@ -103,16 +116,17 @@ export class WorkerBackend implements GenerationBackend {
       }
     }
     this.o.supervisor.on('state', onState)
+    const idle = this.o.streamIdleTimeoutMs
     try {
-      const res = await fetchBounded(`${w.controlUrl}${INTERNAL.generate}`, body, this.o.streamIdleTimeoutMs, local.signal)
+      const res = await this.client.open(`${w.controlUrl}${INTERNAL.generate}`, body, {timeoutMs: idle, signal: local.signal})
       if (!res.ok || !res.body) {
-        const text = await res.text()
+        const text = await withIdleTimeout(res.text(), idle, w.name, local.signal)
         const err = safeJson(text)?.error
         throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `decode worker ${w.name} answered ${res.status}`)
       }
       const lines = ndjsonLines<WorkerStreamEvent>(res.body)
       for (;;) {
-        const next = await withIdleTimeout(lines.next(), this.o.streamIdleTimeoutMs, w.name, local.signal)
+        const next = await withIdleTimeout(lines.next(), idle, w.name, local.signal)
         if (next.done) throw new ServeError(502, 'worker_stream_ended', `worker ${w.name} ended the stream of ${body.requestId} without finishing it`)
         const ev = next.value
         if (ev.type === 'transfer-done') pulling = false
@@ -121,13 +135,17 @@ export class WorkerBackend implements GenerationBackend {
       }
     } catch (error) {
       if (local.signal.aborted && local.signal.reason instanceof ServeError) throw local.signal.reason
-      if (error instanceof ServeError) throw error
+      if (error instanceof ServeError) {
+        if (FAIL_OVER.has(error.code)) this.o.supervisor.suspect(w, error.code)
+        throw error
+      }
       throw new ServeError(502, 'worker_stream_failed', `the stream from worker ${w.name} failed: ${(error as Error).message}`)
     } finally {
       pulling = false
       this.o.supervisor.off('state', onState)
       signal.removeEventListener('abort', onAbort)
-      local.abort(new ServeError(499, 'finished', 'request finished'))
+      // Closes the stream's connection if it is still open: the worker drops the request.
+      if (!local.signal.aborted) local.abort(new ServeError(499, 'finished', 'request finished'))
       this.assigned.set(w.name, (this.assigned.get(w.name) ?? 1) - 1)
     }
   }
@@ -148,7 +166,7 @@ async function withIdleTimeout<T>(p: Promise<T>, ms: number, worker: string, sig
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new ServeError(504, 'worker_timeout', `worker ${worker} sent nothing for ${ms} ms`)), ms)
+        timer = setTimeout(() => reject(new ServeError(504, TIMEOUT, `worker ${worker} sent nothing for ${ms} ms`)), ms)
         onAbort = () => reject(signal.reason)
         if (signal.aborted) onAbort()
         else signal.addEventListener('abort', onAbort, {once: true})

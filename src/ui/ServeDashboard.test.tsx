@@ -18,8 +18,8 @@ const snapshot: ServeSnapshot = {
   e2eMs: {p50: 100, p90: 200, p99: 300},
   transferGBps: 1.5,
   workers: [
-    {name: 'prefill-0', role: 'prefill', state: 'ready', pid: 101, restarts: 0, inFlight: 1, kvBlocksUsed: 4, kvBlocksTotal: 64, leasesHeld: 2, leasesExpired: 0, transferBytes: 0, transferMs: 0},
-    {name: 'decode-0', role: 'decode', state: 'dead', pid: 102, restarts: 1, inFlight: 2, kvBlocksUsed: 8, kvBlocksTotal: 64, leasesHeld: 0, leasesExpired: 0, transferBytes: 10, transferMs: 1},
+    {name: 'prefill-0', role: 'prefill', state: 'ready', pid: 101, restarts: 0, budgetExhausted: 0, inFlight: 1, kvBlocksUsed: 4, kvBlocksTotal: 64, leasesHeld: 2, leasesExpired: 0, transferBytes: 0, transferMs: 0},
+    {name: 'decode-0', role: 'decode', state: 'dead', pid: 102, restarts: 1, budgetExhausted: 0, inFlight: 2, kvBlocksUsed: 8, kvBlocksTotal: 64, leasesHeld: 0, leasesExpired: 0, transferBytes: 10, transferMs: 1},
   ],
 }
 

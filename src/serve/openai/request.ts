@@ -1,7 +1,12 @@
 /**
- * Validation of OpenAI-compatible request bodies into one typed shape. Every refusal names the
- * offending field (`param`) the way the OpenAI API does, so clients can show it.
+ * Validation of OpenAI-compatible request bodies into one typed shape. Each field is checked by
+ * its rule in params.ts (type, range, honoured / ignored / neutral-only); unknown fields are
+ * refused. Every refusal names the offending field (`param`) the way the OpenAI API does.
  */
+import type {z} from 'zod'
+
+import {ruleFor, type Endpoint, type FieldRule} from './params.js'
+
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant'
   readonly content: string
@@ -15,6 +20,7 @@ export interface ParsedRequest {
   readonly maxTokens: number | undefined
   readonly temperature: number
   readonly topP: number
+  /** 0 = no cut. */
   readonly topK: number
   readonly seed: number | undefined
   readonly stream: boolean
@@ -39,145 +45,92 @@ export class InvalidRequest extends Error {
 type Body = Record<string, unknown>
 
 export function parseCompletionBody(body: unknown): ParsedRequest {
-  const b = asObject(body)
-  const prompt = parsePrompt(b.prompt)
-  if (b.echo === true) throw new InvalidRequest('echo=true is not supported', 'echo', 'unsupported_value')
-  return {...common(b, 'max_tokens'), kind: 'completion', prompt}
+  const b = checkFields(body, 'completions')
+  return {...common(b, b.max_tokens), kind: 'completion', prompt: completionPrompt(b.prompt)}
 }
 
 export function parseChatBody(body: unknown): ParsedRequest {
-  const b = asObject(body)
+  const b = checkFields(body, 'chat')
   if (b.messages === undefined) throw missing('messages')
-  if (!Array.isArray(b.messages)) throw invalidType('messages', 'an array of messages', b.messages)
-  if (b.messages.length === 0) throw new InvalidRequest("'messages' must contain at least one message", 'messages', 'invalid_value')
-  const messages = b.messages.map((m, i) => parseMessage(m, i))
-  const maxKey = b.max_completion_tokens === undefined ? 'max_tokens' : 'max_completion_tokens'
-  return {...common(b, maxKey), kind: 'chat', prompt: {messages}}
+  const messages = (b.messages as {role: string; content: string | {text: string}[]}[]).map(
+    (m): ChatMessage => ({role: m.role === 'developer' ? 'system' : (m.role as ChatMessage['role']), content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('')}),
+  )
+  const max = b.max_completion_tokens ?? b.max_tokens
+  return {...common(b, max), kind: 'chat', prompt: {messages}}
 }
 
-function common(b: Body, maxTokensKey: string): Omit<ParsedRequest, 'kind' | 'prompt'> {
-  if (b.model === undefined) throw missing('model')
-  if (typeof b.model !== 'string') throw invalidType('model', 'a string', b.model)
-  const n = optionalInt(b, 'n', 1, 1)
-  if (n !== 1) throw new InvalidRequest(`'n' must be 1, got ${n}`, 'n', 'unsupported_value')
-  if (b.logprobs !== undefined && b.logprobs !== null && b.logprobs !== false) {
-    throw new InvalidRequest("'logprobs' is not supported", 'logprobs', 'unsupported_value')
-  }
-  const stream = optionalBool(b, 'stream', false)
-  const streamOptions = b.stream_options
-  let includeUsage = false
-  if (streamOptions !== undefined && streamOptions !== null) {
-    if (typeof streamOptions !== 'object' || Array.isArray(streamOptions)) throw invalidType('stream_options', 'an object', streamOptions)
-    includeUsage = optionalBool(streamOptions as Body, 'include_usage', false, 'stream_options.include_usage')
-  }
-  return {
-    model: b.model,
-    maxTokens: b[maxTokensKey] === null ? undefined : optionalInt(b, maxTokensKey, undefined, 1),
-    temperature: optionalNumber(b, 'temperature', 1, 0, 2),
-    topP: optionalNumber(b, 'top_p', 1, Number.MIN_VALUE, 1),
-    topK: optionalTopK(b),
-    seed: b.seed === null ? undefined : optionalInt(b, 'seed', undefined, undefined),
-    stream,
-    includeUsage,
-    stop: parseStop(b.stop),
-    ignoreEos: optionalBool(b, 'ignore_eos', false),
-    returnTokenIds: optionalBool(b, 'return_token_ids', false),
-  }
-}
-
-function parsePrompt(prompt: unknown): ParsedRequest['prompt'] {
-  if (prompt === undefined) throw missing('prompt')
-  if (typeof prompt === 'string') return {text: prompt}
-  if (Array.isArray(prompt)) {
-    if (prompt.length === 0) throw new InvalidRequest("'prompt' must not be empty", 'prompt', 'invalid_value')
-    if (prompt.every((p) => typeof p === 'string')) {
-      if (prompt.length > 1) throw new InvalidRequest('batched prompts are not supported: send one prompt per request', 'prompt', 'unsupported_value')
-      return {text: prompt[0] as string}
-    }
-    if (prompt.every((p) => Number.isInteger(p) && (p as number) >= 0)) return {tokenIds: prompt as number[]}
-    if (prompt.length === 1 && Array.isArray(prompt[0])) return parsePrompt(prompt[0])
-  }
-  throw invalidType('prompt', 'a string or an array of token ids', prompt)
-}
-
-function parseMessage(m: unknown, i: number): ChatMessage {
-  const at = `messages[${i}]`
-  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalidType(at, 'an object', m)
-  const msg = m as Body
-  if (msg.role !== 'system' && msg.role !== 'user' && msg.role !== 'assistant' && msg.role !== 'developer') {
-    throw new InvalidRequest(`'${at}.role' must be one of system, user, assistant; got ${describe(msg.role)}`, `${at}.role`, 'invalid_value')
-  }
-  const role = msg.role === 'developer' ? 'system' : msg.role
-  if (typeof msg.content === 'string') return {role, content: msg.content}
-  if (Array.isArray(msg.content)) {
-    const parts = msg.content.map((part, j) => {
-      const p = part as Body
-      if (typeof p !== 'object' || p === null || p.type !== 'text' || typeof p.text !== 'string') {
-        throw new InvalidRequest(`'${at}.content[${j}]' must be a text part ({"type":"text","text":...}); only text is supported`, `${at}.content[${j}]`, 'invalid_value')
-      }
-      return p.text
-    })
-    return {role, content: parts.join('')}
-  }
-  if (msg.content === undefined) throw missing(`${at}.content`)
-  throw invalidType(`${at}.content`, 'a string or an array of text parts', msg.content)
-}
-
-function parseStop(stop: unknown): readonly string[] {
-  if (stop === undefined || stop === null) return []
-  if (typeof stop === 'string') return stop.length > 0 ? [stop] : []
-  if (Array.isArray(stop) && stop.every((s) => typeof s === 'string')) {
-    if (stop.length > 4) throw new InvalidRequest(`'stop' accepts at most 4 sequences, got ${stop.length}`, 'stop', 'invalid_value')
-    return stop.filter((s) => s.length > 0)
-  }
-  throw invalidType('stop', 'a string or an array of strings', stop)
-}
-
-function optionalTopK(b: Body): number {
-  if (b.top_k === undefined || b.top_k === null) return 0
-  const k = b.top_k
-  if (!Number.isInteger(k)) throw invalidType('top_k', 'an integer', k)
-  if ((k as number) === -1 || (k as number) === 0) return 0
-  if ((k as number) < 1) throw new InvalidRequest(`'top_k' must be -1, 0 or a positive integer, got ${k}`, 'top_k', 'invalid_value')
-  return k as number
-}
-
-function optionalInt(b: Body, key: string, fallback: number | undefined, min: number | undefined): number | undefined {
-  const v = b[key]
-  if (v === undefined) return fallback
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidType(key, 'an integer', v)
-  if (min !== undefined && v < min) throw new InvalidRequest(`'${key}' must be >= ${min}, got ${v}`, key, 'invalid_value')
-  return v
-}
-
-function optionalNumber(b: Body, key: string, fallback: number, min: number, max: number): number {
-  const v = b[key]
-  if (v === undefined || v === null) return fallback
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidType(key, 'a number', v)
-  if (v < min || v > max) throw new InvalidRequest(`'${key}' must be between ${min === Number.MIN_VALUE ? 0 : min} and ${max}, got ${v}`, key, 'invalid_value')
-  return v
-}
-
-function optionalBool(b: Body, key: string, fallback: boolean, param = key): boolean {
-  const v = b[key]
-  if (v === undefined || v === null) return fallback
-  if (typeof v !== 'boolean') throw invalidType(param, 'a boolean', v)
-  return v
-}
-
-function asObject(body: unknown): Body {
+/** Every own field of the body checked against its rule; unknown fields refused by name. */
+function checkFields(body: unknown, endpoint: Endpoint): Body {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new InvalidRequest('the request body must be a JSON object', null, 'invalid_body')
   }
-  return body as Body
+  const b = body as Body
+  for (const key of Object.keys(b)) {
+    const rule = ruleFor(endpoint, key)
+    if (!rule) {
+      throw new InvalidRequest(`Unrecognized request argument supplied: ${shortKey(key)}. The README lists the fields POST /v1/${endpoint === 'chat' ? 'chat/completions' : 'completions'} takes.`, shortKey(key), 'unknown_parameter')
+    }
+    const parsed = rule.schema.safeParse(b[key])
+    if (!parsed.success) throw refusal(rule, b[key], parsed.error)
+  }
+  if (b.model === undefined) throw missing('model')
+  return b
+}
+
+function refusal(rule: FieldRule, value: unknown, error: z.ZodError): InvalidRequest {
+  if (rule.status === 'neutral-only') {
+    return new InvalidRequest(`'${rule.name}' is not implemented by hpd: it accepts only ${rule.accepts} (${rule.instead}), got ${describe(value)}`, rule.name, 'unsupported_parameter')
+  }
+  const issue = error.issues[0]
+  const path = issue && issue.path.length > 0 ? `${rule.name}${issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}` : rule.name
+  if (path !== rule.name) {
+    return new InvalidRequest(`'${path}' is invalid (${issue.message}); '${rule.name}' must be ${rule.accepts}`, path, 'invalid_value')
+  }
+  return new InvalidRequest(`'${rule.name}' must be ${rule.accepts}, got ${describe(value)}`, rule.name, typeof value === typeof 0 || value === null ? 'invalid_value' : 'invalid_type')
+}
+
+function common(b: Body, maxTokens: unknown): Omit<ParsedRequest, 'kind' | 'prompt'> {
+  const stream = b.stream === true
+  const opts = b.stream_options as {include_usage?: boolean | null} | null | undefined
+  if (opts != null && !stream) throw new InvalidRequest("'stream_options' is only allowed when 'stream' is true", 'stream_options', 'invalid_value')
+  const topK = (b.top_k as number | null | undefined) ?? 0
+  return {
+    model: b.model as string,
+    maxTokens: (maxTokens as number | null | undefined) ?? undefined,
+    temperature: (b.temperature as number | null | undefined) ?? 1,
+    topP: (b.top_p as number | null | undefined) ?? 1,
+    topK: topK === -1 ? 0 : topK,
+    seed: (b.seed as number | null | undefined) ?? undefined,
+    stream,
+    includeUsage: opts?.include_usage === true,
+    stop: parseStop(b.stop as string | string[] | null | undefined),
+    ignoreEos: b.ignore_eos === true,
+    returnTokenIds: b.return_token_ids === true,
+  }
+}
+
+function completionPrompt(prompt: unknown): ParsedRequest['prompt'] {
+  if (prompt === undefined) throw missing('prompt')
+  if (typeof prompt === 'string') return {text: prompt}
+  const list = prompt as unknown[]
+  if (typeof list[0] === 'number') return {tokenIds: list as number[]}
+  if (list.length > 1) throw new InvalidRequest('batched prompts are not supported: send one prompt per request', 'prompt', 'unsupported_value')
+  return typeof list[0] === 'string' ? {text: list[0]} : {tokenIds: list[0] as number[]}
+}
+
+function parseStop(stop: string | string[] | null | undefined): readonly string[] {
+  if (stop === undefined || stop === null) return []
+  return (typeof stop === 'string' ? [stop] : stop).filter((s) => s.length > 0)
 }
 
 function missing(param: string): InvalidRequest {
   return new InvalidRequest(`'${param}' is a required property`, param, 'missing_required_parameter')
 }
 
-function invalidType(param: string, expected: string, got: unknown): InvalidRequest {
-  return new InvalidRequest(`'${param}' must be ${expected}, got ${describe(got)}`, param, 'invalid_type')
+/** A field name as a message may quote it: bounded, printable. */
+function shortKey(key: string): string {
+  const printable = key.replace(/[^\x20-\x7e]/g, '?')
+  return printable.length > 64 ? `${printable.slice(0, 64)}…` : printable
 }
 
 function describe(v: unknown): string {

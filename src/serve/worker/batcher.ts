@@ -73,10 +73,11 @@ export class ContinuousBatcher {
         }
         if (batch.length === 0) continue
         this.maxBatchSeen = Math.max(this.maxBatchSeen, batch.length)
-        let next: readonly number[]
+        let next: readonly (number | Error)[]
         try {
           next = await this.engine.decodeStep(batch.map((r) => ({requestId: r.seq.requestId, tokenId: r.input, sampling: r.seq.sampling})))
         } catch (error) {
+          // The step failed as a whole (nothing says which request caused it): all of it fails.
           for (const r of batch) this.finish(r, error instanceof Error ? error : new Error(String(error)))
           continue
         }
@@ -84,6 +85,8 @@ export class ContinuousBatcher {
         batch.forEach((r, i) => {
           if (r.cancelled) return this.finish(r, 'abort')
           const token = next[i]
+          // One request's failure (its sampling, its blocks) ends that request only.
+          if (token instanceof Error) return this.finish(r, token)
           if (token === this.engine.eosTokenId && !r.seq.sampling.ignoreEos) return this.finish(r, 'stop')
           r.produced++
           r.input = token

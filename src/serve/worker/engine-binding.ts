@@ -69,8 +69,11 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     }
     return sampler
   }
+  // Fault-injection hook (tests only, documented in src/serve/README.md): the native sampler is
+  // handed an invalid top_k for requests whose id contains this marker, so it fails natively.
+  const poison = process.env.HPD_TEST_FAIL_SAMPLING_FOR
   const sample = (requestId: string, logits: Float32Array, s: SamplingParams) =>
-    samplerOf(requestId, s).sample(logits, {temperature: s.temperature, topK: s.topK, topP: s.topP})
+    samplerOf(requestId, s).sample(logits, {temperature: s.temperature, topK: poison && requestId.includes(poison) ? Number.NaN : s.topK, topP: s.topP})
   // Stable across restarts of this worker; the handshake's epoch tells a restarted engine apart.
   const engineId = config.name
 
@@ -79,6 +82,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     tpSize: config.tp,
     compatibilityHash: hash,
     eosTokenId: model.tokenizer.eosId ?? -1,
+    limits: {maxModelLen: config.maxModelLen, vocabSize: model.spec.vocabSize},
     kvUsage: () => engine.usage(),
 
     async prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds> {
@@ -158,9 +162,18 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
       const logits = engine.prefill(requestId, tokenIds)!
       return sample(requestId, logits, s)
     },
-    async decodeStep(entries: readonly DecodeEntry[]): Promise<readonly number[]> {
-      const logits = engine.decodeStep(entries.map((e) => ({requestId: e.requestId, tokenId: e.tokenId})))
-      return entries.map((e, i) => sample(e.requestId, logits[i], e.sampling))
+    async decodeStep(entries: readonly DecodeEntry[]): Promise<readonly (number | Error)[]> {
+      const logits = engine.decodeStepEach(entries.map((e) => ({requestId: e.requestId, tokenId: e.tokenId})))
+      // Each request samples on its own: one request's sampler failing fails that request only.
+      return entries.map((e, i) => {
+        const l = logits[i]
+        if (l instanceof Error) return l
+        try {
+          return sample(e.requestId, l, e.sampling)
+        } catch (error) {
+          return error instanceof Error ? error : new Error(String(error))
+        }
+      })
     },
     free(requestId: string): void {
       samplers.delete(requestId)

@@ -4,6 +4,7 @@
  * tests of the worker logic implement it in memory. Block ids are logical, per KV-cache group.
  */
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
+import type {ProtocolLimits} from '../protocol-schema.js'
 
 export type GroupBlockIds = readonly (readonly number[])[]
 
@@ -32,6 +33,8 @@ export interface WorkerEngine {
   readonly tpSize: number
   readonly compatibilityHash: string
   readonly eosTokenId: number
+  /** Context length and vocabulary: every control message is checked against them. */
+  readonly limits: ProtocolLimits
   kvUsage(): {readonly usedBlocks: number; readonly totalBlocks: number}
 
   // ── prefill side ──
@@ -54,12 +57,20 @@ export interface WorkerEngine {
   adopt(requestId: string, numTokens: number): void
 
   // ── colocated ──
-  /** Full local prefill of the prompt; returns the first sampled token. */
+  /**
+   * Full local prefill of the prompt; returns the first sampled token. The request's blocks are
+   * allocated by this call: whoever calls it frees them (free() is a no-op for unknown ids), also
+   * when it throws.
+   */
   prefillLocal(requestId: string, tokenIds: readonly number[], sampling: SamplingParams): Promise<number>
 
   // ── both ──
-  /** One continuous-batching step: feeds one token per request, returns each next sampled token. */
-  decodeStep(entries: readonly DecodeEntry[]): Promise<readonly number[]>
+  /**
+   * One continuous-batching step: feeds one token per request, returns each request's next
+   * sampled token, or the Error that failed that request alone (its sampling, its blocks); the
+   * others' tokens are unaffected. Throws only when the step as a whole failed.
+   */
+  decodeStep(entries: readonly DecodeEntry[]): Promise<readonly (number | Error)[]>
   free(requestId: string): void
   close(): Promise<void>
 }

@@ -2,10 +2,10 @@ import {describe, expect, it} from 'vitest'
 
 import {LeaseTable} from './lease-table.js'
 
-function table(durationMs = 1000) {
+function table(durationMs = 1000, maxHoldMs?: number) {
   let now = 0
   const ended: [string, string][] = []
-  const t = new LeaseTable({durationMs, onEnd: (id, why) => ended.push([id, why]), nowMs: () => now})
+  const t = new LeaseTable({durationMs, maxHoldMs, onEnd: (id, why) => ended.push([id, why]), nowMs: () => now})
   return {t, ended, advance: (ms: number) => (now += ms)}
 }
 
@@ -34,5 +34,17 @@ describe('LeaseTable', () => {
     expect(t.release('a')).toBe(false)
     expect(t.extend('a')).toBeUndefined()
     expect(ended).toEqual([['a', 'released']])
+  })
+
+  it('never extends a lease past its maximum hold, however often it beats', () => {
+    const {t, ended, advance} = table(1000, 3000)
+    t.hold('a')
+    for (let i = 0; i < 10; i++) {
+      advance(500)
+      t.extend('a')
+      t.sweep()
+    }
+    expect(ended).toEqual([['a', 'expired']])
+    expect(t.extend('a')).toBeUndefined()
   })
 })

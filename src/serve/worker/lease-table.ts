@@ -6,6 +6,8 @@
  */
 export interface LeaseTableOptions {
   readonly durationMs: number
+  /** No lease outlives this, counted from hold(), however often it is extended (default: no cap). */
+  readonly maxHoldMs?: number
   /** Called once per lease that ends, with why; the owner frees the blocks there. */
   readonly onEnd: (requestId: string, why: 'released' | 'expired') => void
   readonly nowMs?: () => number
@@ -13,6 +15,8 @@ export interface LeaseTableOptions {
 
 export class LeaseTable {
   private readonly expiresAtMs = new Map<string, number>()
+  /** Latest expiry each lease may reach (hold time + maxHoldMs). */
+  private readonly deadlineMs = new Map<string, number>()
   private readonly now: () => number
   released = 0
   expired = 0
@@ -25,17 +29,23 @@ export class LeaseTable {
     return this.expiresAtMs.size
   }
 
+  has(requestId: string): boolean {
+    return this.expiresAtMs.has(requestId)
+  }
+
   /** Starts a lease; returns its expiry (wall-clock ms). */
   hold(requestId: string): number {
-    const at = this.now() + this.options.durationMs
+    const now = this.now()
+    const at = now + this.options.durationMs
     this.expiresAtMs.set(requestId, at)
+    this.deadlineMs.set(requestId, now + Math.max(this.options.durationMs, this.options.maxHoldMs ?? Number.POSITIVE_INFINITY))
     return at
   }
 
-  /** Pushes the expiry to now + duration; undefined when the lease already ended. */
+  /** Pushes the expiry to now + duration (at most to the lease's deadline); undefined when the lease already ended. */
   extend(requestId: string): number | undefined {
     if (!this.expiresAtMs.has(requestId)) return undefined
-    const at = this.now() + this.options.durationMs
+    const at = Math.min(this.now() + this.options.durationMs, this.deadlineMs.get(requestId) ?? Number.POSITIVE_INFINITY)
     this.expiresAtMs.set(requestId, at)
     return at
   }
@@ -43,6 +53,7 @@ export class LeaseTable {
   /** Ends a lease because the decode side is done with the blocks; false if none was held. */
   release(requestId: string): boolean {
     if (!this.expiresAtMs.delete(requestId)) return false
+    this.deadlineMs.delete(requestId)
     this.released++
     this.options.onEnd(requestId, 'released')
     return true
@@ -57,6 +68,7 @@ export class LeaseTable {
     }
     for (const id of ended) {
       this.expiresAtMs.delete(id)
+      this.deadlineMs.delete(id)
       this.expired++
       this.options.onEnd(id, 'expired')
     }
@@ -67,6 +79,7 @@ export class LeaseTable {
   clear(): void {
     for (const id of [...this.expiresAtMs.keys()]) {
       this.expiresAtMs.delete(id)
+      this.deadlineMs.delete(id)
       this.options.onEnd(id, 'expired')
     }
   }

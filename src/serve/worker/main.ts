@@ -6,6 +6,7 @@
  */
 import {randomUUID} from 'node:crypto'
 
+import {CLUSTER_TOKEN_ENV} from '../auth.js'
 import {createWorkerEngine} from './engine-binding.js'
 import type {WorkerConfig} from './worker-config.js'
 import {startWorkerServer} from './worker-server.js'
@@ -24,13 +25,19 @@ function log(event: string, fields: Record<string, unknown> = {}): void {
 
 let closing = false
 async function main(): Promise<void> {
+  // The cluster token comes through the environment (argv is world-readable through ps).
+  const clusterToken = process.env[CLUSTER_TOKEN_ENV]
+  if (!clusterToken) throw Object.assign(new Error(`${CLUSTER_TOKEN_ENV} is not set: a worker never serves without the cluster token`), {code: 'HPD_WORKER_NO_TOKEN'})
+  delete process.env[CLUSTER_TOKEN_ENV]
   const engine = await createWorkerEngine(config)
   const worker = await startWorkerServer({
     role: config.role,
     engine,
     engineEpoch: randomUUID(),
     host: config.host,
+    clusterToken,
     leaseMs: config.leaseMs,
+    maxLeaseMs: config.maxLeaseMs,
     maxBatch: config.maxBatch,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     transferTimeoutMs: config.transferTimeoutMs,

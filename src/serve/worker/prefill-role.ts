@@ -2,6 +2,10 @@
  * The prefill side of P/D: computes N−1 prompt tokens, holds the request's blocks under a lease,
  * answers with transfer params, serves the handshake, and frees blocks on the decode side's
  * "read done" notification (or an HTTP release) or when the lease expires.
+ *
+ * Ownership: a request's blocks belong to its prefill() call until the lease holds them; a prefill
+ * that fails frees what it allocated. A lease can be extended, but never past `maxLeaseMs` after
+ * it began: a caller that keeps beating cannot pin blocks forever.
  */
 import {ServeError} from '../backend.js'
 import {PROTOCOL_VERSION, type HandshakePayload, type PrefillRequest, type PrefillResponse} from '../protocol.js'
@@ -16,17 +20,21 @@ export interface PrefillRoleOptions {
   readonly engineEpoch: string
   readonly controlUrl: () => string
   readonly leaseMs: number
+  /** Longest a lease may be held, extensions included (the router's request bound covers any real wait). */
+  readonly maxLeaseMs: number
   readonly log: (event: string, fields: Record<string, unknown>) => void
 }
 
 export class PrefillRole {
   readonly leases: LeaseTable
   private readonly sweeper: NodeJS.Timeout
-  inFlight = 0
+  /** Requests being prefilled now (their blocks are not under a lease yet). */
+  private readonly computing = new Set<string>()
 
   constructor(private readonly o: PrefillRoleOptions) {
     this.leases = new LeaseTable({
       durationMs: o.leaseMs,
+      maxHoldMs: o.maxLeaseMs,
       onEnd: (requestId, why) => {
         o.engine.free(requestId)
         o.log(why === 'expired' ? 'lease-expired' : 'lease-released', {requestId})
@@ -38,6 +46,10 @@ export class PrefillRole {
     o.engine.onNotification((message) => {
       if (message.startsWith(READ_DONE_PREFIX)) this.leases.release(message.slice(READ_DONE_PREFIX.length))
     })
+  }
+
+  get inFlight(): number {
+    return this.computing.size
   }
 
   handshake(): HandshakePayload {
@@ -52,19 +64,22 @@ export class PrefillRole {
     }
   }
 
-  async prefill(body: unknown): Promise<PrefillResponse> {
-    const req = body as PrefillRequest
-    if (typeof req?.requestId !== 'string' || !Array.isArray(req.promptTokenIds) || req.promptTokenIds.length < 2) {
-      throw new ServeError(400, 'bad_prefill_request', 'prefill needs requestId and at least 2 promptTokenIds')
+  /** `req` is validated (protocol-schema.ts): ids, token ids inside the vocabulary, 2..context−1 tokens. */
+  async prefill(req: PrefillRequest): Promise<PrefillResponse> {
+    if (this.computing.has(req.requestId) || this.leases.has(req.requestId)) {
+      throw new ServeError(409, 'duplicate_request', `request ${req.requestId} is already prefilled or being prefilled on this worker`)
     }
     const started = performance.now()
     const computed = req.promptTokenIds.slice(0, -1)
-    this.inFlight++
+    this.computing.add(req.requestId)
     let blockIds
     try {
       blockIds = await this.o.engine.prefillForTransfer(req.requestId, computed)
+    } catch (error) {
+      this.o.engine.free(req.requestId)
+      throw error
     } finally {
-      this.inFlight--
+      this.computing.delete(req.requestId)
     }
     const leaseExpiresAtMs = this.leases.hold(req.requestId)
     return {
@@ -83,15 +98,14 @@ export class PrefillRole {
     }
   }
 
-  extend(body: unknown): {leaseExpiresAtMs: number} {
-    const id = (body as {requestId?: string})?.requestId ?? ''
-    const at = this.leases.extend(id)
-    if (at === undefined) throw new ServeError(410, 'lease_gone', `no lease is held for request ${id}: it expired or was released`)
+  extend(requestId: string): {leaseExpiresAtMs: number} {
+    const at = this.leases.extend(requestId)
+    if (at === undefined) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
     return {leaseExpiresAtMs: at}
   }
 
-  release(body: unknown): {released: boolean} {
-    return {released: this.leases.release((body as {requestId?: string})?.requestId ?? '')}
+  release(requestId: string): {released: boolean} {
+    return {released: this.leases.release(requestId)}
   }
 
   close(): void {

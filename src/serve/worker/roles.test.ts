@@ -1,6 +1,6 @@
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {callJson, fetchBounded, ndjsonLines} from '../http-json.js'
+import {ControlClient, ndjsonLines} from '../http-json.js'
 import {INTERNAL, type PrefillResponse, type SamplingParams, type WorkerStats, type WorkerStreamEvent} from '../protocol.js'
 import type {DecodeEntry, GroupBlockIds, PeerLink, WorkerEngine} from './engine-port.js'
 import {startWorkerServer, type RunningWorker} from './worker-server.js'
@@ -15,6 +15,9 @@ const registry = new Map<string, MemoryEngine>()
 class MemoryEngine implements WorkerEngine {
   readonly tpSize = 1
   readonly eosTokenId = 257
+  readonly limits = {maxModelLen: 64, vocabSize: 300}
+  /** Requests whose sampling fails (the in-memory stand-in for a native sampler error). */
+  readonly poisoned = new Set<string>()
   readonly caches = new Map<string, number[]>()
   private listeners: ((m: string) => void)[] = []
   constructor(
@@ -60,12 +63,15 @@ class MemoryEngine implements WorkerEngine {
   }
   async prefillLocal(requestId: string, tokenIds: readonly number[], sampling: SamplingParams) {
     this.caches.set(requestId, [...tokenIds.slice(0, -1)])
-    return (await this.decodeStep([{requestId, tokenId: tokenIds[tokenIds.length - 1], sampling}]))[0]
+    const [first] = await this.decodeStep([{requestId, tokenId: tokenIds[tokenIds.length - 1], sampling}])
+    if (first instanceof Error) throw first
+    return first
   }
   async decodeStep(entries: readonly DecodeEntry[]) {
     return entries.map((e) => {
       const h = this.caches.get(e.requestId)!
       h.push(e.tokenId)
+      if (this.poisoned.has(e.requestId)) return new Error(`sampling failed for ${e.requestId}`)
       return (h.reduce((a, b) => a + b, 0) + 7) % 251
     })
   }
@@ -78,8 +84,14 @@ class MemoryEngine implements WorkerEngine {
 const running: RunningWorker[] = []
 afterEach(async () => {
   await Promise.all(running.splice(0).map((w) => w.close()))
+  prefills.splice(0)
   registry.clear()
 })
+
+const TOKEN = 'roles-test-cluster-token-0123'
+const control = new ControlClient(TOKEN)
+const callJson = <T>(url: string, body: unknown, timeoutMs: number) => control.call<T>(url, body, {timeoutMs})
+const prefills: RunningWorker[] = []
 
 async function worker(role: 'prefill' | 'decode' | 'colocated', engine: MemoryEngine, leaseMs = 10_000) {
   const w = await startWorkerServer({
@@ -87,20 +99,33 @@ async function worker(role: 'prefill' | 'decode' | 'colocated', engine: MemoryEn
     engine,
     engineEpoch: `${engine.engineId}-epoch`,
     host: '127.0.0.1',
+    clusterToken: TOKEN,
     leaseMs,
+    maxLeaseMs: 60_000,
     maxBatch: 8,
     handshakeTimeoutMs: 1000,
     transferTimeoutMs: 1000,
     log: () => undefined,
   })
   running.push(w)
+  engineIds.set(w, engine.engineId)
+  // Every decode worker knows every prefill worker of this test (as the supervisor tells them).
+  if (role === 'prefill') prefills.push(w)
+  const directory = prefills.map((p) => ({engineId: registryIdOf(p), controlUrl: p.controlUrl}))
+  for (const d of running.filter((r) => r.peers)) d.peers.replace(directory)
   return w
+}
+
+const engineIds = new Map<RunningWorker, string>()
+function registryIdOf(w: RunningWorker): string {
+  return engineIds.get(w)!
 }
 
 const greedy: SamplingParams = {temperature: 0, topP: 1, topK: 0, seed: undefined, maxTokens: 5, ignoreEos: true}
 
 async function generate(url: string, body: unknown): Promise<WorkerStreamEvent[]> {
-  const res = await fetchBounded(`${url}${INTERNAL.generate}`, body, 5000)
+  const res = await control.open(`${url}${INTERNAL.generate}`, body, {timeoutMs: 5000})
+  if (!res.ok) return [{type: 'error', status: res.status, ...((await res.json()) as {error: {code: string; message: string}}).error}]
   const out: WorkerStreamEvent[] = []
   for await (const ev of ndjsonLines<WorkerStreamEvent>(res.body!)) out.push(ev)
   return out
@@ -173,5 +198,78 @@ describe('prefill + decode worker roles', () => {
     for (const evs of runs) expect(tokens(evs)).toHaveLength(20)
     const stats = await callJson<WorkerStats>(`${c.controlUrl}${INTERNAL.stats}`, undefined, 1000)
     expect(stats.decodeBatchMax).toBeGreaterThan(1)
+  })
+
+  it('fails only the request whose sampling fails; the rest of its batch continues', async () => {
+    const engine = new MemoryEngine('c5', 'h')
+    const c = await worker('colocated', engine)
+    engine.poisoned.add('bad')
+    const runs = await Promise.all(
+      ['ok0', 'bad', 'ok1', 'ok2'].map((id, i) => generate(c.controlUrl, {requestId: id, promptTokenIds: [i + 3], sampling: {...greedy, maxTokens: 12}})),
+    )
+    expect(runs[1].at(-1)).toMatchObject({type: 'error'})
+    for (const i of [0, 2, 3]) expect(tokens(runs[i])).toHaveLength(12)
+    expect(engine.caches.size).toBe(0)
+  })
+
+  it('frees the blocks of a local prefill whose first sampling fails (no leak)', async () => {
+    const engine = new MemoryEngine('c6', 'h')
+    const d = await worker('decode', engine)
+    engine.poisoned.add('one-token')
+    const evs = await generate(d.controlUrl, {requestId: 'one-token', promptTokenIds: [65], sampling: greedy})
+    expect(evs.at(-1)).toMatchObject({type: 'error'})
+    expect(engine.caches.size).toBe(0)
+    const stats = await callJson<WorkerStats>(`${d.controlUrl}${INTERNAL.stats}`, undefined, 1000)
+    expect(stats).toMatchObject({kvBlocksUsed: 0, inFlight: 0, ok: true})
+  })
+
+  it('refuses a duplicate request id without touching the running one', async () => {
+    const pEngine = new MemoryEngine('p7', 'h')
+    const p = await worker('prefill', pEngine)
+    await callJson(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'dup', promptTokenIds: [1, 2, 3]}, 5000)
+    await expect(callJson(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'dup', promptTokenIds: [4, 5, 6]}, 5000)).rejects.toMatchObject({status: 409, code: 'duplicate_request'})
+    expect(pEngine.caches.get('dup')).toEqual([1, 2])
+  })
+
+  it('validates every control message before the engine sees it', async () => {
+    const p = await worker('prefill', new MemoryEngine('p8', 'h'))
+    const d = await worker('decode', new MemoryEngine('d8', 'h'))
+    const bad = [
+      {requestId: 'x', promptTokenIds: [1, 400]},
+      {requestId: 'x y', promptTokenIds: [1, 2]},
+      {requestId: 'x', promptTokenIds: Array.from({length: 64}, () => 1)},
+      {requestId: 'x', promptTokenIds: [1]},
+      {requestId: 'x', promptTokenIds: [1, 2], extra: true},
+    ]
+    for (const body of bad) await expect(callJson(`${p.controlUrl}${INTERNAL.prefill}`, body, 5000)).rejects.toMatchObject({status: 400})
+    const gen = [
+      {requestId: 'g', promptTokenIds: [1, 2], sampling: {...greedy, maxTokens: 1_000_000}},
+      {requestId: 'g', promptTokenIds: [1, 2], sampling: {...greedy, topK: 1e20}},
+      {requestId: 'g', promptTokenIds: [1, 2], sampling: {...greedy, temperature: -1}},
+    ]
+    for (const body of gen) expect((await generate(d.controlUrl, body))[0]).toMatchObject({type: 'error', status: 400})
+  })
+
+  it('contacts only registered prefill engines, at their registered address', async () => {
+    const p = await worker('prefill', new MemoryEngine('p9', 'h'))
+    const d = await worker('decode', new MemoryEngine('d9', 'h'))
+    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'ssrf', promptTokenIds: [1, 2, 3]}, 5000)
+    const forged = await generate(d.controlUrl, {requestId: 'ssrf', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: {...pre.transfer, handshakeUrl: 'http://127.0.0.1:9'}})
+    expect(forged.at(-1)).toMatchObject({type: 'error', code: 'unregistered_peer_url'})
+    const stranger = await generate(d.controlUrl, {requestId: 'ssrf2', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: {...pre.transfer, engineId: 'elsewhere'}})
+    expect(stranger.at(-1)).toMatchObject({type: 'error', code: 'unknown_prefill_engine'})
+  })
+
+  it('answers callers without the cluster token with 401 and nothing else', async () => {
+    const p = await worker('prefill', new MemoryEngine('p10', 'h'))
+    for (const path of [INTERNAL.metadata, INTERNAL.health, INTERNAL.stats]) {
+      const res = await fetch(`${p.controlUrl}${path}`)
+      expect(res.status).toBe(401)
+      expect(await res.json()).toEqual({error: {code: 'unauthorized', message: 'this endpoint needs the cluster token'}})
+    }
+    const wrong = await new ControlClient('another-token-that-is-wrong').call(`${p.controlUrl}${INTERNAL.metadata}`, undefined, {timeoutMs: 1000}).catch((e: unknown) => e)
+    expect(wrong).toMatchObject({status: 401})
+    const stats = await callJson<WorkerStats>(`${p.controlUrl}${INTERNAL.stats}`, undefined, 1000)
+    expect(stats.refusedUnauthenticated).toBe(4)
   })
 })

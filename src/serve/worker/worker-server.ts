@@ -1,16 +1,24 @@
 /**
- * A worker's control server (loopback HTTP): health and stats for every role; handshake,
- * prefill and lease calls on prefill workers; the NDJSON token stream on decode and colocated
- * workers. Routes are listed in ../protocol.ts (INTERNAL).
+ * A worker's control server: health and stats for every role; handshake, prefill and lease calls
+ * on prefill workers; the NDJSON token stream and the peer directory on decode and colocated
+ * workers. Routes are listed in ../protocol.ts (INTERNAL). Every route requires the cluster
+ * token; every body is bounded (http-hygiene.ts) and validated (protocol-schema.ts) before the
+ * engine sees it.
  */
-import {createServer, type Server} from 'node:http'
+import type {IncomingMessage, Server, ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
+import {HpdError} from '../../errors.js'
+import {CLUSTER_TOKEN_HEADER, clusterTokenMatches} from '../auth.js'
 import {ServeError} from '../backend.js'
-import {readBody, sendJson, sendServeError} from '../http-json.js'
-import {INTERNAL, type GenerateRequest, type WorkerHealth, type WorkerRole, type WorkerStats} from '../protocol.js'
+import {closesConnection, createHardenedServer, HttpRefusal, readJsonBody, WORKER_HYGIENE} from '../http-hygiene.js'
+import {ControlClient, sendJson, sendServeError} from '../http-json.js'
+import {INTERNAL, type WorkerHealth, type WorkerRole, type WorkerStats} from '../protocol.js'
+import {parseGenerateRequest, parseLeaseRequest, parsePeers, parsePrefillRequest} from '../protocol-schema.js'
 import {DecodeRole} from './decode-role.js'
 import type {WorkerEngine} from './engine-port.js'
+import {LeakWatch} from './leak-watch.js'
+import {PeerDirectory} from './peer-directory.js'
 import {PrefillRole} from './prefill-role.js'
 
 export interface WorkerServerOptions {
@@ -18,7 +26,13 @@ export interface WorkerServerOptions {
   readonly engine: WorkerEngine
   readonly engineEpoch: string
   readonly host: string
+  /** 0: any free port. */
+  readonly port?: number
+  /** The cluster token every caller must present (X-HPD-Cluster-Token). */
+  readonly clusterToken: string
   readonly leaseMs: number
+  /** Longest a prefill lease may be held, extensions included. */
+  readonly maxLeaseMs: number
   readonly maxBatch: number
   readonly handshakeTimeoutMs: number
   readonly transferTimeoutMs: number
@@ -29,18 +43,25 @@ export interface WorkerServerOptions {
 export interface RunningWorker {
   readonly server: Server
   readonly controlUrl: string
+  readonly peers: PeerDirectory
   close(): Promise<void>
 }
 
 export async function startWorkerServer(o: WorkerServerOptions): Promise<RunningWorker> {
   let controlUrl = ''
+  const peers = new PeerDirectory()
+  const client = new ControlClient(o.clusterToken)
   const prefill =
-    o.role === 'prefill' ? new PrefillRole({engine: o.engine, engineEpoch: o.engineEpoch, controlUrl: () => controlUrl, leaseMs: o.leaseMs, log: o.log}) : undefined
+    o.role === 'prefill'
+      ? new PrefillRole({engine: o.engine, engineEpoch: o.engineEpoch, controlUrl: () => controlUrl, leaseMs: o.leaseMs, maxLeaseMs: o.maxLeaseMs, log: o.log})
+      : undefined
   const decode =
     o.role === 'prefill'
       ? undefined
       : new DecodeRole({
           engine: o.engine,
+          client,
+          peers,
           maxBatch: o.maxBatch,
           handshakeTimeoutMs: o.handshakeTimeoutMs,
           transferTimeoutMs: o.transferTimeoutMs,
@@ -48,12 +69,18 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
           pauseBeforeReadMs: o.pauseBeforeReadMs,
           log: o.log,
         })
+  const running = () => (prefill?.inFlight ?? 0) + (prefill?.leases.held ?? 0) + (decode?.inFlight ?? 0) + (decode?.batcher.size ?? 0)
+  const leaks = new LeakWatch(() => o.engine.kvUsage().usedBlocks, running)
+  const refusals = new RefusalLog(o.log)
 
   const stats = (): WorkerStats => {
     const kv = o.engine.kvUsage()
+    const problem = leaks.problem()
     return {
       role: o.role,
       engineId: o.engine.engineId,
+      ok: problem === undefined,
+      ...(problem ? {problem} : {}),
       inFlight: (prefill?.inFlight ?? 0) + (decode?.inFlight ?? 0),
       kvBlocksUsed: kv.usedBlocks,
       kvBlocksTotal: kv.totalBlocks,
@@ -62,64 +89,111 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       leasesReleased: prefill?.leases.released ?? 0,
       transferBytes: decode?.transferBytes ?? 0,
       transferMs: decode?.transferMs ?? 0,
-      handshakes: decode?.peers.handshakes ?? 0,
+      handshakes: decode?.links.handshakes ?? 0,
       decodeBatchMax: decode?.batcher.maxBatchSeen ?? 0,
+      refusedUnauthenticated: refusals.count,
     }
   }
+  const limits = o.engine.limits
+  const body = (req: IncomingMessage) => readJsonBody(req, {maxBytes: 16 * 1024 * 1024, timeoutMs: WORKER_HYGIENE.bodyTimeoutMs, maxDepth: 8})
 
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]
-    void (async () => {
-      try {
-        if (path === INTERNAL.health) {
-          const h: WorkerHealth = {
-            ok: true,
-            role: o.role,
-            engineId: o.engine.engineId,
-            engineEpoch: o.engineEpoch,
-            tpSize: o.engine.tpSize,
-            compatibilityHash: o.engine.compatibilityHash,
-          }
-          return sendJson(res, 200, h)
-        }
-        if (path === INTERNAL.stats) return sendJson(res, 200, stats())
-        if (prefill) {
-          if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
-          if (path === INTERNAL.prefill) return sendJson(res, 200, await prefill.prefill(await readBody(req)))
-          if (path === INTERNAL.leaseExtend) return sendJson(res, 200, prefill.extend(await readBody(req)))
-          if (path === INTERNAL.leaseRelease) return sendJson(res, 200, prefill.release(await readBody(req)))
-        }
-        if (decode && path === INTERNAL.generate) {
-          const body = (await readBody(req)) as GenerateRequest
-          const abort = new AbortController()
-          res.on('close', () => {
-            if (!res.writableFinished) abort.abort(new ServeError(499, 'router_closed', 'the router closed the stream'))
-          })
-          res.writeHead(200, {'content-type': 'application/x-ndjson'})
-          await decode.generate(body, (ev) => res.write(`${JSON.stringify(ev)}\n`), abort.signal)
-          res.end()
-          return
-        }
-        throw new ServeError(404, 'no_route', `${o.role} worker has no route ${path}`)
-      } catch (error) {
-        if (!res.headersSent) sendServeError(res, error)
-        else res.end()
+  const route = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    if (path === INTERNAL.health) {
+      const problem = leaks.problem()
+      const h: WorkerHealth = {
+        ok: problem === undefined,
+        ...(problem ? {problem} : {}),
+        role: o.role,
+        engineId: o.engine.engineId,
+        engineEpoch: o.engineEpoch,
+        tpSize: o.engine.tpSize,
+        compatibilityHash: o.engine.compatibilityHash,
       }
-    })()
-  })
+      return sendJson(res, 200, h)
+    }
+    if (path === INTERNAL.stats) return sendJson(res, 200, stats())
+    if (prefill) {
+      if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
+      if (path === INTERNAL.prefill) return sendJson(res, 200, await prefill.prefill(parsePrefillRequest(await body(req), limits)))
+      if (path === INTERNAL.leaseExtend) return sendJson(res, 200, prefill.extend(parseLeaseRequest(await body(req)).requestId))
+      if (path === INTERNAL.leaseRelease) return sendJson(res, 200, prefill.release(parseLeaseRequest(await body(req)).requestId))
+    }
+    if (decode && path === INTERNAL.peers && req.method === 'POST') {
+      peers.replace(parsePeers(await body(req)).peers)
+      return sendJson(res, 200, {peers: peers.size})
+    }
+    if (decode && path === INTERNAL.generate) {
+      const request = parseGenerateRequest(await body(req), limits)
+      decode.admit(request.requestId)
+      const abort = new AbortController()
+      res.on('close', () => {
+        if (!res.writableFinished) abort.abort(new ServeError(499, 'router_closed', 'the router closed the stream'))
+      })
+      res.writeHead(200, {'content-type': 'application/x-ndjson'})
+      await decode.generate(request, (ev) => res.write(`${JSON.stringify(ev)}\n`), abort.signal)
+      res.end()
+      return
+    }
+    req.resume()
+    throw new ServeError(404, 'no_route', `${o.role} worker has no route ${path.slice(0, 200)}`)
+  }
+
+  const server = createHardenedServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (!clusterTokenMatches(req.headers[CLUSTER_TOKEN_HEADER], o.clusterToken)) {
+      req.resume()
+      refusals.note(req, path)
+      sendJson(res, 401, {error: {code: 'unauthorized', message: 'this endpoint needs the cluster token'}})
+      return
+    }
+    void route(req, res, path).catch((error: unknown) => {
+      if (res.headersSent) return void res.end()
+      if (error instanceof HttpRefusal) {
+        if (closesConnection(error)) res.once('finish', () => req.socket.destroySoon())
+        return sendJson(res, error.status, {error: {code: error.code, message: error.message}})
+      }
+      sendServeError(res, asServeError(error))
+    })
+  }, WORKER_HYGIENE)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(0, o.host, () => resolve())
+    server.listen(o.port ?? 0, o.host, () => resolve())
   })
   const port = (server.address() as AddressInfo).port
-  controlUrl = `http://${o.host}:${port}`
+  controlUrl = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
   return {
     server,
     controlUrl,
+    peers,
     close: async () => {
       prefill?.close()
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
+  }
+}
+
+/** Engine errors a caller can act on keep their meaning across the wire. */
+function asServeError(error: unknown): unknown {
+  if (error instanceof HpdError && error.code === 'HPD_ENGINE_POOL_FULL') return new ServeError(503, 'kv_pool_full', error.message)
+  return error
+}
+
+/** Logs refused unauthenticated calls at most once a second, with how many were refused meanwhile. */
+class RefusalLog {
+  count = 0
+  private lastLogMs = 0
+  private unlogged = 0
+
+  constructor(private readonly log: (event: string, fields: Record<string, unknown>) => void) {}
+
+  note(req: IncomingMessage, path: string): void {
+    this.count++
+    this.unlogged++
+    const now = Date.now()
+    if (now - this.lastLogMs < 1000) return
+    this.lastLogMs = now
+    this.log('unauthenticated', {from: req.socket.remoteAddress, path: path.slice(0, 100), refused: this.unlogged})
+    this.unlogged = 0
   }
 }

@@ -1,0 +1,197 @@
+/**
+ * HTTP hygiene shared by the router and the worker servers: every connection and every request
+ * body has a bound, clients cannot hold unbounded connections, JSON bodies have a size and
+ * nesting-depth limit, and every refusal (parser errors Node answers itself included) carries a
+ * JSON error body, never a bare status line.
+ */
+import {createServer, type IncomingMessage, type RequestListener, type Server} from 'node:http'
+import type {Socket} from 'node:net'
+
+export interface HygieneOptions {
+  /** Time to receive the request headers (slowloris on headers). */
+  readonly headersTimeoutMs: number
+  /** Time to receive a request body once its headers arrived (slowloris on bodies). */
+  readonly bodyTimeoutMs: number
+  /** Idle keep-alive connections are closed after this. */
+  readonly keepAliveTimeoutMs: number
+  /** Open connections in total; past it new ones get a JSON 503 and are closed. */
+  readonly maxConnections: number
+  /** Open connections from one client address; past it new ones get a JSON 503 and are closed. */
+  readonly maxConnectionsPerClient: number
+}
+
+export const ROUTER_HYGIENE: HygieneOptions = {
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 4096,
+  maxConnectionsPerClient: 512,
+}
+
+/**
+ * Worker control servers: the peers are the router and other workers, which keep connections
+ * alive and idle for long stretches (llm-d's sidecar holds them 90 s), so keep-alive outlasts that.
+ */
+export const WORKER_HYGIENE: HygieneOptions = {
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 125_000,
+  maxConnections: 4096,
+  maxConnectionsPerClient: 2048,
+}
+
+/** A refusal before the request reached its handler (size, depth, timeout, bad JSON). */
+export class HttpRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** The JSON error body every refusal carries (OpenAI's shape, which hpd's own clients read too). */
+export function errorJson(status: number, code: string, message: string): string {
+  const type = status === 503 ? 'service_unavailable' : status >= 500 ? 'server_error' : 'invalid_request_error'
+  return JSON.stringify({error: {message, type, param: null, code}})
+}
+
+const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable'}
+
+function rawResponse(status: number, code: string, message: string): string {
+  const body = errorJson(status, code, message)
+  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+}
+
+/** A node:http server with the bounds above applied. */
+export function createHardenedServer(handler: RequestListener, o: HygieneOptions): Server {
+  // Node checks header/request timeouts on this beat (default 30 s: a bound of 10 s became 40 s).
+  const server = createServer({connectionsCheckingInterval: 1000}, handler)
+  server.headersTimeout = o.headersTimeoutMs
+  // Backstop only: readJsonBody enforces bodyTimeoutMs with a JSON 408 of its own.
+  server.requestTimeout = o.headersTimeoutMs + o.bodyTimeoutMs + 5000
+  server.keepAliveTimeout = o.keepAliveTimeoutMs
+  server.headersTimeout = Math.min(server.headersTimeout, server.requestTimeout)
+
+  const perClient = new Map<string, number>()
+  let open = 0
+  server.on('connection', (socket: Socket) => {
+    const who = socket.remoteAddress ?? 'unknown'
+    const mine = perClient.get(who) ?? 0
+    if (open >= o.maxConnections || mine >= o.maxConnectionsPerClient) {
+      const which = open >= o.maxConnections ? `${o.maxConnections} connections in total` : `${o.maxConnectionsPerClient} connections from ${who}`
+      socket.end(rawResponse(503, 'too_many_connections', `the server already holds ${which}; close idle connections or retry later`))
+      socket.destroySoon()
+      return
+    }
+    open++
+    perClient.set(who, mine + 1)
+    socket.once('close', () => {
+      open--
+      const left = (perClient.get(who) ?? 1) - 1
+      if (left <= 0) perClient.delete(who)
+      else perClient.set(who, left)
+    })
+  })
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (socket as Socket & {_httpMessage?: unknown})._httpMessage) {
+      socket.destroy()
+      return
+    }
+    const [status, code, message] =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', `the request headers did not arrive within ${o.headersTimeoutMs} ms`]
+        : error.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'headers_too_large', 'the request headers are too large']
+          : [400, 'bad_http', `the request is not valid HTTP/1.1 (${error.code ?? 'parse error'})`]
+    socket.end(rawResponse(status, code, message))
+    socket.destroySoon()
+  })
+  return server
+}
+
+export interface BodyLimits {
+  readonly maxBytes: number
+  readonly timeoutMs: number
+  /** Deepest nesting of arrays/objects accepted (JSON.parse itself is fine; recursive readers are not). */
+  readonly maxDepth: number
+}
+
+export const DEFAULT_BODY_LIMITS: BodyLimits = {maxBytes: 4 * 1024 * 1024, timeoutMs: 10_000, maxDepth: 32}
+
+/**
+ * Reads and parses a JSON body within the limits. A body that does not finish in time gets a 408
+ * (the caller answers it; the connection is closed after the answer, since the rest of the body
+ * may still be on its way).
+ */
+export async function readJsonBody(req: IncomingMessage, limits: BodyLimits = DEFAULT_BODY_LIMITS): Promise<unknown> {
+  const raw = await readRaw(req, limits)
+  if (raw.trim() === '') throw new HttpRefusal(400, 'invalid_body', 'the request body is empty; send a JSON object')
+  const depth = jsonDepth(raw)
+  if (depth > limits.maxDepth) throw new HttpRefusal(400, 'json_too_deep', `the request body nests arrays/objects ${depth} deep; at most ${limits.maxDepth} levels are accepted`)
+  try {
+    return JSON.parse(raw) as unknown
+  } catch (error) {
+    throw new HttpRefusal(400, 'invalid_json', `the request body is not valid JSON: ${(error as Error).message.slice(0, 200)}`)
+  }
+}
+
+function readRaw(req: IncomingMessage, limits: BodyLimits): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const fail = (e: HttpRefusal) => {
+      cleanup()
+      // The rest of the body may still arrive: drop it, answer, then close the connection.
+      req.on('error', () => undefined)
+      req.resume()
+      reject(Object.assign(e, {closeConnection: true}))
+    }
+    const timer = setTimeout(() => fail(new HttpRefusal(408, 'body_timeout', `the request body did not arrive within ${limits.timeoutMs} ms`)), limits.timeoutMs)
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limits.maxBytes) return fail(new HttpRefusal(413, 'body_too_large', `the request body exceeds ${limits.maxBytes} bytes`))
+      chunks.push(chunk)
+    }
+    const onEnd = () => {
+      cleanup()
+      resolve(Buffer.concat(chunks).toString('utf8'))
+    }
+    const onError = (error: Error) => {
+      cleanup()
+      reject(new HttpRefusal(400, 'body_error', `the request body could not be read (${error.message})`))
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+  })
+}
+
+/** Deepest nesting of arrays/objects in JSON text (strings skipped), in one pass. */
+export function jsonDepth(text: string): number {
+  let depth = 0
+  let max = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth)
+    else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return max
+}
+
+/** Whether a refusal asked for its connection to be closed after the answer (partial body). */
+export function closesConnection(error: unknown): boolean {
+  return (error as {closeConnection?: boolean})?.closeConnection === true
+}
