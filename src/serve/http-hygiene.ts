@@ -4,7 +4,7 @@
  * nesting-depth limit, and every refusal (parser errors Node answers itself included) carries a
  * JSON error body, never a bare status line.
  */
-import {createServer, type IncomingMessage, type RequestListener, type Server} from 'node:http'
+import {createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse} from 'node:http'
 import type {Socket} from 'node:net'
 
 export interface HygieneOptions {
@@ -67,7 +67,17 @@ function rawResponse(status: number, code: string, message: string): string {
 /** A node:http server with the bounds above applied. */
 export function createHardenedServer(handler: RequestListener, o: HygieneOptions): Server {
   // Node checks header/request timeouts on this beat (default 30 s: a bound of 10 s became 40 s).
-  const server = createServer({connectionsCheckingInterval: 1000}, handler)
+  // Node would answer a request without Host with a bare 400 itself; refuse it here with JSON.
+  const server = createServer({connectionsCheckingInterval: 1000, requireHostHeader: false}, (req, res) => {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined) {
+      req.resume()
+      const body = errorJson(400, 'missing_host', 'an HTTP/1.1 request needs a Host header')
+      res.writeHead(400, {'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close'})
+      res.end(body)
+      return
+    }
+    handler(req, res)
+  })
   server.headersTimeout = o.headersTimeoutMs
   // Backstop only: readJsonBody enforces bodyTimeoutMs with a JSON 408 of its own.
   server.requestTimeout = o.headersTimeoutMs + o.bodyTimeoutMs + 5000
@@ -95,7 +105,9 @@ export function createHardenedServer(handler: RequestListener, o: HygieneOptions
     })
   })
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || (socket as Socket & {_httpMessage?: unknown})._httpMessage) {
+    // A response already under way (its headers sent) cannot be replaced: drop the connection.
+    const inFlight = (socket as Socket & {_httpMessage?: {headersSent?: boolean}})._httpMessage
+    if (!socket.writable || inFlight?.headersSent) {
       socket.destroy()
       return
     }
@@ -143,7 +155,8 @@ function readRaw(req: IncomingMessage, limits: BodyLimits): Promise<string> {
     let size = 0
     const fail = (e: HttpRefusal) => {
       cleanup()
-      // The rest of the body may still arrive: drop it, answer, then close the connection.
+      // The rest of the body may still arrive: discard it (the client can then read the answer),
+      // and close the connection after the answer (see closeAfterAnswer).
       req.on('error', () => undefined)
       req.resume()
       reject(Object.assign(e, {closeConnection: true}))
@@ -194,4 +207,21 @@ export function jsonDepth(text: string): number {
 /** Whether a refusal asked for its connection to be closed after the answer (partial body). */
 export function closesConnection(error: unknown): boolean {
   return (error as {closeConnection?: boolean})?.closeConnection === true
+}
+
+/**
+ * After answering a request whose body was refused midway: the answer carries
+ * `connection: close`; the rest of the body is discarded while it keeps coming, for at most
+ * `graceMs` (a client still uploading would otherwise get EPIPE instead of the answer), then the
+ * connection is dropped (a slow client does not keep it).
+ */
+export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse, graceMs = 5000): void {
+  res.once('finish', () => {
+    const socket = req.socket
+    const timer = setTimeout(() => socket.destroy(), graceMs)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+    if (req.complete) socket.destroySoon()
+    else req.once('end', () => socket.destroySoon())
+  })
 }

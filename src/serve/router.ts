@@ -10,7 +10,7 @@ import type {IncomingMessage, Server, ServerResponse} from 'node:http'
 
 import {ServeError, type GenerationBackend, type ServeTokenizer} from './backend.js'
 import {generateText} from './generation.js'
-import {closesConnection, createHardenedServer, HttpRefusal, readJsonBody, ROUTER_HYGIENE, type HygieneOptions} from './http-hygiene.js'
+import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, ROUTER_HYGIENE, type HygieneOptions} from './http-hygiene.js'
 import type {ServeMetrics} from './metrics.js'
 import {admit, type AdmittedRequest, type RequestKind} from './openai/admit.js'
 import {InvalidRequest} from './openai/request.js'
@@ -121,8 +121,8 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
     o.metrics.requestsRejected++
     const param = error instanceof InvalidRequest ? error.param : null
     o.log?.({event: 'request-refused', requestId, status: error.status, promptTokens: 0, outputTokens: 0, e2eMs: performance.now() - arrivedAtMs, code: error.code, message: error.message})
+    if (closesConnection(error)) closeAfterAnswer(req, res)
     sendError(res, error.status, error.message, param, error.code, closesConnection(error) ? {...headers, connection: 'close'} : headers)
-    if (closesConnection(error)) res.once('finish', () => req.socket.destroySoon())
     return
   }
   const readiness = o.backend.readiness()

@@ -17,6 +17,8 @@ export interface ServeProcess {
   readonly proc: ChildProcess
   /** Latest pid and state per worker name. */
   readonly workers: Map<string, {pid: number | undefined; state: string}>
+  /** Latest control URL per worker name (from the workers' own "ready" log lines). */
+  readonly controlUrls: Map<string, string>
   readonly lines: string[]
   /** Resolves when the worker reaches `state` (bounded). */
   waitWorker(name: string, state: string, timeoutMs?: number): Promise<void>
@@ -30,15 +32,20 @@ export async function startServe(args: readonly string[], env: Record<string, st
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const workers = new Map<string, {pid: number | undefined; state: string}>()
+  const controlUrls = new Map<string, string>()
   const lines: string[] = []
   const listeners = new Set<() => void>()
   let url: string | undefined
   createInterface({input: proc.stderr!}).on('line', (line) => {
     lines.push(line)
     try {
-      const ev = JSON.parse(line) as {event?: string; url?: string; worker?: string; pid?: number; state?: string}
+      const ev = JSON.parse(line) as {event?: string; url?: string; worker?: string; pid?: number; state?: string; source?: string; line?: string}
       if (ev.event === 'serving') url = ev.url
       if (ev.event === 'worker-state' && ev.worker) workers.set(ev.worker, {pid: ev.pid, state: ev.state!})
+      if (ev.source && ev.line?.startsWith('{')) {
+        const inner = JSON.parse(ev.line) as {event?: string; controlUrl?: string}
+        if (inner.event === 'ready' && inner.controlUrl) controlUrls.set(ev.source, inner.controlUrl)
+      }
     } catch {
       // a non-JSON line (should not happen with --json-logs); kept in `lines` for diagnostics
     }
@@ -64,6 +71,7 @@ export async function startServe(args: readonly string[], env: Record<string, st
     url: url!,
     proc,
     workers,
+    controlUrls,
     lines,
     waitWorker: (name, state, waitMs = 30_000) =>
       new Promise<void>((resolve, reject) => {

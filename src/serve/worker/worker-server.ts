@@ -11,7 +11,7 @@ import type {AddressInfo} from 'node:net'
 import {HpdError} from '../../errors.js'
 import {CLUSTER_TOKEN_HEADER, clusterTokenMatches} from '../auth.js'
 import {ServeError} from '../backend.js'
-import {closesConnection, createHardenedServer, HttpRefusal, readJsonBody, WORKER_HYGIENE} from '../http-hygiene.js'
+import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, WORKER_HYGIENE} from '../http-hygiene.js'
 import {ControlClient, sendJson, sendServeError} from '../http-json.js'
 import {INTERNAL, type WorkerHealth, type WorkerRole, type WorkerStats} from '../protocol.js'
 import {parseGenerateRequest, parseLeaseRequest, parsePeers, parsePrefillRequest} from '../protocol-schema.js'
@@ -149,7 +149,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     void route(req, res, path).catch((error: unknown) => {
       if (res.headersSent) return void res.end()
       if (error instanceof HttpRefusal) {
-        if (closesConnection(error)) res.once('finish', () => req.socket.destroySoon())
+        if (closesConnection(error)) closeAfterAnswer(req, res)
         return sendJson(res, error.status, {error: {code: error.code, message: error.message}})
       }
       sendServeError(res, asServeError(error))
