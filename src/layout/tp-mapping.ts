@@ -104,7 +104,7 @@ function emit(byRank: Map<number, PageRead[]>, d: number, p: number, local: Part
   }
   if (local.unitBytes !== remote.unitBytes || local.rows !== remote.rows) {
     throw new UsageError('HPD_LAYOUT_PART_MISMATCH', `part ${local.part}: prefill holds ${remote.unitBytes} B per ${remote.unit}, decode ${local.unitBytes} B`, {
-      hint: 'Prefill and decode must use the same dtypes, conv layout and kernel block size.',
+      hint: 'Prefill and decode must use the same dtypes and conv layout (checkPairMappable should have said so: please report this).',
       details: {part: local.part},
     })
   }

@@ -42,9 +42,9 @@ export function renderInspectTable(r: InspectLayoutResult): string {
   }
   for (const [key, list] of byPair) out.push(`${key}  ${list.join('  ')}`)
   out.push('')
-  out.push(`request: ${t.promptTokens} prompt tokens, ${t.transferredTokens} transferred; ${t.kernelBlocksRead} kernel blocks read per FA layer (vLLM ${t.vllmKernelBlocks})`)
   const a = t.attention
   const vllmRefuses = a.prefillKernelBlockSize !== a.decodeKernelBlockSize
+  out.push(`request: ${t.promptTokens} prompt tokens, ${t.transferredTokens} transferred; ${t.kernelBlocksRead} decode kernel blocks read per FA layer${vllmRefuses ? '' : ` (vLLM ${t.vllmKernelBlocks})`}`)
   out.push(`  ${vllmRefuses ? 'vLLM refuses this pair (kernel blocks differ)' : `vLLM descriptor pairs ${t.vllmDescriptorPairs}`} · hpd reads ${t.hpdReads} · coalesced runs ${t.coalescedRuns}`)
   out.push(
     `  attention: kernel blocks P ${a.prefillKernelBlockSize} / D ${a.decodeKernelBlockSize} tokens → one read = ${a.tokensPerRead} tokens × ${a.readUnit === 'head' ? '1 head' : 'the pair\'s head range'} × head_dim (K and V each)`,
