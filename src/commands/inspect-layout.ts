@@ -4,8 +4,9 @@ import {Flags} from '@oclif/core'
 
 import {HpdCommand} from '../cli/hpd-command.js'
 import {UsageError} from '../errors.js'
-import {ATTENTION_BACKENDS, type AttentionBackend, type ConvLayout} from '../layout/types.js'
+import {ATTENTION_BACKENDS, type AttentionBackend, type ConvLayout, type DecodeSideOptions} from '../layout/types.js'
 import {inspectLayout, type InspectLayoutResult} from '../layout/present/inspect-result.js'
+import {NEWEST_VLLM} from '../layout/vllm-versions.js'
 import {flagDtypeChoice, loadModelSpec} from '../model/index.js'
 
 const DTYPE_CHOICES = ['auto', 'bf16', 'fp16', 'fp32', 'fp8']
@@ -14,13 +15,17 @@ export default class InspectLayout extends HpdCommand<InspectLayoutResult> {
   static override summary = 'Show the hybrid KV-cache layout, descriptor views and TP read plan of a prefill/decode pair.'
   static override description = `Computes, without a GPU, vLLM's exact cache geometry for a hybrid (or plain attention) model:
 block sizes, padding, shared tensors, per-rank page map, the read map between prefill and decode
-ranks for one request, the compatibility hash and the vLLM pitfalls of the configuration.
---format svg writes a picture to --output FILE, or to stdout without --output (with --json: result.svg).`
+ranks for one request, the compatibility hash and the vLLM pitfalls of the configuration at a vLLM
+release (--vllm-version). The two sides may differ in TP, block size, kernel block size; the
+--decode-* flags set the decode side apart, and a pair whose bytes cannot correspond is refused
+with a code naming why. --format svg writes a picture to --output FILE, or to stdout without
+--output (with --json: result.svg).`
 
   static override examples = [
     '<%= config.bin %> inspect-layout --model nemotron-h-8b --tp 2 --decode-tp 1',
     '<%= config.bin %> inspect-layout --model nemotron-nano-9b-v2 --tp 8 --decode-tp 2 --prompt-tokens 131072 --json',
     '<%= config.bin %> inspect-layout --model ./config.json --block-size 128 --format svg --output layout.svg',
+    '<%= config.bin %> inspect-layout --model ./config.json --tp 4 --decode-tp 2 --vllm-version 0.22',
   ]
 
   static override flags = {
@@ -33,6 +38,15 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
     'mamba-ssm-dtype': Flags.string({summary: 'Mamba SSM state dtype (auto = family default, fp32 for Nemotron-H).', options: DTYPE_CHOICES, default: 'auto', env: 'HPD_MAMBA_SSM_DTYPE'}),
     'attention-backend': Flags.string({summary: 'Attention backend whose kernel block sizes apply.', options: [...ATTENTION_BACKENDS], default: 'flash-attn', env: 'HPD_ATTENTION_BACKEND'}),
     'conv-layout': Flags.string({summary: 'Conv state layout (vLLM VLLM_SSM_CONV_STATE_LAYOUT).', options: ['DS', 'SD'], default: 'DS', env: 'HPD_CONV_LAYOUT'}),
+    'kernel-block-size': Flags.integer({summary: "Kernel block in tokens instead of the backend's choice (both sides unless --decode-kernel-block-size).", min: 1, env: 'HPD_KERNEL_BLOCK_SIZE'}),
+    'decode-kernel-block-size': Flags.integer({summary: 'Decode kernel block in tokens (default: --kernel-block-size, else the backend\'s choice).', min: 1, env: 'HPD_DECODE_KERNEL_BLOCK_SIZE'}),
+    'decode-block-size': Flags.integer({summary: 'Decode requested logical block size (default: --block-size).', min: 1, env: 'HPD_DECODE_BLOCK_SIZE'}),
+    'decode-model': Flags.string({summary: 'Decode model config (default: --model); refused unless its cache geometry matches.', env: 'HPD_DECODE_MODEL'}),
+    'decode-kv-cache-dtype': Flags.string({summary: 'Decode K/V cache dtype (default: --kv-cache-dtype).', options: DTYPE_CHOICES, env: 'HPD_DECODE_KV_CACHE_DTYPE'}),
+    'decode-mamba-cache-dtype': Flags.string({summary: 'Decode conv state dtype (default: --mamba-cache-dtype).', options: DTYPE_CHOICES, env: 'HPD_DECODE_MAMBA_CACHE_DTYPE'}),
+    'decode-mamba-ssm-dtype': Flags.string({summary: 'Decode SSM state dtype (default: --mamba-ssm-dtype).', options: DTYPE_CHOICES, env: 'HPD_DECODE_MAMBA_SSM_DTYPE'}),
+    'decode-conv-layout': Flags.string({summary: 'Decode conv state layout (default: --conv-layout).', options: ['DS', 'SD'], env: 'HPD_DECODE_CONV_LAYOUT'}),
+    'vllm-version': Flags.string({summary: `vLLM release to judge the pitfalls against, e.g. 0.22 (default: ${NEWEST_VLLM}, the newest hpd knows).`, env: 'HPD_VLLM_VERSION'}),
     'prompt-tokens': Flags.integer({summary: 'Prompt length N of the request to plan (hybrids transfer N−1).', default: 3000, min: 1, env: 'HPD_PROMPT_TOKENS'}),
     descriptors: Flags.boolean({summary: 'Also print the full descriptor tables (vLLM FA and SSM views).', default: false, env: 'HPD_DESCRIPTORS'}),
     format: Flags.string({summary: 'Output format.', options: ['table', 'svg'], default: 'table', env: 'HPD_FORMAT'}),
@@ -55,6 +69,9 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
       mambaSsmDtype: flagDtypeChoice('mamba-ssm-dtype', flags['mamba-ssm-dtype']),
       attentionBackend: flags['attention-backend'] as AttentionBackend,
       convLayout: flags['conv-layout'] as ConvLayout,
+      kernelBlockSize: flags['kernel-block-size'],
+      decode: decodeSide(flags),
+      vllmVersion: flags['vllm-version'],
       promptTokens: flags['prompt-tokens'],
       descriptors: flags.descriptors,
     })
@@ -78,6 +95,20 @@ ranks for one request, the compatibility hash and the vLLM pitfalls of the confi
     }
     return result
   }
+}
+
+/** The --decode-* flags that were given; the others fall back to the shared (prefill) ones in planLayout. */
+function decodeSide(flags: {readonly [flag: string]: unknown}): DecodeSideOptions {
+  const out: {-readonly [K in keyof DecodeSideOptions]: DecodeSideOptions[K]} = {}
+  const given = (flag: string): string | number | undefined => flags[flag] as string | number | undefined
+  if (given('decode-model') !== undefined) out.model = loadModelSpec(String(given('decode-model')))
+  if (given('decode-block-size') !== undefined) out.blockSize = Number(given('decode-block-size'))
+  if (given('decode-kernel-block-size') !== undefined) out.kernelBlockSize = Number(given('decode-kernel-block-size'))
+  if (given('decode-conv-layout') !== undefined) out.convLayout = given('decode-conv-layout') as ConvLayout
+  if (given('decode-kv-cache-dtype') !== undefined) out.kvCacheDtype = flagDtypeChoice('decode-kv-cache-dtype', String(given('decode-kv-cache-dtype')))
+  if (given('decode-mamba-cache-dtype') !== undefined) out.mambaConvDtype = flagDtypeChoice('decode-mamba-cache-dtype', String(given('decode-mamba-cache-dtype')))
+  if (given('decode-mamba-ssm-dtype') !== undefined) out.mambaSsmDtype = flagDtypeChoice('decode-mamba-ssm-dtype', String(given('decode-mamba-ssm-dtype')))
+  return out
 }
 
 function writeSvg(path: string, svg: string): void {

@@ -1,17 +1,21 @@
 import {createHash} from 'node:crypto'
 
 import type {ModelSpec} from '../model/index.js'
+import {stateGeometry} from './pair-compat.js'
 import type {EngineLayout} from './types.js'
 
-/** Bumped whenever the meaning of a hashed field or the byte layout changes. */
-export const LAYOUT_VERSION = 1
+/**
+ * Bumped whenever the meaning of a hashed field or the byte layout changes.
+ * 2: the kernel block size and the attention backend left the hash (P and D may now differ in both).
+ */
+export const LAYOUT_VERSION = 2
 
 /**
  * sha256 over everything prefill and decode must agree on for their bytes to mean the same thing:
  * model geometry (layer kinds, attention and state parameters), all three cache dtypes, conv layout,
- * K/V layout, attention backend and kernel block size, and the HMA grouping. TP and the logical
- * block size are left out: they may differ between the sides. vLLM's hash omits the Mamba dtypes
- * and the conv layout (§4.5); this one does not.
+ * K/V layout and the HMA grouping. TP, the logical and the kernel block size, and the attention
+ * backend (which only picks the kernel block) are left out: they may differ between the sides, the
+ * read plan maps them. vLLM's hash omits the Mamba dtypes and the conv layout (§4.5); this one does not.
  */
 export function compatibilityFields(model: ModelSpec, engine: EngineLayout): Record<string, unknown> {
   return {
@@ -26,18 +30,9 @@ export function compatibilityFields(model: ModelSpec, engine: EngineLayout): Rec
     mambaSsmDtype: model.stateMixer ? engine.dtypes.ssm : null,
     convLayout: model.stateMixer ? engine.convLayout : null,
     kvLayout: engine.kvLayout,
-    attentionBackend: engine.attentionBackend,
-    kernelBlockSize: engine.kernelBlockSize,
     numTensors: engine.numTensors,
     groups: engine.groups.map((g) => `${g.kind}:${g.layers.map((l) => (l === null ? '-' : l)).join('/')}`),
   }
-}
-
-/** The state mixer's numbers only (not which config keys spelled them). */
-function stateGeometry(model: ModelSpec): Record<string, unknown> | null {
-  if (!model.stateMixer) return null
-  const {configKeys: _keys, ...geometry} = model.stateMixer as typeof model.stateMixer & {configKeys?: unknown}
-  return geometry
 }
 
 export function compatibilityHash(model: ModelSpec, engine: EngineLayout): string {

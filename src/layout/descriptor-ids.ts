@@ -88,6 +88,7 @@ export function faDescriptorIdsFor(
   dNum: number,
   tokens: number,
 ): {local: Int32Array; remote: Int32Array} {
+  checkKernelBlocksAgree(prefill, decode)
   const local: (readonly number[])[] = []
   const remote: (readonly number[])[] = []
   for (const g of decode.groups) {
@@ -130,6 +131,7 @@ export function pairDescriptorViews(
   prefillNumLogicalBlocks: number,
   decodeNumLogicalBlocks: number,
 ): {local: DescriptorView; remote: DescriptorView} {
+  checkKernelBlocksAgree(prefill, decode)
   const byPart = (view: 'fa' | 'ssm', side: 'local' | 'remote'): Map<CachePart, {offsetBytes: number; lengthBytes: number}> => {
     const map = new Map<CachePart, {offsetBytes: number; lengthBytes: number}>()
     for (const r of pair.pageReads.filter((x: PageRead) => x.view === view)) {
@@ -146,6 +148,22 @@ export function pairDescriptorViews(
     local: buildView(decode, decodeNumLogicalBlocks, byPart('fa', 'local'), byPart('ssm', 'local')),
     remote: buildView(prefill, prefillNumLogicalBlocks, byPart('fa', 'remote'), byPart('ssm', 'remote')),
   }
+}
+
+/**
+ * vLLM's views pair whole kernel blocks entry for entry; with different kernel blocks no entry of one
+ * list matches an entry of the other (vLLM refuses such a pair). hpd's own reads map it.
+ */
+function checkKernelBlocksAgree(prefill: EngineLayout, decode: EngineLayout): void {
+  if (prefill.kernelBlockSize === decode.kernelBlockSize) return
+  throw new UsageError(
+    'HPD_LAYOUT_DESCRIPTORS_KERNEL_BLOCK_MISMATCH',
+    `vLLM-style descriptor views pair whole kernel blocks, and prefill's (${prefill.kernelBlockSize} tokens) ≠ decode's (${decode.kernelBlockSize} tokens); vLLM refuses this pair`,
+    {
+      hint: "Drop --descriptors: hpd's own read plan (transfer.pageReads) maps this pair.",
+      details: {prefillKernelBlockSize: prefill.kernelBlockSize, decodeKernelBlockSize: decode.kernelBlockSize},
+    },
+  )
 }
 
 function buildView(

@@ -45,7 +45,13 @@ export function planEngineLayout(options: EngineLayoutOptions): EngineLayout {
       blockSizeReason = `${align}·cdiv(mambaPage ${mambaPageBytes} B, ${align}·${perToken} B/token) = ${attnBlock}`
     }
   }
-  const kernelBlockSize = selectKernelBlockSize(logicalBlockSize, rule)
+  const kernelBlockSize = options.kernelBlockSize ?? selectKernelBlockSize(logicalBlockSize, rule)
+  if (options.kernelBlockSize !== undefined && (!Number.isInteger(options.kernelBlockSize) || options.kernelBlockSize < 1 || logicalBlockSize % options.kernelBlockSize !== 0)) {
+    throw new UsageError('HPD_LAYOUT_BAD_KERNEL_BLOCK', `kernel block ${options.kernelBlockSize} tokens does not divide the logical block size ${logicalBlockSize} (TP ${tp})`, {
+      hint: `Pass a kernel block size that divides ${logicalBlockSize}, or leave it to the attention backend.`,
+      details: {kernelBlockSize: options.kernelBlockSize, logicalBlockSize, tp},
+    })
+  }
   if (kernelBlockSize === undefined) {
     throw new UsageError('HPD_LAYOUT_NO_KERNEL_BLOCK', `no kernel block size of ${backend} (${describeRule(rule).join(', ')}) divides the logical block size ${logicalBlockSize}`, {
       hint: 'Pass a --block-size that is a multiple of 16, or choose another --attention-backend.',

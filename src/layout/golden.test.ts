@@ -64,11 +64,11 @@ describe('§6.1 per-rank geometry', () => {
       const e = planEngineLayout({model, tp: 1, blockSize: 128})
       expect([e.logicalBlockSize, e.kernelBlockSize, e.blocksPerLogical, e.vllmRatioEstimate]).toEqual([block, 64, r, estimate])
       expect(Math.round((e.paddingBytes / e.mambaPageBytes) * 1000) / 10).toBe(padPct)
-      const plan = planLayout({model, prefillTp: 1, decodeTp: 1, blockSize: 128})
+      const plan = planLayout({model, prefillTp: 1, decodeTp: 1, blockSize: 128, vllmVersion: '0.20'})
       const pitfall = plan.vllmPitfalls.find((p) => p.code === 'VLLM_REMOTE_RATIO_ESTIMATE_WRONG')
       expect(pitfall?.message).toContain(`= ${estimate}`)
     }
-    expect(planLayout({model: h8b, prefillTp: 1, decodeTp: 1}).vllmPitfalls.map((p) => p.code)).not.toContain('VLLM_REMOTE_RATIO_ESTIMATE_WRONG')
+    expect(planLayout({model: h8b, prefillTp: 1, decodeTp: 1, vllmVersion: '0.20'}).vllmPitfalls.map((p) => p.code)).not.toContain('VLLM_REMOTE_RATIO_ESTIMATE_WRONG')
   })
 
   it('Granite-like bf16 state on flash-attn gets kernel == logical (ratio 1)', () => {

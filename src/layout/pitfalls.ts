@@ -1,76 +1,172 @@
 import type {ModelSpec} from '../model/index.js'
+import {compareVllm, OLDEST_VLLM} from './vllm-versions.js'
 import type {EngineLayout, VllmPitfall} from './types.js'
 
+/** What a pitfall looks at: the prefill engine's model and both engines. */
+interface PitfallContext {
+  readonly model: ModelSpec
+  readonly prefill: EngineLayout
+  readonly decode: EngineLayout
+}
+
 /**
- * What would go wrong running this model and TP pair through vLLM's NixlConnector (v0.20 snapshot,
- * reference §4, §9), each with a stable code and a one-line fix. Pure; the order is stable.
+ * One thing that goes wrong running a configuration through vLLM's NixlConnector, keyed by the
+ * releases it applies to: from `appliesFrom` (default the oldest known) up to, not including,
+ * `fixedIn.version`; open (no fix released) when `fixedIn` is absent. Placement of each fix: see
+ * vllm-versions.ts; the evidence is in `refs` and the reference docs (vllm-hybrid-pd.md §4, §8, §9;
+ * ecosystem-contracts.md §4).
  */
-export function vllmPitfalls(model: ModelSpec, prefill: EngineLayout, decode: EngineLayout): VllmPitfall[] {
-  const out: VllmPitfall[] = []
-  const add = (code: string, message: string, fix: string): void => {
-    out.push({code, message, fix})
-  }
-  const mixer = model.stateMixer
-  if (!mixer) return out
-  const conv = decode.convLayout
-  add(
-    'VLLM_DS_CONV_LAYOUT_REQUIRED',
-    `vLLM asserts the DS conv state layout for any hybrid P/D transfer (default is SD; undocumented, #54387)${conv === 'SD' ? '; this plan uses SD' : ''}`,
-    'export VLLM_SSM_CONV_STATE_LAYOUT=DS on prefill and decode',
-  )
-  add(
-    'VLLM_HMA_FLAG_REQUIRED',
-    'vLLM v0.20 disables the hybrid KV cache manager when --kv-transfer-config is set; init then fails (fixed by #39949)',
-    'pass --no-disable-hybrid-kv-cache-manager to prefill and decode',
-  )
-  for (const [side, engine] of [['prefill', prefill], ['decode', decode]] as const) {
-    if (engine.vllmRatioEstimate !== undefined && engine.vllmRatioEstimate !== engine.blocksPerLogical) {
-      add(
-        'VLLM_REMOTE_RATIO_ESTIMATE_WRONG',
-        `vLLM v0.20 estimates the ${side} ratio as ceil(${engine.mambaPageBytes} / ${engine.kernelPageBytes}) = ${engine.vllmRatioEstimate}, the true ratio is ${engine.logicalBlockSize}/${engine.kernelBlockSize} = ${engine.blocksPerLogical}: it reads the wrong kernel blocks`,
-        'use the default block size, or a vLLM with #40731 (ratio sent in the handshake)',
-      )
-    }
-  }
-  if (mixer.kind === 'mamba2' && mixer.nGroups === 1 && prefill.tp !== decode.tp) {
-    add(
-      'VLLM_NGROUPS1_HETERO_TP_CORRUPTION',
-      `n_groups = 1 replicates B/C on every rank; under ${prefill.tp}→${decode.tp} vLLM reads C as B and SSM as C (#55208, silent)`,
-      'use equal prefill/decode TP, or a vLLM with #55306 (hpd reads replicated B/C whole)',
-    )
-  }
-  if (prefill.kernelBlockSize !== decode.kernelBlockSize) {
-    add(
-      'VLLM_KERNEL_BLOCK_MISMATCH',
-      `prefill kernel block ${prefill.kernelBlockSize} ≠ decode ${decode.kernelBlockSize}: vLLM rejects it ("HMA does not support different remote block size yet")`,
-      'pass a --block-size that gives both sides the same kernel block',
-    )
-  } else if (prefill.blocksPerLogical !== decode.blocksPerLogical) {
-    add(
-      'VLLM_BLOCK_RATIO_MISMATCH',
-      `prefill has ${prefill.blocksPerLogical} and decode ${decode.blocksPerLogical} kernel blocks per logical block: vLLM v0.20 expands remote ids with the local ratio (silent corruption, fixed by #42097)`,
-      'choose TP sizes with equal logical block sizes, or a vLLM with #42097 and prefix caching off',
-    )
-  }
-  add(
-    'VLLM_PREFIX_CACHING_UNSUPPORTED',
-    'prefix caching is unsupported for hybrid P/D (Mamba groups are never trimmed; mismatched ratios corrupt, #42097, #51527)',
-    'pass --no-enable-prefix-caching to prefill and decode',
-  )
-  if (Math.max(prefill.tp, decode.tp) > 1) {
-    add('VLLM_ASYNC_SCHEDULING_TP', 'with TP > 1 async scheduling may transfer Mamba state in a corrupted form (#36687)', 'pass --no-async-scheduling')
-  }
-  if (mixer.kind !== 'mamba2') {
-    add(
-      'VLLM_STATE_MIXER_UNSUPPORTED',
-      `vLLM v0.20's conv split handles Mamba2 only; ${mixer.kind === 'mamba1' ? 'Mamba1 arrived with #45019' : 'GDN arrived with #41869'}`,
-      'use a vLLM release after that PR',
-    )
-  }
-  add(
-    'VLLM_STATE_DTYPE_NOT_HASHED',
-    "vLLM's compatibility hash omits mamba_ssm_cache_dtype, mamba_cache_dtype and the conv layout: a P/D mismatch goes unnoticed",
-    'set --mamba-ssm-cache-dtype and --mamba-cache-dtype identically on both sides (hpd\'s hash covers them)',
-  )
-  return out
+interface PitfallRule {
+  readonly code: string
+  readonly refs: readonly string[]
+  readonly appliesFrom?: string
+  readonly fixedIn?: {readonly version: string; readonly change: string}
+  readonly when: (c: PitfallContext) => boolean
+  readonly message: (c: PitfallContext) => string
+  readonly fix: (c: PitfallContext) => string
+}
+
+const mixer = (c: PitfallContext) => c.model.stateMixer
+const kernelsDiffer = (c: PitfallContext) => c.prefill.kernelBlockSize !== c.decode.kernelBlockSize
+const logicalsDiffer = (c: PitfallContext) => c.prefill.logicalBlockSize !== c.decode.logicalBlockSize
+
+/** Order is stable (it is the output order). */
+const RULES: readonly PitfallRule[] = [
+  {
+    code: 'VLLM_DS_CONV_LAYOUT_REQUIRED',
+    refs: ['#54387', '#54489'],
+    when: (c) => mixer(c) !== undefined,
+    message: (c) => `vLLM asserts the DS conv state layout for any hybrid P/D transfer (default is SD; undocumented, #54387)${c.decode.convLayout === 'SD' ? '; this plan uses SD' : ''}`,
+    fix: () => 'export VLLM_SSM_CONV_STATE_LAYOUT=DS on prefill and decode',
+  },
+  {
+    code: 'VLLM_HMA_FLAG_REQUIRED',
+    refs: ['#39949', 'ai-dynamo#10741'],
+    fixedIn: {version: '0.22', change: '#39949'},
+    when: (c) => mixer(c) !== undefined,
+    message: () => 'vLLM disables the hybrid KV cache manager when --kv-transfer-config is set; init then fails ("Hybrid KV cache manager is disabled but failed to convert the KV cache specs")',
+    fix: () => 'pass --no-disable-hybrid-kv-cache-manager to prefill and decode',
+  },
+  {
+    code: 'VLLM_REMOTE_RATIO_ESTIMATE_WRONG',
+    refs: ['#40731'],
+    fixedIn: {version: '0.22', change: '#40731'},
+    when: (c) => [c.prefill, c.decode].some((e) => e.vllmRatioEstimate !== undefined && e.vllmRatioEstimate !== e.blocksPerLogical),
+    message: (c) => {
+      const e = [c.prefill, c.decode].find((x) => x.vllmRatioEstimate !== undefined && x.vllmRatioEstimate !== x.blocksPerLogical)!
+      const side = e === c.prefill ? 'prefill' : 'decode'
+      return `vLLM estimates the ${side} ratio as ceil(${e.mambaPageBytes} / ${e.kernelPageBytes}) = ${e.vllmRatioEstimate}, the true ratio is ${e.logicalBlockSize}/${e.kernelBlockSize} = ${e.blocksPerLogical}: it reads the wrong kernel blocks`
+    },
+    fix: () => 'use the default block size, or vLLM 0.22+ (the ratio is sent in the handshake, #40731)',
+  },
+  {
+    code: 'VLLM_BLOCK_RATIO_MISMATCH',
+    refs: ['#42097', '#49612'],
+    fixedIn: {version: '0.22', change: '#42097'},
+    when: (c) => !kernelsDiffer(c) && c.prefill.blocksPerLogical !== c.decode.blocksPerLogical,
+    message: (c) =>
+      `prefill has ${c.prefill.blocksPerLogical} and decode ${c.decode.blocksPerLogical} kernel blocks per logical block (logical blocks ${c.prefill.logicalBlockSize} vs ${c.decode.logicalBlockSize} tokens): vLLM expands remote ids with the local ratio (silent corruption)`,
+    fix: () => 'choose TP sizes with equal logical block sizes, or vLLM 0.22+ (#42097) with prefix caching off',
+  },
+  {
+    code: 'VLLM_KERNEL_BLOCK_MISMATCH',
+    refs: ['#41886', '#51527', '#42895'],
+    when: kernelsDiffer,
+    message: (c) =>
+      `prefill kernel block ${c.prefill.kernelBlockSize} ≠ decode ${c.decode.kernelBlockSize} tokens: vLLM refuses the pair (fail-closed: "HMA does not support different remote block size yet"); hpd maps it with runs of gcd = ${gcdOf(c)} tokens per head`,
+    fix: () => 'pass a --block-size that gives both sides the same kernel block (e.g. a multiple of 64 on FlashAttention with fp32 state), or keep the TP sizes on the same side of num_key_value_heads',
+  },
+  {
+    code: 'VLLM_NGROUPS1_HETERO_TP_CORRUPTION',
+    refs: ['#55208', '#55306'],
+    when: (c) => {
+      const m = mixer(c)
+      return m?.kind === 'mamba2' && m.nGroups === 1 && c.prefill.tp !== c.decode.tp
+    },
+    message: (c) => `n_groups = 1 replicates B/C on every rank; under ${c.prefill.tp}→${c.decode.tp} vLLM reads C as B and SSM as C (#55208, silent)`,
+    fix: () => 'use equal prefill/decode TP until #55306 is released (hpd reads replicated B/C whole from one rank)',
+  },
+  {
+    code: 'VLLM_PREFIX_CACHING_UNSUPPORTED',
+    refs: ['#42554', '#44243', '#42097'],
+    fixedIn: {version: '0.25', change: '#42554, #44243'},
+    when: (c) => mixer(c) !== undefined,
+    message: () => 'prefix caching is unsupported for hybrid P/D (Mamba groups are never trimmed; the decode side asserts "SSM can only have one local block")',
+    fix: () => 'pass --no-enable-prefix-caching to prefill and decode, or vLLM 0.25+ with --mamba-cache-mode align',
+  },
+  {
+    code: 'VLLM_PREFIX_CACHING_HETERO_BLOCKS',
+    refs: ['#51527'],
+    appliesFrom: '0.25',
+    when: (c) => mixer(c) !== undefined && logicalsDiffer(c),
+    message: (c) => `prefix caching with different logical block sizes (prefill ${c.prefill.logicalBlockSize}, decode ${c.decode.logicalBlockSize} tokens) is refused at the handshake (#51527 open)`,
+    fix: () => 'pass --no-enable-prefix-caching, or TP sizes with equal logical block sizes',
+  },
+  {
+    code: 'VLLM_ASYNC_SCHEDULING_TP',
+    refs: ['#36687', '#45019'],
+    when: (c) => mixer(c) !== undefined && Math.max(c.prefill.tp, c.decode.tp) > 1,
+    message: () => 'with TP > 1 async scheduling may transfer Mamba state in a corrupted form (#36687; vLLM CI still runs hybrid P/D with --no-async-scheduling)',
+    fix: () => 'pass --no-async-scheduling',
+  },
+  {
+    code: 'VLLM_STATE_MIXER_UNSUPPORTED',
+    refs: ['#41860', '#41869'],
+    fixedIn: {version: '0.22', change: '#41869'},
+    when: (c) => mixer(c)?.kind === 'gdn',
+    message: () => 'vLLM\'s conv split handles Mamba2 only: GDN (Qwen3-Next / Qwen3.5) raises "3-read conv transfer only supports Mamba2 models"',
+    fix: () => 'use vLLM 0.22+ (GDN P/D, #41869)',
+  },
+  {
+    code: 'VLLM_STATE_MIXER_UNSUPPORTED',
+    refs: ['#45019'],
+    fixedIn: {version: '0.24', change: '#45019'},
+    when: (c) => mixer(c)?.kind === 'mamba1',
+    message: () => 'vLLM\'s conv split has no Mamba1 (Jamba) case: derive_mamba_conv_split raises NotImplementedError',
+    fix: () => 'use vLLM 0.24+ (Mamba1 P/D, #45019)',
+  },
+  {
+    code: 'VLLM_STATE_DTYPE_NOT_HASHED',
+    refs: ['vllm-hybrid-pd.md §4.5'],
+    when: (c) => mixer(c) !== undefined,
+    message: () => "vLLM's compatibility hash omits mamba_ssm_cache_dtype, mamba_cache_dtype and the conv layout: a P/D mismatch goes unnoticed",
+    fix: () => "set --mamba-ssm-cache-dtype and --mamba-cache-dtype identically on both sides (hpd's hash covers them)",
+  },
+  {
+    code: 'VLLM_FP8_SCALES_NOT_TRANSFERRED',
+    refs: ['#55196', '#42179'],
+    when: (c) => c.prefill.dtypes.kv === 'fp8' || c.decode.dtypes.kv === 'fp8',
+    message: () => 'fp8 KV: vLLM transfers the fp8 K/V bytes but not dynamic per-block scales; the decode side dequantizes them with its own scales',
+    fix: () => 'use static (checkpoint) KV scales on both sides, or --kv-cache-dtype auto',
+  },
+]
+
+function gcdOf(c: PitfallContext): number {
+  let a = c.prefill.kernelBlockSize
+  let b = c.decode.kernelBlockSize
+  while (b !== 0) [a, b] = [b, a % b]
+  return a
+}
+
+/**
+ * What goes wrong running this model and P/D pair through vLLM's NixlConnector at release
+ * `judgedAgainst` (a release of vllm-versions.ts), each with a stable code, a one-line fix, the
+ * releases it applies to and the change that fixed it. Pure; the order is stable.
+ */
+export function vllmPitfalls(model: ModelSpec, prefill: EngineLayout, decode: EngineLayout, judgedAgainst: string): VllmPitfall[] {
+  const c: PitfallContext = {model, prefill, decode}
+  return RULES.filter((r) => appliesAt(r, judgedAgainst) && r.when(c)).map((r) => ({
+    code: r.code,
+    message: r.message(c),
+    fix: r.fix(c),
+    vllmVersion: judgedAgainst,
+    appliesTo: `>=${r.appliesFrom ?? OLDEST_VLLM}${r.fixedIn ? ` <${r.fixedIn.version}` : ''}`,
+    fixedIn: r.fixedIn ?? null,
+    refs: r.refs,
+  }))
+}
+
+function appliesAt(rule: PitfallRule, version: string): boolean {
+  if (compareVllm(version, rule.appliesFrom ?? OLDEST_VLLM) < 0) return false
+  return !rule.fixedIn || compareVllm(version, rule.fixedIn.version) < 0
 }

@@ -38,7 +38,7 @@ describe('planLayout', () => {
 
   it('different logical block sizes with equal kernel blocks are mapped through token positions', () => {
     const k2 = parseModelConfig({...(tiny.config as object), num_key_value_heads: 2, n_groups: 4})
-    const plan = planLayout({model: k2, prefillTp: 4, decodeTp: 2, attentionBackend: 'cpu', blockSize: 128})
+    const plan = planLayout({model: k2, prefillTp: 4, decodeTp: 2, attentionBackend: 'cpu', blockSize: 128, vllmVersion: '0.20'})
     expect(plan.prefill.logicalBlockSize).not.toBe(plan.decode.logicalBlockSize)
     expect(plan.prefill.kernelBlockSize).toBe(plan.decode.kernelBlockSize)
     expect(plan.vllmPitfalls.map((p) => p.code)).toContain('VLLM_BLOCK_RATIO_MISMATCH')
@@ -46,11 +46,13 @@ describe('planLayout', () => {
     expect(req.bytesPerDecodeRank[0]).toBeGreaterThan(0)
   })
 
-  it('kernel blocks that cannot agree → HPD_LAYOUT_KERNEL_BLOCK_MISMATCH (exit 2) listing the pitfalls', () => {
+  it('kernel blocks that differ are mapped (runs of gcd tokens per head); vLLM refusing them is a pitfall, not an hpd error', () => {
     const k2 = parseModelConfig({...(tiny.config as object), num_key_value_heads: 2, n_groups: 4})
-    const e = thrown(() => planLayout({model: k2, prefillTp: 4, decodeTp: 1, attentionBackend: 'triton', mambaSsmDtype: 'bf16', mambaConvDtype: 'bf16'}))
-    expect([e.code, e.exitCode]).toEqual(['HPD_LAYOUT_KERNEL_BLOCK_MISMATCH', 2])
-    expect(e.details?.vllmPitfalls).toContain('VLLM_KERNEL_BLOCK_MISMATCH')
+    const plan = planLayout({model: k2, prefillTp: 4, decodeTp: 1, attentionBackend: 'triton', mambaSsmDtype: 'bf16', mambaConvDtype: 'bf16'})
+    expect(plan.prefill.kernelBlockSize).not.toBe(plan.decode.kernelBlockSize)
+    expect(plan.mapping.attention.readUnit).toBe('head')
+    expect(plan.vllmPitfalls.map((p) => p.code)).toContain('VLLM_KERNEL_BLOCK_MISMATCH')
+    expect(planRequestReads(plan, {promptTokens: 300}).bytesPerDecodeRank[0]).toBeGreaterThan(0)
   })
 
   it('TP sizes that do not divide one another → HPD_LAYOUT_TP_NOT_DIVISIBLE', () => {

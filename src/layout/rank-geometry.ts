@@ -38,14 +38,17 @@ export function attentionGeometry(model: ModelSpec, tp: number, rank: number, dt
   const replicated = tp > attn.numKvHeads
   const numKvHeads = replicated ? 1 : attn.numKvHeads / tp
   const first = replicated ? Math.floor((rank * attn.numKvHeads) / tp) : rank * numKvHeads
-  const bytesPerToken = 2 * numKvHeads * attn.headDim * dtypeBytes(dtypes.kv)
+  const headTokenBytes = attn.headDim * dtypeBytes(dtypes.kv)
+  const bytesPerToken = 2 * numKvHeads * headTokenBytes
   const kernelPageBytes = kernelBlockSize * bytesPerToken
   return {
     numKvHeads,
+    modelKvHeads: attn.numKvHeads,
     globalKvHeads: Array.from({length: numKvHeads}, (_, i) => first + i),
     replicated,
     headDim: attn.headDim,
     dtype: dtypes.kv,
+    headTokenBytes,
     bytesPerToken,
     kernelPageBytes,
     kvHalfBytes: kernelPageBytes / 2,

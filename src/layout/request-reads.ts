@@ -1,9 +1,9 @@
 import type {GroupBlockIds} from './block-ids.js'
 import {type RequestContext, requestContext, type RequestReadsOptions} from './request-context.js'
 import {countPairRuns} from './run-count.js'
-import {CACHE_PARTS, orderAndCoalesce, type ReadList, ReadListBuilder} from './read-list.js'
+import {orderAndCoalesce, type ReadList, ReadListBuilder} from './read-list.js'
 import {faDescriptorIdsFor, ssmRegionsPerTensor} from './descriptor-ids.js'
-import {faByteOffset} from './offsets.js'
+import {countPairReads, faReadsPerTemplate, type ReadSink, visitPairReads} from './pair-reads.js'
 import type {EngineLayout, LayoutPlan, RankPair} from './types.js'
 
 export type {RequestReadsOptions} from './request-context.js'
@@ -40,8 +40,10 @@ export interface RequestReadPlan {
   readonly promptTokens: number
   /** Tokens whose K/V (and resulting state) go over the wire: N−1 for hybrids, N otherwise. */
   readonly transferredTokens: number
-  /** Kernel blocks hpd reads per FA layer: cdiv(transferredTokens, kernelBlock). */
+  /** Decode kernel blocks hpd reads into per FA layer: cdiv(transferredTokens, decode kernel block). */
   readonly kernelBlocksRead: number
+  /** Tokens per FA read before coalescing (`TpMapping.attention.tokensPerRead`). */
+  readonly tokensPerFaRead: number
   /** Kernel blocks vLLM reads per FA layer: logical blocks × r. */
   readonly vllmKernelBlocks: number
   readonly prefillBlockIds: GroupBlockIds
@@ -60,16 +62,14 @@ export interface RequestReadPlan {
 
 /**
  * The reads that move one request's cache from prefill to decode, for every rank pair, as absolute
- * byte offsets in the shared tensors. FA kernel blocks are matched through token positions (the
- * i-th kernel block of the request on both sides), so P and D may differ in logical block size as
- * long as their kernel blocks agree. Only kernel blocks holding transferred tokens are read, padding
- * slots and page padding never. Pure.
+ * byte offsets in the shared tensors. FA bytes are matched through token positions, so P and D may
+ * differ in logical and in kernel block size (`visitPairReads`). Only kernel blocks holding
+ * transferred tokens are read, padding slots and page padding never. Pure.
  */
 export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions): RequestReadPlan {
   const ctx = requestContext(plan, options)
   const pairs = plan.mapping.pairs.map((pair): PairReadPlan => {
-    const sink = new ListSink(countPairReads(pair, plan.decode, ctx.kernelBlocksRead))
-    visitPairReads(pair, plan.prefill, plan.decode, ctx, sink)
+    const sink = listPairReads(plan, pair, ctx)
     const {reads, runs} = orderAndCoalesce(sink.build())
     const result = {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes: sink.bytes, vllmDescriptorPairs: vllmPairs(pair, plan.decode, ctx.vllmKernelBlocks)}
     if (!options.descriptorIds) return result
@@ -86,12 +86,10 @@ export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions)
 export function summarizeRequestReads(plan: LayoutPlan, options: RequestReadsOptions): RequestReadSummary {
   const ctx = requestContext(plan, options)
   const pairs = plan.mapping.pairs.map((pair): PairReadCounts => {
-    const counted = countPairRuns(pair, plan.prefill, plan.decode, ctx)
+    const counted = countPairRuns(pair, plan.mapping, plan.prefill, plan.decode, ctx)
     let {reads, runs} = counted
     if (!counted.ordered) {
-      const sink = new ListSink(countPairReads(pair, plan.decode, ctx.kernelBlocksRead))
-      visitPairReads(pair, plan.prefill, plan.decode, ctx, sink)
-      const lists = orderAndCoalesce(sink.build())
+      const lists = orderAndCoalesce(listPairReads(plan, pair, ctx).build())
       reads = lists.reads.count
       runs = lists.runs.count
     }
@@ -107,6 +105,7 @@ function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadC
     promptTokens: ctx.promptTokens,
     transferredTokens: ctx.tokens,
     kernelBlocksRead: ctx.kernelBlocksRead,
+    tokensPerFaRead: plan.mapping.attention.tokensPerRead,
     vllmKernelBlocks: ctx.vllmKernelBlocks,
     prefillBlockIds: ctx.pIds,
     decodeBlockIds: ctx.dIds,
@@ -122,11 +121,6 @@ function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadC
 }
 
 
-/** Receives the reads of one rank pair, in generation order. */
-interface ReadSink {
-  add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void
-}
-
 class ListSink extends ReadListBuilder implements ReadSink {
   bytes = 0
   add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void {
@@ -135,72 +129,10 @@ class ListSink extends ReadListBuilder implements ReadSink {
   }
 }
 
-function countPairReads(pair: RankPair, decode: EngineLayout, kernelBlocks: number): number {
-  let fa = 0
-  let ssm = 0
-  for (const r of pair.pageReads) {
-    if (r.view === 'fa') fa++
-    else ssm++
-  }
-  let count = 0
-  for (let s = 0; s < decode.numTensors; s++) {
-    for (const g of decode.groups) {
-      if (g.layers[s] === null) continue
-      count += g.kind === 'attention' ? kernelBlocks * fa : ssm
-    }
-  }
-  return count
-}
-
-/**
- * Generates one rank pair's reads: per tensor, per group slot holding a layer, the FA kernel blocks
- * holding transferred tokens (blocks-first: block-major, each `[K | V]` page in turn; kv-first:
- * all K, then all V) or the one Mamba page, each through the pair's page-level template.
- */
-function visitPairReads(pair: RankPair, prefill: EngineLayout, decode: EngineLayout, ctx: RequestContext, sink: ReadSink): void {
-  const fa = pair.pageReads.filter((r) => r.view === 'fa')
-  const ssm = pair.pageReads.filter((r) => r.view === 'ssm')
-  const faPart = fa.map((r) => CACHE_PARTS.indexOf(r.part))
-  const ssmPart = ssm.map((r) => CACHE_PARTS.indexOf(r.part))
-  const kernelBlocks = ctx.kernelBlocksRead
-  const rP = prefill.blocksPerLogical
-  const rD = decode.blocksPerLogical
-  const pNk = ctx.pNum * rP
-  const dNk = ctx.dNum * rD
-  const pKernelPage = prefill.kernelPageBytes
-  const dKernelPage = decode.kernelPageBytes
-  const blocksFirst = decode.kvLayout === 'blocks-first'
-  for (let s = 0; s < decode.numTensors; s++) {
-    for (const g of decode.groups) {
-      const layer = g.layers[s]
-      if (layer === null) continue
-      if (g.kind === 'attention') {
-        if (fa.length === 0) continue
-        const pl = ctx.pIds[g.index]
-        const dl = ctx.dIds[g.index]
-        if (blocksFirst) {
-          for (let i = 0; i < kernelBlocks; i++) {
-            // kernelBlockId, inlined: this loop runs ~10^5 times for a long prompt
-            const pBase = (pl[Math.floor(i / rP)] * rP + (i % rP)) * pKernelPage
-            const dBase = (dl[Math.floor(i / rD)] * rD + (i % rD)) * dKernelPage
-            for (let j = 0; j < fa.length; j++) sink.add(s, g.index, layer, faPart[j], pBase + fa[j].remoteOffsetBytes, dBase + fa[j].localOffsetBytes, fa[j].lengthBytes)
-          }
-        } else {
-          for (let j = 0; j < fa.length; j++) {
-            for (let i = 0; i < kernelBlocks; i++) {
-              const pk = pl[Math.floor(i / rP)] * rP + (i % rP)
-              const dk = dl[Math.floor(i / rD)] * rD + (i % rD)
-              sink.add(s, g.index, layer, faPart[j], faByteOffset(prefill, pk, fa[j].remoteOffsetBytes, pNk), faByteOffset(decode, dk, fa[j].localOffsetBytes, dNk), fa[j].lengthBytes)
-            }
-          }
-        }
-      } else {
-        const pBase = ctx.pIds[g.index][0] * prefill.pageBytes
-        const dBase = ctx.dIds[g.index][0] * decode.pageBytes
-        for (let j = 0; j < ssm.length; j++) sink.add(s, g.index, layer, ssmPart[j], pBase + ssm[j].remoteOffsetBytes, dBase + ssm[j].localOffsetBytes, ssm[j].lengthBytes)
-      }
-    }
-  }
+function listPairReads(plan: LayoutPlan, pair: RankPair, ctx: RequestContext): ListSink {
+  const sink = new ListSink(countPairReads(pair, plan.decode, faReadsPerTemplate(plan.mapping, ctx.tokens)))
+  visitPairReads(pair, plan.mapping, plan.prefill, plan.decode, ctx, sink)
+  return sink
 }
 
 /** vLLM v0.20: 2T FA regions × r kernel blocks per logical block per FA group, plus 4T SSM regions per state group. */

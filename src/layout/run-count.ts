@@ -1,6 +1,7 @@
 import {faByteOffset} from './offsets.js'
+import {visitPairReads} from './pair-reads.js'
 import type {RequestContext} from './request-context.js'
-import type {EngineLayout, PageRead, RankPair} from './types.js'
+import type {EngineLayout, PageRead, RankPair, TpMapping} from './types.js'
 
 /** Counts of one rank pair's reads, computed without generating them (see `countPairRuns`). */
 export interface PairRunCount {
@@ -18,8 +19,12 @@ export interface PairRunCount {
  * whose ids are consecutive on both sides repeats one page template at a constant stride, so its
  * runs follow from the template alone; only the stretch boundaries (logical block edges on either
  * side) and the Mamba pages are looked at one by one. The property test checks it against the lists.
+ *
+ * When the kernel blocks differ the page template does not repeat per kernel block, so the reads are
+ * streamed one by one through the same counter (time proportional to reads, still no lists).
  */
-export function countPairRuns(pair: RankPair, prefill: EngineLayout, decode: EngineLayout, ctx: RequestContext): PairRunCount {
+export function countPairRuns(pair: RankPair, mapping: TpMapping, prefill: EngineLayout, decode: EngineLayout, ctx: RequestContext): PairRunCount {
+  if (mapping.attention.readUnit === 'head') return streamPairRuns(pair, mapping, prefill, decode, ctx)
   const fa = pair.pageReads.filter((r) => r.view === 'fa')
   const ssm = pair.pageReads.filter((r) => r.view === 'ssm')
   const counter = new SpanCounter()
@@ -83,6 +88,21 @@ export function countPairRuns(pair: RankPair, prefill: EngineLayout, decode: Eng
       }
     }
   }
+  return {reads, runs: counter.runs, bytes, ordered: counter.ordered}
+}
+
+/** countPairRuns by visiting every read (no lists kept). */
+function streamPairRuns(pair: RankPair, mapping: TpMapping, prefill: EngineLayout, decode: EngineLayout, ctx: RequestContext): PairRunCount {
+  const counter = new SpanCounter()
+  let reads = 0
+  let bytes = 0
+  visitPairReads(pair, mapping, prefill, decode, ctx, {
+    add(tensorIndex, _group, _layer, _part, remote, local, length) {
+      reads++
+      bytes += length
+      counter.span(tensorIndex, remote, local, local, remote + length, local + length, 1, true)
+    },
+  })
   return {reads, runs: counter.runs, bytes, ordered: counter.ordered}
 }
 

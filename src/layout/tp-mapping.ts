@@ -1,5 +1,5 @@
 import {BugError, UsageError} from '../errors.js'
-import type {EngineLayout, PageRead, PartGeometry, RankPair, TpMapping} from './types.js'
+import type {AttentionRunShape, EngineLayout, PageRead, PartGeometry, RankPair, TpMapping} from './types.js'
 
 /**
  * Which bytes of which prefill rank every decode rank reads, as page-level templates: offsets within
@@ -10,6 +10,10 @@ import type {EngineLayout, PageRead, PartGeometry, RankPair, TpMapping} from './
  * it (D ≥ P: rank d // ratio; P > D: ranks d·a … d·a+a−1), so replicated KV heads are read once
  * (vLLM's FA-skipped ranks) and replicated B/C (n_groups = 1) are read whole from one rank, which
  * is where vLLM v0.20 misreads C as B (#55208).
+ *
+ * Attention pages may differ in kernel block size (`attentionRunShape`): then each fa template read
+ * is one head over gcd(kernel blocks) tokens instead of a head range over one kernel block. The
+ * caller (`planLayout`) has checked that the pair is mappable at all (`checkPairMappable`).
  */
 export function planTpMapping(prefill: EngineLayout, decode: EngineLayout): TpMapping {
   const P = prefill.tp
@@ -20,16 +24,7 @@ export function planTpMapping(prefill: EngineLayout, decode: EngineLayout): TpMa
       details: {prefillTp: P, decodeTp: D},
     })
   }
-  if (prefill.kernelBlockSize !== decode.kernelBlockSize) {
-    throw new UsageError(
-      'HPD_LAYOUT_KERNEL_BLOCK_MISMATCH',
-      `prefill kernel block ${prefill.kernelBlockSize} tokens ≠ decode kernel block ${decode.kernelBlockSize} tokens: K/V of one token sit at different places, no read plan can map them`,
-      {
-        hint: 'Pass a --block-size that gives both sides the same kernel block (e.g. a multiple of 64), or equal TP sizes.',
-        details: {prefillKernelBlockSize: prefill.kernelBlockSize, decodeKernelBlockSize: decode.kernelBlockSize},
-      },
-    )
-  }
+  const attention = attentionRunShape(prefill, decode)
   const tpRatio = D >= P ? D / P : -(P / D)
   const pairs: RankPair[] = []
   const notifications = Array.from({length: P}, () => 0)
@@ -51,7 +46,7 @@ export function planTpMapping(prefill: EngineLayout, decode: EngineLayout): TpMa
             next.push([u0, u1])
             continue
           }
-          emit(byRank, d, p, local, remote, lo, hi)
+          emit(byRank, d, p, local, remote, lo, hi, attention)
           if (u0 < lo) next.push([u0, lo])
           if (hi < u1) next.push([hi, u1])
         }
@@ -67,17 +62,52 @@ export function planTpMapping(prefill: EngineLayout, decode: EngineLayout): TpMa
       notifications[p]++
     }
   }
-  return {tpRatio, pairs, notificationsPerPrefillRank: notifications}
+  return {tpRatio, attention, statePagesPerGroup: 1, pairs, notificationsPerPrefillRank: notifications}
 }
 
-function emit(byRank: Map<number, PageRead[]>, d: number, p: number, local: PartGeometry, remote: PartGeometry, u0: number, u1: number): void {
+/** How fa reads are cut between these two engines (see AttentionRunShape). */
+export function attentionRunShape(prefill: EngineLayout, decode: EngineLayout): AttentionRunShape {
+  const kP = prefill.kernelBlockSize
+  const kD = decode.kernelBlockSize
+  return {
+    prefillKernelBlockSize: kP,
+    decodeKernelBlockSize: kD,
+    tokensPerRead: kP === kD ? kP : gcd(kP, kD),
+    readUnit: kP === kD ? 'head-range' : 'head',
+    headTokenBytes: decode.ranks[0].attention.headTokenBytes,
+  }
+}
+
+export function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b]
+  return a
+}
+
+function emit(byRank: Map<number, PageRead[]>, d: number, p: number, local: PartGeometry, remote: PartGeometry, u0: number, u1: number, attention: AttentionRunShape): void {
+  const list = byRank.get(p) ?? []
+  byRank.set(p, list)
+  if (local.view === 'fa' && attention.readUnit === 'head') {
+    // Kernel blocks differ: a head's K (or V) is kernelBlock tokens long on each side, so heads
+    // are never adjacent on both sides at once; one read per head, tokensPerRead tokens long.
+    for (let u = u0; u < u1; u++) {
+      list.push({
+        decodeRank: d,
+        prefillRank: p,
+        view: 'fa',
+        part: local.part,
+        remoteOffsetBytes: remote.offsetBytes + (u - remote.globalUnitStart) * remote.unitBytes,
+        localOffsetBytes: local.offsetBytes + (u - local.globalUnitStart) * local.unitBytes,
+        lengthBytes: attention.tokensPerRead * attention.headTokenBytes,
+      })
+    }
+    return
+  }
   if (local.unitBytes !== remote.unitBytes || local.rows !== remote.rows) {
     throw new UsageError('HPD_LAYOUT_PART_MISMATCH', `part ${local.part}: prefill holds ${remote.unitBytes} B per ${remote.unit}, decode ${local.unitBytes} B`, {
-      hint: 'Prefill and decode must use the same dtypes, conv layout and kernel block size.',
+      hint: 'Prefill and decode must use the same dtypes and conv layout (checkPairMappable should have said so: please report this).',
       details: {part: local.part},
     })
   }
-  const list = byRank.get(p) ?? []
   for (let row = 0; row < local.rows; row++) {
     list.push({
       decodeRank: d,
@@ -89,5 +119,4 @@ function emit(byRank: Map<number, PageRead[]>, d: number, p: number, local: Part
       lengthBytes: (u1 - u0) * local.unitBytes,
     })
   }
-  byRank.set(p, list)
 }

@@ -32,15 +32,31 @@ export interface LayoutOptions {
   readonly attentionBackend?: AttentionBackend
   /** Default `DS` (what the 3-descriptor conv read requires). */
   readonly convLayout?: ConvLayout
+  /**
+   * The kernel block in tokens, instead of the backend's choice (vLLM select_common_block_size).
+   * Must divide the logical block size. P and D may differ (see `PlanLayoutOptions.decode`).
+   */
+  readonly kernelBlockSize?: number
 }
 
 export interface EngineLayoutOptions extends LayoutOptions {
   readonly tp: number
 }
 
+/**
+ * What the decode side sets differently from the prefill side (everything else is shared). A pair
+ * whose bytes cannot correspond (KV dtype, head_dim, conv layout, layer sets, ...) is refused by
+ * `checkPairMappable` with a precise code; block sizes of any kind may differ.
+ */
+export type DecodeSideOptions = Partial<Omit<LayoutOptions, 'model'>> & {readonly model?: ModelSpec}
+
 export interface PlanLayoutOptions extends LayoutOptions {
   readonly prefillTp: number
   readonly decodeTp: number
+  /** Decode-side overrides; `model` here is the decode engine's model (default: `model`). */
+  readonly decode?: DecodeSideOptions
+  /** The vLLM release the pitfalls are judged against ("0.20", "0.27", ...); default: the newest known. */
+  readonly vllmVersion?: string
 }
 
 export interface ResolvedDtypes {
@@ -84,12 +100,17 @@ export interface PartGeometry {
 }
 
 export interface AttentionRankGeometry {
+  /** KV heads on this rank. */
   readonly numKvHeads: number
+  /** KV heads of the model (num_key_value_heads). */
+  readonly modelKvHeads: number
   /** Global KV heads this rank holds (one replicated head when TP > num_key_value_heads). */
   readonly globalKvHeads: readonly number[]
   readonly replicated: boolean
   readonly headDim: number
   readonly dtype: Dtype
+  /** One token of one head in K (or V): headDim · dtypeBytes. */
+  readonly headTokenBytes: number
   /** 2 · numKvHeads · headDim · dtypeBytes (vLLM attn_1tok). */
   readonly bytesPerToken: number
   /** One kernel block: `[K: numKvHeads × kernelBlock × headDim | V: same]` (HND). */
@@ -178,7 +199,13 @@ export interface EngineLayout {
   readonly blockSizeReason: string
 }
 
-/** One read of a page-level template: offsets within one kernel page (fa) or one logical page (ssm). */
+/**
+ * One read of a page-level template: offsets within one kernel page (fa) or one logical page (ssm).
+ * An fa read covers `TpMapping.attention.tokensPerRead` tokens starting at the page's first token:
+ * a run of whole heads when both sides' kernel blocks agree (tokensPerRead = the kernel block), one
+ * head otherwise (tokensPerRead = gcd of the kernel blocks); the request planner shifts it by
+ * (token position mod kernel block) · headTokenBytes on each side.
+ */
 export interface PageRead {
   readonly decodeRank: number
   readonly prefillRank: number
@@ -198,9 +225,33 @@ export interface RankPair {
   readonly readsSsm: boolean
 }
 
+/**
+ * How attention bytes are cut when the two sides' kernel blocks differ. In a kernel page each head's
+ * K (and V) holds `kernelBlock` consecutive tokens, so `gcd(prefill, decode)` consecutive tokens of
+ * one head are contiguous on both sides: that is one read; reads that touch on both sides are merged
+ * by the coalescer. Equal kernel blocks give whole-head-range reads of one kernel block each.
+ */
+export interface AttentionRunShape {
+  readonly prefillKernelBlockSize: number
+  readonly decodeKernelBlockSize: number
+  /** Tokens one fa read covers: the kernel block when both agree, else gcd(prefill, decode). */
+  readonly tokensPerRead: number
+  /** 'head-range': one read per contiguous range of heads; 'head': one read per head. */
+  readonly readUnit: 'head-range' | 'head'
+  /** headDim · dtypeBytes: where a token sits inside one head's K (or V). */
+  readonly headTokenBytes: number
+}
+
 export interface TpMapping {
   /** vLLM tp_ratio: D/P when D ≥ P, else −(P/D). */
   readonly tpRatio: number
+  readonly attention: AttentionRunShape
+  /**
+   * Mamba/GDN state: one page per state group per request on each side, whatever the block sizes
+   * (a state group's block holds one whole state), so kernel and logical block sizes never change
+   * its reads. Always 1.
+   */
+  readonly statePagesPerGroup: 1
   /** Every (decode rank, prefill rank) pair that reads anything, decode rank major. */
   readonly pairs: readonly RankPair[]
   /**
@@ -215,14 +266,34 @@ export interface VllmPitfall {
   readonly code: string
   readonly message: string
   readonly fix: string
+  /** The vLLM release this pitfall was judged against (`LayoutPlan.vllmVersion.judgedAgainst`). */
+  readonly vllmVersion: string
+  /** The releases it applies to, e.g. ">=0.20 <0.22" or ">=0.20" (still open). */
+  readonly appliesTo: string
+  /** The change that fixed it and the first release carrying it; null while no release has the fix. */
+  readonly fixedIn: {readonly version: string; readonly change: string} | null
+  /** vLLM issues/PRs about it. */
+  readonly refs: readonly string[]
+}
+
+export interface VllmVersionJudgement {
+  /** What was asked for (`--vllm-version`), or the default. */
+  readonly requested: string
+  /** The release of hpd's pitfall table it was judged against (the newest known when `requested` is newer). */
+  readonly judgedAgainst: string
+  readonly newestKnown: string
 }
 
 export interface LayoutPlan {
+  /** The prefill engine's model (the decode engine's is `decodeModel`, usually the same). */
   readonly model: ModelSpec
+  readonly decodeModel: ModelSpec
   readonly prefill: EngineLayout
   readonly decode: EngineLayout
   readonly mapping: TpMapping
   /** sha256 (hex) over everything P and D must agree on; see compat-hash.ts. */
   readonly compatibilityHash: string
+  readonly vllmVersion: VllmVersionJudgement
+  /** The pitfalls that apply at `vllmVersion.judgedAgainst`. */
   readonly vllmPitfalls: readonly VllmPitfall[]
 }

@@ -148,6 +148,13 @@ export const PRESETS: readonly ModelPreset[] = [
     config: {...TINY_HYBRID, n_groups: 1},
   },
   {
+    name: 'tiny-hybrid-kv1',
+    aliases: [],
+    description: 'tiny-hybrid with 1 KV head: TP 2 replicates it, so TP 1 and TP 2 get different kernel blocks (16 vs 32 tokens)',
+    builtFrom: 'hpd project definition (tiny-hybrid with num_key_value_heads 1; the small twin of issue 13\'s 2-KV-head case)',
+    config: {...TINY_HYBRID, num_key_value_heads: 1},
+  },
+  {
     name: 'tiny-llama',
     aliases: [],
     description: 'tiny Llama (4 layers, fp32, byte tokenizer): the pure full-attention layout',

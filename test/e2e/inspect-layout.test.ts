@@ -38,8 +38,8 @@ describe('hpd inspect-layout (process)', () => {
     expect(r.vllmPitfalls.map((p: {code: string}) => p.code)).toContain('VLLM_DS_CONV_LAYOUT_REQUIRED')
   })
 
-  it('table: one screen, no escape codes; --block-size 128 flags the v0.20 ratio estimate', async () => {
-    const run = await hpd(['--model', 'nemotron-h-8b', '--block-size', '128'])
+  it('table: one screen, no escape codes; --block-size 128 at vLLM 0.20 flags its ratio estimate', async () => {
+    const run = await hpd(['--model', 'nemotron-h-8b', '--block-size', '128', '--vllm-version', '0.20'])
     expect(run.exitCode).toBe(0)
     const lines = run.stdout.trimEnd().split('\n')
     expect(lines.length).toBeLessThan(70)

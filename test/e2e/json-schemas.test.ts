@@ -15,7 +15,8 @@ const SCHEMAS = join(ROOT, 'schemas')
 const UPDATE = process.env.HPD_UPDATE_SCHEMAS === '1'
 
 const COMMANDS: [string, string[]][] = [
-  ['inspect-layout', ['inspect-layout', '--model', 'nemotron-h-8b', '--tp', '2', '--decode-tp', '1']],
+  // vLLM 0.20: its pitfalls include fixed ones (fixedIn an object) and open ones (null), so the shape has both
+  ['inspect-layout', ['inspect-layout', '--model', 'nemotron-h-8b', '--tp', '2', '--decode-tp', '1', '--vllm-version', '0.20']],
   ['doctor', ['doctor', '--root', join(ROOT, 'test', 'fixtures', 'doctor', 'ib-8gpu-peermem')]],
   ['generate', ['generate', '--model', 'tiny-hybrid', '--prompt', 'Hello', '--max-tokens', '4']],
   ['bench-transfer', ['bench', 'transfer', '--model', 'tiny-hybrid', '--prompt-tokens', '40', '--requests', '1']],

@@ -14,7 +14,14 @@ export interface BenchPlan {
 
 export function planBench(options: BenchTransferOptions): BenchPlan {
   const model = loadModelSpec(options.model)
-  const plan = planLayout({model, prefillTp: options.prefillTp, decodeTp: options.decodeTp, attentionBackend: options.attentionBackend})
+  const plan = planLayout({
+    model,
+    prefillTp: options.prefillTp,
+    decodeTp: options.decodeTp,
+    attentionBackend: options.attentionBackend,
+    kvCacheDtype: options.kvCacheDtype,
+    blockSize: options.blockSize,
+  })
   const requests = options.promptTokens.map((promptTokens) => planRequestReads(plan, {promptTokens}))
   const prefillTensorBytes = Math.max(...requests.map((r) => tensorSizeBytes(plan.prefill, r.prefillNumLogicalBlocks)))
   const decodeTensorBytes = Math.max(...requests.map((r) => tensorSizeBytes(plan.decode, r.decodeNumLogicalBlocks)))

@@ -16,12 +16,15 @@ const flags: BenchTransferFlags = {
   verify: 'full',
   injectFault: undefined,
   attentionBackend: 'cpu',
+  kvCacheDtype: 'auto',
+  blockSize: undefined,
   timeoutMs: 10_000,
 }
 
 describe('benchTransferOptions', () => {
   it('defaults the decode TP to the prefill TP and parses the prompt list', () => {
-    expect(benchTransferOptions(flags)).toMatchObject({prefillTp: 2, decodeTp: 2, promptTokens: [512, 4096], verify: 'full'})
+    expect(benchTransferOptions(flags)).toMatchObject({prefillTp: 2, decodeTp: 2, promptTokens: [512, 4096], verify: 'full', kvCacheDtype: 'auto'})
+    expect(benchTransferOptions({...flags, kvCacheDtype: 'fp8', blockSize: 32})).toMatchObject({kvCacheDtype: 'fp8', blockSize: 32})
   })
 
   it.each([
@@ -33,6 +36,8 @@ describe('benchTransferOptions', () => {
     [{injectFault: 'corrupt', verify: 'off'}, /corrupt needs --verify full or digest/],
     [{tcpSegmentBytes: 100}, /--tcp-segment-bytes must be 0/],
     [{readProtocol: 'rdma'}, /--read-protocol must be one of auto\|get\|served, got "rdma"/],
+    [{kvCacheDtype: 'int4'}, /--kv-cache-dtype int4 is not a dtype/],
+    [{blockSize: 0}, /--block-size must be an integer in \[1, 1048576\], got 0/],
   ])('rejects %o naming the flag', (patch, message) => {
     expect(() => benchTransferOptions({...flags, ...patch})).toThrow(UsageError)
     expect(() => benchTransferOptions({...flags, ...patch})).toThrow(message)

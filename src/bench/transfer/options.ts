@@ -1,6 +1,7 @@
 import {UsageError} from '../../errors.js'
 import {ATTENTION_BACKENDS, type AttentionBackend} from '../../layout/index.js'
 import {READ_PROTOCOLS, type ReadProtocol, TRANSPORT_KINDS, type TransportKind} from '../../transport/index.js'
+import {flagDtypeChoice} from '../../model/index.js'
 import {type BenchTransferOptions, INJECTED_FAULTS, type InjectedFault, VERIFY_MODES, type VerifyMode} from './types.js'
 
 /** What the command line gives, before validation. */
@@ -16,6 +17,9 @@ export interface BenchTransferFlags {
   readonly verify: string
   readonly injectFault: string | undefined
   readonly attentionBackend: string
+  /** `auto` or a dtype name (bf16, fp16, fp32, fp8). */
+  readonly kvCacheDtype: string
+  readonly blockSize: number | undefined
   readonly timeoutMs: number
 }
 
@@ -32,6 +36,7 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
   if (f.decodeTp !== undefined) positive('decode-tp', f.decodeTp, 64)
   positive('requests', f.requests, 100_000)
   positive('timeout-ms', f.timeoutMs, 3_600_000)
+  if (f.blockSize !== undefined) positive('block-size', f.blockSize, 1 << 20)
   const promptTokens = f.promptTokens.split(',').map((s) => s.trim())
   const parsed = promptTokens.map(Number)
   parsed.forEach((n, i) => {
@@ -65,6 +70,8 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
     readProtocol: f.readProtocol as ReadProtocol,
     verify: f.verify as VerifyMode,
     attentionBackend: f.attentionBackend as AttentionBackend,
+    kvCacheDtype: flagDtypeChoice('kv-cache-dtype', f.kvCacheDtype),
+    ...(f.blockSize === undefined ? {} : {blockSize: f.blockSize}),
     ...(f.injectFault === undefined ? {} : {fault: f.injectFault as InjectedFault}),
     timeoutMs: f.timeoutMs,
   }

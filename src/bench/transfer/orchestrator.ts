@@ -158,6 +158,8 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
       model: bench.plan.model.name,
       prefillTp: options.prefillTp,
       decodeTp: options.decodeTp,
+      kvCacheDtype: bench.plan.decode.dtypes.kv,
+      attention: bench.plan.mapping.attention,
       transport: options.transport,
       tcpSegmentBytes: options.tcpSegmentBytes ?? 256 * 1024,
       readProtocol: dConnected.readProtocol ?? 'get',

@@ -1,4 +1,5 @@
-import type {AttentionBackend} from '../../layout/index.js'
+import type {AttentionBackend, AttentionRunShape} from '../../layout/index.js'
+import type {DtypeChoice} from '../../model/index.js'
 import type {ReadProtocol, TransportKind} from '../../transport/index.js'
 
 export type VerifyMode = 'full' | 'digest' | 'off'
@@ -22,6 +23,10 @@ export interface BenchTransferOptions {
   readonly readProtocol?: ReadProtocol
   readonly verify: VerifyMode
   readonly attentionBackend: AttentionBackend
+  /** K/V cache dtype of both sides (`auto` = model dtype). */
+  readonly kvCacheDtype?: DtypeChoice
+  /** Requested logical block size of both sides (hybrids grow it per TP size, see src/layout). */
+  readonly blockSize?: number
   readonly fault?: InjectedFault
   /** Deadline of every step (read, notification, worker answer). */
   readonly timeoutMs: number
@@ -66,6 +71,10 @@ export interface BenchTransferResult {
   readonly model: string
   readonly prefillTp: number
   readonly decodeTp: number
+  /** The K/V cache dtype the layout used. */
+  readonly kvCacheDtype: string
+  /** Kernel blocks of both sides and how attention reads were cut (one head × gcd tokens when they differ). */
+  readonly attention: AttentionRunShape
   readonly transport: TransportKind
   readonly tcpSegmentBytes: number
   /** What the decode ranks' reads actually used: UCX GETs, or PUTs served by the prefill side. */

@@ -15,6 +15,7 @@ export default class BenchTransfer extends HpdCommand<BenchTransferResult> {
     '<%= config.bin %> bench transfer --model tiny-hybrid --tp 4 --decode-tp 2 --prompt-tokens 512,4096',
     '<%= config.bin %> bench transfer --model nemotron-h-8b --transport tcp --prompt-tokens 4096 --json',
     '<%= config.bin %> bench transfer --model tiny-hybrid --inject-fault corrupt',
+    '<%= config.bin %> bench transfer --model ./config.json --tp 4 --decode-tp 2 --kv-cache-dtype fp8 --block-size 32',
   ]
   static override flags = {
     model: Flags.string({description: 'preset name, config.json path or model directory', required: true, env: 'HPD_MODEL'}),
@@ -28,6 +29,8 @@ export default class BenchTransfer extends HpdCommand<BenchTransferResult> {
     verify: Flags.string({description: 'full (every byte) | digest (per-block digests) | off', default: 'full', env: 'HPD_VERIFY'}),
     'inject-fault': Flags.string({description: 'corrupt | stale | short | kill-peer: prove the checks catch it', env: 'HPD_INJECT_FAULT'}),
     'attention-backend': Flags.string({description: 'attention kernel backend whose block sizes the layout uses', default: 'cpu', env: 'HPD_ATTENTION_BACKEND'}),
+    'kv-cache-dtype': Flags.string({description: 'K/V cache dtype of both sides: auto (model dtype) | bf16 | fp16 | fp32 | fp8', default: 'auto', env: 'HPD_KV_CACHE_DTYPE'}),
+    'block-size': Flags.integer({description: 'requested logical block size in tokens (hybrids grow it per TP size)', env: 'HPD_BLOCK_SIZE'}),
     'timeout-ms': Flags.integer({description: 'deadline of every read, notification and worker step', default: 10_000, env: 'HPD_TIMEOUT_MS'}),
   }
 
@@ -45,6 +48,8 @@ export default class BenchTransfer extends HpdCommand<BenchTransferResult> {
       verify: flags.verify,
       injectFault: flags['inject-fault'],
       attentionBackend: flags['attention-backend'],
+      kvCacheDtype: flags['kv-cache-dtype'],
+      blockSize: flags['block-size'],
       timeoutMs: flags['timeout-ms'],
     })
     const result = await showBenchTransfer(runTransferBench(options), this.jsonEnabled())

@@ -2,7 +2,7 @@ import type {ModelSpec} from '../../model/index.js'
 import {localDescriptorView, pairDescriptorViews} from '../descriptor-ids.js'
 import {planLayout as planLayoutImpl} from '../plan-layout.js'
 import {planRequestReads, type RequestReadPlan, type RequestReadSummary, summarizeRequestReads} from '../request-reads.js'
-import type {CachePart, EngineLayout, LayoutPlan, PageRead, PlanLayoutOptions, VllmPitfall} from '../types.js'
+import type {AttentionRunShape, CachePart, EngineLayout, LayoutPlan, PageRead, PlanLayoutOptions, VllmPitfall, VllmVersionJudgement} from '../types.js'
 
 /** `hpd inspect-layout --json` result. Field names are a contract: scripts rely on them. */
 export interface InspectLayoutResult {
@@ -16,10 +16,15 @@ export interface InspectLayoutResult {
     readonly pattern: string
     readonly source: ModelSpec['source']
   }
+  /** Set when the decode side runs another model config (`--decode-model`) that maps onto the prefill's. */
+  readonly decodeModel?: {readonly name: string; readonly architecture: string; readonly source: ModelSpec['source']}
   readonly prefill: EngineSummary
   readonly decode: EngineSummary
   readonly transfer: TransferSummary
   readonly compatibilityHash: string
+  /** The vLLM release the pitfalls were judged against (`--vllm-version`). */
+  readonly vllmVersion: VllmVersionJudgement
+  /** Pitfalls that apply at `vllmVersion.judgedAgainst`, each with the releases it applies to and its fix. */
   readonly vllmPitfalls: readonly VllmPitfall[]
   readonly descriptors?: DescriptorTables
   /** Set when `--format svg --output FILE` wrote the picture there. */
@@ -71,6 +76,13 @@ export interface TransferSummary {
   readonly promptTokens: number
   readonly transferredTokens: number
   readonly tpRatio: number
+  /**
+   * How attention reads are cut: both kernel blocks, the tokens one read covers (the kernel block
+   * when they agree, else their gcd), and whether a read spans a range of heads or one head.
+   */
+  readonly attention: AttentionRunShape
+  /** Mamba/GDN state: always one page per state group per request, whatever the block sizes. */
+  readonly statePagesPerGroup: 1
   readonly kernelBlocksRead: number
   readonly vllmKernelBlocks: number
   readonly vllmDescriptorPairs: number
@@ -111,12 +123,15 @@ export function buildInspectResult(plan: LayoutPlan, reads: RequestReadSummary, 
   const m = plan.model
   return {
     model: {name: m.name, family: m.family, architecture: m.architecture, dtype: m.dtype, numLayers: m.layers.length, pattern: pattern(m), source: m.source},
+    ...(plan.decodeModel === m ? {} : {decodeModel: {name: plan.decodeModel.name, architecture: plan.decodeModel.architecture, source: plan.decodeModel.source}}),
     prefill: engineSummary(plan.prefill),
     decode: engineSummary(plan.decode),
     transfer: {
       promptTokens: reads.promptTokens,
       transferredTokens: reads.transferredTokens,
       tpRatio: plan.mapping.tpRatio,
+      attention: plan.mapping.attention,
+      statePagesPerGroup: plan.mapping.statePagesPerGroup,
       kernelBlocksRead: reads.kernelBlocksRead,
       vllmKernelBlocks: reads.vllmKernelBlocks,
       vllmDescriptorPairs: reads.vllmDescriptorPairs,
@@ -136,6 +151,7 @@ export function buildInspectResult(plan: LayoutPlan, reads: RequestReadSummary, 
       pageReads: plan.mapping.pairs.flatMap((p) => p.pageReads),
     },
     compatibilityHash: plan.compatibilityHash,
+    vllmVersion: plan.vllmVersion,
     vllmPitfalls: plan.vllmPitfalls,
     ...(descriptorReads ? {descriptors: descriptorTables(plan, descriptorReads)} : {}),
   }

@@ -31,6 +31,14 @@ export function renderInspectSvg(r: InspectLayoutResult): string {
   }
   parts.push(...legend(y))
   y += 40
+  const a = r.transfer.attention
+  parts.push(text(10, y, `attention: kernel blocks prefill ${a.prefillKernelBlockSize} / decode ${a.decodeKernelBlockSize} tokens; one read = ${a.tokensPerRead} tokens × ${a.readUnit === 'head' ? '1 head' : 'a head range'} (K and V each)`, 12))
+  y += 18
+  if (D.mambaPageBytes > 0) {
+    parts.push(text(10, y, 'state: one page per state group per request, unaffected by kernel and logical block sizes', 12))
+    y += 18
+  }
+  y += 8
   parts.push(text(10, y, 'read map: source prefill rank of every byte of a decode page', 13, 'bold'))
   y += 16
   const byDecode = new Map<number, {view: string; local: number; length: number; prefillRank: number}[]>()

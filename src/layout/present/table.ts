@@ -7,6 +7,7 @@ export function renderInspectTable(r: InspectLayoutResult): string {
   const D = r.decode
   const t = r.transfer
   out.push(`${r.model.name}  ${r.model.architecture} ${r.model.dtype}, ${r.model.numLayers} layers ${r.model.pattern}`)
+  if (r.decodeModel) out.push(`decode model ${r.decodeModel.name} (${r.decodeModel.architecture}): same cache geometry`)
   const state = P.mambaPageBytes > 0 ? ` · conv ${P.dtypes.conv} · ssm ${P.dtypes.ssm} · conv layout ${P.convLayout}` : ''
   out.push(`prefill TP ${P.tp} → decode TP ${D.tp} · ${P.attentionBackend} (kernel blocks ${P.supportedKernelBlockSizes.join('/')}) · kv ${P.dtypes.kv}${state} · ${P.kvLayout}`)
   out.push(`compatibility hash ${r.compatibilityHash.slice(0, 16)}`)
@@ -41,13 +42,20 @@ export function renderInspectTable(r: InspectLayoutResult): string {
   }
   for (const [key, list] of byPair) out.push(`${key}  ${list.join('  ')}`)
   out.push('')
-  out.push(`request: ${t.promptTokens} prompt tokens, ${t.transferredTokens} transferred; ${t.kernelBlocksRead} kernel blocks read per FA layer (vLLM ${t.vllmKernelBlocks})`)
-  out.push(`  vLLM descriptor pairs ${t.vllmDescriptorPairs} · hpd reads ${t.hpdReads} · coalesced runs ${t.coalescedRuns}`)
+  const a = t.attention
+  const vllmRefuses = a.prefillKernelBlockSize !== a.decodeKernelBlockSize
+  out.push(`request: ${t.promptTokens} prompt tokens, ${t.transferredTokens} transferred; ${t.kernelBlocksRead} decode kernel blocks read per FA layer${vllmRefuses ? '' : ` (vLLM ${t.vllmKernelBlocks})`}`)
+  out.push(`  ${vllmRefuses ? 'vLLM refuses this pair (kernel blocks differ)' : `vLLM descriptor pairs ${t.vllmDescriptorPairs}`} · hpd reads ${t.hpdReads} · coalesced runs ${t.coalescedRuns}`)
+  out.push(
+    `  attention: kernel blocks P ${a.prefillKernelBlockSize} / D ${a.decodeKernelBlockSize} tokens → one read = ${a.tokensPerRead} tokens × ${a.readUnit === 'head' ? '1 head' : 'the pair\'s head range'} × head_dim (K and V each)`,
+  )
+  if (P.mambaPageBytes > 0) out.push('  state: one page per state group per request (x|B|C|ssm reads), the same whatever the block sizes')
   out.push(`  bytes per decode rank ${t.bytesPerDecodeRank.map(bytes).join(', ')} · notifications per prefill rank ${t.notificationsPerPrefillRank.join(', ')}`)
   if (r.vllmPitfalls.length > 0) {
     out.push('')
-    out.push('vLLM pitfalls')
-    for (const p of r.vllmPitfalls) out.push(`  ${p.code}: ${p.message}\n    fix: ${p.fix}`)
+    const v = r.vllmVersion
+    out.push(`vLLM pitfalls at vLLM ${v.judgedAgainst}${v.judgedAgainst === v.requested ? '' : ` (asked ${v.requested}; newest known ${v.newestKnown})`}`)
+    for (const p of r.vllmPitfalls) out.push(`  ${p.code} (vLLM ${p.appliesTo}${p.fixedIn ? `, fixed by ${p.fixedIn.change}` : ', open'}): ${p.message}\n    fix: ${p.fix}`)
   }
   if (r.descriptors) out.push('', ...descriptorLines(r.descriptors))
   if (r.svgPath) out.push('', `svg written to ${r.svgPath}`)
