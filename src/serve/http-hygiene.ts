@@ -162,14 +162,26 @@ function readRaw(req: IncomingMessage, limits: BodyLimits): Promise<string> {
       reject(Object.assign(e, {closeConnection: true}))
     }
     const timer = setTimeout(() => fail(new HttpRefusal(408, 'body_timeout', `the request body did not arrive within ${limits.timeoutMs} ms`)), limits.timeoutMs)
+    let tooLarge = false
     const onData = (chunk: Buffer) => {
       size += chunk.length
-      if (size > limits.maxBytes) return fail(new HttpRefusal(413, 'body_too_large', `the request body exceeds ${limits.maxBytes} bytes`))
+      if (tooLarge) {
+        // Keep reading (and dropping) a moderately oversized body, so the client finishes its
+        // upload and reads the 413 instead of EPIPE; a huge one is cut off.
+        if (size > DRAIN_LIMIT_BYTES) fail(tooLargeRefusal(limits))
+        return
+      }
+      if (size > limits.maxBytes) {
+        tooLarge = true
+        chunks.length = 0
+        return
+      }
       chunks.push(chunk)
     }
     const onEnd = () => {
       cleanup()
-      resolve(Buffer.concat(chunks).toString('utf8'))
+      if (tooLarge) reject(tooLargeRefusal(limits))
+      else resolve(Buffer.concat(chunks).toString('utf8'))
     }
     const onError = (error: Error) => {
       cleanup()
@@ -185,6 +197,13 @@ function readRaw(req: IncomingMessage, limits: BodyLimits): Promise<string> {
     req.on('end', onEnd)
     req.on('error', onError)
   })
+}
+
+/** Oversized bodies up to this many bytes are read to their end before the 413 (see readRaw). */
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+function tooLargeRefusal(limits: BodyLimits): HttpRefusal {
+  return new HttpRefusal(413, 'body_too_large', `the request body exceeds ${limits.maxBytes} bytes`)
 }
 
 /** Deepest nesting of arrays/objects in JSON text (strings skipped), in one pass. */
