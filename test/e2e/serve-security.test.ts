@@ -1,0 +1,102 @@
+/**
+ * The control plane of a real `hpd serve` against a local stranger (a process of the same machine
+ * without the cluster token): no region keys or worker addresses, no pinned blocks, no request
+ * forgery; secrets never on a command line; the public API behind --api-key-file.
+ */
+import {readFileSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:net'
+import {join} from 'node:path'
+
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
+
+const TOKEN = 'security-test-cluster-token-abcdef0123'
+const API_KEY = 'security-test-api-key-0123456789'
+
+const running: ServeProcess[] = []
+afterAll(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop()))
+})
+
+async function metric(s: ServeProcess, name: string, worker: string): Promise<number> {
+  const text = await (await fetch(`${s.url}/metrics`)).text()
+  return Number(new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
+}
+
+describe('control-plane security', () => {
+  it('gives a local stranger nothing: no metadata, no pinned blocks, no fetched URL; keeps secrets off argv; guards /v1 with the API key', async () => {
+    const dir = tmpDir('hpd-security-')
+    writeFileSync(join(dir, 'token'), `${TOKEN}\n`, {mode: 0o600})
+    writeFileSync(join(dir, 'api-key'), API_KEY, {mode: 0o600})
+    const s = await startServe(['--auth-token-file', join(dir, 'token'), '--api-key-file', join(dir, 'api-key')])
+    running.push(s)
+    await until(() => (s.controlUrls.size >= 2 ? true : undefined), 10_000, 'worker control URLs')
+    // The dashboard gauges fill in after the first health poll.
+    await until(async () => (Number.isNaN(await metric(s, 'hpd_kv_blocks_used', 'prefill-0')) ? undefined : true), 10_000, 'worker gauges in /metrics')
+    const prefill = s.controlUrls.get('prefill-0')!
+    const decode = s.controlUrls.get('decode-0')!
+
+    // 1. No region keys or worker addresses without the token: 401 and nothing else.
+    for (const path of ['metadata', 'health', 'stats']) {
+      const res = await fetch(`${prefill}/v1/internal/${path}`)
+      expect(res.status).toBe(401)
+      const body = await res.text()
+      expect(body).not.toMatch(/agentMetadata|regionIds|engineEpoch|transport/)
+    }
+
+    // 2. Cannot pin blocks: prefill calls and lease beats are refused before the engine.
+    const pins = await Promise.all(
+      Array.from({length: 50}, (_, i) =>
+        fetch(`${prefill}/v1/internal/prefill`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({requestId: `pin-${i}`, promptTokenIds: Array.from({length: 400}, () => 65)})}).then((r) => r.status),
+      ),
+    )
+    expect(new Set(pins)).toEqual(new Set([401]))
+    await new Promise((r) => setTimeout(r, 1500))
+    expect(await metric(s, 'hpd_kv_blocks_used', 'prefill-0')).toBe(0)
+    expect(await metric(s, 'hpd_leases_held', 'prefill-0')).toBe(0)
+
+    // 3. Cannot make a worker fetch a URL: neither without the token, nor with it and a forged address.
+    const trap = createServer()
+    let trapped = 0
+    trap.on('connection', (c) => {
+      trapped++
+      c.destroy()
+    })
+    await new Promise<void>((r) => trap.listen(0, '127.0.0.1', () => r()))
+    const trapUrl = `http://127.0.0.1:${(trap.address() as {port: number}).port}`
+    const transfer = {engineId: 'prefill-0', engineEpoch: 'e', handshakeUrl: trapUrl, requestId: 'forged', blockIds: [[0]], tpSize: 1, compatibilityHash: 'h', numComputedTokens: 2, leaseExpiresAtMs: Date.now() + 60_000}
+    const forged = {requestId: 'forged', promptTokenIds: [65, 66, 67], sampling: {temperature: 0, topP: 1, topK: 0, maxTokens: 2, ignoreEos: false}, transfer}
+    const stranger = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(forged)})
+    expect(stranger.status).toBe(401)
+    const insider = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', 'x-hpd-cluster-token': TOKEN}, body: JSON.stringify(forged)})
+    expect(await insider.text()).toContain('unregistered_peer_url')
+    const unknownEngine = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', 'x-hpd-cluster-token': TOKEN}, body: JSON.stringify({...forged, transfer: {...transfer, engineId: 'rogue'}})})
+    expect(await unknownEngine.text()).toContain('unknown_prefill_engine')
+    await new Promise((r) => setTimeout(r, 500))
+    expect(trapped).toBe(0)
+    trap.close()
+
+    // 4. Refusals are counted and logged (rate-limited), not silent.
+    const stats = await fetch(`${prefill}/v1/internal/stats`, {headers: {'x-hpd-cluster-token': TOKEN}}).then((r) => r.json() as Promise<{refusedUnauthenticated: number}>)
+    expect(stats.refusedUnauthenticated).toBe(53)
+    expect(s.lines.some((l) => l.includes('unauthenticated'))).toBe(true)
+
+    // 5. No secret on any command line (ps shows argv to every user).
+    for (const w of s.workers.values()) {
+      const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8')
+      expect(argv).not.toContain(TOKEN)
+      expect(argv).not.toContain(API_KEY)
+    }
+    expect(readFileSync(`/proc/${s.proc.pid}/cmdline`, 'utf8')).not.toContain(TOKEN)
+
+    // 6. The public API requires the key when one is set; /health stays open for probes.
+    const body = JSON.stringify({model: 'tiny-hybrid', prompt: 'hello', max_tokens: 2})
+    const anonymous = await fetch(`${s.url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body})
+    expect(anonymous.status).toBe(401)
+    expect(((await anonymous.json()) as {error: {code: string}}).error.code).toBe('invalid_api_key')
+    const keyed = await fetch(`${s.url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json', authorization: `Bearer ${API_KEY}`}, body})
+    expect(keyed.status).toBe(200)
+    expect((await fetch(`${s.url}/health`)).status).toBe(200)
+  }, 90_000)
+})
