@@ -6,7 +6,7 @@
  */
 import type {ServerResponse} from 'node:http'
 
-import {CLUSTER_TOKEN_HEADER} from './auth.js'
+import {AUTH_HEADER, PROOF_HEADER, proofMatches, signCall} from './auth.js'
 import {ServeError} from './backend.js'
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -39,7 +39,10 @@ export const RESET = 'worker_connection_reset'
 export const TIMEOUT = 'worker_timeout'
 
 export class ControlClient {
-  /** `token`: the cluster token sent with every call (undefined: none, for tests of refusal). */
+  /**
+   * `token`: the cluster token every call is signed with, and every answer must prove (auth.ts);
+   * undefined: unsigned calls, for tests of refusal.
+   */
   constructor(private readonly token: string | undefined) {}
 
   /** POST (body given) or GET a JSON call; the answer parsed, or a ServeError. */
@@ -73,8 +76,15 @@ export class ControlClient {
   }
 
   private async fetchOnce(url: string, body: unknown, o: CallOptions): Promise<Response> {
+    const method = body === undefined ? 'GET' : 'POST'
     const headers: Record<string, string> = {}
-    if (this.token !== undefined) headers[CLUSTER_TOKEN_HEADER] = this.token
+    let nonce: string | undefined
+    if (this.token !== undefined) {
+      const u = new URL(url)
+      const signed = signCall(this.token, method, `${u.pathname}${u.search}`)
+      headers[AUTH_HEADER] = signed.header
+      nonce = signed.nonce
+    }
     if (body !== undefined) headers['content-type'] = 'application/json'
     const local = new AbortController()
     const timer = setTimeout(() => local.abort(new ServeError(504, TIMEOUT, `${url} did not answer within ${o.timeoutMs} ms`)), o.timeoutMs)
@@ -84,9 +94,16 @@ export class ControlClient {
     try {
       // The caller's signal stays linked to the body after the headers: aborting it closes the
       // connection, which is how a worker learns that its stream's reader went away.
-      return await fetch(url, {method: body === undefined ? 'GET' : 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body), signal: local.signal})
+      const res = await fetch(url, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: local.signal})
+      // An answer that does not prove the cluster token came from a stranger: use nothing of it.
+      if (this.token !== undefined && res.status !== 401 && !proofMatches(this.token, nonce!, res.headers.get(PROOF_HEADER))) {
+        await res.body?.cancel().catch(() => undefined)
+        throw new ServeError(502, 'peer_not_authenticated', `${url} answered without proving the cluster token: it is not a worker of this cluster`)
+      }
+      return res
     } catch (error) {
       o.signal?.removeEventListener('abort', onAbort)
+      if (error instanceof ServeError) throw error
       if (local.signal.aborted) {
         const reason = local.signal.reason as unknown
         throw reason instanceof Error ? reason : new ServeError(499, 'aborted', 'request aborted')

@@ -17,12 +17,16 @@ const entry = join(dir, 'worker.mjs')
 writeFileSync(
   entry,
   `import {createServer} from 'node:http'
+import {createHmac} from 'node:crypto'
 import {existsSync, writeFileSync} from 'node:fs'
+// Answers as a cluster member: the proof of the token over the caller's nonce (src/serve/auth.ts).
+const proof = (header) => createHmac('sha256', process.env.HPD_AUTH_TOKEN).update('hpd-v1-proof\\n' + String(header).split(' ')[2]).digest('base64url')
 const mode = process.env.TEST_MODE
 if (mode === 'crash-once' && !existsSync(process.env.TEST_MARKER)) { writeFileSync(process.env.TEST_MARKER, 'x'); process.kill(process.pid, 'SIGSEGV') }
 if (mode === 'refuse') { process.stderr.write(JSON.stringify({event: 'failed', code: 'HPD_TEST_REFUSED', message: 'model directory is empty', hint: 'pass a model'}) + '\\n'); process.exit(1) }
 const server = createServer((req, res) => {
   res.setHeader('content-type', 'application/json')
+  res.setHeader('x-hpd-auth-proof', proof(req.headers['x-hpd-auth']))
   res.end(JSON.stringify(req.url.endsWith('/health')
     ? {ok: true, role: 'prefill', engineId: 'w', engineEpoch: String(process.pid), tpSize: 1, compatibilityHash: 'h'}
     : {role: 'prefill', engineId: 'w', ok: true, refusedUnauthenticated: 0, inFlight: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, leasesHeld: 0, leasesExpired: 0, leasesReleased: 0, transferBytes: 0, transferMs: 0, handshakes: 0, decodeBatchMax: 0}))

@@ -11,7 +11,7 @@ import {connect} from 'node:net'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {internalCases, publicCases, type FuzzCase} from './fuzz-cases.js'
-import {startServe, until, type ServeProcess} from './serve-harness.js'
+import {signedHeaders, startServe, until, type ServeProcess} from './serve-harness.js'
 
 const TOKEN = 'fuzz-test-cluster-token-0123456789'
 const PER_REQUEST_BOUND_MS = 15_000
@@ -68,12 +68,13 @@ function problemWith(o: Outcome, allowed: readonly number[]): string | undefined
   return undefined
 }
 
-async function runAll(url: string, cases: readonly FuzzCase[], allowed: readonly number[], headers: Record<string, string>, tally: Map<string, {tried: number; failed: string[]}>) {
+async function runAll(url: string, cases: readonly FuzzCase[], allowed: readonly number[], headers: (c: FuzzCase, url: string) => Record<string, string>, tally: Map<string, {tried: number; failed: string[]}>) {
   let next = 0
   const worker = async () => {
     for (let i = next++; i < cases.length; i = next++) {
       const c = cases[i]
-      const o = await send(c.path.startsWith('http') ? c.path : url, c, headers)
+      const target = c.path.startsWith('http') ? c.path : url
+      const o = await send(target, c, headers(c, c.path.startsWith('http') ? c.path : `${url}${c.path}`))
       const t = tally.get(c.category) ?? {tried: 0, failed: []}
       t.tried++
       const p = problemWith(o, allowed)
@@ -117,14 +118,14 @@ describe('hpd serve under fuzzed requests', () => {
     const decodeUrl = s.controlUrls.get('decode-0')!
     const tally = new Map<string, {tried: number; failed: string[]}>()
 
-    await runAll(s.url, publicCases(20261206, 1800), [200, 400, 404, 405, 413], {}, tally)
+    await runAll(s.url, publicCases(20261206, 1800), [200, 400, 404, 405, 413], () => ({}), tally)
     const routes = {
       prefill: ['prefill', 'lease/extend', 'lease/release'].map((r) => `${prefillUrl}/v1/internal/${r}`),
       decode: ['generate', 'peers'].map((r) => `${decodeUrl}/v1/internal/${r}`),
     }
-    await runAll(s.url, internalCases(7, 900, routes), [200, 400, 404, 409, 410, 413], {'x-hpd-cluster-token': TOKEN}, tally)
+    await runAll(s.url, internalCases(7, 900, routes), [200, 400, 404, 409, 410, 413], (c, u) => signedHeaders(TOKEN, c.method, u), tally)
     const strangers = internalCases(8, 200, {prefill: [...routes.prefill, `${prefillUrl}/v1/internal/metadata`], decode: routes.decode}).map((c) => ({...c, category: 'internal without token'}))
-    await runAll(s.url, strangers, [401], {}, tally)
+    await runAll(s.url, strangers, [401], () => ({}), tally)
 
     const raw = ['GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 'BREW /v1/completions HTTP/1.1\r\n\r\n', 'POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n', `GET /v1/models HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']
     for (const target of [s.url, prefillUrl]) {

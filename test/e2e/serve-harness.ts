@@ -8,6 +8,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
+import {AUTH_HEADER, signCall} from '../../src/serve/auth.js'
+
 export const ROOT = join(import.meta.dirname, '..', '..')
 /** One generated-model cache for every serve test file (the tiny models are generated once). */
 export const CACHE_DIR = process.env.HPD_CACHE_DIR ?? join(tmpdir(), 'hpd-e2e-serve-cache')
@@ -119,4 +121,10 @@ export async function until<T>(f: () => Promise<T | undefined> | T | undefined, 
 
 export function tmpDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** Headers of a call signed with the cluster token (as hpd's own control client signs them). */
+export function signedHeaders(token: string, method: string, url: string): Record<string, string> {
+  const u = new URL(url)
+  return {[AUTH_HEADER]: signCall(token, method, `${u.pathname}${u.search}`).header}
 }

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
+import {signedHeaders, startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
 
 const TOKEN = 'security-test-cluster-token-abcdef0123'
 const API_KEY = 'security-test-api-key-0123456789'
@@ -69,16 +69,16 @@ describe('control-plane security', () => {
     const forged = {requestId: 'forged', promptTokenIds: [65, 66, 67], sampling: {temperature: 0, topP: 1, topK: 0, maxTokens: 2, ignoreEos: false}, transfer}
     const stranger = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(forged)})
     expect(stranger.status).toBe(401)
-    const insider = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', 'x-hpd-cluster-token': TOKEN}, body: JSON.stringify(forged)})
+    const insider = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${decode}/v1/internal/generate`)}, body: JSON.stringify(forged)})
     expect(await insider.text()).toContain('unregistered_peer_url')
-    const unknownEngine = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', 'x-hpd-cluster-token': TOKEN}, body: JSON.stringify({...forged, transfer: {...transfer, engineId: 'rogue'}})})
+    const unknownEngine = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${decode}/v1/internal/generate`)}, body: JSON.stringify({...forged, transfer: {...transfer, engineId: 'rogue'}})})
     expect(await unknownEngine.text()).toContain('unknown_prefill_engine')
     await new Promise((r) => setTimeout(r, 500))
     expect(trapped).toBe(0)
     trap.close()
 
     // 4. Refusals are counted and logged (rate-limited), not silent.
-    const stats = await fetch(`${prefill}/v1/internal/stats`, {headers: {'x-hpd-cluster-token': TOKEN}}).then((r) => r.json() as Promise<{refusedUnauthenticated: number}>)
+    const stats = await fetch(`${prefill}/v1/internal/stats`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/stats`)}).then((r) => r.json() as Promise<{refusedUnauthenticated: number}>)
     expect(stats.refusedUnauthenticated).toBe(53)
     expect(s.lines.some((l) => l.includes('unauthenticated'))).toBe(true)
 

@@ -265,7 +265,7 @@ describe('prefill + decode worker roles', () => {
     for (const path of [INTERNAL.metadata, INTERNAL.health, INTERNAL.stats]) {
       const res = await fetch(`${p.controlUrl}${path}`)
       expect(res.status).toBe(401)
-      expect(await res.json()).toEqual({error: {code: 'unauthorized', message: 'this endpoint needs the cluster token'}})
+      expect(await res.json()).toEqual({error: {code: 'unauthorized', message: 'this endpoint needs a call signed with the cluster token'}})
     }
     const wrong = await new ControlClient('another-token-that-is-wrong').call(`${p.controlUrl}${INTERNAL.metadata}`, undefined, {timeoutMs: 1000}).catch((e: unknown) => e)
     expect(wrong).toMatchObject({status: 401})

@@ -9,7 +9,7 @@ import type {IncomingMessage, Server, ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {HpdError} from '../../errors.js'
-import {CLUSTER_TOKEN_HEADER, clusterTokenMatches} from '../auth.js'
+import {AUTH_HEADER, CallVerifier, PROOF_HEADER} from '../auth.js'
 import {ServeError} from '../backend.js'
 import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, WORKER_HYGIENE} from '../http-hygiene.js'
 import {ControlClient, sendJson, sendServeError} from '../http-json.js'
@@ -28,7 +28,7 @@ export interface WorkerServerOptions {
   readonly host: string
   /** 0: any free port. */
   readonly port?: number
-  /** The cluster token every caller must present (X-HPD-Cluster-Token). */
+  /** The cluster token every call must be signed with (auth.ts). */
   readonly clusterToken: string
   readonly leaseMs: number
   /** Longest a prefill lease may be held, extensions included. */
@@ -138,14 +138,17 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     throw new ServeError(404, 'no_route', `${o.role} worker has no route ${path.slice(0, 200)}`)
   }
 
+  const verifier = new CallVerifier(o.clusterToken)
   const server = createHardenedServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
-    if (!clusterTokenMatches(req.headers[CLUSTER_TOKEN_HEADER], o.clusterToken)) {
+    const verdict = verifier.verify(req.headers[AUTH_HEADER], req.method ?? 'GET', req.url ?? '/')
+    if (!verdict.ok) {
       req.resume()
-      refusals.note(req, path)
-      sendJson(res, 401, {error: {code: 'unauthorized', message: 'this endpoint needs the cluster token'}})
+      refusals.note(req, path, verdict.why)
+      sendJson(res, 401, {error: {code: 'unauthorized', message: 'this endpoint needs a call signed with the cluster token'}})
       return
     }
+    res.setHeader(PROOF_HEADER, verdict.proof)
     void route(req, res, path).catch((error: unknown) => {
       if (res.headersSent) return void res.end()
       if (error instanceof HttpRefusal) {
@@ -187,13 +190,13 @@ class RefusalLog {
 
   constructor(private readonly log: (event: string, fields: Record<string, unknown>) => void) {}
 
-  note(req: IncomingMessage, path: string): void {
+  note(req: IncomingMessage, path: string, why: string): void {
     this.count++
     this.unlogged++
     const now = Date.now()
     if (now - this.lastLogMs < 1000) return
     this.lastLogMs = now
-    this.log('unauthenticated', {from: req.socket.remoteAddress, path: path.slice(0, 100), refused: this.unlogged})
+    this.log('unauthenticated', {from: req.socket.remoteAddress, path: path.slice(0, 100), why, refused: this.unlogged})
     this.unlogged = 0
   }
 }
