@@ -138,7 +138,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
 
   const metrics = new ServeMetrics()
   const backend = new WorkerBackend({
-    supervisor,
+    pool: supervisor,
     clusterToken,
     mode: o.colocated ? 'colocated' : 'disaggregated',
     prefillTimeoutMs: Math.min(o.prefillTimeoutMs, o.requestTimeoutMs),

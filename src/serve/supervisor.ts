@@ -23,29 +23,17 @@ import {execa, type ResultPromise} from 'execa'
 
 import {EnvironmentError} from '../errors.js'
 import {CLUSTER_TOKEN_ENV} from './auth.js'
-import {ControlClient, UNREACHABLE} from './http-json.js'
-import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole, type WorkerStats} from './protocol.js'
+import {ControlClient} from './http-json.js'
+import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole} from './protocol.js'
+import {HEALTH_TIMEOUT_MS, HealthMonitor, type PoolEvents, type PoolWorker, type WorkerPool, type WorkerState} from './worker-pool.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
-export type WorkerState = 'starting' | 'ready' | 'unhealthy' | 'dead' | 'stopped'
+export type {WorkerState} from './worker-pool.js'
 
-export interface ManagedWorker {
-  readonly name: string
-  readonly role: WorkerRole
+export interface ManagedWorker extends PoolWorker {
   readonly config: WorkerConfig
-  state: WorkerState
-  controlUrl: string | undefined
-  pid: number | undefined
-  engineEpoch: string | undefined
-  stats: WorkerStats | undefined
-  restarts: number
-  /** Times the restart budget ran out for this worker (each costs a backoff). */
-  budgetExhausted: number
-  /** Why it is not ready, when the supervisor knows (backoff, a reported problem). */
-  problem: string | undefined
   /** Last few stderr lines, for the error shown when it fails to start. */
   readonly recentOutput: string[]
-  failedHealthChecks: number
 }
 
 export interface RestartBudget {
@@ -72,30 +60,23 @@ export interface SupervisorOptions {
   readonly env?: Record<string, string>
 }
 
-export interface SupervisorEvents {
-  log: [worker: string, line: string]
-  state: [worker: ManagedWorker]
-}
-
 const OUTPUT_KEPT = 20
-/** Bound of one health/stats poll; three missed in a row (~15 s) make a worker unhealthy. */
-const HEALTH_TIMEOUT_MS = 5000
 /** Polls in a row a worker may report a problem (leaked blocks) before it is restarted. */
 const PROBLEM_POLLS_BEFORE_RESTART = 3
 
-export class Supervisor extends EventEmitter<SupervisorEvents> {
+export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
   readonly workers: ManagedWorker[]
   private readonly processes = new Map<string, ResultPromise>()
   private readonly crashTimesMs = new Map<string, number[]>()
   private readonly problemPolls = new Map<string, number>()
   private readonly client: ControlClient
-  private healthTimer: NodeJS.Timeout | undefined
+  private readonly health: HealthMonitor
   private stopping = false
-  private readonly polling = new Set<string>()
 
   constructor(private readonly o: SupervisorOptions) {
     super()
     this.client = new ControlClient(o.clusterToken)
+    this.health = new HealthMonitor(this.client, (w, state) => this.setState(w as ManagedWorker, state), (w, problem) => this.onReport(w as ManagedWorker, problem))
     this.workers = o.configs.map((config) => ({
       name: config.name,
       role: config.role,
@@ -121,29 +102,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       await this.stop()
       throw error
     }
-    const interval = this.o.healthIntervalMs ?? 1000
-    this.healthTimer = setInterval(() => void this.pollAll(), interval)
-    this.healthTimer.unref()
+    this.health.start(() => this.workers, this.o.healthIntervalMs ?? 1000)
   }
 
   ready(role: WorkerRole): ManagedWorker[] {
     return this.workers.filter((w) => w.role === role && w.state === 'ready')
   }
 
-  /**
-   * The router could not reach a worker. A refused connection means nothing listens there (it
-   * died or is restarting): unhealthy now, and polled again at once to bring it back as soon as
-   * it answers. Anything else is left to the regular polls.
-   */
-  suspect(worker: ManagedWorker, code: string): void {
-    if (code !== UNREACHABLE || worker.state !== 'ready') return
-    this.setState(worker, 'unhealthy')
-    void this.poll(worker)
+  suspect(worker: PoolWorker, code: string): void {
+    this.health.suspect(worker, code)
+  }
+
+  condition(): string | undefined {
+    return undefined
   }
 
   async stop(): Promise<void> {
     this.stopping = true
-    if (this.healthTimer) clearInterval(this.healthTimer)
+    this.health.stop()
     const grace = this.o.stopGraceMs ?? 3000
     await Promise.all(
       [...this.processes.entries()].map(async ([name, p]) => {
@@ -263,39 +239,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     timer.unref()
   }
 
-  private async pollAll(): Promise<void> {
-    await Promise.all(this.workers.map((w) => this.poll(w)))
-  }
-
-  private async poll(w: ManagedWorker): Promise<void> {
-    if (!w.controlUrl || w.state === 'dead' || w.state === 'stopped' || w.state === 'starting') return
-    // A worker answers between engine calls, which run on its event loop: a queue of long
-    // prefills delays the answer by seconds without anything being wrong. So one poll at a
-    // time, a generous bound, and only a refused connection or ~15 s of silence is sick.
-    if (this.polling.has(w.name)) return
-    this.polling.add(w.name)
-    try {
-      w.stats = await this.client.call<WorkerStats>(`${w.controlUrl}${INTERNAL.stats}`, undefined, {timeoutMs: HEALTH_TIMEOUT_MS, retryOnReset: true})
-      w.failedHealthChecks = 0
-      if (w.stats.ok === false) this.onProblem(w, w.stats.problem ?? 'the worker reports itself unhealthy')
-      else {
-        this.problemPolls.delete(w.name)
-        w.problem = undefined
-        if (w.state === 'unhealthy') this.setState(w, 'ready')
-      }
-    } catch (error) {
-      w.failedHealthChecks++
-      const refused = (error as {code?: string}).code === UNREACHABLE
-      if ((refused || w.failedHealthChecks >= 3) && w.state === 'ready') this.setState(w, 'unhealthy')
-    } finally {
-      this.polling.delete(w.name)
-    }
-  }
-
   /** A worker that stays unhealthy by its own account is restarted (its leaked blocks die with it). */
-  private onProblem(w: ManagedWorker, problem: string): void {
-    w.problem = problem
-    if (w.state === 'ready') this.setState(w, 'unhealthy')
+  private onReport(w: ManagedWorker, problem: string | undefined): void {
+    if (problem === undefined) {
+      this.problemPolls.delete(w.name)
+      return
+    }
     const polls = (this.problemPolls.get(w.name) ?? 0) + 1
     this.problemPolls.set(w.name, polls)
     if (polls === PROBLEM_POLLS_BEFORE_RESTART) {

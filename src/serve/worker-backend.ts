@@ -12,10 +12,10 @@
 import {ServeError, type BackendRequest, type GenerationBackend} from './backend.js'
 import {ControlClient, ndjsonLines, RESET, TIMEOUT, UNREACHABLE} from './http-json.js'
 import {INTERNAL, type GenerateRequest, type PrefillResponse, type WorkerStreamEvent} from './protocol.js'
-import type {ManagedWorker, Supervisor} from './supervisor.js'
+import type {PoolWorker, WorkerPool} from './worker-pool.js'
 
 export interface WorkerBackendOptions {
-  readonly supervisor: Supervisor
+  readonly pool: WorkerPool
   readonly clusterToken: string
   readonly mode: 'disaggregated' | 'colocated'
   readonly prefillTimeoutMs: number
@@ -37,13 +37,15 @@ export class WorkerBackend implements GenerationBackend {
   }
 
   readiness(): {ready: boolean; reason?: string} {
-    const s = this.o.supervisor
+    const s = this.o.pool
     const roles = this.o.mode === 'colocated' ? (['colocated'] as const) : (['prefill', 'decode'] as const)
     const troubled = s.workers.filter((w) => w.state !== 'ready').map((w) => `${w.name} ${w.state}${w.problem ? ` (${w.problem})` : ''}`)
+    const condition = s.condition()
+    if (condition) troubled.unshift(condition)
     for (const role of roles) {
       if (s.ready(role).length === 0) {
         const states = s.workers.filter((w) => w.role === role).map((w) => `${w.name} ${w.state}${w.problem ? ` (${w.problem})` : ''}`)
-        return {ready: false, reason: `no healthy ${role} worker (${states.join(', ')})`}
+        return {ready: false, reason: `no healthy ${role} worker (${states.length > 0 ? states.join(', ') : 'none registered'})${condition ? `; ${condition}` : ''}`}
       }
     }
     return troubled.length > 0 ? {ready: true, reason: `degraded: ${troubled.join(', ')}`} : {ready: true}
@@ -64,11 +66,11 @@ export class WorkerBackend implements GenerationBackend {
     yield* this.stream(decodeWorker, {...request, transfer: response.transfer}, signal, prefillWorker)
   }
 
-  private async prefill(request: BackendRequest, signal: AbortSignal): Promise<{worker: ManagedWorker; response: PrefillResponse}> {
+  private async prefill(request: BackendRequest, signal: AbortSignal): Promise<{worker: PoolWorker; response: PrefillResponse}> {
     const tried: string[] = []
     const failures: string[] = []
     for (let attempt = 0; ; attempt++) {
-      const candidates = this.o.supervisor.ready('prefill').filter((w) => !tried.includes(w.name))
+      const candidates = this.o.pool.ready('prefill').filter((w) => !tried.includes(w.name))
       if (candidates.length === 0) {
         const why = failures.length > 0 ? failures.join('; ') : this.readiness().reason
         throw new ServeError(503, 'no_healthy_worker', `no healthy prefill worker can take the request: ${why}`)
@@ -84,7 +86,7 @@ export class WorkerBackend implements GenerationBackend {
         if (signal.aborted) throw signal.reason
         if (error instanceof ServeError && FAIL_OVER.has(error.code)) {
           failures.push(`${w.name}: ${error.message}`)
-          this.o.supervisor.suspect(w, error.code)
+          this.o.pool.suspect(w, error.code)
           continue
         }
         throw error
@@ -93,16 +95,16 @@ export class WorkerBackend implements GenerationBackend {
   }
 
   /** The ready worker of `role` with the fewest requests from this router; ties go round robin. */
-  private leastLoaded(role: 'decode' | 'colocated'): ManagedWorker {
-    const ready = this.o.supervisor.ready(role)
+  private leastLoaded(role: 'decode' | 'colocated'): PoolWorker {
+    const ready = this.o.pool.ready(role)
     if (ready.length === 0) throw new ServeError(503, 'no_healthy_worker', `no healthy ${role} worker can take the request: ${this.readiness().reason}`)
-    const load = (w: ManagedWorker) => this.assigned.get(w.name) ?? 0
+    const load = (w: PoolWorker) => this.assigned.get(w.name) ?? 0
     const least = Math.min(...ready.map(load))
     const tied = ready.filter((w) => load(w) === least)
     return tied[this.nextTieBreak++ % tied.length]
   }
 
-  private async *stream(w: ManagedWorker, body: GenerateRequest, signal: AbortSignal, prefillWorker: ManagedWorker | undefined): AsyncGenerator<WorkerStreamEvent> {
+  private async *stream(w: PoolWorker, body: GenerateRequest, signal: AbortSignal, prefillWorker: PoolWorker | undefined): AsyncGenerator<WorkerStreamEvent> {
     this.assigned.set(w.name, (this.assigned.get(w.name) ?? 0) + 1)
     const local = new AbortController()
     const onAbort = () => local.abort(signal.reason)
@@ -110,12 +112,12 @@ export class WorkerBackend implements GenerationBackend {
     else signal.addEventListener('abort', onAbort, {once: true})
     // While the cache is being pulled, the prefill worker's death fails the request right away.
     let pulling = prefillWorker !== undefined
-    const onState = (changed: ManagedWorker) => {
+    const onState = (changed: PoolWorker) => {
       if (pulling && changed === prefillWorker && (changed.state === 'dead' || changed.state === 'stopped')) {
         local.abort(new ServeError(502, 'prefill_worker_died', `prefill worker ${changed.name} died while request ${body.requestId} was pulling its cache`))
       }
     }
-    this.o.supervisor.on('state', onState)
+    this.o.pool.on('state', onState)
     const idle = this.o.streamIdleTimeoutMs
     try {
       const res = await this.client.open(`${w.controlUrl}${INTERNAL.generate}`, body, {timeoutMs: idle, signal: local.signal})
@@ -136,13 +138,13 @@ export class WorkerBackend implements GenerationBackend {
     } catch (error) {
       if (local.signal.aborted && local.signal.reason instanceof ServeError) throw local.signal.reason
       if (error instanceof ServeError) {
-        if (FAIL_OVER.has(error.code)) this.o.supervisor.suspect(w, error.code)
+        if (FAIL_OVER.has(error.code)) this.o.pool.suspect(w, error.code)
         throw error
       }
       throw new ServeError(502, 'worker_stream_failed', `the stream from worker ${w.name} failed: ${(error as Error).message}`)
     } finally {
       pulling = false
-      this.o.supervisor.off('state', onState)
+      this.o.pool.off('state', onState)
       signal.removeEventListener('abort', onAbort)
       // Closes the stream's connection if it is still open: the worker drops the request.
       if (!local.signal.aborted) local.abort(new ServeError(499, 'finished', 'request finished'))
