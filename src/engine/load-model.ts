@@ -1,7 +1,7 @@
 import {basename, join, resolve} from 'node:path'
 
 import {ModelConfigError} from '../errors.js'
-import {loadModelSpec, locateModel, type ModelSpec} from '../model/index.js'
+import {loadModelSpecAt, locateModel, type ModelSpec} from '../model/index.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {ensureTinyModel} from './tiny-models.js'
 import {loadTokenizer, type TextTokenizer} from './tokenizer.js'
@@ -26,7 +26,7 @@ export interface LoadedModel extends ModelDirectory {
  * `--model` → a runnable model directory: the one resolver of every command that runs a model
  * (generate, serve and its workers, bench serve). A tiny preset is generated into the cache dir on
  * first use; another preset has a layout but no weights (HPD_ENGINE_PRESET_WITHOUT_WEIGHTS); a
- * path is located and its config.json read by src/model (`locateModel`, `loadModelSpec`), so the
+ * path is located and its config.json read by src/model (`locateModel`, `loadModelSpecAt`), so the
  * same bad input meets the same code here as in `inspect-layout` and `bench transfer`.
  */
 export function resolveModelDir(model: string): ModelDirectory {
@@ -40,13 +40,13 @@ export function resolveModelDir(model: string): ModelDirectory {
         details: {flag: 'model', value: preset.name},
       })
     }
-    return {name: preset.name, dir, spec: {...loadModelSpec(join(dir, 'config.json')), name: preset.name}}
+    return {name: preset.name, dir, spec: {...loadModelSpecAt({kind: 'path', configPath: join(dir, 'config.json'), dir}), name: preset.name}}
   }
   // Named by its directory, not by the config's `_name_or_path`: a name that reaches messages is
   // the user's own path, never text read from the file.
   const dir = resolve(location.dir)
   const name = basename(dir)
-  return {name, dir, spec: {...loadModelSpec(location.configPath), name}}
+  return {name, dir, spec: {...loadModelSpecAt(location), name}}
 }
 
 /**

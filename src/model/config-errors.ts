@@ -19,6 +19,6 @@ export function describeFound(value: unknown): string {
   if (value === null) return 'null'
   if (value === undefined) return 'absent'
   if (typeof value === 'string') return `a string (${value.length} characters)`
-  if (Array.isArray(value)) return `an array (${value.length} items)`
+  if (Array.isArray(value)) return `an array (${value.length} ${value.length === 1 ? "item" : "items"})`
   return 'an object'
 }

@@ -49,13 +49,17 @@ export function locateModel(model: string): ModelLocation {
  * config.json. The only file I/O of src/model's config path.
  */
 export function loadModelSpec(model: string): ModelSpec {
-  const location = locateModel(model)
+  return loadModelSpecAt(locateModel(model), model)
+}
+
+/** The spec at a location `locateModel` found (`fallbackName` names a config without `_name_or_path`). */
+export function loadModelSpecAt(location: ModelLocation, fallbackName: string = location.kind === 'preset' ? location.preset.name : location.configPath): ModelSpec {
   if (location.kind === 'preset') {
     const {preset} = location
     return parseModelConfig(preset.config, {name: preset.name, source: {kind: 'preset', preset: preset.name, builtFrom: preset.builtFrom}})
   }
   const raw = readConfigJson(location.configPath)
-  return parseModelConfig(raw, {name: nameFromConfig(raw, model), source: {kind: 'file', path: location.configPath}})
+  return parseModelConfig(raw, {name: nameFromConfig(raw, fallbackName), source: {kind: 'file', path: location.configPath}})
 }
 
 /** A config.json, bounded (FILE_LIMITS.configBytes) and parsed; errors never quote its text. */

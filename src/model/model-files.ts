@@ -96,18 +96,49 @@ export function readModelJson(path: string, kind: ModelFileKind, badJson: (where
     return JSON.parse(text)
   } catch (error) {
     // No `cause`: V8's message quotes the file's text.
-    throw badJson(jsonErrorPlace(error))
+    throw badJson(jsonErrorPlace(error, text))
   }
 }
 
-/** "at line 3 column 7" from a JSON.parse error, or "" when V8 did not say. Numbers only. */
-export function jsonErrorPlace(error: unknown): string {
+/**
+ * " at line 3 column 7": where `text` stops being JSON, from V8's position when its message has one,
+ * else found by bisection (V8 says "Unexpected token" without a position; the shortest prefix that
+ * fails before its own end ends at the bad character). Numbers only.
+ */
+export function jsonErrorPlace(error: unknown, text?: string): string {
   const message = error instanceof Error ? error.message : ''
-  const lineColumn = /line (\d+) column (\d+)/u.exec(message)
-  if (lineColumn) return ` at line ${lineColumn[1]} column ${lineColumn[2]}`
   const position = /position (\d+)/u.exec(message)
-  if (position) return ` at byte ${position[1]}`
-  return /Unexpected end of JSON input/u.test(message) ? ' (it ends early)' : ''
+  let at = position ? Number(position[1]) : undefined
+  if (at === undefined && text !== undefined) at = firstBadIndex(text)
+  if (at === undefined) return /Unexpected end of JSON input/u.test(message) ? ' (it ends early)' : ''
+  const before = text === undefined ? '' : text.slice(0, at)
+  if (text === undefined) return ` at byte ${at}`
+  const line = before.split('\n').length
+  const column = at - before.lastIndexOf('\n')
+  return ` at line ${line} column ${column}`
+}
+
+function firstBadIndex(text: string): number | undefined {
+  const failsInside = (length: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, length))
+      return false
+    } catch (error) {
+      // An incomplete prefix fails at its end ("end of input", or a position equal to its length).
+      const message = (error as Error).message
+      const at = /position (\d+)/u.exec(message)
+      return at ? Number(at[1]) < length : !/Unexpected end of JSON input/u.test(message)
+    }
+  }
+  if (!failsInside(text.length)) return undefined
+  let lo = 0
+  let hi = text.length // failsInside(hi) holds; find the smallest such length
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (failsInside(mid)) hi = mid
+    else lo = mid
+  }
+  return hi - 1
 }
 
 function fileKind(stats: Stats): string {
