@@ -76,7 +76,7 @@ export function generate(options: GenerateOptions): GenerateResult {
   let promptTokenIds: number[]
   if (options.chat) {
     if (!model.tokenizer.applyChatTemplate) {
-      throw new UsageError('HPD_USAGE_NO_CHAT_TEMPLATE', `--chat: model ${model.spec.name} has no chat template`, {
+      throw new UsageError('HPD_USAGE_NO_CHAT_TEMPLATE', `--chat: model ${model.name} has no chat template`, {
         hint: 'Drop --chat, or use a model directory whose tokenizer_config.json has a chat_template.',
       })
     }

@@ -9,7 +9,7 @@ import {loadWeights, type Weights} from './weights.js'
 
 /** A model that can run: its name, the directory holding its files, and its validated spec. */
 export interface ModelDirectory {
-  /** The preset name, or the model directory's base name (what `serve` calls the model). */
+  /** The preset name, or the model directory's base name (what `serve` calls the model, and what messages name). */
   readonly name: string
   /** The directory the weights and tokenizer are read from (absolute for a path: workers start elsewhere). */
   readonly dir: string
@@ -42,11 +42,10 @@ export function resolveModelDir(model: string): ModelDirectory {
     }
     return {name: preset.name, dir, spec: {...loadModelSpecAt({kind: 'path', configPath: join(dir, 'config.json'), dir}), name: preset.name}}
   }
-  // Named by its directory, not by the config's `_name_or_path`: a name that reaches messages is
-  // the user's own path, never text read from the file.
+  // Served under its directory's name (what a client sends as "model"); the spec keeps the
+  // config's `_name_or_path` for results, and messages use `name`, never text read from the file.
   const dir = resolve(location.dir)
-  const name = basename(dir)
-  return {name, dir, spec: {...loadModelSpecAt(location), name}}
+  return {name: basename(dir), dir, spec: loadModelSpecAt(location, model)}
 }
 
 /**

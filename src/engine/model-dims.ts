@@ -128,7 +128,7 @@ export function dimsFromSpec(spec: ModelSpec): ModelDims {
 }
 
 function unsupported(spec: ModelSpec, what: string): ModelConfigError {
-  return new ModelConfigError('HPD_ENGINE_UNSUPPORTED_MODEL', `the CPU engine cannot run ${what} (model ${spec.name})`, {
+  return new ModelConfigError('HPD_ENGINE_UNSUPPORTED_MODEL', `the CPU engine cannot run ${what} (${spec.architecture})`, {
     hint: 'The engine runs Nemotron-H (Mamba2 + attention + MLP) and Llama-style models; try --model tiny.',
   })
 }
