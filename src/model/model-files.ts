@@ -86,7 +86,7 @@ export function readModelFile(path: string, kind: ModelFileKind): Buffer {
 }
 
 /**
- * A model file parsed as JSON. Syntax errors become `badJson(position)`: the message says where the
+ * A model file parsed as JSON. Syntax errors become `badJson(where)`: the message says where the
  * JSON breaks (line and column), never what the file says there (V8's own message quotes the text,
  * and the file may be anything a user pointed --model at, a secret included).
  */
@@ -109,10 +109,11 @@ export function jsonErrorPlace(error: unknown, text?: string): string {
   const message = error instanceof Error ? error.message : ''
   const position = /position (\d+)/u.exec(message)
   let at = position ? Number(position[1]) : undefined
-  if (at === undefined && text !== undefined) at = firstBadIndex(text)
+  // Bisection re-parses up to ~log2(n) prefixes: worth it for a config, not for a 200 MB tokenizer.
+  if (at === undefined && text !== undefined && text.length <= FILE_LIMITS.configBytes) at = firstBadIndex(text)
   if (at === undefined) return /Unexpected end of JSON input/u.test(message) ? ' (it ends early)' : ''
-  const before = text === undefined ? '' : text.slice(0, at)
   if (text === undefined) return ` at byte ${at}`
+  const before = text.slice(0, at)
   const line = before.split('\n').length
   const column = at - before.lastIndexOf('\n')
   return ` at line ${line} column ${column}`
