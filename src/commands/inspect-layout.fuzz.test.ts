@@ -7,6 +7,9 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
+import type {InspectLayoutResult} from '../layout/present/inspect-result.js'
+import {renderInspectSvg} from '../layout/present/svg.js'
+import {renderInspectTable} from '../layout/present/table.js'
 import {inspectFuzzCases, knownHostileCases} from '../testing/inspect-fuzz.js'
 import {inspectProblems, runInspectInProcess} from '../testing/inspect-outcome.js'
 
@@ -14,6 +17,17 @@ const scratch = mkdtempSync(join(tmpdir(), 'hpd-inspect-fuzz-'))
 afterAll(() => rmSync(scratch, {recursive: true, force: true}))
 
 const SEEDS = [0x1d5, 0x2b7, 0x3c9]
+
+/** Every plan the command returned must also render as the table and the SVG (what runs without --json). */
+function renderProblems(index: number, result: InspectLayoutResult): string[] {
+  try {
+    renderInspectTable(result)
+    renderInspectSvg(result)
+    return []
+  } catch (error) {
+    return [`case ${index}: rendering failed: ${(error as Error).message}`]
+  }
+}
 const CASES_PER_SEED = 1000
 
 describe('inspect-layout fuzz (in process)', () => {
@@ -50,6 +64,7 @@ describe('inspect-layout fuzz (in process)', () => {
         const outcome = await runInspectInProcess(c.argv)
         problems.push(...inspectProblems(c, outcome))
         const code = outcome.exitCode === 0 ? 'ok' : String(JSON.parse(outcome.stdout).error?.code)
+        if (code === 'ok') problems.push(...renderProblems(c.index, JSON.parse(outcome.stdout).result))
         outcomes.set(code, (outcomes.get(code) ?? 0) + 1)
       }
       expect(problems).toEqual([])

@@ -205,6 +205,11 @@ function flags(rng: FuzzRng): string[] {
   }
   if (rng.chance(0.3)) out.push('--attention-backend', option(['flash-attn', 'flashinfer', 'triton', 'cpu', 'cpu'], ['__proto__']))
   if (rng.chance(0.15)) out.push('--conv-layout', option(['DS', 'SD'], ['XY']))
+  intFlag('--kernel-block-size', 0.06, ['16', '32', '64'])
+  intFlag('--decode-block-size', 0.06, ['16', '128'])
+  if (rng.chance(0.05)) out.push('--decode-model', rng.pick(PRESETS.map((p) => p.name)))
+  if (rng.chance(0.05)) out.push('--decode-kv-cache-dtype', option(['auto', 'bf16', 'fp8'], ['int4']))
+  if (rng.chance(0.06)) out.push('--vllm-version', option(['0.20', '0.22', '0.30'], ['0.1', 'abc', 'constructor', '99999999999999999999.1']))
   if (rng.chance(0.1)) out.push('--descriptors')
   if (rng.chance(0.05)) out.push('--format', 'svg')
   return out
