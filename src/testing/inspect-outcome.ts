@@ -15,12 +15,21 @@ export interface InspectOutcome {
 }
 
 let config: Config | undefined
+/** In-process runs share process.stdout and process.exitCode: one at a time. */
+let previous: Promise<unknown> = Promise.resolve()
 
 /**
  * Runs the real `inspect-layout` command class in this process (flag parsing, model loading,
- * planning, the JSON envelope and the exit code), as `hpd inspect-layout` would.
+ * planning, the JSON envelope and the exit code), as `hpd inspect-layout` would. Calls are
+ * serialized, so concurrent callers never read each other's output.
  */
-export async function runInspectInProcess(argv: readonly string[]): Promise<InspectOutcome> {
+export function runInspectInProcess(argv: readonly string[]): Promise<InspectOutcome> {
+  const run = previous.then(() => runOnce(argv))
+  previous = run.catch(() => undefined)
+  return run
+}
+
+async function runOnce(argv: readonly string[]): Promise<InspectOutcome> {
   config ??= await Config.load(packageRoot())
   let stdout = ''
   vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true))
