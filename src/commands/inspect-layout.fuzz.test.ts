@@ -28,7 +28,7 @@ function renderProblems(index: number, result: InspectLayoutResult): string[] {
     return [`case ${index}: rendering failed: ${(error as Error).message}`]
   }
 }
-const CASES_PER_SEED = 1000
+const CASES_PER_SEED = 800
 
 describe('inspect-layout fuzz (in process)', () => {
   it('the inputs issue 9 found crashing or lying now fail with documented codes', async () => {
