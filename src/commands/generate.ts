@@ -19,12 +19,12 @@ prefill / decode tokens per second. --temperature 0 (default) is greedy decoding
   static override flags = {
     model: Flags.string({char: 'm', summary: 'tiny | tiny-hybrid | tiny-hybrid-g1 | tiny-llama, or a model directory.', default: 'tiny', env: 'HPD_MODEL'}),
     prompt: Flags.string({char: 'p', summary: 'Prompt text.', required: true, env: 'HPD_PROMPT'}),
-    'max-tokens': Flags.integer({summary: 'Tokens to generate.', default: 32, min: 1, env: 'HPD_MAX_TOKENS'}),
-    tp: Flags.integer({summary: 'Tensor-parallel ranks (run in this process).', default: 1, min: 1, env: 'HPD_TP'}),
-    temperature: Flags.string({summary: 'Sampling temperature; 0 = greedy.', default: '0', env: 'HPD_TEMPERATURE'}),
+    'max-tokens': Flags.integer({summary: "Tokens to generate (prompt + max-tokens ≤ the model's context).", default: 32, env: 'HPD_MAX_TOKENS'}),
+    tp: Flags.integer({summary: 'Tensor-parallel ranks (run in this process), 1..1024 dividing the heads.', default: 1, env: 'HPD_TP'}),
+    temperature: Flags.string({summary: 'Sampling temperature in [0, 100]; 0 = greedy.', default: '0', env: 'HPD_TEMPERATURE'}),
     'top-p': Flags.string({summary: 'Nucleus sampling mass in (0, 1].', default: '1', env: 'HPD_TOP_P'}),
-    'top-k': Flags.integer({summary: 'Keep the k most likely tokens (0 = all).', default: 0, min: 0, env: 'HPD_TOP_K'}),
-    seed: Flags.integer({summary: 'Sampling seed.', default: 0, env: 'HPD_SEED'}),
+    'top-k': Flags.integer({summary: 'Keep the k most likely tokens (0 = all), 0..2147483647.', default: 0, env: 'HPD_TOP_K'}),
+    seed: Flags.integer({summary: 'Sampling seed, 0..4294967295.', default: 0, env: 'HPD_SEED'}),
     'ignore-eos': Flags.boolean({summary: 'Keep generating past the end-of-sequence token.', default: false}),
     chat: Flags.boolean({summary: "Wrap the prompt as a user message in the model's chat template (tokenizer_config.json).", default: false}),
   }

@@ -1,4 +1,5 @@
 import {ModelConfigError} from '../errors.js'
+import {badConfigKey} from '../model/index.js'
 import type {ModelSpec} from '../model/model-spec.js'
 
 /**
@@ -48,9 +49,7 @@ function num(spec: ModelSpec, keys: readonly string[], fallback: number): number
   for (const key of keys) {
     const v = spec.config[key]
     if (v === undefined || v === null) continue
-    if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new ModelConfigError('HPD_MODEL_BAD_VALUE', `config key \`${key}\` = ${JSON.stringify(v)} is not a number`, {details: {key, value: v}})
-    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw badConfigKey(spec.architecture, key, v, 'a number')
     return v
   }
   return fallback
@@ -129,7 +128,7 @@ export function dimsFromSpec(spec: ModelSpec): ModelDims {
 }
 
 function unsupported(spec: ModelSpec, what: string): ModelConfigError {
-  return new ModelConfigError('HPD_ENGINE_UNSUPPORTED_MODEL', `the CPU engine cannot run ${what} (model ${spec.name})`, {
+  return new ModelConfigError('HPD_ENGINE_UNSUPPORTED_MODEL', `the CPU engine cannot run ${what} (${spec.architecture})`, {
     hint: 'The engine runs Nemotron-H (Mamba2 + attention + MLP) and Llama-style models; try --model tiny.',
   })
 }

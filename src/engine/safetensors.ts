@@ -1,6 +1,7 @@
-import {closeSync, openSync, readSync, fstatSync, writeFileSync} from 'node:fs'
+import {closeSync, readSync, writeFileSync} from 'node:fs'
 
 import {ModelConfigError} from '../errors.js'
+import {describeFound, jsonErrorPlace, openRegularFile} from '../model/index.js'
 
 /**
  * The safetensors format (huggingface/safetensors README, tensor.rs): u64 LE header length N,
@@ -38,9 +39,10 @@ function corrupt(path: string, what: string, details: Record<string, unknown> = 
 
 /** Reads and validates the header of one .safetensors file. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const fd = openSync(path, 'r')
+  // Refuses FIFOs, devices and directories before reading (a FIFO would block the open forever).
+  const {fd, stats} = openRegularFile(path, 'safetensors')
   try {
-    const fileBytes = fstatSync(fd).size
+    const fileBytes = stats.size
     if (fileBytes < 8) throw corrupt(path, `file is ${fileBytes} bytes, shorter than the 8-byte header length`)
     const lenBuf = Buffer.alloc(8)
     readSync(fd, lenBuf, 0, 8, 0)
@@ -54,7 +56,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
     try {
       json = JSON.parse(headerBuf.toString('utf8')) as Record<string, unknown>
     } catch (error) {
-      throw corrupt(path, `header is not valid JSON (${(error as Error).message})`)
+      throw corrupt(path, `header is not valid JSON${jsonErrorPlace(error)}`)
     }
     const entries = new Map<string, TensorEntry>()
     let metadata: Record<string, string> = {}
@@ -84,7 +86,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 function parseEntry(path: string, name: string, value: unknown): TensorEntry {
   const v = value as {dtype?: unknown; shape?: unknown; data_offsets?: unknown}
   if (v?.dtype !== 'F32' && v?.dtype !== 'F16' && v?.dtype !== 'BF16') {
-    throw new ModelConfigError('HPD_WEIGHTS_DTYPE', `${path}: tensor ${name} has dtype ${JSON.stringify(v?.dtype)}; hpd reads F32, F16 and BF16`, {
+    throw new ModelConfigError('HPD_WEIGHTS_DTYPE', `${path}: tensor ${name} has dtype ${typeof v?.dtype === 'string' && /^[A-Z0-9_]{1,16}$/u.test(v.dtype) ? v.dtype : describeFound(v?.dtype)}; hpd reads F32, F16 and BF16`, {
       hint: 'Convert the checkpoint to bf16, fp16 or fp32 (quantized checkpoints are not supported).',
       details: {path, tensor: name},
     })
@@ -109,7 +111,7 @@ export function readTensorF32(header: SafetensorsHeader, name: string): Float32A
   if (!entry) throw new ModelConfigError('HPD_WEIGHTS_MISSING_TENSOR', `${header.path} has no tensor ${name}`, {details: {tensor: name}})
   const sizeBytes = entry.endBytes - entry.beginBytes
   const raw = Buffer.alloc(sizeBytes)
-  const fd = openSync(header.path, 'r')
+  const {fd} = openRegularFile(header.path, 'safetensors')
   try {
     let done = 0
     while (done < sizeBytes) {

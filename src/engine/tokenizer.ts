@@ -1,10 +1,11 @@
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {Template} from '@huggingface/jinja'
 import {Tokenizer as HfTokenizer} from '@huggingface/tokenizers'
 
 import {ModelConfigError} from '../errors.js'
+import {FILE_LIMITS, type ModelFileKind, readModelJson} from '../model/index.js'
 
 /** Text ↔ token ids, plus the chat template when the model has one. */
 export interface TextTokenizer {
@@ -53,9 +54,9 @@ export function loadTokenizer(dir: string): TextTokenizer {
       details: {dir},
     })
   }
-  const tokenizerJson = readJson(tokPath)
+  const tokenizerJson = readJson(tokPath, {what: 'tokenizer.json', maxBytes: FILE_LIMITS.tokenizerBytes})
   const cfgPath = join(dir, 'tokenizer_config.json')
-  const config = existsSync(cfgPath) ? readJson(cfgPath) : {}
+  const config = existsSync(cfgPath) ? readJson(cfgPath, {what: 'tokenizer_config.json', maxBytes: FILE_LIMITS.tokenizerConfigBytes}) : {}
   const hf = new HfTokenizer(tokenizerJson, config)
   const idOf = (token: unknown): number | undefined => {
     const text = typeof token === 'string' ? token : (token as {content?: string} | undefined)?.content
@@ -87,10 +88,11 @@ function tokenString(token: unknown): string {
   return typeof token === 'string' ? token : ((token as {content?: string} | undefined)?.content ?? '')
 }
 
-function readJson(path: string): Record<string, unknown> {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
-  } catch (error) {
-    throw new ModelConfigError('HPD_TOKENIZER_BAD_JSON', `${path} is not valid JSON: ${(error as Error).message}`, {details: {path}})
+/** A tokenizer file through src/model's bounded reader: special and oversized files are refused, errors never quote the file. */
+function readJson(path: string, kind: ModelFileKind): Record<string, unknown> {
+  const value = readModelJson(path, kind, (where) => new ModelConfigError('HPD_TOKENIZER_BAD_JSON', `${path} is not valid JSON${where}`, {details: {path}}))
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ModelConfigError('HPD_TOKENIZER_BAD_JSON', `${path} is not a JSON object`, {details: {path}})
   }
+  return value as Record<string, unknown>
 }

@@ -1,7 +1,8 @@
-import {existsSync, readdirSync, readFileSync} from 'node:fs'
+import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {ModelConfigError} from '../errors.js'
+import {FILE_LIMITS, readModelJson} from '../model/index.js'
 import type {ModelDims} from './model-dims.js'
 import {readSafetensorsHeader, readTensorF32, type SafetensorsHeader} from './safetensors.js'
 import {expectedTensors} from './weight-names.js'
@@ -57,13 +58,16 @@ export function loadWeights(dir: string, dims: ModelDims): Weights {
 function openShards(dir: string): SafetensorsHeader[] {
   const index = join(dir, 'model.safetensors.index.json')
   if (existsSync(index)) {
-    let map: Record<string, string>
-    try {
-      map = (JSON.parse(readFileSync(index, 'utf8')) as {weight_map: Record<string, string>}).weight_map
-    } catch (error) {
-      throw new ModelConfigError('HPD_WEIGHTS_CORRUPT', `${index} is not a valid safetensors index (${(error as Error).message})`, {details: {path: index}})
+    const corrupt = (what: string) => new ModelConfigError('HPD_WEIGHTS_CORRUPT', `${index} is not a valid safetensors index (${what})`, {details: {path: index}})
+    const parsed = readModelJson(index, {what: 'model.safetensors.index.json', maxBytes: FILE_LIMITS.indexBytes}, (where) => corrupt(`not JSON${where}`))
+    const map = (parsed as {weight_map?: unknown} | null)?.weight_map
+    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw corrupt('no `weight_map` object')
+    const values = Object.values(map)
+    // Shard names must be plain file names in this directory (no `../`, no absolute paths).
+    if (values.some((f) => typeof f !== 'string' || f === '' || f.includes('/') || f.includes('\\') || f === '.' || f === '..')) {
+      throw corrupt('`weight_map` names a shard that is not a file name in the model directory')
     }
-    const files = [...new Set(Object.values(map ?? {}))].sort()
+    const files = [...new Set(values as string[])].sort()
     return files.map((f) => {
       const path = join(dir, f)
       if (!existsSync(path)) throw new ModelConfigError('HPD_WEIGHTS_MISSING_FILE', `${index} names shard ${f}, which does not exist`, {details: {path}})

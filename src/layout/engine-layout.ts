@@ -1,5 +1,6 @@
 import {UsageError} from '../errors.js'
 import type {Dtype, DtypeChoice, ModelSpec} from '../model/index.js'
+import {checkEngineInputs} from './bounds.js'
 import {planGroups} from './groups.js'
 import {cdiv, describeRule, kernelSizeRule, ruleBase, selectKernelBlockSize} from './kernel-blocks.js'
 import {attnBytesPerToken, checkTpDivides, mambaGeometry, rankLayout} from './rank-geometry.js'
@@ -15,9 +16,7 @@ const DEFAULT_BLOCK_SIZE = 16
  */
 export function planEngineLayout(options: EngineLayoutOptions): EngineLayout {
   const {model, tp} = options
-  if (!Number.isInteger(tp) || tp < 1) {
-    throw new UsageError('HPD_USAGE_BAD_TP', `TP size ${tp} is not a positive integer`, {hint: 'Pass --tp / --decode-tp as 1, 2, 4, ...', details: {value: tp}})
-  }
+  checkEngineInputs(options)
   checkTpDivides(model, tp)
   const backend = options.attentionBackend ?? 'flash-attn'
   const convLayout = options.convLayout ?? 'DS'
@@ -25,9 +24,6 @@ export function planEngineLayout(options: EngineLayoutOptions): EngineLayout {
   const hybrid = model.isHybrid
   const rule = kernelSizeRule(backend, {hybrid, fp32State: dtypes.ssm === 'fp32' || dtypes.conv === 'fp32'})
   const requested = options.blockSize
-  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) {
-    throw new UsageError('HPD_USAGE_BAD_BLOCK_SIZE', `--block-size ${requested} is not a positive integer`, {hint: 'Pass a block size in tokens, e.g. 16 or 128.', details: {value: requested}})
-  }
   const cacheBlock = requested ?? DEFAULT_BLOCK_SIZE
   const perToken = attnBytesPerToken(model, tp, dtypes)
 

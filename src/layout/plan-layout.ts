@@ -1,4 +1,5 @@
 import {HpdError} from '../errors.js'
+import {checkEngineSize} from './bounds.js'
 import {compatibilityHash} from './compat-hash.js'
 import {planEngineLayout} from './engine-layout.js'
 import {checkPairMappable} from './pair-compat.js'
@@ -19,6 +20,8 @@ export function planLayout(options: PlanLayoutOptions): LayoutPlan {
   const prefill = planEngineLayout({...shared, tp: prefillTp})
   const decodeModel = decodeOverrides.model ?? options.model
   const decode = planEngineLayout({...shared, ...decodeOverrides, model: decodeModel, tp: decodeTp})
+  checkEngineSize(prefill, 'prefill')
+  checkEngineSize(decode, 'decode')
   const pitfalls = vllmPitfalls(options.model, prefill, decode, vllmVersion.judgedAgainst)
   let mapping
   try {

@@ -1,4 +1,4 @@
-import {UsageError} from '../errors.js'
+import {checkRequestInputs} from './bounds.js'
 import {checkBlockIds, defaultBlockIds, type GroupBlockIds} from './block-ids.js'
 import {cdiv} from './kernel-blocks.js'
 import type {LayoutPlan} from './types.js'
@@ -18,13 +18,7 @@ export interface RequestContext {
 export function requestContext(plan: LayoutPlan, options: RequestReadsOptions): RequestContext {
   const {prefill, decode} = plan
   const N = options.promptTokens
-  const minTokens = prefill.hybrid ? 2 : 1
-  if (!Number.isInteger(N) || N < minTokens) {
-    throw new UsageError('HPD_USAGE_BAD_PROMPT_TOKENS', `--prompt-tokens ${N}: need an integer ≥ ${minTokens}${prefill.hybrid ? ' (a hybrid transfers N−1 tokens)' : ''}`, {
-      hint: 'Pass the prompt length in tokens.',
-      details: {value: N},
-    })
-  }
+  checkRequestInputs(plan, N)
   const tokens = prefill.hybrid ? N - 1 : N
   const pIds = options.prefillBlockIds ?? defaultBlockIds(prefill, tokens)
   const dIds = options.decodeBlockIds ?? defaultBlockIds(decode, tokens)

@@ -1,4 +1,5 @@
 import type {GroupBlockIds} from './block-ids.js'
+import {checkPairReads} from './bounds.js'
 import {type RequestContext, requestContext, type RequestReadsOptions} from './request-context.js'
 import {countPairRuns} from './run-count.js'
 import {orderAndCoalesce, type ReadList, ReadListBuilder} from './read-list.js'
@@ -123,6 +124,13 @@ function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadC
 
 class ListSink extends ReadListBuilder implements ReadSink {
   bytes = 0
+
+  /** `capacity`: the pair's read count (countPairReads), bounded before anything is allocated. */
+  constructor(capacity: number) {
+    checkPairReads(capacity)
+    super(capacity)
+  }
+
   add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void {
     this.push(tensorIndex, group, layer, partIndex, remoteOffsetBytes, localOffsetBytes, lengthBytes)
     this.bytes += lengthBytes

@@ -1,8 +1,12 @@
 import {ModelConfigError} from '../errors.js'
+import {badConfigKey} from './config-errors.js'
+import {CONFIG_LIMITS} from './limits.js'
 
 /**
  * Typed access to a raw config.json object. Every failure is a ModelConfigError that names the
- * key and the value at fault, so a user can fix their config without reading hpd's source.
+ * key at fault, so a user can fix their config without reading hpd's source. Messages quote a
+ * number or boolean found under a key, never a string or any other text of the file (a file
+ * passed as `--model` may be anything, a secret included): see `describeFound`.
  */
 export class ConfigReader {
   constructor(
@@ -19,9 +23,17 @@ export class ConfigReader {
     return keys.find((k) => this.has(k))
   }
 
-  /** A positive integer under the first present alias; `fallback` when all are absent. */
-  positiveInt(keys: string | readonly string[], fallback?: number): number {
-    return this.typed(keys, fallback, 'a positive integer', (v): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0)
+  /**
+   * A positive integer no larger than `max` under the first present alias; `fallback` when all are
+   * absent. `max` defaults to CONFIG_LIMITS.count; geometry keys pass their own (see limits.ts).
+   */
+  positiveInt(keys: string | readonly string[], fallback?: number, max: number = CONFIG_LIMITS.count): number {
+    return this.typed(keys, fallback, `a positive integer ≤ ${max}`, (v): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= max)
+  }
+
+  /** A non-negative integer no larger than `max`; `fallback` when absent. */
+  nonNegativeInt(key: string, fallback: number, max: number = CONFIG_LIMITS.count): number {
+    return this.typed(key, fallback, `a non-negative integer ≤ ${max}`, (v): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max)
   }
 
   /** A string under the first present alias; `fallback` when all are absent. */
@@ -42,27 +54,28 @@ export class ConfigReader {
     return value
   }
 
+  /** A per-layer list of strings (at most CONFIG_LIMITS.layers entries). */
   stringArray(key: string): readonly string[] | undefined {
     if (!this.has(key)) return undefined
     const value = this.raw[key]
-    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw this.bad(key, value, 'an array of strings')
+    const expected = `an array of at most ${CONFIG_LIMITS.layers} strings`
+    if (!Array.isArray(value) || value.length > CONFIG_LIMITS.layers || value.some((v) => typeof v !== 'string')) throw this.bad(key, value, expected)
     return value as string[]
   }
 
+  /** A per-layer list of layer indices (at most CONFIG_LIMITS.layers entries, each below it). */
   intArray(key: string): readonly number[] | undefined {
     if (!this.has(key)) return undefined
     const value = this.raw[key]
-    if (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !Number.isInteger(v) || v < 0)) {
-      throw this.bad(key, value, 'an array of non-negative integers')
+    const max = CONFIG_LIMITS.layers
+    if (!Array.isArray(value) || value.length > max || value.some((v) => typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= max)) {
+      throw this.bad(key, value, `an array of at most ${max} integers in [0, ${max})`)
     }
     return value as number[]
   }
 
   bad(key: string, value: unknown, expected: string): ModelConfigError {
-    return new ModelConfigError('HPD_MODEL_BAD_KEY', `${this.family} config key \`${key}\` = ${short(value)}: expected ${expected}`, {
-      hint: `Fix \`${key}\` in config.json.`,
-      details: {key, value: short(value)},
-    })
+    return badConfigKey(this.family, key, value, expected)
   }
 
   missing(keys: readonly string[]): ModelConfigError {
@@ -79,10 +92,4 @@ export class ConfigReader {
       details,
     })
   }
-}
-
-function short(value: unknown): string {
-  const text = JSON.stringify(value)
-  if (text === undefined) return String(value)
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }

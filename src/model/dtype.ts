@@ -1,4 +1,5 @@
 import {ModelConfigError, UsageError} from '../errors.js'
+import {describeFound} from './config-errors.js'
 
 /** Element types a cache tensor can hold. `fp8` is 1 byte (e4m3/e5m2 alike for layout). */
 export type Dtype = 'fp32' | 'bf16' | 'fp16' | 'fp8'
@@ -21,18 +22,20 @@ export function dtypeBytes(dtype: Dtype): number {
   return BYTES[dtype]
 }
 
-/** Parses a dtype name (`bfloat16`, `bf16`, `float32`, ...); undefined when unknown. */
+/** Parses a dtype name (`bfloat16`, `bf16`, `float32`, ...); undefined when unknown (own keys only: `constructor` is no dtype). */
 export function parseDtype(name: string): Dtype | undefined {
-  return ALIASES[name.trim().toLowerCase()]
+  const key = name.trim().toLowerCase()
+  return Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined
 }
 
-/** A dtype read from config.json: unknown names are a ModelConfigError naming the key. */
+/** A dtype read from config.json: unknown names are a ModelConfigError naming the key (never quoting the file's text). */
 export function configDtype(key: string, value: unknown): Dtype {
   const parsed = typeof value === 'string' ? parseDtype(value) : undefined
   if (!parsed) {
-    throw new ModelConfigError('HPD_MODEL_BAD_DTYPE', `config key \`${key}\` = ${JSON.stringify(value)} is not a dtype hpd knows`, {
+    const found = describeFound(value)
+    throw new ModelConfigError('HPD_MODEL_BAD_DTYPE', `config key \`${key}\` is ${found}, not a dtype hpd knows`, {
       hint: 'Use one of float32, bfloat16, float16 (fp8 only for --kv-cache-dtype).',
-      details: {key, value},
+      details: {key, found},
     })
   }
   return parsed

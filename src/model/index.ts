@@ -3,4 +3,7 @@ export type {AttentionParams, GdnParams, LayerKind, LayerSpec, Mamba1Params, Mam
 export {layersWith, stateLayers} from './model-spec.js'
 export {parseModelConfig, SUPPORTED_ARCHITECTURES} from './parse-config.js'
 export {type ModelPreset, PRESETS, findPreset} from './presets.js'
-export {loadModelSpec} from './load-model.js'
+export {loadModelSpec, loadModelSpecAt, locateModel, readConfigJson, type ModelLocation} from './load-model.js'
+export {CONFIG_LIMITS, contextLength, kvElementsPerToken, stateElementsPerLayer} from './limits.js'
+export {FILE_LIMITS, jsonErrorPlace, openRegularFile, readModelFile, readModelJson, type ModelFileKind} from './model-files.js'
+export {badConfigKey, describeFound} from './config-errors.js'

@@ -125,11 +125,13 @@ describe('families', () => {
 })
 
 describe('bad configs', () => {
-  it('unknown architecture → ModelConfigError naming `architectures`', () => {
+  it('unknown architecture → ModelConfigError naming `architectures` (not quoting the file)', () => {
     const e = thrown(() => loadModelSpec(fixture('bad-unknown-arch.json')))
     expect(e).toBeInstanceOf(ModelConfigError)
     expect([e.code, e.exitCode]).toEqual(['HPD_MODEL_UNKNOWN_ARCHITECTURE', 3])
-    expect(e.message).toContain('GPT2LMHeadModel')
+    expect(e.message).toContain('`architectures`')
+    expect(JSON.stringify(e.toJSON())).not.toContain('GPT2LMHeadModel')
+    expect(e.hint).toContain('NemotronHForCausalLM')
   })
 
   it('missing key → names the key', () => {
@@ -146,7 +148,7 @@ describe('bad configs', () => {
 
   it('bad pattern character, wrong layer count, bad value type', () => {
     const base = PRESETS.find((p) => p.name === 'tiny-hybrid')!.config
-    expect(thrown(() => parseModelConfig({...base, hybrid_override_pattern: 'M*X-'})).message).toContain("layer 2 is 'X'")
+    expect(thrown(() => parseModelConfig({...base, hybrid_override_pattern: 'M*X-'})).message).toContain('layer 2 is another character')
     expect(thrown(() => parseModelConfig({...base, num_hidden_layers: 9})).code).toBe('HPD_MODEL_CONTRADICTORY_KEYS')
     expect(thrown(() => parseModelConfig({...base, head_dim: '32'})).details).toMatchObject({key: 'head_dim'})
     expect(thrown(() => parseModelConfig({...base, torch_dtype: 'int4'})).code).toBe('HPD_MODEL_BAD_DTYPE')

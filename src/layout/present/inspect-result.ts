@@ -1,4 +1,5 @@
 import type {ModelSpec} from '../../model/index.js'
+import {checkDescriptorTables} from '../bounds.js'
 import {localDescriptorView, pairDescriptorViews} from '../descriptor-ids.js'
 import {planLayout as planLayoutImpl} from '../plan-layout.js'
 import {planRequestReads, type RequestReadPlan, type RequestReadSummary, summarizeRequestReads} from '../request-reads.js'
@@ -247,6 +248,7 @@ export function inspectLayout(options: PlanLayoutOptions & {readonly promptToken
   const plan = planLayoutImpl(layout)
   // The counts stream (no lists kept); the full lists are built only when descriptor ids are asked for.
   if (descriptors) {
+    checkDescriptorTables(plan, promptTokens)
     const full = planRequestReads(plan, {promptTokens, descriptorIds: true})
     return buildInspectResult(plan, summarizeRequestReads(plan, {promptTokens}), full)
   }

@@ -70,12 +70,24 @@ export function renderInspectSvg(r: InspectLayoutResult): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${y}" viewBox="0 0 ${WIDTH} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${parts.join('\n')}\n</svg>\n`
 }
 
+/**
+ * Kernel blocks drawn one by one at most: a page of r = 65536 kernel blocks (a huge Mamba page over
+ * a small K/V) would otherwise be 131072 rectangles narrower than a pixel. Past it, each drawn K|V
+ * pair stands for a run of blocks and says which.
+ */
+const MAX_DRAWN_KERNEL_BLOCKS = 128
+
 function faPage(D: EngineSummary, y: number): string[] {
   const out: string[] = []
-  const w = BAR / D.blocksPerLogical
-  for (let b = 0; b < D.blocksPerLogical; b++) {
-    out.push(rect(LEFT + b * w, y, w / 2, 20, COLORS.K, 'none', `kernel block ${b}: K ${D.kvHalfBytes} B`))
-    out.push(rect(LEFT + b * w + w / 2, y, w / 2, 20, COLORS.V, 'none', `kernel block ${b}: V ${D.kvHalfBytes} B`))
+  const drawn = Math.min(D.blocksPerLogical, MAX_DRAWN_KERNEL_BLOCKS)
+  const w = BAR / drawn
+  for (let i = 0; i < drawn; i++) {
+    const first = Math.floor((i * D.blocksPerLogical) / drawn)
+    const last = Math.floor(((i + 1) * D.blocksPerLogical) / drawn) - 1
+    const which = first === last ? `kernel block ${first}` : `kernel blocks ${first}–${last}`
+    const each = first === last ? '' : ' each'
+    out.push(rect(LEFT + i * w, y, w / 2, 20, COLORS.K, 'none', `${which}: K ${D.kvHalfBytes} B${each}`))
+    out.push(rect(LEFT + i * w + w / 2, y, w / 2, 20, COLORS.V, 'none', `${which}: V ${D.kvHalfBytes} B${each}`))
   }
   out.push(rect(LEFT, y, BAR, 20, 'none', '#333'))
   return out

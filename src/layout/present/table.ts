@@ -57,7 +57,11 @@ export function renderInspectTable(r: InspectLayoutResult): string {
     out.push(`vLLM pitfalls at vLLM ${v.judgedAgainst}${v.judgedAgainst === v.requested ? '' : ` (asked ${v.requested}; newest known ${v.newestKnown})`}`)
     for (const p of r.vllmPitfalls) out.push(`  ${p.code} (vLLM ${p.appliesTo}${p.fixedIn ? `, fixed by ${p.fixedIn.change}` : ', open'}): ${p.message}\n    fix: ${p.fix}`)
   }
-  if (r.descriptors) out.push('', ...descriptorLines(r.descriptors))
+  // A loop, not push(...lines): --descriptors tables run to a million lines, past V8's argument limit.
+  if (r.descriptors) {
+    out.push('')
+    for (const line of descriptorLines(r.descriptors)) out.push(line)
+  }
   if (r.svgPath) out.push('', `svg written to ${r.svgPath}`)
   return `${out.join('\n')}\n`
 }

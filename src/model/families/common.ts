@@ -1,5 +1,6 @@
 import {configDtype, type Dtype, type DtypeChoice} from '../dtype.js'
 import type {ConfigReader} from '../config-reader.js'
+import {CONFIG_LIMITS} from '../limits.js'
 import type {AttentionParams, LayerSpec, Mamba2Params, ModelFamily, ModelSource, ModelSpec, StateMixerParams} from '../model-spec.js'
 
 /** What a family parser returns; `buildSpec` adds the parts every family shares. */
@@ -22,8 +23,8 @@ export function buildSpec(cfg: ConfigReader, architecture: string, parsed: Famil
     family: parsed.family,
     architecture,
     dtype,
-    hiddenSize: cfg.positiveInt('hidden_size'),
-    vocabSize: cfg.positiveInt('vocab_size'),
+    hiddenSize: cfg.positiveInt('hidden_size', undefined, CONFIG_LIMITS.hiddenSize),
+    vocabSize: cfg.positiveInt('vocab_size', undefined, CONFIG_LIMITS.vocabSize),
     layers: parsed.layers,
     attention: parsed.attention,
     stateMixer: parsed.stateMixer,
@@ -48,13 +49,13 @@ function optionalDtype(cfg: ConfigReader, key: string): DtypeChoice | undefined 
 
 /** Attention heads; `headDimKeys` are tried in order, then hidden_size / heads. */
 export function readAttention(cfg: ConfigReader, headDimKeys: readonly string[] = ['head_dim'], defaultHeadDim?: number): AttentionParams {
-  const numHeads = cfg.positiveInt('num_attention_heads')
-  const numKvHeads = cfg.positiveInt('num_key_value_heads', numHeads)
+  const numHeads = cfg.positiveInt('num_attention_heads', undefined, CONFIG_LIMITS.heads)
+  const numKvHeads = cfg.positiveInt('num_key_value_heads', numHeads, CONFIG_LIMITS.heads)
   let headDim: number
-  if (cfg.pick(...headDimKeys) !== undefined) headDim = cfg.positiveInt(headDimKeys)
+  if (cfg.pick(...headDimKeys) !== undefined) headDim = cfg.positiveInt(headDimKeys, undefined, CONFIG_LIMITS.headDim)
   else if (defaultHeadDim !== undefined) headDim = defaultHeadDim
   else {
-    const hidden = cfg.positiveInt('hidden_size')
+    const hidden = cfg.positiveInt('hidden_size', undefined, CONFIG_LIMITS.hiddenSize)
     if (hidden % numHeads !== 0) throw cfg.missing(headDimKeys)
     headDim = hidden / numHeads
   }
@@ -81,22 +82,22 @@ export interface Mamba2Keys {
 
 /** Mamba2 parameters; the intermediate size must equal heads · headDim whatever key states it. */
 export function readMamba2(cfg: ConfigReader, keys: Mamba2Keys, defaults: Partial<Record<keyof Mamba2Keys, number>> = {}): Mamba2Params {
-  const numHeads = cfg.positiveInt(keys.numHeads, defaults.numHeads)
-  const headDim = cfg.positiveInt(keys.headDim, defaults.headDim)
-  const nGroups = cfg.positiveInt(keys.nGroups, defaults.nGroups)
-  const stateSize = cfg.positiveInt(keys.stateSize, defaults.stateSize)
-  const convKernel = cfg.positiveInt(keys.convKernel, defaults.convKernel)
+  const numHeads = cfg.positiveInt(keys.numHeads, defaults.numHeads, CONFIG_LIMITS.heads)
+  const headDim = cfg.positiveInt(keys.headDim, defaults.headDim, CONFIG_LIMITS.headDim)
+  const nGroups = cfg.positiveInt(keys.nGroups, defaults.nGroups, CONFIG_LIMITS.heads)
+  const stateSize = cfg.positiveInt(keys.stateSize, defaults.stateSize, CONFIG_LIMITS.headDim)
+  const convKernel = cfg.positiveInt(keys.convKernel, defaults.convKernel, CONFIG_LIMITS.convKernel)
   const intermediateSize = numHeads * headDim
   const direct = keys.intermediate ? cfg.pick(...keys.intermediate) : undefined
   if (direct !== undefined) {
-    const stated = cfg.positiveInt(direct)
+    const stated = cfg.positiveInt(direct, undefined, CONFIG_LIMITS.heads * CONFIG_LIMITS.headDim)
     if (stated !== intermediateSize) {
       throw cfg.contradiction(`\`${direct}\` = ${stated} but heads × head_dim = ${numHeads} × ${headDim} = ${intermediateSize}`, {key: direct, value: stated})
     }
   } else if (keys.expand !== undefined && cfg.has(keys.expand)) {
     const expand = cfg.raw[keys.expand]
-    const hidden = cfg.positiveInt('hidden_size')
-    if (typeof expand !== 'number' || expand <= 0) throw cfg.bad(keys.expand, expand, 'a positive number')
+    const hidden = cfg.positiveInt('hidden_size', undefined, CONFIG_LIMITS.hiddenSize)
+    if (typeof expand !== 'number' || !(expand > 0) || expand > CONFIG_LIMITS.expand) throw cfg.bad(keys.expand, expand, `a positive number ≤ ${CONFIG_LIMITS.expand}`)
     if (expand * hidden !== intermediateSize) {
       throw cfg.contradiction(`\`${keys.expand}\` × hidden_size = ${expand} × ${hidden} = ${expand * hidden} but heads × head_dim = ${intermediateSize}`, {
         key: keys.expand,
@@ -114,10 +115,8 @@ export function readMamba2(cfg: ConfigReader, keys: Mamba2Keys, defaults: Partia
 
 /** Layers from an explicit per-layer list, checked against num_hidden_layers when both exist. */
 export function checkLayerCount(cfg: ConfigReader, count: number, listKey: string): void {
-  if (cfg.has('num_hidden_layers') && cfg.positiveInt('num_hidden_layers') !== count) {
-    throw cfg.contradiction(`num_hidden_layers = ${String(cfg.raw.num_hidden_layers)} but \`${listKey}\` has ${count} entries`, {
-      key: 'num_hidden_layers',
-      value: cfg.raw.num_hidden_layers,
-    })
+  if (cfg.has('num_hidden_layers')) {
+    const stated = cfg.positiveInt('num_hidden_layers', undefined, CONFIG_LIMITS.layers)
+    if (stated !== count) throw cfg.contradiction(`num_hidden_layers = ${stated} but \`${listKey}\` has ${count} entries`, {key: 'num_hidden_layers', value: stated})
   }
 }

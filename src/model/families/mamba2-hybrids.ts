@@ -1,4 +1,5 @@
 import type {ConfigReader} from '../config-reader.js'
+import {CONFIG_LIMITS} from '../limits.js'
 import type {LayerKind, LayerSpec} from '../model-spec.js'
 import {checkLayerCount, type FamilyParse, type Mamba2Keys, readAttention, readMamba2} from './common.js'
 
@@ -17,18 +18,18 @@ export function parseGranite4H(cfg: ConfigReader): FamilyParse {
   const types = cfg.stringArray('layer_types') ?? cfg.stringArray('layers_block_type')
   if (!types) throw cfg.missing(['layer_types'])
   checkLayerCount(cfg, types.length, 'layer_types')
-  const ffn: LayerKind = cfg.has('num_local_experts') && Number(cfg.raw.num_local_experts) > 0 ? 'moe' : 'mlp'
+  const ffn: LayerKind = cfg.has('num_local_experts') && cfg.nonNegativeInt('num_local_experts', 0) > 0 ? 'moe' : 'mlp'
   const layers = types.map((t, index): LayerSpec => {
     if (t === 'mamba') return {index, kinds: ['mamba2', ffn]}
     if (t === 'attention') return {index, kinds: ['attention', ffn]}
-    throw cfg.bad('layer_types', t, `"mamba" or "attention" (layer ${index})`)
+    throw cfg.bad(`layer_types[${index}]`, t, '"mamba" or "attention"')
   })
   return withMixers(cfg, 'granite-4.0-h', layers, GRANITE_KEYS)
 }
 
 /** Bamba (`BambaForCausalLM`): attention at `attn_layer_indices`, Mamba2 elsewhere, an MLP in every layer. */
 export function parseBamba(cfg: ConfigReader): FamilyParse {
-  const count = cfg.positiveInt('num_hidden_layers')
+  const count = cfg.positiveInt('num_hidden_layers', undefined, CONFIG_LIMITS.layers)
   const attn = new Set(cfg.intArray('attn_layer_indices') ?? [])
   for (const i of attn) if (i >= count) throw cfg.bad('attn_layer_indices', [...attn], `indices below num_hidden_layers = ${count}`)
   const layers = Array.from({length: count}, (_, index): LayerSpec => ({index, kinds: [attn.has(index) ? 'attention' : 'mamba2', 'mlp']}))
@@ -46,12 +47,16 @@ export function parseZamba2(cfg: ConfigReader): FamilyParse {
   const layers = types.map((t, index): LayerSpec => {
     if (t === 'mamba') return {index, kinds: ['mamba2']}
     if (t === 'hybrid') return {index, kinds: ['mamba2', 'attention', 'mlp']}
-    throw cfg.bad('layers_block_type', t, `"mamba" or "hybrid" (layer ${index})`)
+    throw cfg.bad(`layers_block_type[${index}]`, t, '"mamba" or "hybrid"')
   })
-  const hidden = cfg.positiveInt('hidden_size')
-  const heads = cfg.positiveInt('num_attention_heads')
+  const hidden = cfg.positiveInt('hidden_size', undefined, CONFIG_LIMITS.hiddenSize)
+  const heads = cfg.positiveInt('num_attention_heads', undefined, CONFIG_LIMITS.heads)
   // Zamba2's attention runs on the concatenation [hidden, original embedding]: width 2·hidden.
-  const attention = layers.some((l) => l.kinds.includes('attention')) ? readAttention(cfg, ['attention_head_dim'], (2 * hidden) / heads) : undefined
+  // Without `attention_head_dim` the width must split evenly over the heads (a fraction is no head dim).
+  const defaultHeadDim = (2 * hidden) % heads === 0 ? (2 * hidden) / heads : undefined
+  const hasAttention = layers.some((l) => l.kinds.includes('attention'))
+  if (hasAttention && defaultHeadDim === undefined && !cfg.has('attention_head_dim')) throw cfg.missing(['attention_head_dim'])
+  const attention = hasAttention ? readAttention(cfg, ['attention_head_dim'], defaultHeadDim) : undefined
   return {
     family: 'zamba2',
     layers,
@@ -73,7 +78,7 @@ export function parseZamba2(cfg: ConfigReader): FamilyParse {
  * layer keeps both caches). Falcon-H1-0.5B has mamba_n_groups = 1 (replicated B/C under TP).
  */
 export function parseFalconH1(cfg: ConfigReader): FamilyParse {
-  const count = cfg.positiveInt('num_hidden_layers')
+  const count = cfg.positiveInt('num_hidden_layers', undefined, CONFIG_LIMITS.layers)
   const layers = Array.from({length: count}, (_, index): LayerSpec => ({index, kinds: ['attention', 'mamba2', 'mlp']}))
   return {
     family: 'falcon-h1',

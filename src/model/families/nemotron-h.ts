@@ -1,8 +1,14 @@
 import type {ConfigReader} from '../config-reader.js'
+import {CONFIG_LIMITS} from '../limits.js'
 import type {LayerKind, LayerSpec} from '../model-spec.js'
 import {checkLayerCount, type FamilyParse, readAttention, readMamba2} from './common.js'
 
-const PATTERN_KINDS: Readonly<Record<string, LayerKind>> = {M: 'mamba2', '*': 'attention', '-': 'mlp', E: 'moe'}
+const PATTERN_KINDS: ReadonlyMap<string, LayerKind> = new Map([
+  ['M', 'mamba2'],
+  ['*', 'attention'],
+  ['-', 'mlp'],
+  ['E', 'moe'],
+])
 
 /**
  * Nemotron-H (`NemotronHForCausalLM`): one mixer per layer from `hybrid_override_pattern`
@@ -11,9 +17,10 @@ const PATTERN_KINDS: Readonly<Record<string, LayerKind>> = {M: 'mamba2', '*': 'a
  */
 export function parseNemotronH(cfg: ConfigReader): FamilyParse {
   const pattern = cfg.string('hybrid_override_pattern')
+  if (pattern.length > CONFIG_LIMITS.layers) throw cfg.bad('hybrid_override_pattern', pattern, `at most ${CONFIG_LIMITS.layers} layers`)
   const layers: LayerSpec[] = [...pattern].map((ch, index) => {
-    const kind = PATTERN_KINDS[ch]
-    if (!kind) throw cfg.bad('hybrid_override_pattern', pattern, `only M, *, - and E (layer ${index} is '${ch}')`)
+    const kind = PATTERN_KINDS.get(ch)
+    if (!kind) throw cfg.bad('hybrid_override_pattern', pattern, `only M, *, - and E (layer ${index} is another character)`)
     return {index, kinds: [kind]}
   })
   if (layers.length === 0) throw cfg.bad('hybrid_override_pattern', pattern, 'at least one layer')
