@@ -61,6 +61,7 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
         port: 0,
         transport: 'auto',
         colocated: mode === 'colocated',
+        localWorkers: true,
         leaseMs: 30_000,
         maxBatch: 64,
         requestTimeoutMs: 300_000,

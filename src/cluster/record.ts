@@ -5,6 +5,7 @@
  */
 import {z} from 'zod'
 
+import {UsageError} from '../errors.js'
 import type {WorkerRole} from '../serve/protocol.js'
 
 export interface WorkerRecord {
@@ -27,6 +28,13 @@ export interface WorkerRecord {
 
 /** Cluster names become key segments: keep them plain. */
 export const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,64}$/
+
+export function checkClusterName(name: string): string {
+  if (!CLUSTER_NAME.test(name)) {
+    throw new UsageError('HPD_ETCD_BAD_FLAG', `--cluster must be 1..64 characters from A-Z a-z 0-9 . _ -, got ${JSON.stringify(name.slice(0, 70))}`, {hint: 'Pass --cluster with a plain name, e.g. --cluster prod-a.', details: {flag: 'cluster'}})
+  }
+  return name
+}
 
 export function workersPrefix(cluster: string): string {
   return `/hpd/${cluster}/workers/`

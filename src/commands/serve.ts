@@ -32,6 +32,10 @@ export default class Serve extends HpdCommand<ServeResult> {
     'prefill-timeout-ms': Flags.integer({description: 'bound on one prefill call (queueing included); past it the next prefill worker is tried', default: 30_000, env: 'HPD_PREFILL_TIMEOUT_MS'}),
     'auth-token-file': Flags.string({description: 'file holding the cluster token workers require (default: a random one; or set HPD_AUTH_TOKEN)'}),
     'api-key-file': Flags.string({description: 'file holding the API key /v1/* requires as `Authorization: Bearer` (or set HPD_API_KEY)'}),
+    etcd: Flags.string({description: 'cluster mode: etcd endpoints (URL[,URL…]); workers register there and the router routes over them', env: 'HPD_ETCD'}),
+    cluster: Flags.string({description: 'cluster name (the etcd key prefix /hpd/<cluster>/)', default: 'default', env: 'HPD_CLUSTER'}),
+    'local-workers': Flags.boolean({description: 'launch local workers (--no-local-workers: the router alone, over workers registered in etcd)', default: true, allowNo: true}),
+    insecure: Flags.boolean({description: 'allow a non-loopback cluster without the cluster token (unauthenticated control plane)', default: false}),
   }
 
   async run(): Promise<ServeResult> {
@@ -55,6 +59,10 @@ export default class Serve extends HpdCommand<ServeResult> {
         prefillTimeoutMs: flags['prefill-timeout-ms'],
         authTokenFile: flags['auth-token-file'],
         apiKeyFile: flags['api-key-file'],
+        etcd: flags.etcd,
+        cluster: flags.cluster,
+        localWorkers: flags['local-workers'],
+        insecure: flags.insecure,
       },
       serveLogSinks(style),
       (running) => presentServe(running, style),

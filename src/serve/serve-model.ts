@@ -6,7 +6,7 @@
  */
 import {loadTokenizer, type TextTokenizer} from '../engine/tokenizer.js'
 import {resolveModelDir} from '../engine/load-model.js'
-import {planLayout} from '../layout/index.js'
+import {compatibilityHash, planEngineLayout, planLayout} from '../layout/index.js'
 import {contextLength, loadModelSpec} from '../model/index.js'
 import {ENGINE_LAYOUT_OPTIONS} from './worker/layout-options.js'
 import type {ServeModel, ServeTokenizer} from './backend.js'
@@ -56,4 +56,10 @@ export function serveTokenizer(t: TextTokenizer): ServeTokenizer {
  */
 export function checkServeLayout(model: ServeModel, prefillTp: number, decodeTp: number): void {
   planLayout({model: loadModelSpec(model.dir), prefillTp, decodeTp, ...ENGINE_LAYOUT_OPTIONS})
+}
+
+/** The cache-compatibility hash of the served model (TP-independent): workers must match it. */
+export function modelCompatibilityHash(model: ServeModel): string {
+  const spec = loadModelSpec(model.dir)
+  return compatibilityHash(spec, planEngineLayout({model: spec, tp: 1, ...ENGINE_LAYOUT_OPTIONS}))
 }

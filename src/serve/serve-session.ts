@@ -2,13 +2,22 @@
  * One `hpd serve` session: resolve the model, start workers and router, show it, wait for
  * SIGINT/SIGTERM, stop everything (bounded), and return a summary as the command's result.
  */
+import {checkClusterName} from '../cluster/record.js'
+import {parseEtcdFlag} from '../cluster/etcd.js'
+import {UsageError} from '../errors.js'
 import {CLUSTER_TOKEN_ENV} from './auth.js'
+import {checkBind} from './bind-policy.js'
 import {readSecret} from './secrets.js'
 import {checkServeLayout, resolveServeModel} from './serve-model.js'
 import {startServe, type RunningServe, type ServeOptions} from './serve.js'
 
-export interface ServeFlags extends Omit<ServeOptions, 'model' | 'transferTimeoutMs' | 'clusterToken' | 'apiKey'> {
+export interface ServeFlags extends Omit<ServeOptions, 'model' | 'transferTimeoutMs' | 'clusterToken' | 'apiKey' | 'etcd'> {
   readonly model: string
+  /** `--etcd URL[,URL…]`: cluster mode. */
+  readonly etcd?: string
+  readonly cluster: string
+  /** Run without the cluster token on a non-loopback address, knowingly. */
+  readonly insecure: boolean
   /** File holding the cluster token (else HPD_AUTH_TOKEN, else a random one). */
   readonly authTokenFile?: string
   /** File holding the public API key (else HPD_API_KEY, else none). */
@@ -30,6 +39,17 @@ type Sinks = Pick<ServeOptions, 'onWorkerLog' | 'onWorkerState' | 'onRequestLog'
 
 export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present: (running: RunningServe) => () => void): Promise<ServeResult> {
   const clusterToken = readSecret({flag: 'auth-token-file', file: flags.authTokenFile, envName: CLUSTER_TOKEN_ENV})
+  const etcd = flags.etcd === undefined ? undefined : {urls: parseEtcdFlag(flags.etcd).urls, cluster: checkClusterName(flags.cluster)}
+  if (!etcd && !flags.localWorkers) {
+    throw new UsageError('HPD_SERVE_BAD_FLAG', '--no-local-workers needs --etcd: without a registry the router has no workers', {hint: 'Pass --etcd http://HOST:2379 --cluster NAME, or drop --no-local-workers.'})
+  }
+  // In a cluster the token is shared with workers elsewhere: it must be given, not made up here.
+  if (etcd && !clusterToken && !flags.insecure) {
+    throw new UsageError('HPD_AUTH_REQUIRED', 'a cluster (--etcd) needs the cluster token its workers were started with', {
+      hint: 'Give it with --auth-token-file F (or HPD_AUTH_TOKEN), or pass --insecure to run the whole cluster unauthenticated knowingly.',
+    })
+  }
+  checkBind('the router', '--host', flags.host, clusterToken !== undefined || !etcd, flags.insecure)
   const apiKey = readSecret({flag: 'api-key-file', file: flags.apiKeyFile, envName: 'HPD_API_KEY'})
   const model = resolveServeModel(flags.model)
   checkServeLayout(model, flags.colocated ? flags.decodeTp : flags.prefillTp, flags.decodeTp)
@@ -41,6 +61,7 @@ export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present:
     model,
     clusterToken,
     apiKey,
+    etcd,
     transferTimeoutMs: Number(process.env.HPD_SERVE_TRANSFER_TIMEOUT_MS ?? 2000),
     pauseBeforeReadMs: pause > 0 ? pause : undefined,
   })
@@ -61,6 +82,6 @@ export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present:
     uptimeS: snap.uptimeS,
     requestsOk: snap.requestsOk,
     requestsFailed: snap.requestsFailed,
-    workers: running.supervisor.workers.map((w) => ({name: w.name, role: w.role, restarts: w.restarts})),
+    workers: running.pool.workers.map((w) => ({name: w.name, role: w.role, restarts: w.restarts})),
   }
 }

@@ -4,6 +4,7 @@
  * stops everything (router first, then workers, bounded).
  */
 import {existsSync} from 'node:fs'
+import {hostname} from 'node:os'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
@@ -14,7 +15,11 @@ import {generateClusterToken} from './auth.js'
 import type {ServeModel} from './backend.js'
 import {ServeMetrics, type WorkerGauge} from './metrics.js'
 import {createRouter, type RouterLogEvent} from './router.js'
-import {Supervisor, type WorkerState} from './supervisor.js'
+import {checkReachable, etcdClient} from '../cluster/etcd.js'
+import {ClusterPool} from './cluster-pool.js'
+import {modelCompatibilityHash} from './serve-model.js'
+import {Supervisor} from './supervisor.js'
+import type {WorkerPool, WorkerState} from './worker-pool.js'
 import {WorkerBackend} from './worker-backend.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
@@ -40,6 +45,10 @@ export interface ServeOptions {
   readonly clusterToken?: string
   /** When set, /v1/* on the router requires `Authorization: Bearer <apiKey>`. */
   readonly apiKey?: string
+  /** Cluster mode: workers register in etcd and the router routes over what etcd knows. */
+  readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
+  /** Launch local workers (false: the router alone, over workers running elsewhere; needs etcd). */
+  readonly localWorkers: boolean
   /** Test hook passed to decode workers (see DecodeRoleOptions.pauseBeforeReadMs). */
   readonly pauseBeforeReadMs?: number
   readonly onWorkerLog?: (worker: string, line: string) => void
@@ -65,29 +74,43 @@ export interface ServeSnapshot {
 
 export interface RunningServe {
   readonly url: string
-  readonly supervisor: Supervisor
+  /** The local workers' supervisor (none with --no-local-workers). */
+  readonly supervisor: Supervisor | undefined
+  /** The workers the router routes over (the supervisor's, or those registered in etcd). */
+  readonly pool: WorkerPool
   readonly metrics: ServeMetrics
   snapshot(): ServeSnapshot
   close(): Promise<void>
 }
 
+/** The maxima of serve's counts and durations (README "Limits"): far above any real use, below anything absurd. */
+export const SERVE_LIMITS = {
+  tp: 64,
+  workers: 64,
+  maxBatch: 4096,
+  kvBlocks: 1_048_576,
+  leaseMs: 3_600_000,
+  timeoutMs: 86_400_000,
+} as const
+
 export function validateServeOptions(o: ServeOptions): void {
-  const positive = (name: string, v: number) => {
-    if (!Number.isInteger(v) || v < 1) throw new UsageError('HPD_SERVE_BAD_FLAG', `--${name} must be a positive integer, got ${v}`, {hint: `Pass --${name} 1 or more.`})
+  const range = (name: string, v: number | undefined, min: number, max: number, unit = '') => {
+    if (v === undefined) return
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new UsageError('HPD_SERVE_BAD_FLAG', `--${name} must be an integer ${min}..${max}${unit}, got ${v}`, {hint: `Pass --${name} between ${min} and ${max}${unit}.`, details: {flag: name}})
+    }
   }
-  positive('prefill-tp', o.prefillTp)
-  positive('decode-tp', o.decodeTp)
-  positive('prefill-workers', o.prefillWorkers)
-  positive('decode-workers', o.decodeWorkers)
-  positive('max-batch', o.maxBatch)
-  if (o.kvBlocks !== undefined) positive('kv-blocks', o.kvBlocks)
-  for (const [name, v] of [['lease-ms', o.leaseMs], ['request-timeout-ms', o.requestTimeoutMs], ['prefill-timeout-ms', o.prefillTimeoutMs]] as const) {
-    // Below ~100 ms a heartbeat or a first token cannot make it on a loaded machine.
-    if (!Number.isInteger(v) || v < 100) throw new UsageError('HPD_SERVE_BAD_FLAG', `--${name} must be an integer >= 100 (ms), got ${v}`, {hint: `Pass --${name} in milliseconds, e.g. 30000.`})
-  }
-  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) {
-    throw new UsageError('HPD_SERVE_BAD_FLAG', `--port must be 0..65535, got ${o.port}`, {hint: 'Pass a free TCP port, or 0 for any.'})
-  }
+  range('prefill-tp', o.prefillTp, 1, SERVE_LIMITS.tp)
+  range('decode-tp', o.decodeTp, 1, SERVE_LIMITS.tp)
+  range('prefill-workers', o.prefillWorkers, 1, SERVE_LIMITS.workers)
+  range('decode-workers', o.decodeWorkers, 1, SERVE_LIMITS.workers)
+  range('max-batch', o.maxBatch, 1, SERVE_LIMITS.maxBatch)
+  range('kv-blocks', o.kvBlocks, 1, SERVE_LIMITS.kvBlocks)
+  // Below ~100 ms a heartbeat or a first token cannot make it on a loaded machine.
+  range('lease-ms', o.leaseMs, 100, SERVE_LIMITS.leaseMs, ' (ms)')
+  range('request-timeout-ms', o.requestTimeoutMs, 100, SERVE_LIMITS.timeoutMs, ' (ms)')
+  range('prefill-timeout-ms', o.prefillTimeoutMs, 100, SERVE_LIMITS.timeoutMs, ' (ms)')
+  range('port', o.port, 0, 65_535)
 }
 
 export function workerEntryPath(): string {
@@ -102,6 +125,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   }
   const base = {
     model: o.model.dir,
+    modelName: o.model.name,
+    etcd: o.etcd,
     maxModelLen: o.model.maxModelLen,
     transport: o.transport,
     host: '127.0.0.1',
@@ -114,31 +139,62 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     handshakeTimeoutMs: 5000,
     transferTimeoutMs: o.transferTimeoutMs,
   }
-  const configs: WorkerConfig[] = o.colocated
-    ? Array.from({length: o.decodeWorkers}, (_, i) => ({...base, name: `colocated-${i}`, role: 'colocated', tp: o.decodeTp, peerTp: o.decodeTp}))
-    : [
-        ...Array.from({length: o.prefillWorkers}, (_, i): WorkerConfig => ({...base, name: `prefill-${i}`, role: 'prefill', tp: o.prefillTp, peerTp: o.decodeTp})),
-        ...Array.from({length: o.decodeWorkers}, (_, i): WorkerConfig => ({
-          ...base,
-          name: `decode-${i}`,
-          role: 'decode',
-          tp: o.decodeTp,
-          peerTp: o.prefillTp,
-          pauseBeforeReadMs: o.pauseBeforeReadMs,
-        })),
-      ]
+  // In a cluster, local workers register in etcd under names unique across hosts.
+  const prefix = o.etcd ? `${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-` : ''
+  const worker = (role: WorkerConfig['role'], i: number, tp: number): WorkerConfig => ({...base, name: `${prefix}${role}-${i}`, role, tp})
+  const configs: WorkerConfig[] = !o.localWorkers
+    ? []
+    : o.colocated
+      ? Array.from({length: o.decodeWorkers}, (_, i) => worker('colocated', i, o.decodeTp))
+      : [
+          ...Array.from({length: o.prefillWorkers}, (_, i) => worker('prefill', i, o.prefillTp)),
+          ...Array.from({length: o.decodeWorkers}, (_, i) => ({...worker('decode', i, o.decodeTp), pauseBeforeReadMs: o.pauseBeforeReadMs})),
+        ]
   // A taken port fails here, before any worker starts (a race with another binder is still
   // caught by the real listen below).
   if (o.port !== 0) await probePort(o.host, o.port)
-  const clusterToken = o.clusterToken ?? generateClusterToken()
-  const supervisor = new Supervisor({entryPath, configs, clusterToken})
-  if (o.onWorkerLog) supervisor.on('log', o.onWorkerLog)
-  if (o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state, w.pid))
-  await supervisor.start()
+  const clusterToken = o.clusterToken ?? (o.etcd ? undefined : generateClusterToken())
+  const etcd = o.etcd ? etcdClient({urls: o.etcd.urls}) : undefined
+  if (etcd) await checkReachable(etcd, {urls: o.etcd!.urls}).catch((error: unknown) => {
+    etcd.close()
+    throw error
+  })
+  // Local workers: launched and healed by the supervisor. In a cluster they register in etcd and
+  // learn their peers there; the router routes over what etcd knows (local or not).
+  const supervisor = configs.length > 0 ? new Supervisor({entryPath, configs, clusterToken, publishPeers: !o.etcd}) : undefined
+  if (supervisor && o.onWorkerLog) supervisor.on('log', o.onWorkerLog)
+  if (supervisor && o.onWorkerState) supervisor.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state, w.pid))
+  let pool: WorkerPool
+  try {
+    await supervisor?.start()
+    pool = etcd
+      ? await ClusterPool.start({
+          client: etcd,
+          cluster: o.etcd!.cluster,
+          clusterToken,
+          modelName: o.model.name,
+          compatibilityHash: modelCompatibilityHash(o.model),
+          log: (event, fields) => o.onWorkerLog?.('router', JSON.stringify({event, ...fields})),
+        })
+      : supervisor!
+  } catch (error) {
+    await supervisor?.stop()
+    etcd?.close()
+    throw error
+  }
+  if (etcd) {
+    if (o.onWorkerState) pool.on('state', (w) => o.onWorkerState!(w.name, w.role, w.state, w.pid))
+    if (o.onWorkerLog) pool.on('log', o.onWorkerLog)
+  }
+  const stopWorkers = async () => {
+    if (pool !== supervisor) await pool.stop()
+    await supervisor?.stop()
+    etcd?.close()
+  }
 
   const metrics = new ServeMetrics()
   const backend = new WorkerBackend({
-    pool: supervisor,
+    pool,
     clusterToken,
     mode: o.colocated ? 'colocated' : 'disaggregated',
     prefillTimeoutMs: Math.min(o.prefillTimeoutMs, o.requestTimeoutMs),
@@ -158,13 +214,13 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   try {
     await listen(server, o.host, o.port)
   } catch (error) {
-    await supervisor.stop()
+    await stopWorkers()
     portError(o.host, o.port)(error)
   }
   const url = `http://${o.host}:${(server.address() as AddressInfo).port}`
 
   const snapshot = (): ServeSnapshot => {
-    const workers = supervisor.workers.map((w) => ({
+    const workers = pool.workers.map((w) => ({
       name: w.name,
       role: w.role,
       state: w.state,
@@ -211,6 +267,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   return {
     url,
     supervisor,
+    pool,
     metrics,
     snapshot,
     close: () =>
@@ -218,7 +275,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
         clearInterval(refresher)
         server.closeAllConnections()
         await new Promise<void>((resolve) => server.close(() => resolve()))
-        await supervisor.stop()
+        await stopWorkers()
       })()),
   }
 }

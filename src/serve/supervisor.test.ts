@@ -43,7 +43,7 @@ const config = (name: string): WorkerConfig => ({
   model: 'none',
   tp: 1,
   maxModelLen: 64,
-  peerTp: 1,
+  modelName: 'none',
   transport: 'auto',
   host: '127.0.0.1',
   leaseMs: 1000,

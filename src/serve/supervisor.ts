@@ -51,8 +51,10 @@ export interface SupervisorOptions {
   /** Absolute path of the worker entry script (dist/serve/worker/main.js). */
   readonly entryPath: string
   readonly configs: readonly WorkerConfig[]
-  /** Handed to every worker (environment) and sent with every call to one. */
-  readonly clusterToken: string
+  /** Handed to every worker (environment) and signs every call to one (undefined: --insecure). */
+  readonly clusterToken: string | undefined
+  /** Tell decode workers the prefill engines (false when they learn them from etcd). */
+  readonly publishPeers?: boolean
   readonly startupTimeoutMs?: number
   readonly healthIntervalMs?: number
   readonly stopGraceMs?: number
@@ -147,7 +149,7 @@ export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
       buffer: false,
       reject: false,
       cleanup: true,
-      env: {UCX_HANDLE_ERRORS: 'none', ...this.o.env, [CLUSTER_TOKEN_ENV]: this.o.clusterToken},
+      env: {UCX_HANDLE_ERRORS: 'none', ...this.o.env, ...(this.o.clusterToken === undefined ? {} : {[CLUSTER_TOKEN_ENV]: this.o.clusterToken})},
     })
     this.processes.set(w.name, p)
     w.pid = p.pid
@@ -189,8 +191,10 @@ export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
     w.failedHealthChecks = 0
     w.problem = undefined
     // Decode workers must know a prefill engine before it can hand out transfer params.
-    if (w.role === 'prefill') await this.publishPeers()
-    if (w.role === 'decode') await this.sendPeers(w)
+    if (this.o.publishPeers !== false) {
+      if (w.role === 'prefill') await this.publishPeers()
+      if (w.role === 'decode') await this.sendPeers(w)
+    }
     this.setState(w, 'ready')
   }
 

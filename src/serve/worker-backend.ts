@@ -16,7 +16,7 @@ import type {PoolWorker, WorkerPool} from './worker-pool.js'
 
 export interface WorkerBackendOptions {
   readonly pool: WorkerPool
-  readonly clusterToken: string
+  readonly clusterToken: string | undefined
   readonly mode: 'disaggregated' | 'colocated'
   readonly prefillTimeoutMs: number
   /** Bound on the wait for each next event of a decode stream (first token included). */

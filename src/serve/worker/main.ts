@@ -1,16 +1,13 @@
 /**
- * Entry of a worker process (launched by the supervisor: `node dist/serve/worker/main.js
- * --config <json>`). Builds the engine, starts the control server, prints one ready line on
- * stdout, logs JSON lines on stderr. It exits on SIGTERM/SIGINT and when its stdin closes (the
- * supervisor died), so a worker never outlives `hpd serve`.
+ * Entry of a worker process launched by the supervisor (`node dist/serve/worker/main.js
+ * --config <json>`, the cluster token in HPD_AUTH_TOKEN). Runs the worker (run-worker.ts), prints
+ * one ready line on stdout, logs JSON lines on stderr. It exits on SIGTERM/SIGINT and when its
+ * stdin closes (the supervisor died), so a worker never outlives `hpd serve`.
  */
-import {randomUUID} from 'node:crypto'
-
 import {CLUSTER_TOKEN_ENV} from '../auth.js'
-import {createWorkerEngine} from './engine-binding.js'
-import type {WorkerConfig} from './worker-config.js'
-import {startWorkerServer} from './worker-server.js'
 import type {WorkerReadyLine} from '../protocol.js'
+import {runWorker} from './run-worker.js'
+import type {WorkerConfig} from './worker-config.js'
 
 const arg = process.argv.indexOf('--config')
 if (arg < 0 || !process.argv[arg + 1]) {
@@ -29,21 +26,7 @@ async function main(): Promise<void> {
   const clusterToken = process.env[CLUSTER_TOKEN_ENV]
   if (!clusterToken) throw Object.assign(new Error(`${CLUSTER_TOKEN_ENV} is not set: a worker never serves without the cluster token`), {code: 'HPD_WORKER_NO_TOKEN'})
   delete process.env[CLUSTER_TOKEN_ENV]
-  const engine = await createWorkerEngine(config)
-  const worker = await startWorkerServer({
-    role: config.role,
-    engine,
-    engineEpoch: randomUUID(),
-    host: config.host,
-    clusterToken,
-    leaseMs: config.leaseMs,
-    maxLeaseMs: config.maxLeaseMs,
-    maxBatch: config.maxBatch,
-    handshakeTimeoutMs: config.handshakeTimeoutMs,
-    transferTimeoutMs: config.transferTimeoutMs,
-    pauseBeforeReadMs: config.pauseBeforeReadMs,
-    log,
-  })
+  const worker = await runWorker(config, clusterToken, log)
   const shutdown = async (why: string) => {
     if (closing) return
     closing = true
@@ -51,7 +34,6 @@ async function main(): Promise<void> {
     // Bounded: whatever is still open after 2 s is dropped with the process.
     setTimeout(() => process.exit(0), 2000).unref()
     await worker.close().catch(() => undefined)
-    await engine.close().catch(() => undefined)
     process.exit(0)
   }
   process.on('SIGTERM', () => void shutdown('SIGTERM'))
@@ -59,7 +41,7 @@ async function main(): Promise<void> {
   process.stdin.on('end', () => void shutdown('supervisor gone'))
   process.stdin.on('error', () => void shutdown('supervisor gone'))
   process.stdin.resume()
-  const ready: WorkerReadyLine = {hpdWorkerReady: true, role: config.role, controlUrl: worker.controlUrl, engineId: engine.engineId, pid: process.pid}
+  const ready: WorkerReadyLine = {hpdWorkerReady: true, role: config.role, controlUrl: worker.controlUrl, engineId: worker.engineId, pid: process.pid}
   process.stdout.write(`${JSON.stringify(ready)}\n`)
   log('ready', {controlUrl: worker.controlUrl, tp: config.tp})
 }

@@ -1,18 +1,28 @@
-/** The configuration the supervisor hands a worker process (one JSON argument: `--config <json>`). */
+/**
+ * A worker's configuration: what the supervisor hands a worker process (one JSON argument:
+ * `--config <json>`), and what `hpd worker` builds from its flags. No secrets here (the cluster
+ * token travels in the environment).
+ */
 import type {WorkerRole} from '../protocol.js'
 
 export interface WorkerConfig {
+  /** The engine id: unique in the cluster, stable across restarts (the epoch changes instead). */
   readonly name: string
   readonly role: WorkerRole
   /** Preset name (e.g. "tiny-hybrid") or a model directory. */
   readonly model: string
+  /** The served model name (what clients pass as `model`; registered in etcd). */
+  readonly modelName: string
   readonly tp: number
   /** Context length: control messages longer than this are refused. */
   readonly maxModelLen: number
-  /** TP of the other side (decode TP on a prefill worker, prefill TP on a decode worker). */
-  readonly peerTp: number
   readonly transport: 'auto' | 'shm' | 'tcp'
+  /** Address the control server (and the transfer agent) listen on. */
   readonly host: string
+  /** Control port (0: any free one). */
+  readonly port?: number
+  /** `host:port` other hosts reach the control server at, when it differs from host:port (NAT, 0.0.0.0). */
+  readonly advertise?: string
   readonly leaseMs: number
   /** Longest a prefill lease may be held, extensions included. */
   readonly maxLeaseMs: number
@@ -22,4 +32,6 @@ export interface WorkerConfig {
   readonly handshakeTimeoutMs: number
   readonly transferTimeoutMs: number
   readonly pauseBeforeReadMs?: number
+  /** Register in etcd (and, on decode workers, learn the prefill engines from it). */
+  readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
 }

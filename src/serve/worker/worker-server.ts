@@ -28,8 +28,13 @@ export interface WorkerServerOptions {
   readonly host: string
   /** 0: any free port. */
   readonly port?: number
-  /** The cluster token every call must be signed with (auth.ts). */
-  readonly clusterToken: string
+  /** `host:port` others reach this server at (the control URL handed out), when not host:port. */
+  readonly advertise?: string
+  /**
+   * The cluster token every call must be signed with (auth.ts). Undefined only with
+   * `hpd worker --insecure`: every call is then accepted unsigned.
+   */
+  readonly clusterToken: string | undefined
   readonly leaseMs: number
   /** Longest a prefill lease may be held, extensions included. */
   readonly maxLeaseMs: number
@@ -138,17 +143,19 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     throw new ServeError(404, 'no_route', `${o.role} worker has no route ${path.slice(0, 200)}`)
   }
 
-  const verifier = new CallVerifier(o.clusterToken)
+  const verifier = o.clusterToken === undefined ? undefined : new CallVerifier(o.clusterToken)
   const server = createHardenedServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
-    const verdict = verifier.verify(req.headers[AUTH_HEADER], req.method ?? 'GET', req.url ?? '/')
-    if (!verdict.ok) {
-      req.resume()
-      refusals.note(req, path, verdict.why)
-      sendJson(res, 401, {error: {code: 'unauthorized', message: 'this endpoint needs a call signed with the cluster token'}})
-      return
+    if (verifier) {
+      const verdict = verifier.verify(req.headers[AUTH_HEADER], req.method ?? 'GET', req.url ?? '/')
+      if (!verdict.ok) {
+        req.resume()
+        refusals.note(req, path, verdict.why)
+        sendJson(res, 401, {error: {code: 'unauthorized', message: 'this endpoint needs a call signed with the cluster token'}})
+        return
+      }
+      res.setHeader(PROOF_HEADER, verdict.proof)
     }
-    res.setHeader(PROOF_HEADER, verdict.proof)
     void route(req, res, path).catch((error: unknown) => {
       if (res.headersSent) return void res.end()
       if (error instanceof HttpRefusal) {
@@ -163,7 +170,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     server.listen(o.port ?? 0, o.host, () => resolve())
   })
   const port = (server.address() as AddressInfo).port
-  controlUrl = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
+  controlUrl = o.advertise ? `http://${o.advertise}` : `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
   return {
     server,
     controlUrl,

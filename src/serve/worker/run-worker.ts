@@ -1,0 +1,109 @@
+/**
+ * One worker, running: its engine (cache regions in its transfer agent), its control server,
+ * and in a cluster its etcd registration and, on decode workers, the prefill engines learned from
+ * etcd. Shared by the supervisor's worker processes (worker/main.ts) and `hpd worker`.
+ */
+import {randomUUID} from 'node:crypto'
+
+import type {Etcd3} from 'etcd3'
+
+import {ClusterDirectory} from '../../cluster/directory.js'
+import {checkReachable, etcdClient} from '../../cluster/etcd.js'
+import {Registration} from '../../cluster/registration.js'
+import {PROTOCOL_VERSION} from '../protocol.js'
+import {createWorkerEngine} from './engine-binding.js'
+import type {WorkerEngine} from './engine-port.js'
+import type {WorkerConfig} from './worker-config.js'
+import {startWorkerServer} from './worker-server.js'
+
+export type WorkerLog = (event: string, fields: Record<string, unknown>) => void
+
+export interface RunningWorkerProcess {
+  readonly controlUrl: string
+  readonly engineId: string
+  readonly engineEpoch: string
+  close(): Promise<void>
+}
+
+export async function runWorker(config: WorkerConfig, clusterToken: string | undefined, log: WorkerLog): Promise<RunningWorkerProcess> {
+  // etcd first: a worker that cannot register fails before it loads a model.
+  let client: Etcd3 | undefined
+  if (config.etcd) {
+    client = etcdClient({urls: config.etcd.urls})
+    await checkReachable(client, {urls: config.etcd.urls}).catch((error: unknown) => {
+      client?.close()
+      throw error
+    })
+  }
+  const engineEpoch = randomUUID()
+  let engine: WorkerEngine | undefined
+  const closers: (() => Promise<void> | void)[] = []
+  const closeAll = async () => {
+    for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => undefined)
+    client?.close()
+  }
+  try {
+    engine = await createWorkerEngine(config)
+    const e = engine
+    closers.push(() => e.close())
+    const worker = await startWorkerServer({
+      role: config.role,
+      engine,
+      engineEpoch,
+      host: config.host,
+      port: config.port,
+      advertise: config.advertise,
+      clusterToken,
+      leaseMs: config.leaseMs,
+      maxLeaseMs: config.maxLeaseMs,
+      maxBatch: config.maxBatch,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      transferTimeoutMs: config.transferTimeoutMs,
+      pauseBeforeReadMs: config.pauseBeforeReadMs,
+      log,
+    })
+    closers.push(() => worker.close())
+    if (client && config.etcd) {
+      const cluster = config.etcd.cluster
+      if (config.role !== 'prefill') {
+        // Decode workers contact only prefill engines of this cluster whose caches match theirs.
+        const directory = await ClusterDirectory.start({client, cluster, log})
+        closers.push(() => directory.close())
+        const learn = () => {
+          const entries = directory
+            .records()
+            .filter((r) => r.role === 'prefill' && r.compatibilityHash === e.compatibilityHash && r.protocolVersion === PROTOCOL_VERSION)
+            .map((r) => ({engineId: r.engineId, controlUrl: r.controlUrl}))
+          worker.peers.replace(entries)
+        }
+        directory.on('added', learn)
+        directory.on('removed', learn)
+        learn()
+      }
+      const registration = await Registration.start({
+        client,
+        cluster,
+        record: {
+          engineId: e.engineId,
+          role: config.role,
+          controlUrl: worker.controlUrl,
+          tp: config.tp,
+          model: config.modelName,
+          compatibilityHash: e.compatibilityHash,
+          engineEpoch,
+          protocolVersion: PROTOCOL_VERSION,
+          maxModelLen: config.maxModelLen,
+          vocabSize: e.limits.vocabSize,
+          registeredAtMs: Date.now(),
+        },
+        log,
+      })
+      // Deregister first on close, so the router stops routing here before the server goes.
+      closers.push(() => registration.close())
+    }
+    return {controlUrl: worker.controlUrl, engineId: e.engineId, engineEpoch, close: closeAll}
+  } catch (error) {
+    await closeAll()
+    throw error
+  }
+}
