@@ -124,7 +124,8 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
     options.keepalive_interval_ms = o.Get("keepaliveIntervalMs").ToNumber().Uint32Value();
     const std::string read_protocol = o.Get("readProtocol").ToString().Utf8Value();
     options.read_protocol = read_protocol == "get" ? ReadProtocol::kGet : read_protocol == "served" ? ReadProtocol::kServed : ReadProtocol::kAuto;
-    options.served_reads_require_grant = o.Get("servedReadsRequireGrant").StrictEquals(Napi::Boolean::New(env, true));
+    // Anything but an explicit false keeps the safe default.
+    options.served_reads_require_grant = !o.Get("servedReadsRequireGrant").StrictEquals(Napi::Boolean::New(env, false));
     Napi::Value devices = o.Get("netDevices");
     if (devices.IsArray()) {
       Napi::Array list = devices.As<Napi::Array>();
