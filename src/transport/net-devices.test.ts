@@ -32,6 +32,7 @@ describe('resolveNetDevices', () => {
 
   it('maps an address to the interface carrying it; loopback stays loopback, others keep the RDMA ports', () => {
     expect(resolveNetDevices({bindAddress: '::1'}, noEnv, facts)).toEqual(['lo'])
+    expect(resolveNetDevices({bindAddress: 'localhost'}, noEnv, facts)).toEqual(['lo'])
     expect(resolveNetDevices({bindAddress: '127.0.0.53'}, noEnv, facts)).toEqual(['lo'])
     expect(resolveNetDevices({bindAddress: '192.0.2.2'}, noEnv, facts)).toEqual(['eth0', 'mlx5_0:1'])
     expect(resolveNetDevices({bindAddress: 'FD00:0::2'}, noEnv, facts)).toEqual(['eth0', 'mlx5_0:1'])
@@ -52,7 +53,7 @@ describe('resolveNetDevices', () => {
     expect(error).toMatchObject({code: 'HPD_TRANSPORT_BIND_ADDRESS_NOT_LOCAL', exitCode: 2})
     expect((error as Error).message).toBe('bindAddress 10.9.8.7 is not an address of any network interface of this machine')
     expect((error as UsageError).hint).toContain('192.0.2.2 (eth0)')
-    expect(() => resolveNetDevices({bindAddress: 'example.com'}, noEnv, facts)).toThrow(/an IPv4 or IPv6 address of this machine for bindAddress/)
+    expect(() => resolveNetDevices({bindAddress: 'example.com'}, noEnv, facts)).toThrow(/an IPv4 or IPv6 address of this machine \(or localhost\) for bindAddress/)
   })
 
   it('takes device names as given, but only names of this machine, without list separators', () => {

@@ -14,7 +14,7 @@ import {invalidArgument} from './errors.js'
  * affected.
  */
 export interface NetDeviceOptions {
-  /** An IP address of this machine: the interface(s) carrying it. '0.0.0.0' / '::': every device. */
+  /** An IP address of this machine (or 'localhost'): the interface(s) carrying it. '0.0.0.0' / '::': every device. */
   readonly bindAddress?: string
   /** Interface names ('lo', 'eth0') or RDMA ports ('mlx5_0:1') directly. */
   readonly netDevices?: readonly string[]
@@ -79,9 +79,11 @@ function checkDevices(devices: readonly string[], facts: NetworkFacts): readonly
 }
 
 function devicesForAddress(address: string, facts: NetworkFacts): readonly string[] {
+  // 'localhost' is loopback by definition (RFC 6761), no lookup needed.
+  if (address === 'localhost') return devicesForAddress('127.0.0.1', facts)
   if (typeof address !== 'string' || isIP(stripZone(address)) === 0) {
     // Resolving a host name would need DNS, which create() (synchronous) cannot wait for.
-    throw invalidArgument('bindAddress', 'an IPv4 or IPv6 address of this machine', address)
+    throw invalidArgument('bindAddress', 'an IPv4 or IPv6 address of this machine (or localhost)', address)
   }
   const wanted = normalize(address)
   if (wanted === '0.0.0.0' || wanted === normalize('::')) return []
