@@ -43,10 +43,9 @@ export interface TransferAgentOptions {
   readonly servedReadsRequireGrant?: boolean
   /**
    * Where UCX may listen and connect over the network: an IP address of this machine (or
-   * 'localhost'), resolved
-   * to the interface(s) carrying it ('127.0.0.1' → lo); '0.0.0.0' or '::' for every interface.
-   * Default: loopback, unless UCX_NET_DEVICES is set in the environment. Shared memory is never
-   * affected. See net-devices.ts.
+   * 'localhost'), resolved to the interface(s) carrying it ('127.0.0.1' → lo); '0.0.0.0' or '::'
+   * for every interface. Default: loopback, unless UCX_NET_DEVICES is set in the environment.
+   * Shared memory is never affected. See net-devices.ts.
    */
   readonly bindAddress?: string
   /** Instead of bindAddress: the device names themselves ('lo', 'eth0', RDMA ports 'mlx5_0:1'). */
