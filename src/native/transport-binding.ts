@@ -7,7 +7,8 @@ import {loadNativeAddon} from './load-addon.js'
  * before they cross: the native side only checks what keeps the process safe.
  *
  * Errors thrown or rejected here carry `code = "HPD_NATIVE_<STATUS>"` (INVALID_ARGUMENT,
- * OUT_OF_RANGE, NO_MEMORY, TRANSPORT, PEER_UNREACHABLE, TIMEOUT, CLOSED, UNSUPPORTED, INTERNAL);
+ * OUT_OF_RANGE, NO_MEMORY, TRANSPORT, PEER_UNREACHABLE, TIMEOUT, CLOSED, UNSUPPORTED, INTERNAL,
+ * PERMISSION_DENIED);
  * rejected transfers also carry `operation` ("read" | "copy" | "notify") and `peer` (peer id).
  */
 export interface NativeAgentOptions {
@@ -18,6 +19,10 @@ export interface NativeAgentOptions {
   /** UCX keepalive period in ms (how fast a dead same-host peer is noticed). */
   readonly keepaliveIntervalMs: number
   readonly readProtocol: 'auto' | 'get' | 'served'
+  /** As the owner: refuse served reads that carry no grant. Anything but `false` requires one. */
+  readonly servedReadsRequireGrant: boolean
+  /** UCX_NET_DEVICES (interface names, RDMA ports); empty leaves UCX's choice. Names contain no commas. */
+  readonly netDevices: readonly string[]
 }
 
 export interface NativeRegion {
@@ -73,8 +78,18 @@ export interface NativeTransferAgent {
   prepareLocal(regions: Uint32Array, offsetsBytes: Float64Array, sizesBytes: Float64Array): number
   prepareRemote(peer: number, regions: Uint32Array, offsetsBytes: Float64Array, sizesBytes: Float64Array): number
   releaseList(list: number): void
-  /** READ remote[remoteIdx[i]] into local[localIdx[i]]; timeoutMs 0 = unbounded (never used by hpd). */
-  read(localList: number, localIdx: Uint32Array, remoteList: number, remoteIdx: Uint32Array, timeoutMs: number): Promise<NativeBatchResult>
+  /**
+   * A served-read grant over ranges of this agent's regions (parallel arrays, as prepareLocal).
+   * Returns its id: 32 lowercase hex characters, 128 bits from getrandom(2).
+   */
+  grant(regions: Uint32Array, offsetsBytes: Float64Array, sizesBytes: Float64Array): string
+  /** false when the grant was already gone (revoked, its region freed, never issued). */
+  revokeGrant(grant: string): boolean
+  /**
+   * READ remote[remoteIdx[i]] into local[localIdx[i]]; timeoutMs 0 = unbounded (never used by hpd).
+   * `grant` (an id from the owner's grant()) travels with a served read; GETs ignore it.
+   */
+  read(localList: number, localIdx: Uint32Array, remoteList: number, remoteIdx: Uint32Array, timeoutMs: number, grant?: string): Promise<NativeBatchResult>
   /** memcpy src[srcIdx[i]] into dst[dstIdx[i]] on the progress thread, merged like read(). */
   copy(dstList: number, dstIdx: Uint32Array, srcList: number, srcIdx: Uint32Array): Promise<NativeBatchResult>
   notify(peer: number, payload: Uint8Array, timeoutMs: number): Promise<NativeBatchResult>

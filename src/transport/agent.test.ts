@@ -33,6 +33,26 @@ describe('TransferAgent (in-process)', () => {
     await expect(a.copy(list, [1], list, [0])).rejects.toThrow(/dstIndices\[0\]/)
   })
 
+  it('grants: arguments checked here, ranges checked against the regions natively, ids unguessable and single-use on revoke', () => {
+    const a = agent()
+    const r = a.allocRegion(64 * 1024)
+    expect(() => a.grant([])).toThrow(/a non-empty array of \{region, offsetBytes, sizeBytes\} for ranges/)
+    expect(() => a.grant([{region: r, offsetBytes: 0, sizeBytes: 0}])).toThrow(/ranges\[0\]\.sizeBytes/)
+    expect(() => a.grant([{region: r, offsetBytes: -1, sizeBytes: 8}])).toThrow(/ranges\[0\]\.offsetBytes/)
+    expect(() => a.grant([{region: r, offsetBytes: 60 * 1024, sizeBytes: 8192}])).toThrow(
+      expect.objectContaining({code: 'HPD_NATIVE_OUT_OF_RANGE', message: expect.stringMatching(/grant range 0 \[61440, \+8192\) is past the end of region \d+ \(65536 bytes\)/)}),
+    )
+    expect(() => a.grant([{region: 999, offsetBytes: 0, sizeBytes: 8}])).toThrow(expect.objectContaining({code: 'HPD_NATIVE_INVALID_ARGUMENT'}))
+    const ids = new Set(Array.from({length: 64}, () => a.grant([{region: r, offsetBytes: 0, sizeBytes: 4096}]).id))
+    expect(ids.size).toBe(64)
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{32}$/u)
+    const [first] = ids
+    expect(a.revokeGrant(first)).toBe(true)
+    expect(a.revokeGrant({id: first})).toBe(false)
+    expect(a.revokeGrant('0'.repeat(32))).toBe(false)
+    expect(() => a.revokeGrant('not-a-grant')).toThrow(/a grant \(or its id: 32 lowercase hex characters\) for grant, got a string of 11 characters/)
+  })
+
   it('maps native failures to typed errors with stable codes', () => {
     const a = agent()
     const r = a.allocRegion(4096)

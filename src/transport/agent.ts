@@ -1,3 +1,4 @@
+import {UsageError} from '../errors.js'
 import {type NativeAgentEvent, type NativeTransferAgent, transportBinding} from '../native/transport-binding.js'
 import {type Descriptor, isNonNegativeInteger, packDescriptors, toIndices} from './descriptors.js'
 import {fromNative, invalidArgument, TransportError} from './errors.js'
@@ -45,6 +46,31 @@ export interface Notification {
   readonly peerName: string
   readonly payload: Uint8Array
 }
+
+/**
+ * A served-read grant (TransferAgent.grant()): its `id`, 128 random bits as 32 lowercase hex
+ * characters, is the capability. Give it to the one reader it is for, over an authenticated
+ * channel; that reader passes it (or just the id) to read().
+ */
+export interface Grant {
+  readonly id: string
+}
+
+/** A range of one of this agent's regions that a grant covers. */
+export interface GrantRange {
+  readonly region: Region | number
+  readonly offsetBytes: number
+  readonly sizeBytes: number
+}
+
+export interface ReadOptions {
+  /** Deadline in ms (default: the agent's defaultTimeoutMs). */
+  readonly timeoutMs?: number
+  /** The owner's grant for this read (served reads; a GET ignores it: nothing checks a one-sided read). */
+  readonly grant?: Grant | string
+}
+
+const GRANT_ID = /^[0-9a-f]{32}$/u
 
 export interface PeerFailure {
   readonly peer: number
@@ -165,17 +191,47 @@ export class TransferAgent implements Disposable {
   }
 
   /**
+   * Grants served reads of `ranges` of this agent's regions (the owner side). A served read that
+   * carries the grant is served only if every piece lies wholly inside the union of the ranges;
+   * otherwise it is refused whole, before any byte is sent (HPD_NATIVE_PERMISSION_DENIED, naming
+   * the piece). The grant dies on revokeGrant(), when a region it names is freed, and on close().
+   * GET reads (shared memory, RDMA) are one-sided and never checked: see the README's trust model.
+   */
+  grant(ranges: readonly GrantRange[]): Grant {
+    if (!Array.isArray(ranges) || ranges.length === 0) throw invalidArgument('ranges', 'a non-empty array of {region, offsetBytes, sizeBytes}', ranges)
+    const descs = ranges.map((r, i) => {
+      const region = typeof r?.region === 'number' ? r.region : r?.region?.id
+      if (!isNonNegativeInteger(r?.sizeBytes) || r.sizeBytes === 0) throw invalidArgument(`ranges[${i}].sizeBytes`, 'a positive integer', r?.sizeBytes)
+      return {region: region as number, offsetBytes: r.offsetBytes, sizeBytes: r.sizeBytes}
+    })
+    const packed = packDescriptors(descs, 'ranges')
+    const id = this.call('grant', undefined, () => this.native.grant(packed.regions, packed.offsetsBytes, packed.sizesBytes))
+    return {id}
+  }
+
+  /**
+   * Revokes a grant: reads that carry it from now on are refused; pieces of a read already
+   * posted still arrive, the rest of that read is refused. Returns false when the grant was
+   * already gone (revoked, its region freed, or not issued by this agent).
+   */
+  revokeGrant(grant: Grant | string): boolean {
+    const id = grantId(grant, 'grant')
+    return this.call('revoke-grant', undefined, () => this.native.revokeGrant(id))
+  }
+
+  /**
    * One batched READ: remote[remoteIndices[i]] → local[localIndices[i]] for every i (sizes must
    * match pairwise); pairs adjacent on both sides are merged into one GET. Resolves once every
-   * byte is local; rejects with TransportError (HPD_NATIVE_PEER_UNREACHABLE, HPD_NATIVE_TIMEOUT)
-   * otherwise. A timeout force-closes the endpoint (UCX cannot cancel a read): reconnect after.
+   * byte is local; rejects with TransportError (HPD_NATIVE_PEER_UNREACHABLE, HPD_NATIVE_TIMEOUT,
+   * HPD_NATIVE_PERMISSION_DENIED when the owner refused a served read) otherwise. A timeout
+   * force-closes the endpoint (UCX cannot cancel a read): reconnect after.
    */
   async read(
     local: PreparedList,
     localIndices: Uint32Array | readonly number[],
     remote: PreparedList,
     remoteIndices: Uint32Array | readonly number[],
-    options: {readonly timeoutMs?: number} = {},
+    options: ReadOptions = {},
   ): Promise<BatchResult> {
     if (local?.side !== 'local') throw invalidArgument('local', 'a list from prepareLocal()', local?.side)
     if (remote?.side === 'local' || remote === undefined) throw invalidArgument('remote', 'a list from prepareRemote()', remote?.side)
@@ -183,8 +239,9 @@ export class TransferAgent implements Disposable {
     const ri = toIndices(remoteIndices, remote.length, 'remoteIndices')
     if (li.length !== ri.length) throw invalidArgument('remoteIndices.length', `${li.length} (as many as localIndices)`, ri.length)
     const timeoutMs = checkTimeout(options.timeoutMs ?? this.options.defaultTimeoutMs)
+    const grant = options.grant === undefined ? undefined : grantId(options.grant, 'options.grant')
     const peer = remote.side
-    return this.callAsync('read', peer.name, () => this.native.read(local.id, li, remote.id, ri, timeoutMs))
+    return this.callAsync('read', peer.name, () => this.native.read(local.id, li, remote.id, ri, timeoutMs, grant))
   }
 
   /** The same pairing and merging as read(), as a local memcpy: the reference for bandwidth ratios. */
@@ -333,4 +390,14 @@ export class TransferAgent implements Disposable {
       throw fromNative(error, {agent: this.name, operation, ...(peer ? {peer} : {})}, callSite)
     }
   }
+}
+
+function grantId(grant: Grant | string, what: string): string {
+  const id = typeof grant === 'string' ? grant : grant?.id
+  if (typeof id === 'string' && GRANT_ID.test(id)) return id
+  // A malformed id is not echoed: it may be a mangled copy of a real one.
+  const got = typeof id === 'string' ? `a string of ${id.length} characters` : `${String(id)} (${typeof id})`
+  throw new UsageError('HPD_TRANSPORT_INVALID_ARGUMENT', `expected a grant (or its id: 32 lowercase hex characters) for ${what}, got ${got}`, {
+    hint: 'Pass the Grant returned by the owner\'s grant(), or its id as received.',
+  })
 }

@@ -19,6 +19,8 @@ const HINTS: Readonly<Record<string, string>> = {
   HPD_NATIVE_NO_MEMORY: 'Free space in /dev/shm (`df -h /dev/shm`) or raise shared memory limits (`ipcs -l`).',
   HPD_NATIVE_UNSUPPORTED: 'Both ends must run the same hpd and UCX versions.',
   HPD_NATIVE_CLOSED: 'The agent was closed; create a new one.',
+  HPD_NATIVE_PERMISSION_DENIED:
+    'The owner serves only what it granted: pass the grant it issued for this request (read(..., {grant})) and read only its ranges; a revoked grant, or one over a freed region, is refused.',
 }
 
 /**

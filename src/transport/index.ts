@@ -1,5 +1,6 @@
-export {type BatchResult, type Notification, type Peer, type PeerFailure, type PreparedList, type Region, TransferAgent} from './agent.js'
+export {type BatchResult, type Grant, type GrantRange, type Notification, type Peer, type PeerFailure, type PreparedList, type ReadOptions, type Region, TransferAgent} from './agent.js'
 export {type Descriptor} from './descriptors.js'
 export {TransportError} from './errors.js'
+export {DEFAULT_BIND_ADDRESS, localNetworkFacts, type NetworkFacts, resolveNetDevices} from './net-devices.js'
 export {DEFAULT_TCP_SEGMENT_BYTES, READ_PROTOCOLS, type ReadProtocol, type TransferAgentOptions, type TransportKind, TRANSPORT_KINDS} from './options.js'
 export {digestRanges, fillPattern, type PatternKey, type PatternMismatch, type PatternRange, verifyPattern} from './verify.js'

@@ -1,4 +1,5 @@
 import {invalidArgument} from './errors.js'
+import {type NetworkFacts, resolveNetDevices} from './net-devices.js'
 
 export type TransportKind = 'auto' | 'shm' | 'tcp'
 export const TRANSPORT_KINDS: readonly TransportKind[] = ['auto', 'shm', 'tcp']
@@ -33,6 +34,22 @@ export interface TransferAgentOptions {
   readonly keepaliveIntervalMs?: number
   /** Default deadline of read()/notify() when the call gives none (default 30 s). */
   readonly defaultTimeoutMs?: number
+  /**
+   * As the owner of served reads: refuse every served read that carries no grant (see
+   * TransferAgent.grant()). Default true. false serves ungranted reads of any region (a read
+   * that carries a grant is still held to it). GET reads (shared memory, RDMA) are one-sided:
+   * nothing checks them, whatever this says.
+   */
+  readonly servedReadsRequireGrant?: boolean
+  /**
+   * Where UCX may listen and connect over the network: an IP address of this machine (or
+   * 'localhost'), resolved to the interface(s) carrying it ('127.0.0.1' → lo); '0.0.0.0' or '::'
+   * for every interface. Default: loopback, unless UCX_NET_DEVICES is set in the environment.
+   * Shared memory is never affected. See net-devices.ts.
+   */
+  readonly bindAddress?: string
+  /** Instead of bindAddress: the device names themselves ('lo', 'eth0', RDMA ports 'mlx5_0:1'). */
+  readonly netDevices?: readonly string[]
 }
 
 export const DEFAULT_TCP_SEGMENT_BYTES = 256 * 1024
@@ -46,9 +63,12 @@ export interface ResolvedAgentOptions {
   readonly keepaliveIntervalMs: number
   readonly readProtocol: ReadProtocol
   readonly defaultTimeoutMs: number
+  readonly servedReadsRequireGrant: boolean
+  /** UCX_NET_DEVICES as resolved from bindAddress/netDevices; empty: UCX's own choice. */
+  readonly netDevices: readonly string[]
 }
 
-export function resolveAgentOptions(options: TransferAgentOptions, env: NodeJS.ProcessEnv = process.env): ResolvedAgentOptions {
+export function resolveAgentOptions(options: TransferAgentOptions, env: NodeJS.ProcessEnv = process.env, facts?: NetworkFacts): ResolvedAgentOptions {
   if (typeof options?.name !== 'string' || options.name.length === 0 || options.name.length > 200) {
     throw invalidArgument('name', 'a non-empty agent name of at most 200 characters', options?.name)
   }
@@ -67,7 +87,10 @@ export function resolveAgentOptions(options: TransferAgentOptions, env: NodeJS.P
   if (!READ_PROTOCOLS.includes(readProtocol)) throw invalidArgument('readProtocol', `one of ${READ_PROTOCOLS.join('|')}`, readProtocol)
   const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS
   checkTimeout(defaultTimeoutMs, 'defaultTimeoutMs')
-  return {name: options.name, transport, tcpSegmentBytes, keepaliveIntervalMs, readProtocol, defaultTimeoutMs}
+  const servedReadsRequireGrant = options.servedReadsRequireGrant ?? true
+  if (typeof servedReadsRequireGrant !== 'boolean') throw invalidArgument('servedReadsRequireGrant', 'a boolean', servedReadsRequireGrant)
+  const netDevices = resolveNetDevices({bindAddress: options.bindAddress, netDevices: options.netDevices}, env, facts)
+  return {name: options.name, transport, tcpSegmentBytes, keepaliveIntervalMs, readProtocol, defaultTimeoutMs, servedReadsRequireGrant, netDevices}
 }
 
 export function checkTimeout(timeoutMs: unknown, what = 'timeoutMs'): number {

@@ -2,58 +2,18 @@
 // (transfer-agent-peer.ts) holds the other. Proves one-sided reads of allocated and registered
 // memory over shared memory and TCP, merging, notifications both ways, peer death as a typed
 // error, and close().
-import {type ChildProcess, fork} from 'node:child_process'
 import {readdirSync, readFileSync} from 'node:fs'
-import {dirname, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
-import {afterEach, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 
-import {fillPattern, type Peer, TransferAgent, type TransferAgentOptions, TransportError, verifyPattern} from '../../src/transport/index.js'
+import {fillPattern, type Peer, type TransferAgent, TransportError, verifyPattern} from '../../src/transport/index.js'
+import {cleanUpAfterEach, makeAgent, nextMessage, type Ready, startPeer as startAnyPeer} from './transfer-agent-harness.js'
 
-const here = dirname(fileURLToPath(import.meta.url))
 const REGION_BYTES = 4 << 20
 
-interface Ready {
-  metadata: string
-  region: {id: number; sizeBytes: number; allocated: boolean}
-}
+cleanUpAfterEach()
 
-const children: ChildProcess[] = []
-const agents: TransferAgent[] = []
-
-afterEach(() => {
-  for (const a of agents.splice(0)) a.close()
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
-})
-
-function nextMessage<T>(child: ChildProcess, accept: (m: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('peer process did not answer in time')), timeoutMs)
-    const onMessage = (m: unknown): void => {
-      if (!accept(m as Record<string, unknown>)) return
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      resolve(m as T)
-    }
-    child.on('message', onMessage)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`peer process exited (${code})`))
-    })
-  })
-}
-
-async function startPeer(env: Record<string, string>): Promise<{child: ChildProcess; ready: Ready}> {
-  const child = fork(join(here, 'transfer-agent-peer.ts'), [], {
-    execArgv: ['--import', 'tsx'],
-    env: {...process.env, PEER_REGION_BYTES: String(REGION_BYTES), ...env},
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
-  children.push(child)
-  const ready = await nextMessage<Ready>(child, (m) => m.ready === true)
-  return {child, ready}
-}
+const startPeer = (env: Record<string, string>) => startAnyPeer({PEER_REGION_BYTES: String(REGION_BYTES), ...env})
 
 /** SIGSTOP takes effect asynchronously: wait (bounded) until /proc says every thread stopped. */
 async function waitUntilStopped(pid: number): Promise<void> {
@@ -63,12 +23,6 @@ async function waitUntilStopped(pid: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 10))
   }
   throw new Error(`process ${pid} did not stop`)
-}
-
-function makeAgent(name: string, options: Omit<TransferAgentOptions, 'name'> = {}): TransferAgent {
-  const agent = TransferAgent.create({name, ...options})
-  agents.push(agent)
-  return agent
 }
 
 /** Reads the peer's region in 64 KiB descriptors, some pairs permuted so they cannot merge. */
@@ -82,7 +36,7 @@ async function readAndVerify(agent: TransferAgent, peer: Peer, ready: Ready): Pr
   // Identity pairs for the first half (merge into one run); the second half reversed (one run each).
   const half = count / 2
   const idx = [...Array.from({length: half}, (_, i) => i), ...Array.from({length: half}, (_, i) => count - 1 - i)]
-  const result = await agent.read(localList, idx, remoteList, idx, {timeoutMs: 10_000})
+  const result = await agent.read(localList, idx, remoteList, idx, {timeoutMs: 10_000, grant: ready.grant})
   expect(result.bytes).toBe(REGION_BYTES)
   const mismatch = await verifyPattern(local.buffer, [
     {offsetBytes: 0, sizeBytes: REGION_BYTES, key: {engine: 9, request: 1, rank: 0, tensor: ready.region.id, block: 0, part: 0}, partOffsetBytes: 0},
@@ -144,7 +98,8 @@ describe('transfer agent between two processes', () => {
   })
 
   it('has the owner refuse a served read of a region it freed, naming the piece, before sending anything', async () => {
-    const {child, ready} = await startPeer({PEER_NAME: 'owner-freed', PEER_TRANSPORT: 'tcp'})
+    // An owner that serves ungranted reads: what is checked here is the region, not the grant.
+    const {child, ready} = await startPeer({PEER_NAME: 'owner-freed', PEER_TRANSPORT: 'tcp', PEER_REQUIRE_GRANT: '0'})
     const agent = makeAgent('reader-freed', {transport: 'tcp'})
     const peer = agent.connect(Buffer.from(ready.metadata, 'base64'))
     const local = agent.allocRegion(REGION_BYTES)
@@ -174,7 +129,7 @@ describe('transfer agent between two processes', () => {
     const t0 = performance.now()
     let error: unknown
     // The kill may land after a read completed: keep reading until one fails (each bounded at 10 s).
-    while (error === undefined && performance.now() - t0 < 5000) error = await agent.read(l, [0], r, [0], {timeoutMs: 10_000}).then(() => undefined, (e: unknown) => e)
+    while (error === undefined && performance.now() - t0 < 5000) error = await agent.read(l, [0], r, [0], {timeoutMs: 10_000, grant: ready.grant}).then(() => undefined, (e: unknown) => e)
     expect(performance.now() - t0).toBeLessThan(2000)
     expect(error).toMatchObject({code: 'HPD_NATIVE_PEER_UNREACHABLE', operation: 'read', peer: 'doomed-tcp'})
   })
@@ -184,13 +139,14 @@ describe('transfer agent between two processes', () => {
     const region = owner.allocRegion(REGION_BYTES)
     await fillPattern(region.buffer, [{offsetBytes: 0, sizeBytes: REGION_BYTES, key: {engine: 9, request: 1, rank: 0, tensor: region.id, block: 0, part: 0}, partOffsetBytes: 0}])
     const metadata = Buffer.from(owner.metadata()).toString('base64')
+    const grant = owner.grant([{region, offsetBytes: 0, sizeBytes: REGION_BYTES}]).id
     const {child} = await startPeer({PEER_NAME: 'doomed-reader', PEER_TRANSPORT: 'tcp'})
-    child.send({op: 'read-forever', metadata, region: region.id, sizeBytes: REGION_BYTES, timeoutMs: 1500})
+    child.send({op: 'read-forever', metadata, region: region.id, sizeBytes: REGION_BYTES, timeoutMs: 1500, grant})
     await nextMessage(child, (m) => m.reply === 'reading')
     child.kill('SIGKILL')
     // A second reader is served as before.
     const {child: next} = await startPeer({PEER_NAME: 'next-reader', PEER_TRANSPORT: 'tcp'})
-    next.send({op: 'read-forever', metadata, region: region.id, sizeBytes: REGION_BYTES, timeoutMs: 1500})
+    next.send({op: 'read-forever', metadata, region: region.id, sizeBytes: REGION_BYTES, timeoutMs: 1500, grant})
     await nextMessage(next, (m) => m.reply === 'reading')
     next.kill('SIGKILL')
     // Sends to the dead readers end (failed, or closed at the readers' 1.5 s budget): then the
@@ -228,7 +184,7 @@ describe('transfer agent between two processes', () => {
       const local = agent.allocRegion(REGION_BYTES)
       const l = agent.prepareLocal([{region: local.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
       const r = agent.prepareRemote(peer, [{region: ready.region.id, offsetBytes: 0, sizeBytes: REGION_BYTES}])
-      await expect(agent.read(l, [0], r, [0], {timeoutMs: 300})).rejects.toMatchObject({code: 'HPD_NATIVE_TIMEOUT', operation: 'read', peer: 'frozen'})
+      await expect(agent.read(l, [0], r, [0], {timeoutMs: 300, grant: ready.grant})).rejects.toMatchObject({code: 'HPD_NATIVE_TIMEOUT', operation: 'read', peer: 'frozen'})
       expect(agent.peerFailure(peer)?.operation).toBe('timeout')
     } finally {
       child.kill('SIGCONT')

@@ -11,6 +11,7 @@
 // with take_events() on its own thread.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,19 @@ struct AgentOptions {
   // 17.6 s at UCX's 20 s default, ~1 s at 1 s); 500 ms keeps detection well inside 2 s.
   uint32_t keepalive_interval_ms = 500;
   ReadProtocol read_protocol = ReadProtocol::kAuto;
+  // Served reads this agent serves as the owner: true refuses every request that carries no grant
+  // (see grant()); false serves ungranted requests, but a request that carries a grant is still
+  // held to it. GET reads (shared memory, RDMA) are one-sided and never checked.
+  bool served_reads_require_grant = true;
+  // Network devices UCX may use (UCX_NET_DEVICES: tcp interface names such as "lo", RDMA ports
+  // such as "mlx5_0:1"); UCX's tcp transport listens on each named interface's address only.
+  // Empty leaves UCX's choice (UCX_NET_DEVICES from the environment, or every device).
+  std::vector<std::string> net_devices;
+};
+
+/** A served-read grant: 128 random bits (getrandom), unguessable, so holding one is the capability. */
+struct GrantId {
+  std::array<uint8_t, 16> bytes{};
 };
 
 /** One contiguous memory range of this agent, registered with UCX. */
@@ -111,14 +125,24 @@ class Agent {
   virtual Status prepare_remote(uint32_t peer, const std::vector<Descriptor>& descs, uint32_t* list) = 0;
   virtual Status release_list(uint32_t list) = 0;
 
+  // Served-read grants (owner side). A grant names ranges of this agent's regions; a served read
+  // that carries it is served only if every piece lies wholly inside the union of those ranges,
+  // and refused whole, before anything is sent, otherwise. A grant dies on revoke_grant(), when
+  // any region it names is freed, and on close(). Revoking while pieces are being sent lets the
+  // sends already posted finish and refuses the rest.
+  virtual Status grant(const std::vector<Descriptor>& ranges, GrantId* out) = 0;
+  /** *was_live: false when the grant was already gone (revoked, its region freed, or never issued). */
+  virtual Status revoke_grant(const GrantId& grant, bool* was_live) = 0;
+
   /**
    * Posts READ of remote[remote_idx[i]] into local[local_idx[i]] for every i; sizes must match
    * pairwise. Pairs adjacent on both sides are merged into one GET. Completion (or the first
-   * error, or TIMEOUT after timeout_ms) arrives as one kOpDone event with *op_id.
+   * error, or TIMEOUT after timeout_ms) arrives as one kOpDone event with *op_id. `grant` (may be
+   * null) travels with a served read to the owner; GET reads ignore it (nothing checks a one-sided read).
    */
   virtual Status post_read(uint32_t local_list, const uint32_t* local_idx, uint32_t remote_list,
-                           const uint32_t* remote_idx, size_t count, uint32_t timeout_ms, uint64_t* op_id,
-                           BatchShape* shape) = 0;
+                           const uint32_t* remote_idx, size_t count, uint32_t timeout_ms, const GrantId* grant,
+                           uint64_t* op_id, BatchShape* shape) = 0;
   /** Same pairing and merging, as a plain local memcpy on the progress thread (the reference). */
   virtual Status post_copy(uint32_t dst_list, const uint32_t* dst_idx, uint32_t src_list, const uint32_t* src_idx,
                            size_t count, uint64_t* op_id, BatchShape* shape) = 0;

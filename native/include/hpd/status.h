@@ -18,7 +18,11 @@ enum class StatusCode {
   kClosed,            // HPD_NATIVE_CLOSED (agent or region already closed)
   kUnsupported,       // HPD_NATIVE_UNSUPPORTED
   kInternal,          // HPD_NATIVE_INTERNAL
+  kPermissionDenied,  // HPD_NATIVE_PERMISSION_DENIED (a served read outside what the owner granted)
 };
+
+// The last code; wire formats that carry a code (served_read.h replies) refuse anything above it.
+constexpr StatusCode kLastStatusCode = StatusCode::kPermissionDenied;
 
 inline const char* status_code_name(StatusCode code) {
   switch (code) {
@@ -32,6 +36,7 @@ inline const char* status_code_name(StatusCode code) {
     case StatusCode::kClosed: return "CLOSED";
     case StatusCode::kUnsupported: return "UNSUPPORTED";
     case StatusCode::kInternal: return "INTERNAL";
+    case StatusCode::kPermissionDenied: return "PERMISSION_DENIED";
   }
   return "INTERNAL";
 }

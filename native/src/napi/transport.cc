@@ -58,6 +58,32 @@ bool read_descs(const Napi::CallbackInfo& info, size_t first, std::vector<Descri
   return true;
 }
 
+// Grant ids cross as 32 lowercase hex characters (128 bits); the TS wrapper checks the format first.
+std::string grant_to_hex(const GrantId& id) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : id.bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+bool grant_from_hex(const std::string& hex, GrantId* out) {
+  if (hex.size() != 2 * out->bytes.size()) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < out->bytes.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
 class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -72,6 +98,8 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
                            InstanceMethod<&AgentWrap::PrepareLocal>("prepareLocal"),
                            InstanceMethod<&AgentWrap::PrepareRemote>("prepareRemote"),
                            InstanceMethod<&AgentWrap::ReleaseList>("releaseList"),
+                           InstanceMethod<&AgentWrap::Grant>("grant"),
+                           InstanceMethod<&AgentWrap::RevokeGrant>("revokeGrant"),
                            InstanceMethod<&AgentWrap::Read>("read"),
                            InstanceMethod<&AgentWrap::Copy>("copy"),
                            InstanceMethod<&AgentWrap::Notify>("notify"),
@@ -79,7 +107,8 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
                        });
   }
 
-  // new TransferAgent({name, transport, tcpSegmentBytes, keepaliveIntervalMs, readProtocol}, onEvent)
+  // new TransferAgent({name, transport, tcpSegmentBytes, keepaliveIntervalMs, readProtocol,
+  //                    servedReadsRequireGrant, netDevices}, onEvent)
   explicit AgentWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AgentWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsFunction()) {
@@ -95,6 +124,13 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
     options.keepalive_interval_ms = o.Get("keepaliveIntervalMs").ToNumber().Uint32Value();
     const std::string read_protocol = o.Get("readProtocol").ToString().Utf8Value();
     options.read_protocol = read_protocol == "get" ? ReadProtocol::kGet : read_protocol == "served" ? ReadProtocol::kServed : ReadProtocol::kAuto;
+    // Anything but an explicit false keeps the safe default.
+    options.served_reads_require_grant = !o.Get("servedReadsRequireGrant").StrictEquals(Napi::Boolean::New(env, false));
+    Napi::Value devices = o.Get("netDevices");
+    if (devices.IsArray()) {
+      Napi::Array list = devices.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); ++i) options.net_devices.push_back(list.Get(i).ToString().Utf8Value());
+    }
     on_event_ = Napi::Persistent(info[1].As<Napi::Function>());
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "hpd-transfer-agent", 0, 1);
     tsfn_.Unref(env);
@@ -360,6 +396,33 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
     return env.Undefined();
   }
 
+  // grant(regions: Uint32Array, offsets: Float64Array, sizes: Float64Array) -> string (hex id)
+  Napi::Value Grant(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!check(env)) return env.Undefined();
+    std::vector<Descriptor> ranges;
+    if (!read_descs(info, 0, &ranges)) return env.Undefined();
+    GrantId id;
+    Status st = agent_->grant(ranges, &id);
+    if (!st.is_ok()) return throw_status(env, st);
+    return Napi::String::New(env, grant_to_hex(id));
+  }
+
+  // revokeGrant(id: string) -> boolean (false: already gone)
+  Napi::Value RevokeGrant(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!check(env)) return env.Undefined();
+    GrantId id;
+    if (!info[0].IsString() || !grant_from_hex(info[0].As<Napi::String>().Utf8Value(), &id)) {
+      Napi::TypeError::New(env, "expected a grant id (32 lowercase hex characters)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    bool was_live = false;
+    Status st = agent_->revoke_grant(id, &was_live);
+    if (!st.is_ok()) return throw_status(env, st);
+    return Napi::Boolean::New(env, was_live);
+  }
+
   bool index_pair(const Napi::CallbackInfo& info, size_t a, size_t b, Napi::Uint32Array* ia, Napi::Uint32Array* ib) {
     if (!info[a].IsTypedArray() || !info[b].IsTypedArray()) {
       Napi::TypeError::New(info.Env(), "expected Uint32Array index lists").ThrowAsJavaScriptException();
@@ -374,16 +437,22 @@ class AgentWrap : public Napi::ObjectWrap<AgentWrap> {
     return true;
   }
 
-  // read(localList, localIdx, remoteList, remoteIdx, timeoutMs) -> Promise<{bytes, descriptors, runs, elapsedMs}>
+  // read(localList, localIdx, remoteList, remoteIdx, timeoutMs, grant?: string) -> Promise<{bytes, descriptors, runs, elapsedMs}>
   Napi::Value Read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!check(env)) return env.Undefined();
     Napi::Uint32Array li, ri;
     if (!index_pair(info, 1, 3, &li, &ri)) return env.Undefined();
+    GrantId grant;
+    const bool has_grant = info.Length() > 5 && !info[5].IsUndefined();
+    if (has_grant && (!info[5].IsString() || !grant_from_hex(info[5].As<Napi::String>().Utf8Value(), &grant))) {
+      Napi::TypeError::New(env, "expected the grant as a grant id (32 lowercase hex characters)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     uint64_t op_id = 0;
     BatchShape shape;
     Status st = agent_->post_read(info[0].ToNumber().Uint32Value(), li.Data(), info[2].ToNumber().Uint32Value(), ri.Data(),
-                                  li.ElementLength(), info[4].ToNumber().Uint32Value(), &op_id, &shape);
+                                  li.ElementLength(), info[4].ToNumber().Uint32Value(), has_grant ? &grant : nullptr, &op_id, &shape);
     if (!st.is_ok()) return throw_status(env, st);
     PendingOp op{Napi::Promise::Deferred::New(env), shape, "read"};
     Napi::Promise p = op.deferred.Promise();

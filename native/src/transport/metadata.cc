@@ -8,7 +8,7 @@ namespace hpd::transport {
 namespace {
 
 constexpr uint32_t kMagic = 0x4d445048;  // "HPDM" little-endian
-constexpr uint32_t kFormat = 2;
+constexpr uint32_t kFormat = 3;  // 3: served-read requests carry a grant (served_read.h)
 
 }  // namespace
 

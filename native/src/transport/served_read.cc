@@ -7,7 +7,7 @@
 namespace hpd::transport {
 namespace {
 
-constexpr uint32_t kRequestMagic = 0x51535048;  // "HPSQ"
+constexpr uint32_t kRequestMagic = 0x47535048;  // "HPSG": requests carry a grant (the grantless "HPSQ" is gone)
 constexpr uint32_t kReplyMagic = 0x52535048;    // "HPSR"
 constexpr uint32_t kMaxPieces = 1u << 24;
 
@@ -23,6 +23,8 @@ std::vector<uint8_t> encode_serve_request(const ServeRequest& r) {
   w.u64(r.tag_base);
   w.u64(r.reader_uid);
   w.u32(r.budget_ms);
+  w.u8(r.has_grant ? 1 : 0);
+  w.raw(r.grant.bytes.data(), r.grant.bytes.size());
   w.u32(static_cast<uint32_t>(r.reader_metadata.size()));
   w.raw(r.reader_metadata.data(), r.reader_metadata.size());
   w.u32(static_cast<uint32_t>(r.pieces.size()));
@@ -37,12 +39,14 @@ std::vector<uint8_t> encode_serve_request(const ServeRequest& r) {
 Status decode_serve_request(const uint8_t* data, size_t size, ServeRequest* out) {
   Reader r(data, size);
   uint32_t magic = 0, meta_len = 0, count = 0;
+  uint8_t has_grant = 0;
   ServeRequest q;
   if (!r.u32(&magic) || magic != kRequestMagic || !r.u64(&q.tag_base) || !r.u64(&q.reader_uid) ||
-      !r.u32(&q.budget_ms) || !r.u32(&meta_len) || !r.bytes(meta_len, &q.reader_metadata) || !r.u32(&count) ||
-      count > kMaxPieces) {
+      !r.u32(&q.budget_ms) || !r.u8(&has_grant) || has_grant > 1 || !r.raw(q.grant.bytes.data(), q.grant.bytes.size()) ||
+      !r.u32(&meta_len) || !r.bytes(meta_len, &q.reader_metadata) || !r.u32(&count) || count > kMaxPieces) {
     return malformed("request");
   }
+  q.has_grant = has_grant == 1;
   q.pieces.resize(count);
   for (ServedPiece& p : q.pieces) {
     if (!r.u32(&p.owner_region) || !r.u64(&p.owner_offset_bytes) || !r.u64(&p.size_bytes)) return malformed("request");
@@ -69,7 +73,7 @@ Status decode_serve_reply(const uint8_t* data, size_t size, ServeReply* out) {
   uint16_t len = 0;
   std::vector<uint8_t> msg;
   if (!r.u32(&magic) || magic != kReplyMagic || !r.u64(&out->tag_base) || !r.u64(&out->owner_uid) || !r.u32(&code) ||
-      code > static_cast<uint32_t>(StatusCode::kInternal) || !r.u16(&len) || !r.bytes(len, &msg)) {
+      code > static_cast<uint32_t>(kLastStatusCode) || !r.u16(&len) || !r.bytes(len, &msg)) {
     return malformed("reply");
   }
   out->code = static_cast<StatusCode>(code);

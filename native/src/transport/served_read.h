@@ -12,14 +12,15 @@
 // on the main workers. A served read:
 //
 //   reader          posts one tagged receive per piece, straight into its destination memory
-//   reader → owner  SERVE_REQUEST  tag base, reader uid, budget, reader metadata, pieces
+//   reader → owner  SERVE_REQUEST  tag base, reader uid, budget, grant (if any), reader metadata, pieces
 //   owner  → reader one tagged send per piece (tag = tag base | piece index), at most
 //                   kMaxOutstandingServe in flight
 //   owner  → reader SERVE_REPLY    only when the owner refuses or gives up: status and message
 //
 // The read completes when every receive has. Every request carries the reader's metadata (the
 // owner makes its bulk endpoint to the reader from it, or reuses a live one); the owner refuses
-// a bad request (unknown region, out of bounds) with a reply before sending anything. The budget
+// a bad request (unknown region, out of bounds, a piece outside the grant it carries, no grant
+// where the owner requires one: grants.h) with a reply before sending anything. The budget
 // is the time left until the reader's deadline: past it the owner posts nothing more and
 // force-closes its endpoint to the reader, which cancels what it still had in flight. A reader
 // whose read failed cancels its receives not yet matched, so a late send lands in UCX's
@@ -30,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "hpd/agent.h"
 #include "hpd/status.h"
 
 namespace hpd::transport {
@@ -48,6 +50,8 @@ struct ServeRequest {
   uint64_t tag_base = 0;                  // low 32 bits zero; piece i is tagged tag_base | i
   uint64_t reader_uid = 0;
   uint32_t budget_ms = 0;                 // time left until the reader's deadline; 0 = none
+  bool has_grant = false;
+  GrantId grant;                          // the owner's grant the reader was given (grants.h)
   std::vector<uint8_t> reader_metadata;   // its worker address: the owner's endpoint to the reader
   std::vector<ServedPiece> pieces;
 };

@@ -106,11 +106,14 @@ export class DecodeWorker {
     })
   }
 
-  async read(caseIndex: number, request: number, digests: readonly string[] | undefined): Promise<FromWorker> {
+  /** `grants`: [pair] the prefill rank's grant for this request's reads, as serving passes it. */
+  async read(caseIndex: number, request: number, digests: readonly string[] | undefined, grants: readonly (string | null)[] = []): Promise<FromWorker> {
     const pairs = this.prepared[caseIndex]
     const timeoutMs = this.options.timeoutMs
     const t0 = performance.now()
-    const results = await Promise.all(pairs.map((p) => this.agents[p.pair.decodeRank].read(p.local, p.indices, p.remote, p.indices, {timeoutMs})))
+    const results = await Promise.all(
+      pairs.map((p, i) => this.agents[p.pair.decodeRank].read(p.local, p.indices, p.remote, p.indices, {timeoutMs, ...(grants[i] ? {grant: grants[i]} : {})})),
+    )
     const latencyMs = performance.now() - t0
 
     let verifiedBytes = 0

@@ -138,7 +138,7 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
           prefill.killForFault()
           killedAt = performance.now()
         }
-        const done = await step(decode.request({type: 'read', caseIndex: index, request, ...(filled.digests ? {digests: filled.digests} : {})}, 'read-done', stepTimeoutMs))
+        const done = await step(decode.request({type: 'read', caseIndex: index, request, grants: filled.grants, ...(filled.digests ? {digests: filled.digests} : {})}, 'read-done', stepTimeoutMs))
         verifiedBytes += done.report.verifiedBytes
         if (request === 0) {
           warmupMs = done.report.latencyMs

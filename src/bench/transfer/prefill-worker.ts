@@ -1,4 +1,5 @@
-import {fillPattern, digestRanges, type Peer, type Region, TransferAgent} from '../../transport/index.js'
+import {fillPattern, digestRanges, type Grant, type Peer, type Region, TransferAgent} from '../../transport/index.js'
+import type {RequestReadPlan} from '../../layout/index.js'
 import {type BenchPlan, faultTarget, freedMessage, previousRequest, planBench} from './cases.js'
 import {byTensor, locatePrefillByte, prefillParts, PREFILL_ENGINE} from './geometry.js'
 import {type AgentAnnouncement, type FromWorker, serializeError} from './protocol.js'
@@ -7,13 +8,17 @@ import type {BenchTransferOptions} from './types.js'
 /**
  * The prefill side: one agent per TP rank (as on separate GPUs), each with its own shared tensors
  * allocated through the agent exactly as the layout sizes them. Fills a request's blocks with the
- * position-keyed pattern; frees a request once every decode rank that read it has notified.
+ * position-keyed pattern and grants each reading decode rank exactly the ranges it will read (as
+ * serving grants a request's blocks); frees a request, revoking its grants, once every decode
+ * rank that read it has notified.
  */
 export class PrefillWorker {
   private readonly bench: BenchPlan
   private readonly agents: TransferAgent[] = []
   private readonly tensors: Region[][] = []
   private readonly received = new Map<string, number[]>()
+  /** `${rank}/${case}/${request}` → that rank's grants for the request, revoked when it is freed. */
+  private readonly grants = new Map<string, Grant[]>()
   /** [rank] → decode-rank peers by id (as connect() returned them). */
   private readonly peers: Map<number, Peer>[] = []
 
@@ -64,7 +69,10 @@ export class PrefillWorker {
     const expected = this.bench.requests[caseIndex].notificationsPerPrefillRank[rank]
     if (senders.length < expected) return
     this.received.delete(key)
-    // Every reader is done: the request's blocks may be reused. Tell each reader.
+    // Every reader is done: the request's blocks may be reused, and nobody may read them any more.
+    for (const g of this.grants.get(key) ?? []) this.agents[rank].revokeGrant(g)
+    this.grants.delete(key)
+    // Tell each reader.
     try {
       await Promise.all(senders.map((id) => this.agents[rank].notify(this.peers[rank].get(id)!, freedMessage(caseIndex, request))))
     } catch (error) {
@@ -100,6 +108,7 @@ export class PrefillWorker {
         return Buffer.from(out.buffer).toString('base64')
       }),
     )
+    const grants = req.pairs.map((p) => this.grantReads(caseIndex, request, p))
     const pair = req.pairs[target.pairIndex]
     if (injectNow && (this.options.fault === 'corrupt' || this.options.fault === 'stale') && pair.reads.count > 0) {
       const i = target.readIndex
@@ -115,7 +124,21 @@ export class PrefillWorker {
         await fillPattern(buffer, [{offsetBytes: offset, sizeBytes: length, key, partOffsetBytes: loc.partOffsetBytes}])
       }
     }
-    return digests ? {type: 'filled', digests} : {type: 'filled'}
+    return digests ? {type: 'filled', digests, grants} : {type: 'filled', grants}
+  }
+
+  /** The prefill rank's grant over exactly the ranges this pair's decode rank will read. */
+  private grantReads(caseIndex: number, request: number, p: RequestReadPlan['pairs'][number]): string | null {
+    if (p.reads.count === 0) return null
+    const ranges = Array.from({length: p.reads.count}, (_, i) => ({
+      region: this.tensors[p.prefillRank][p.reads.tensorIndex[i]],
+      offsetBytes: p.reads.remoteOffsetBytes[i],
+      sizeBytes: p.reads.lengthBytes[i],
+    }))
+    const grant = this.agents[p.prefillRank].grant(ranges)
+    const key = `${p.prefillRank}/${caseIndex}/${request}`
+    this.grants.set(key, [...(this.grants.get(key) ?? []), grant])
+    return grant.id
   }
 
   close(): void {

@@ -18,7 +18,14 @@ export type ToWorker =
   | {readonly type: 'init'; readonly role: WorkerRole; readonly options: BenchTransferOptions}
   | {readonly type: 'connect'; readonly peers: readonly AgentAnnouncement[]}
   | {readonly type: 'fill'; readonly caseIndex: number; readonly request: number; readonly digests: boolean}
-  | {readonly type: 'read'; readonly caseIndex: number; readonly request: number; readonly digests?: readonly string[]}
+  | {
+      readonly type: 'read'
+      readonly caseIndex: number
+      readonly request: number
+      readonly digests?: readonly string[]
+      /** [pair] the prefill rank's grant for that pair's reads (null: nothing to read). */
+      readonly grants?: readonly (string | null)[]
+    }
   | {readonly type: 'close'}
 
 export interface ReadReport {
@@ -36,7 +43,7 @@ export interface ReadReport {
 export type FromWorker =
   | {readonly type: 'ready'; readonly agents: readonly AgentAnnouncement[]; readonly registrationMs: number}
   | {readonly type: 'connected'; readonly handshakeMs: number; readonly prepareMs: number; readonly readProtocol?: 'get' | 'served' | 'mixed'}
-  | {readonly type: 'filled'; readonly digests?: readonly string[]}
+  | {readonly type: 'filled'; readonly digests?: readonly string[]; readonly grants: readonly (string | null)[]}
   | {readonly type: 'read-done'; readonly report: ReadReport}
   | {readonly type: 'error'; readonly error: SerializedError}
 

@@ -20,7 +20,7 @@ async function handle(m: ToWorker): Promise<FromWorker | undefined> {
     case 'fill':
       return (worker as PrefillWorker).fill(m.caseIndex, m.request, m.digests)
     case 'read':
-      return (worker as DecodeWorker).read(m.caseIndex, m.request, m.digests)
+      return (worker as DecodeWorker).read(m.caseIndex, m.request, m.digests, m.grants)
     case 'close':
       worker?.close()
       process.exit(0)
