@@ -8,7 +8,7 @@ export {judgeVllmVersion, NEWEST_VLLM, OLDEST_VLLM, VLLM_RELEASES} from './vllm-
 export {planRequestReads, summarizeRequestReads, type PairReadCounts, type PairReadPlan, type RequestReadPlan, type RequestReadSummary, type RequestReadsOptions} from './request-reads.js'
 export {blocksNeeded, defaultBlockIds, type GroupBlockIds} from './block-ids.js'
 export {CACHE_PARTS, coalesce, readAt, type Read, type ReadList} from './read-list.js'
-export {faByteOffset, kernelBlockId, ssmByteOffset} from './offsets.js'
+export {faByteOffset, kernelBlockId, logicalBlockRanges, ssmByteOffset} from './offsets.js'
 export {
   blockDescriptorIds,
   type DescriptorView,

@@ -20,3 +20,19 @@ export function faByteOffset(engine: EngineLayout, kernelBlock: number, pageOffs
 export function ssmByteOffset(engine: EngineLayout, logicalBlock: number, pageOffsetBytes: number): number {
   return logicalBlock * engine.pageBytes + pageOffsetBytes
 }
+
+/**
+ * The byte ranges of one logical block in one shared tensor of `numLogicalBlocks` pages: the whole
+ * logical page (blocks-first, every hybrid), or its kernel blocks' K run and V run (kv-first).
+ * What an owner grants a reader for a request's blocks (served reads check every piece against it).
+ */
+export function logicalBlockRanges(engine: EngineLayout, logicalBlock: number, numLogicalBlocks: number): {offsetBytes: number; sizeBytes: number}[] {
+  if (engine.kvLayout === 'blocks-first') return [{offsetBytes: logicalBlock * engine.pageBytes, sizeBytes: engine.pageBytes}]
+  const r = engine.blocksPerLogical
+  const numKernel = numLogicalBlocks * r
+  const size = r * engine.kvHalfBytes
+  return [
+    {offsetBytes: faByteOffset(engine, logicalBlock * r, 0, numKernel), sizeBytes: size},
+    {offsetBytes: faByteOffset(engine, logicalBlock * r, engine.kvHalfBytes, numKernel), sizeBytes: size},
+  ]
+}

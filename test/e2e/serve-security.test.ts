@@ -9,6 +9,12 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
+import {loadModelSpec} from '../../src/model/index.js'
+import {logicalBlockRanges, planEngineLayout} from '../../src/layout/index.js'
+import type {HandshakePayload, PrefillResponse} from '../../src/serve/protocol.js'
+import {ENGINE_LAYOUT_OPTIONS} from '../../src/serve/worker/layout-options.js'
+import {TransferAgent} from '../../src/transport/index.js'
+import {isLoopback, listeners} from './proc-sockets.js'
 import {signedHeaders, startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
 
 const TOKEN = 'security-test-cluster-token-abcdef0123'
@@ -98,5 +104,74 @@ describe('control-plane security', () => {
     const keyed = await fetch(`${s.url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json', authorization: `Bearer ${API_KEY}`}, body})
     expect(keyed.status).toBe(200)
     expect((await fetch(`${s.url}/health`)).status).toBe(200)
+  }, 90_000)
+
+  it('workers listen on loopback only; over served reads a reader holding the token still reads only the blocks leased to its request', async () => {
+    const dir = tmpDir('hpd-security-')
+    writeFileSync(join(dir, 'token'), TOKEN, {mode: 0o600})
+    const s = await startServe(['--transport', 'tcp', '--auth-token-file', join(dir, 'token')])
+    running.push(s)
+    await until(() => (s.controlUrls.size >= 2 ? true : undefined), 10_000, 'worker control URLs')
+
+    // UCX's TCP listeners (main and bulk worker of each agent) and the control servers: loopback only.
+    for (const [name, w] of s.workers) {
+      const open = listeners(w.pid!)
+      expect(open.length, name).toBeGreaterThanOrEqual(3)
+      expect(open.filter((l) => !isLoopback(l.address)), name).toEqual([])
+    }
+
+    // An insider: it signs with the token, gets the metadata and a request prefilled for it.
+    const prefill = s.controlUrls.get('prefill-0')!
+    const handshake = (await (await fetch(`${prefill}/v1/internal/metadata`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/metadata`)})).json()) as HandshakePayload
+    const info = handshake.transport as {agentMetadata: string; regionIds: number[][]; numLogicalBlocks: number}
+    const prefillOnce = async (requestId: string) =>
+      (
+        (await (
+          await fetch(`${prefill}/v1/internal/prefill`, {
+            method: 'POST',
+            headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/internal/prefill`)},
+            body: JSON.stringify({requestId, promptTokenIds: Array.from({length: 200}, (_, i) => 65 + (i % 26))}),
+          })
+        ).json()) as PrefillResponse
+      ).transfer
+    const mine = await prefillOnce('sec-mine')
+    const theirs = await prefillOnce('sec-theirs')
+    expect(mine.grant).toMatch(/^[0-9a-f]{32}$/)
+
+    const layout = planEngineLayout({model: loadModelSpec('tiny-hybrid'), tp: 1, ...ENGINE_LAYOUT_OPTIONS})
+    const reader = TransferAgent.create({name: 'insider', transport: 'tcp'})
+    try {
+      const dst = reader.allocRegion(layout.pageBytes)
+      const peer = reader.connect(new Uint8Array(Buffer.from(info.agentMetadata, 'base64')))
+      expect(peer.readProtocol).toBe('served')
+      const readBlock = async (block: number, grant: string | undefined) => {
+        const [range] = logicalBlockRanges(layout, block, info.numLogicalBlocks)
+        const local = reader.prepareLocal([{region: dst.id, offsetBytes: 0, sizeBytes: range.sizeBytes}])
+        const remote = reader.prepareRemote(peer, [{region: info.regionIds[0][0], offsetBytes: range.offsetBytes, sizeBytes: range.sizeBytes}])
+        try {
+          return await reader.read(local, [0], remote, [0], {timeoutMs: 5000, grant}).then(
+            (r) => ({ok: true as const, bytes: r.bytes}),
+            (e: {code?: string}) => ({ok: false as const, code: e.code}),
+          )
+        } finally {
+          reader.releaseList(local)
+          reader.releaseList(remote)
+        }
+      }
+      const myBlock = mine.blockIds[0][0]
+      const theirBlock = theirs.blockIds[0][0]
+      expect(await readBlock(myBlock, mine.grant)).toEqual({ok: true, bytes: layout.pageBytes})
+      expect(await readBlock(theirBlock, mine.grant)).toEqual({ok: false, code: 'HPD_NATIVE_PERMISSION_DENIED'})
+      expect(await readBlock(myBlock, undefined)).toEqual({ok: false, code: 'HPD_NATIVE_PERMISSION_DENIED'})
+      // The lease ends (the decode side said it read them): the grant dies with it.
+      await fetch(`${prefill}/v1/internal/lease/release`, {
+        method: 'POST',
+        headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/internal/lease/release`)},
+        body: JSON.stringify({requestId: 'sec-mine'}),
+      })
+      expect(await readBlock(myBlock, mine.grant)).toEqual({ok: false, code: 'HPD_NATIVE_PERMISSION_DENIED'})
+    } finally {
+      reader.close()
+    }
   }, 90_000)
 })

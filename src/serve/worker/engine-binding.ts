@@ -11,7 +11,7 @@
 import {HybridEngine} from '../../engine/engine.js'
 import {loadModel} from '../../engine/load-model.js'
 import {Sampler} from '../../engine/sampler.js'
-import {compatibilityHash, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
+import {compatibilityHash, logicalBlockRanges, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
 import {TransferAgent, type Descriptor, type Peer} from '../../transport/index.js'
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
 import {ENGINE_LAYOUT_OPTIONS} from './layout-options.js'
@@ -37,7 +37,8 @@ const LAYOUT_OPTIONS = ENGINE_LAYOUT_OPTIONS
 
 export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEngine> {
   const model = loadModel(config.model)
-  const agent = TransferAgent.create({name: config.name, transport: config.transport})
+  // The agent listens where the control server does (loopback unless told otherwise).
+  const agent = TransferAgent.create({name: config.name, transport: config.transport, bindAddress: config.host})
   const regionIds: number[][] = []
   let engine: HybridEngine
   try {
@@ -85,9 +86,19 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     limits: {maxModelLen: config.maxModelLen, vocabSize: model.spec.vocabSize},
     kvUsage: () => engine.usage(),
 
-    async prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds> {
+    async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
       engine.prefill(requestId, tokenIds, {remoteDecode: true})
-      return engine.blockIds(requestId)
+      const blockIds = engine.blockIds(requestId)
+      // Every page of the request's blocks, in every (rank, tensor) region: all a reader of this
+      // request may have served, whatever its TP (the layout engine says where a block's bytes are).
+      const blocks = [...new Set(blockIds.flat())]
+      const ranges = regionIds.flatMap((tensors) =>
+        tensors.flatMap((region) => blocks.flatMap((b) => logicalBlockRanges(engine.layout, b, engine.numBlocks).map((r) => ({region, ...r})))),
+      )
+      return {blockIds, grant: agent.grant(ranges).id}
+    },
+    revokeGrant: (grant) => {
+      agent.revokeGrant(grant)
     },
     transportInfo: (): TransportInfo => ({
       agentMetadata: Buffer.from(agent.metadata()).toString('base64'),
@@ -144,7 +155,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
           const remoteList = agent.prepareRemote(peer, remoteDescs)
           try {
             const idx = Array.from({length: runs.count}, (_, i) => i)
-            return await agent.read(localList, idx, remoteList, idx, {timeoutMs})
+            return await agent.read(localList, idx, remoteList, idx, {timeoutMs, grant: remote.grant})
           } finally {
             agent.releaseList(localList)
             agent.releaseList(remoteList)

@@ -38,8 +38,13 @@ export interface WorkerEngine {
   kvUsage(): {readonly usedBlocks: number; readonly totalBlocks: number}
 
   // ── prefill side ──
-  /** Computes the cache of `tokenIds` (the first N−1 prompt tokens) and keeps its blocks. */
-  prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds>
+  /**
+   * Computes the cache of `tokenIds` (the first N−1 prompt tokens) and keeps its blocks; returns
+   * them, and the capability (grant id) a reader must present to have those blocks served (served
+   * reads check every piece against it). Revoke the grant before freeing the blocks.
+   */
+  prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<{readonly blockIds: GroupBlockIds; readonly grant: string}>
+  revokeGrant(grant: string): void
   /** Transfer metadata served in the handshake (JSON; the decode engine's connect() reads it). */
   transportInfo(): unknown
   /** Messages peers sent through the transfer agent (decode → prefill: "read done"). */

@@ -30,12 +30,17 @@ export class PrefillRole {
   private readonly sweeper: NodeJS.Timeout
   /** Requests being prefilled now (their blocks are not under a lease yet). */
   private readonly computing = new Set<string>()
+  /** The served-read grant of each leased request (revoked with the lease, before its blocks are freed). */
+  private readonly grants = new Map<string, string>()
 
   constructor(private readonly o: PrefillRoleOptions) {
     this.leases = new LeaseTable({
       durationMs: o.leaseMs,
       maxHoldMs: o.maxLeaseMs,
       onEnd: (requestId, why) => {
+        const grant = this.grants.get(requestId)
+        this.grants.delete(requestId)
+        if (grant !== undefined) o.engine.revokeGrant(grant)
         o.engine.free(requestId)
         o.log(why === 'expired' ? 'lease-expired' : 'lease-released', {requestId})
       },
@@ -72,15 +77,17 @@ export class PrefillRole {
     const started = performance.now()
     const computed = req.promptTokenIds.slice(0, -1)
     this.computing.add(req.requestId)
-    let blockIds
+    let prefilled
     try {
-      blockIds = await this.o.engine.prefillForTransfer(req.requestId, computed)
+      prefilled = await this.o.engine.prefillForTransfer(req.requestId, computed)
     } catch (error) {
       this.o.engine.free(req.requestId)
       throw error
     } finally {
       this.computing.delete(req.requestId)
     }
+    const {blockIds, grant} = prefilled
+    this.grants.set(req.requestId, grant)
     const leaseExpiresAtMs = this.leases.hold(req.requestId)
     return {
       prefillMs: performance.now() - started,
@@ -94,6 +101,7 @@ export class PrefillRole {
         compatibilityHash: this.o.engine.compatibilityHash,
         numComputedTokens: computed.length,
         leaseExpiresAtMs,
+        grant,
       },
     }
   }

@@ -30,9 +30,16 @@ class MemoryEngine implements WorkerEngine {
   kvUsage() {
     return {usedBlocks: this.caches.size, totalBlocks: this.totalBlocks}
   }
-  async prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<GroupBlockIds> {
+  /** grant id → the request it covers (the stand-in for the agent's served-read grants). */
+  readonly grants = new Map<string, string>()
+  async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
     this.caches.set(requestId, [...tokenIds])
-    return [[this.caches.size - 1]]
+    const grant = `${this.engineId.replace(/[^0-9a-f]/g, 'a')}${this.grants.size}`.padEnd(32, '0').slice(0, 32)
+    this.grants.set(grant, requestId)
+    return {blockIds: [[this.caches.size - 1]] as GroupBlockIds, grant}
+  }
+  revokeGrant(grant: string) {
+    this.grants.delete(grant)
   }
   transportInfo() {
     return {engineId: this.engineId}
@@ -48,8 +55,10 @@ class MemoryEngine implements WorkerEngine {
   async connect(h: {engineId: string; engineEpoch: string}): Promise<PeerLink> {
     return {engineId: h.engineId, engineEpoch: h.engineEpoch, close: () => undefined}
   }
-  async pull(peer: PeerLink, _local: GroupBlockIds, remote: {requestId: string}): Promise<{bytes: number; reads: number}> {
-    const src = registry.get(peer.engineId)?.caches.get(remote.requestId)
+  async pull(peer: PeerLink, _local: GroupBlockIds, remote: {requestId: string; grant?: string}): Promise<{bytes: number; reads: number}> {
+    const owner = registry.get(peer.engineId)
+    if (owner?.grants.get(remote.grant ?? '') !== remote.requestId) throw new Error(`the read of ${remote.requestId} carries no grant for it`)
+    const src = owner.caches.get(remote.requestId)
     if (!src) throw new Error(`remote blocks of ${remote.requestId} are gone`)
     this.pending = [...src]
     return {bytes: src.length * 4, reads: 1}
