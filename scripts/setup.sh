@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Sets up hpd on a fresh Debian machine: system libraries for the native addon (UCX transport,
-# OpenBLAS kernels), then the npm packages (whose install step builds the addon) and the TS build.
+# OpenBLAS kernels), etcd (the cluster registry; tests start their own throwaway server) and
+# iproute2 (the cross-host tests build hosts as network namespaces), then the npm packages (whose
+# install step builds the addon) and the TS build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libucx-dev ucx-utils libopenblas-dev g++ make python3; do
+for pkg in libucx-dev ucx-utils libopenblas-dev g++ make python3 etcd-server etcd-client iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  # etcd-server's own service is not used: hpd's tests start throwaway etcds on free ports.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
