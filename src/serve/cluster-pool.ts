@@ -101,10 +101,8 @@ export class ClusterPool extends EventEmitter<PoolEvents> implements WorkerPool 
     }
     this.workers.push(w)
     this.emit('log', w.name, `registered at ${r.controlUrl} (${r.role}, tp ${r.tp}, epoch ${r.engineEpoch})`)
-    this.emit('state', w)
     // Routable after one good poll (the worker proves the cluster token and answers).
-    this.setState(w, 'unhealthy')
-    void this.health.poll(w)
+    void this.health.admit(w)
   }
 
   private remove(r: WorkerRecord): void {

@@ -89,6 +89,8 @@ export class ServeMetrics {
   kvTransferSeconds = 0
   readonly startedAtMs = Date.now()
   workers: readonly WorkerGauge[] = []
+  /** Cluster mode: whether etcd answers (1/0); undefined without etcd. */
+  etcdUp: number | undefined
 
   renderPrometheus(): string {
     const lines: string[] = []
@@ -116,6 +118,7 @@ export class ServeMetrics {
     lines.push(this.itl.render('hpd_inter_token_latency_seconds', 'Time between consecutive output tokens.'))
     lines.push(this.e2e.render('hpd_e2e_request_latency_seconds', 'End-to-end request latency.'))
     lines.push(this.kvTransfer.render('hpd_kv_transfer_seconds', 'Handshake plus KV transfer time per disaggregated request.'))
+    if (this.etcdUp !== undefined) gauge('hpd_etcd_up', 'Whether the worker registry (etcd) answers; while it does not, the router serves with the workers it knew.', [['', this.etcdUp]])
     const w = (f: (g: WorkerGauge) => number): [string, number][] => this.workers.map((g) => [`{worker="${g.name}",role="${g.role}"}`, f(g)])
     gauge('hpd_worker_up', 'Worker is healthy (1) or not (0).', w((g) => (g.state === 'ready' ? 1 : 0)))
     gauge('hpd_worker_in_flight', 'Requests in flight per worker.', w((g) => g.inFlight))

@@ -93,7 +93,8 @@ export const SERVE_LIMITS = {
   timeoutMs: 86_400_000,
 } as const
 
-export function validateServeOptions(o: ServeOptions): void {
+/** Checks the counts and durations given (absent ones are skipped). */
+export function validateServeOptions(o: Partial<ServeOptions>): void {
   const range = (name: string, v: number | undefined, min: number, max: number, unit = '') => {
     if (v === undefined) return
     if (!Number.isInteger(v) || v < min || v > max) {
@@ -236,6 +237,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       transferMs: w.stats?.transferMs ?? 0,
     }))
     metrics.workers = workers
+    if (pool instanceof ClusterPool) metrics.etcdUp = pool.etcdUp ? 1 : 0
     const ms = (h: {percentiles(p: readonly number[]): (number | undefined)[]}) => {
       const [p50, p90, p99] = h.percentiles([50, 90, 99]).map((s) => (s === undefined ? undefined : s * 1000))
       return {p50, p90, p99}

@@ -71,6 +71,12 @@ export class HealthMonitor {
     clearInterval(this.timer)
   }
 
+  /** A new worker: polled at once, ready on a good answer, unhealthy (and polled on) otherwise. */
+  async admit(w: PoolWorker): Promise<void> {
+    this.setState(w, 'unhealthy')
+    await this.poll(w)
+  }
+
   async poll(w: PoolWorker): Promise<void> {
     if (!w.controlUrl || w.state === 'dead' || w.state === 'stopped' || w.state === 'starting') return
     // A worker answers between engine calls, which run on its event loop: a queue of long

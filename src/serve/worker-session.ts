@@ -1,0 +1,110 @@
+/**
+ * `hpd worker`: one worker as a standalone process on any host — the engine, its control server
+ * and transfer agent on --listen's interface, registered in etcd (--etcd) so routers and decode
+ * workers of the cluster find it — until SIGINT/SIGTERM, then deregistered and stopped (bounded).
+ */
+import {hostname} from 'node:os'
+
+import {parseEtcdFlag} from '../cluster/etcd.js'
+import {checkClusterName} from '../cluster/record.js'
+import {UsageError} from '../errors.js'
+import {CLUSTER_TOKEN_ENV} from './auth.js'
+import {checkBind, isLoopback} from './bind-policy.js'
+import type {WorkerRole} from './protocol.js'
+import {readSecret} from './secrets.js'
+import {resolveServeModel} from './serve-model.js'
+import {SERVE_LIMITS, validateServeOptions} from './serve.js'
+import {runWorker} from './worker/run-worker.js'
+
+export interface WorkerFlags {
+  readonly role: WorkerRole
+  readonly model: string
+  readonly tp: number
+  readonly name?: string
+  /** HOST:PORT the control server and transfer agent listen on. */
+  readonly listen: string
+  /** HOST:PORT other hosts reach it at (default: --listen). */
+  readonly advertise?: string
+  readonly etcd?: string
+  readonly cluster: string
+  readonly transport: 'auto' | 'shm' | 'tcp'
+  readonly leaseMs: number
+  readonly maxBatch: number
+  readonly kvBlocks?: number
+  readonly requestTimeoutMs: number
+  readonly authTokenFile?: string
+  readonly insecure: boolean
+}
+
+export interface WorkerResult {
+  readonly engineId: string
+  readonly role: WorkerRole
+  readonly controlUrl: string
+  readonly cluster: string | undefined
+  readonly stoppedBy: string
+  readonly uptimeS: number
+}
+
+/** `HOST:PORT` (IPv6 in brackets) → parts; port 0 = any free port. */
+export function parseHostPort(flag: string, value: string): {host: string; port: number} {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(value)
+  const port = m ? Number(m[2]) : Number.NaN
+  if (!m || port > 65_535) throw new UsageError('HPD_SERVE_BAD_FLAG', `--${flag} must be HOST:PORT (port 0..65535), got ${JSON.stringify(value.slice(0, 100))}`, {hint: `Pass e.g. --${flag} 10.0.0.5:8101, or [::1]:8101.`, details: {flag}})
+  return {host: m[1].replace(/^\[|\]$/g, ''), port}
+}
+
+export async function workerUntilSignal(flags: WorkerFlags, log: (event: string, fields: Record<string, unknown>) => void, onReady: (r: {controlUrl: string; engineId: string}) => void): Promise<WorkerResult> {
+  const listen = parseHostPort('listen', flags.listen)
+  const advertise = flags.advertise === undefined ? undefined : parseHostPort('advertise', flags.advertise)
+  const etcd = flags.etcd === undefined ? undefined : {urls: parseEtcdFlag(flags.etcd).urls, cluster: checkClusterName(flags.cluster)}
+  const clusterToken = readSecret({flag: 'auth-token-file', file: flags.authTokenFile, envName: CLUSTER_TOKEN_ENV})
+  // A worker always belongs to a cluster of processes that must share the token.
+  if (!clusterToken && !flags.insecure) {
+    throw new UsageError('HPD_AUTH_REQUIRED', 'a worker needs the cluster token its router and peers use', {
+      hint: 'Give it with --auth-token-file F (or HPD_AUTH_TOKEN; make one with `openssl rand -base64 32`), or pass --insecure to run unauthenticated knowingly.',
+    })
+  }
+  checkBind('the worker', '--listen', listen.host, clusterToken !== undefined, flags.insecure)
+  if (etcd && advertise === undefined && (listen.host === '0.0.0.0' || listen.host === '::')) {
+    throw new UsageError('HPD_SERVE_BAD_FLAG', `--listen ${flags.listen} is not an address other hosts can reach`, {hint: 'Pass --advertise HOST:PORT (the address and port peers should use), or --listen with one address of this host.', details: {flag: 'advertise'}})
+  }
+  if (etcd && advertise === undefined && isLoopback(listen.host)) log('warning', {message: `--listen ${flags.listen} is loopback: only workers and routers on this host can reach this worker`})
+  validateServeOptions({prefillTp: flags.tp, maxBatch: flags.maxBatch, kvBlocks: flags.kvBlocks, leaseMs: flags.leaseMs, requestTimeoutMs: flags.requestTimeoutMs, port: listen.port})
+  const model = resolveServeModel(flags.model)
+  const engineId = flags.name ?? `${flags.role}-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${listen.port === 0 ? process.pid : listen.port}`
+  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(engineId)) throw new UsageError('HPD_SERVE_BAD_FLAG', '--name must be 1..128 characters from A-Z a-z 0-9 . _ : -', {details: {flag: 'name'}})
+  const startedAt = Date.now()
+  const worker = await runWorker(
+    {
+      name: engineId,
+      role: flags.role,
+      model: model.dir,
+      modelName: model.name,
+      tp: flags.tp,
+      maxModelLen: model.maxModelLen,
+      transport: flags.transport,
+      host: listen.host,
+      port: listen.port,
+      advertise: advertise ? `${advertise.host.includes(':') ? `[${advertise.host}]` : advertise.host}:${advertise.port}` : undefined,
+      leaseMs: flags.leaseMs,
+      maxLeaseMs: Math.min(flags.requestTimeoutMs + flags.leaseMs, SERVE_LIMITS.timeoutMs),
+      maxBatch: flags.maxBatch,
+      kvBlocks: flags.kvBlocks,
+      handshakeTimeoutMs: 5000,
+      transferTimeoutMs: Number(process.env.HPD_SERVE_TRANSFER_TIMEOUT_MS ?? 2000),
+      etcd,
+    },
+    clusterToken,
+    log,
+  )
+  onReady({controlUrl: worker.controlUrl, engineId: worker.engineId})
+  const stoppedBy = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'))
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+  })
+  log('stopping', {why: stoppedBy})
+  // Bounded: deregistering and closing take at most a few seconds; past that the process goes anyway.
+  setTimeout(() => process.exit(0), 5000).unref()
+  await worker.close()
+  return {engineId: worker.engineId, role: flags.role, controlUrl: worker.controlUrl, cluster: etcd?.cluster, stoppedBy, uptimeS: (Date.now() - startedAt) / 1000}
+}
