@@ -109,6 +109,7 @@ export class ClusterPool extends EventEmitter<PoolEvents> implements WorkerPool 
     const i = this.workers.findIndex((w) => w.name === r.engineId && w.engineEpoch === r.engineEpoch)
     if (i < 0) return
     const [w] = this.workers.splice(i, 1)
+    w.problem = 'left the cluster (its etcd registration disappeared: stopped, crashed or cut off)'
     this.emit('log', w.name, 'its registration disappeared: no longer routed to')
     this.setState(w, 'dead')
   }

@@ -114,7 +114,8 @@ export class WorkerBackend implements GenerationBackend {
     let pulling = prefillWorker !== undefined
     const onState = (changed: PoolWorker) => {
       if (pulling && changed === prefillWorker && (changed.state === 'dead' || changed.state === 'stopped')) {
-        local.abort(new ServeError(502, 'prefill_worker_died', `prefill worker ${changed.name} died while request ${body.requestId} was pulling its cache`))
+        const what = changed.problem ?? 'died'
+        local.abort(new ServeError(502, 'prefill_worker_died', `prefill worker ${changed.name} ${what} while request ${body.requestId} was pulling its cache`))
       }
     }
     this.o.pool.on('state', onState)

@@ -92,6 +92,8 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
       kvBlocks: flags.kvBlocks,
       handshakeTimeoutMs: 5000,
       transferTimeoutMs: Number(process.env.HPD_SERVE_TRANSFER_TIMEOUT_MS ?? 2000),
+      // Test hook for fault tests (src/serve/README.md): pause before the KV read.
+      pauseBeforeReadMs: Number(process.env.HPD_SERVE_PAUSE_BEFORE_READ_MS ?? 0) || undefined,
       etcd,
     },
     clusterToken,
