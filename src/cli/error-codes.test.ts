@@ -1,6 +1,7 @@
 // The README's error-code table against the sources: every code that model loading, config
 // parsing, flag checks and the layout engine can throw is listed, with its class's exit code.
-// (Serving, transfer and doctor codes are documented in their folders' READMEs.)
+// serve's and the cluster's start-up checks too. (Codes of the HTTP API and of transfers and doctor
+// are documented in their folders' READMEs.)
 import {readdirSync, readFileSync, statSync} from 'node:fs'
 import {join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -28,6 +29,12 @@ const CHECKED = [
   'engine/safetensors.ts',
   'bench/transfer/options.ts',
   'serve/serve-model.ts',
+  'serve/serve.ts',
+  'serve/serve-session.ts',
+  'serve/worker-session.ts',
+  'serve/secrets.ts',
+  'serve/bind-policy.ts',
+  'cluster',
 ]
 
 const EXIT_OF_CLASS: Readonly<Record<string, number>> = {

@@ -23,6 +23,9 @@ export const PROOF_HEADER = 'x-hpd-auth-proof'
 /** Environment variable carrying the cluster token to worker processes (and from the user). */
 export const CLUSTER_TOKEN_ENV = 'HPD_AUTH_TOKEN'
 
+/** Environment variable carrying the public API key (instead of --api-key-file). */
+export const API_KEY_ENV = 'HPD_API_KEY'
+
 /** How far a signed call's clock may be from the worker's (hosts keep time with NTP). */
 export const SIGNATURE_WINDOW_MS = 5 * 60_000
 

@@ -5,7 +5,7 @@
 import {checkClusterName} from '../cluster/record.js'
 import {parseEtcdFlag} from '../cluster/etcd.js'
 import {UsageError} from '../errors.js'
-import {CLUSTER_TOKEN_ENV} from './auth.js'
+import {API_KEY_ENV, CLUSTER_TOKEN_ENV} from './auth.js'
 import {checkBind} from './bind-policy.js'
 import {readSecret} from './secrets.js'
 import {checkServeLayout, resolveServeModel} from './serve-model.js'
@@ -50,7 +50,7 @@ export async function serveUntilSignal(flags: ServeFlags, sinks: Sinks, present:
     })
   }
   checkBind('the router', '--host', flags.host, clusterToken !== undefined || !etcd, flags.insecure)
-  const apiKey = readSecret({flag: 'api-key-file', file: flags.apiKeyFile, envName: 'HPD_API_KEY'})
+  const apiKey = readSecret({flag: 'api-key-file', file: flags.apiKeyFile, envName: API_KEY_ENV})
   const model = resolveServeModel(flags.model)
   checkServeLayout(model, flags.colocated ? flags.decodeTp : flags.prefillTp, flags.decodeTp)
   // Test hook for fault tests (documented in README.md): decode workers pause before their read.
