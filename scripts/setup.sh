@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Sets up hpd on a fresh Debian machine: system libraries for the native addon (UCX transport,
 # OpenBLAS kernels), etcd (the cluster registry; tests start their own throwaway server) and
-# iproute2 (the cross-host tests build hosts as network namespaces), then the npm packages (whose
-# install step builds the addon) and the TS build.
+# iproute2 (the cross-host tests build hosts as network namespaces), prometheus (its promtool
+# checks /metrics in the tests), then the npm packages (whose install step builds the addon) and
+# the TS build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libucx-dev ucx-utils libopenblas-dev g++ make python3 etcd-server etcd-client iproute2; do
+for pkg in libucx-dev ucx-utils libopenblas-dev g++ make python3 etcd-server etcd-client iproute2 prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,7 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   # etcd-server's own service is not used: hpd's tests start throwaway etcds on free ports.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 npm ci --no-audit --no-fund

@@ -1,24 +1,43 @@
 /**
- * Router-side serving metrics: Prometheus text exposition for GET /metrics and percentile
- * snapshots for the dashboard. Latencies are recorded in seconds (Prometheus convention).
+ * Router-side serving metrics. Two consumers, kept apart: Prometheus (`/metrics`, through
+ * prom-client, names checked by `promtool check metrics`) and the dashboard (percentiles over a
+ * window of recent samples). Latencies are observed once and feed both; counts are plain fields
+ * the router increments, read by prom-client when it renders. Latencies in seconds (Prometheus
+ * convention).
  */
+import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 
 /** Latency bucket bounds in seconds: wide enough for a CPU model, fine enough near the ms range. */
-const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+export const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
-/** How many recent samples a histogram keeps for percentiles (older ones fall off). */
+/** How many recent samples a window keeps for the dashboard's percentiles (older ones fall off). */
 const RECENT_SAMPLES = 4096
 
-export class Histogram {
-  private readonly counts = new Array<number>(LATENCY_BUCKETS_S.length).fill(0)
-  private sumSeconds = 0
-  private total = 0
+/** Nearest-rank-with-interpolation percentiles, as numpy's default (what vllm bench reports). */
+export function percentiles(samples: readonly number[], ps: readonly number[]): (number | undefined)[] {
+  if (samples.length === 0) return ps.map(() => undefined)
+  const sorted = [...samples].sort((a, b) => a - b)
+  return ps.map((p) => {
+    const pos = (p / 100) * (sorted.length - 1)
+    const lo = Math.floor(pos)
+    const hi = Math.ceil(pos)
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo)
+  })
+}
+
+/** One latency: a Prometheus histogram and the dashboard's window of recent samples. */
+export class Latency {
+  private readonly histogram: Histogram
   private readonly recent: number[] = []
   private next = 0
+  private total = 0
+
+  constructor(registry: Registry, name: string, help: string) {
+    this.histogram = new Histogram({name, help, buckets: LATENCY_BUCKETS_S, registers: [registry]})
+  }
 
   observe(seconds: number): void {
-    for (let i = 0; i < LATENCY_BUCKETS_S.length; i++) if (seconds <= LATENCY_BUCKETS_S[i]) this.counts[i]++
-    this.sumSeconds += seconds
+    this.histogram.observe(seconds)
     this.total++
     if (this.recent.length < RECENT_SAMPLES) this.recent.push(seconds)
     else {
@@ -35,25 +54,6 @@ export class Histogram {
   percentiles(ps: readonly number[]): (number | undefined)[] {
     return percentiles(this.recent, ps)
   }
-
-  render(name: string, help: string): string {
-    const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`]
-    LATENCY_BUCKETS_S.forEach((le, i) => lines.push(`${name}_bucket{le="${le}"} ${this.counts[i]}`))
-    lines.push(`${name}_bucket{le="+Inf"} ${this.total}`, `${name}_sum ${this.sumSeconds}`, `${name}_count ${this.total}`)
-    return lines.join('\n')
-  }
-}
-
-/** Nearest-rank-with-interpolation percentiles, as numpy's default (what vllm bench reports). */
-export function percentiles(samples: readonly number[], ps: readonly number[]): (number | undefined)[] {
-  if (samples.length === 0) return ps.map(() => undefined)
-  const sorted = [...samples].sort((a, b) => a - b)
-  return ps.map((p) => {
-    const pos = (p / 100) * (sorted.length - 1)
-    const lo = Math.floor(pos)
-    const hi = Math.ceil(pos)
-    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo)
-  })
 }
 
 export interface WorkerGauge {
@@ -72,11 +72,12 @@ export interface WorkerGauge {
 }
 
 export class ServeMetrics {
-  readonly ttft = new Histogram()
-  readonly itl = new Histogram()
-  readonly e2e = new Histogram()
+  readonly registry = new Registry()
+  readonly ttft = new Latency(this.registry, 'hpd_time_to_first_token_seconds', 'Time to first token.')
+  readonly itl = new Latency(this.registry, 'hpd_inter_token_latency_seconds', 'Time between consecutive output tokens.')
+  readonly e2e = new Latency(this.registry, 'hpd_e2e_request_latency_seconds', 'End-to-end request latency.')
   /** Handshake + transfer time per disaggregated request (part of TTFT). */
-  readonly kvTransfer = new Histogram()
+  readonly kvTransfer = new Latency(this.registry, 'hpd_kv_transfer_seconds', 'Handshake plus KV transfer time per disaggregated request.')
   requestsOk = 0
   requestsFailed = 0
   requestsRejected = 0
@@ -88,46 +89,84 @@ export class ServeMetrics {
   ttftSecondsDisagg = 0
   kvTransferSeconds = 0
   readonly startedAtMs = Date.now()
+  /** The dashboard's per-worker rows (refreshed by the server's snapshot). */
   workers: readonly WorkerGauge[] = []
   /** Cluster mode: whether etcd answers (1/0); undefined without etcd. */
   etcdUp: number | undefined
 
-  renderPrometheus(): string {
-    const lines: string[] = []
-    const counter = (name: string, help: string, samples: [string, number][]) => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`)
-      for (const [labels, v] of samples) lines.push(`${name}${labels} ${v}`)
+  constructor() {
+    const m = this
+    const reg = [this.registry]
+    new Counter({
+      name: 'hpd_requests_total',
+      help: 'Requests by outcome.',
+      labelNames: ['outcome'],
+      registers: reg,
+      collect() {
+        this.reset()
+        this.inc({outcome: 'ok'}, m.requestsOk)
+        this.inc({outcome: 'error'}, m.requestsFailed)
+        this.inc({outcome: 'rejected'}, m.requestsRejected)
+      },
+    })
+    const counter = (name: string, help: string, value: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers: reg,
+        collect() {
+          this.reset()
+          this.inc(value())
+        },
+      })
+    counter('hpd_prompt_tokens_total', 'Prompt tokens processed.', () => m.promptTokens)
+    counter('hpd_generation_tokens_total', 'Tokens generated.', () => m.generationTokens)
+    counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by decode workers.', () => m.transferBytes)
+    counter('hpd_disagg_ttft_seconds_total', 'Sum of TTFT over disaggregated requests (compare with hpd_kv_transfer_seconds_sum).', () => m.ttftSecondsDisagg)
+    new Gauge({
+      name: 'hpd_requests_in_flight',
+      help: 'Requests being served now.',
+      registers: reg,
+      collect() {
+        this.set(m.inFlight)
+      },
+    })
+    new Gauge({
+      name: 'hpd_etcd_up',
+      help: 'Whether the worker registry (etcd) answers; while it does not, the router serves with the workers it knew. Absent without etcd.',
+      registers: reg,
+      collect() {
+        this.reset()
+        if (m.etcdUp !== undefined) this.set(m.etcdUp)
+      },
+    })
+    const perWorker = (kind: 'gauge' | 'counter', name: string, help: string, value: (g: WorkerGauge) => number) => {
+      const collect = function (this: Gauge | Counter) {
+        this.reset()
+        for (const g of m.workers) {
+          const labels = {worker: g.name, role: g.role}
+          if (this instanceof Gauge) this.set(labels, value(g))
+          else this.inc(labels, value(g))
+        }
+      }
+      return kind === 'gauge' ? new Gauge({name, help, labelNames: ['worker', 'role'], registers: reg, collect}) : new Counter({name, help, labelNames: ['worker', 'role'], registers: reg, collect})
     }
-    const gauge = (name: string, help: string, samples: [string, number][]) => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`)
-      for (const [labels, v] of samples) lines.push(`${name}${labels} ${v}`)
-    }
-    counter('hpd_requests_total', 'Requests by outcome.', [
-      ['{outcome="ok"}', this.requestsOk],
-      ['{outcome="error"}', this.requestsFailed],
-      ['{outcome="rejected"}', this.requestsRejected],
-    ])
-    gauge('hpd_requests_in_flight', 'Requests being served now.', [['', this.inFlight]])
-    counter('hpd_prompt_tokens_total', 'Prompt tokens processed.', [['', this.promptTokens]])
-    counter('hpd_generation_tokens_total', 'Tokens generated.', [['', this.generationTokens]])
-    counter('hpd_disagg_time_to_first_token_seconds_sum', 'Sum of TTFT over disaggregated requests (compare with hpd_kv_transfer_seconds_sum).', [
-      ['', this.ttftSecondsDisagg],
-    ])
-    counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by decode workers.', [['', this.transferBytes]])
-    lines.push(this.ttft.render('hpd_time_to_first_token_seconds', 'Time to first token.'))
-    lines.push(this.itl.render('hpd_inter_token_latency_seconds', 'Time between consecutive output tokens.'))
-    lines.push(this.e2e.render('hpd_e2e_request_latency_seconds', 'End-to-end request latency.'))
-    lines.push(this.kvTransfer.render('hpd_kv_transfer_seconds', 'Handshake plus KV transfer time per disaggregated request.'))
-    if (this.etcdUp !== undefined) gauge('hpd_etcd_up', 'Whether the worker registry (etcd) answers; while it does not, the router serves with the workers it knew.', [['', this.etcdUp]])
-    const w = (f: (g: WorkerGauge) => number): [string, number][] => this.workers.map((g) => [`{worker="${g.name}",role="${g.role}"}`, f(g)])
-    gauge('hpd_worker_up', 'Worker is healthy (1) or not (0).', w((g) => (g.state === 'ready' ? 1 : 0)))
-    gauge('hpd_worker_in_flight', 'Requests in flight per worker.', w((g) => g.inFlight))
-    gauge('hpd_kv_blocks_used', 'KV pool blocks in use per worker.', w((g) => g.kvBlocksUsed))
-    gauge('hpd_kv_blocks_total', 'KV pool blocks per worker.', w((g) => g.kvBlocksTotal))
-    gauge('hpd_leases_held', 'Prefill-side block leases held per worker.', w((g) => g.leasesHeld))
-    counter('hpd_worker_restarts_total', 'Restarts of a worker after it died while serving.', w((g) => g.restarts))
-    counter('hpd_worker_restart_budget_exhausted_total', 'Restarts past the restart budget (each waited an exponential backoff).', w((g) => g.budgetExhausted))
-    gauge('hpd_leases_expired', 'Prefill-side leases that ran out (blocks reclaimed without a decode notification), since the worker started.', w((g) => g.leasesExpired))
-    return `${lines.join('\n')}\n`
+    perWorker('gauge', 'hpd_worker_up', 'Worker is healthy (1) or not (0).', (g) => (g.state === 'ready' ? 1 : 0))
+    perWorker('gauge', 'hpd_worker_in_flight', 'Requests in flight per worker.', (g) => g.inFlight)
+    perWorker('gauge', 'hpd_kv_blocks_used', 'KV pool blocks in use per worker.', (g) => g.kvBlocksUsed)
+    perWorker('gauge', 'hpd_kv_blocks_capacity', 'KV pool blocks per worker.', (g) => g.kvBlocksTotal)
+    perWorker('gauge', 'hpd_leases_held', 'Prefill-side block leases held per worker.', (g) => g.leasesHeld)
+    perWorker('counter', 'hpd_leases_expired_total', 'Prefill-side leases that ran out (blocks reclaimed without a decode notification), since the worker started.', (g) => g.leasesExpired)
+    perWorker('counter', 'hpd_worker_restarts_total', 'Restarts of a worker after it died while serving.', (g) => g.restarts)
+    perWorker('counter', 'hpd_worker_restart_budget_exhausted_total', 'Restarts past the restart budget (each waited an exponential backoff).', (g) => g.budgetExhausted)
+  }
+
+  /** The Prometheus text exposition. */
+  renderPrometheus(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
   }
 }

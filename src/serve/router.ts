@@ -77,8 +77,9 @@ async function handle(o: RouterOptions, req: IncomingMessage, res: ServerRespons
       return
     }
     case 'GET /metrics': {
-      res.writeHead(200, {'content-type': 'text/plain; version=0.0.4; charset=utf-8'})
-      res.end(o.metrics.renderPrometheus())
+      const text = await o.metrics.renderPrometheus()
+      res.writeHead(200, {'content-type': o.metrics.contentType})
+      res.end(text)
       return
     }
     case 'GET /v1/models': {

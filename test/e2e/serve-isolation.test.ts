@@ -59,7 +59,7 @@ describe('request isolation and healing', () => {
   it('leaks no KV block when one-token prompts fail their first sampling, however many', async () => {
     const s = await serve([], {HPD_TEST_FAIL_SAMPLING_FOR: 'poison'})
     const total = await until(async () => {
-      const n = await metric(s, 'hpd_kv_blocks_total', 'decode-0')
+      const n = await metric(s, 'hpd_kv_blocks_capacity', 'decode-0')
       return n > 0 ? n : undefined
     }, 10_000, 'the pool size in /metrics')
     // Enough requests to fill the pool several times over if each leaked its 3 blocks.

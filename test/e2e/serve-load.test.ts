@@ -41,5 +41,5 @@ it('serves 256 requests at concurrency 32 with none lost', async () => {
     },
     5000,
     'prefill leases to be released',
-  ).then((m) => expect(m).toMatch(/^hpd_leases_expired\{worker="prefill-0",role="prefill"\} 0$/m))
+  ).then((m) => expect(m).toMatch(/^hpd_leases_expired_total\{worker="prefill-0",role="prefill"\} 0$/m))
 })

@@ -18,6 +18,7 @@ import {parseGenerateRequest, parseLeaseRequest, parsePeers, parsePrefillRequest
 import {DecodeRole} from './decode-role.js'
 import type {WorkerEngine} from './engine-port.js'
 import {LeakWatch} from './leak-watch.js'
+import {WorkerMetrics} from './worker-metrics.js'
 import {PeerDirectory} from './peer-directory.js'
 import {PrefillRole} from './prefill-role.js'
 
@@ -75,6 +76,17 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
           log: o.log,
         })
   const running = () => (prefill?.inFlight ?? 0) + (prefill?.leases.held ?? 0) + (decode?.inFlight ?? 0) + (decode?.batcher.size ?? 0)
+  const metrics = new WorkerMetrics({
+    running: () => (prefill?.inFlight ?? 0) + (decode?.batcher.size ?? 0),
+    waiting: () => Math.max(0, (decode?.inFlight ?? 0) - (decode?.batcher.size ?? 0)),
+    kvUsage: () => {
+      const kv = o.engine.kvUsage()
+      return kv.totalBlocks > 0 ? kv.usedBlocks / kv.totalBlocks : 0
+    },
+    leasesExpired: () => prefill?.leases.expired ?? 0,
+    transferBytes: () => decode?.transferBytes ?? 0,
+    transferSeconds: () => (decode?.transferMs ?? 0) / 1000,
+  })
   const leaks = new LeakWatch(() => o.engine.kvUsage().usedBlocks, running)
   const refusals = new RefusalLog(o.log)
 
@@ -119,7 +131,11 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     if (path === INTERNAL.stats) return sendJson(res, 200, stats())
     if (prefill) {
       if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
-      if (path === INTERNAL.prefill) return sendJson(res, 200, await prefill.prefill(parsePrefillRequest(await body(req), limits)))
+      if (path === INTERNAL.prefill) {
+        const request = parsePrefillRequest(await body(req), limits)
+        metrics.countPrompt(request.promptTokenIds.length)
+        return sendJson(res, 200, await prefill.prefill(request))
+      }
       if (path === INTERNAL.leaseExtend) return sendJson(res, 200, prefill.extend(parseLeaseRequest(await body(req)).requestId))
       if (path === INTERNAL.leaseRelease) return sendJson(res, 200, prefill.release(parseLeaseRequest(await body(req)).requestId))
     }
@@ -135,7 +151,15 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
         if (!res.writableFinished) abort.abort(new ServeError(499, 'router_closed', 'the router closed the stream'))
       })
       res.writeHead(200, {'content-type': 'application/x-ndjson'})
-      await decode.generate(request, (ev) => res.write(`${JSON.stringify(ev)}\n`), abort.signal)
+      const observe = metrics.follow(request.promptTokenIds.length)
+      await decode.generate(
+        request,
+        (ev) => {
+          observe(ev)
+          res.write(`${JSON.stringify(ev)}\n`)
+        },
+        abort.signal,
+      )
       res.end()
       return
     }
@@ -146,6 +170,20 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
   const verifier = o.clusterToken === undefined ? undefined : new CallVerifier(o.clusterToken)
   const server = createHardenedServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
+    // Schedulers and probes read these without the cluster token (as vLLM serves them): counts
+    // and gauges only, no addresses, keys or ids.
+    if (req.method === 'GET' && (path === '/metrics' || path === '/health')) {
+      req.resume()
+      if (path === '/health') {
+        const problem = leaks.problem()
+        return sendJson(res, problem ? 503 : 200, problem ? {status: 'unhealthy', reason: problem} : {status: 'ok'})
+      }
+      void metrics.render().then((text) => {
+        res.writeHead(200, {'content-type': metrics.registry.contentType})
+        res.end(text)
+      })
+      return
+    }
     if (verifier) {
       const verdict = verifier.verify(req.headers[AUTH_HEADER], req.method ?? 'GET', req.url ?? '/')
       if (!verdict.ok) {
