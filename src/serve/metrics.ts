@@ -56,6 +56,31 @@ export class Latency {
   }
 }
 
+/** A counter whose value is read when scraped (prom-client counters only go up by inc). */
+export function collectedCounter(registry: Registry, name: string, help: string, value: () => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(value())
+    },
+  })
+}
+
+/** A gauge whose value is read when scraped. */
+export function collectedGauge(registry: Registry, name: string, help: string, value: () => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(value())
+    },
+  })
+}
+
 export interface WorkerGauge {
   readonly name: string
   readonly role: string
@@ -109,28 +134,12 @@ export class ServeMetrics {
         this.inc({outcome: 'rejected'}, m.requestsRejected)
       },
     })
-    const counter = (name: string, help: string, value: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: reg,
-        collect() {
-          this.reset()
-          this.inc(value())
-        },
-      })
+    const counter = (name: string, help: string, value: () => number) => collectedCounter(this.registry, name, help, value)
     counter('hpd_prompt_tokens_total', 'Prompt tokens processed.', () => m.promptTokens)
     counter('hpd_generation_tokens_total', 'Tokens generated.', () => m.generationTokens)
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by decode workers.', () => m.transferBytes)
     counter('hpd_disagg_ttft_seconds_total', 'Sum of TTFT over disaggregated requests (compare with hpd_kv_transfer_seconds_sum).', () => m.ttftSecondsDisagg)
-    new Gauge({
-      name: 'hpd_requests_in_flight',
-      help: 'Requests being served now.',
-      registers: reg,
-      collect() {
-        this.set(m.inFlight)
-      },
-    })
+    collectedGauge(this.registry, 'hpd_requests_in_flight', 'Requests being served now.', () => m.inFlight)
     new Gauge({
       name: 'hpd_etcd_up',
       help: 'Whether the worker registry (etcd) answers; while it does not, the router serves with the workers it knew. Absent without etcd.',

@@ -15,6 +15,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {PRESETS} from '../model/index.js'
+import {Rng} from '../engine/random.js'
 
 export interface FuzzCase {
   readonly index: number
@@ -27,19 +28,8 @@ export interface FuzzCase {
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/configs/', import.meta.url))
 
-/** mulberry32: a small deterministic stream, so a seed names a case list exactly. */
-export class FuzzRng {
-  private state: number
-  constructor(seed: number) {
-    this.state = seed >>> 0
-  }
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0
-    let t = this.state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+/** The engine's seeded stream (mulberry32), so a seed names a case list exactly. */
+export class FuzzRng extends Rng {
   int(maxExclusive: number): number {
     return Math.floor(this.next() * maxExclusive)
   }

@@ -22,7 +22,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {etcdMissing, startEtcd, type Etcd} from './etcd-harness.js'
 import {createNetwork, netnsUnavailable, type HostProcess, type NetHost, type TestNetwork} from './netns-harness.js'
-import {CACHE_DIR, ROOT, startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
+import {CACHE_DIR, ROOT, startServe, tmpDir, until, type ServeProcess, workerMetric} from './serve-harness.js'
 
 const skip = netnsUnavailable() ?? etcdMissing()
 const TOKEN = 'cluster-netns-test-token-0123456789abcdef'
@@ -110,11 +110,6 @@ async function colocated(model: string): Promise<number[][]> {
   return outputsOf(client(s.url), model)
 }
 
-async function metric(url: string, name: string, worker: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  return Number(new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
-}
-
 async function keys(prefix: string): Promise<string[]> {
   const res = await fetch(`${etcd.url}/v3/kv/range`, {method: 'POST', body: JSON.stringify({key: Buffer.from(prefix).toString('base64'), range_end: Buffer.from(`${prefix.slice(0, -1)}${String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)}`).toString('base64'), keys_only: true})})
   const body = (await res.json()) as {kvs?: {key: string}[]}
@@ -175,7 +170,7 @@ describe.skipIf(skip)(`across hosts (network namespaces)${skip ? ` — skipped: 
       // The read starts after the 1.5 s pause; it (or a lease beat) fails within the read bound.
       expect(darkOutcome.at - darkAt).toBeLessThan(1500 + READ_BOUND_MS + SLACK_MS)
       if (!darkOutcome.ok) expect(darkOutcome.message).toMatch(/kv_transfer_failed|lease_lost|could not be extended|left the cluster/)
-      await until(async () => ((await metric(r.url, 'hpd_kv_blocks_used', `decode-${cluster}`)) === 0 ? true : undefined), 10_000, 'the decode worker’s blocks back in its pool')
+      await until(async () => ((await workerMetric(r.url, 'hpd_kv_blocks_used', `decode-${cluster}`)) === 0 ? true : undefined), 10_000, 'the decode worker’s blocks back in its pool')
       host(prefillOfIt).link(true)
       await until(async () => ((await fetch(`${r.url}/health`)).status === 200 && (await keys(`/hpd/${cluster}/workers/prefill/`)).length === 2 ? true : undefined), 20_000, 'both prefill workers registered and healthy again')
 

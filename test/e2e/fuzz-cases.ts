@@ -3,6 +3,8 @@
  * (method, path, raw body) in a named category. Deterministic for a seed, so a failure names a
  * case that replays.
  */
+import {Rng} from '../../src/engine/random.js'
+
 export interface FuzzCase {
   readonly category: string
   readonly method: string
@@ -12,16 +14,10 @@ export interface FuzzCase {
   readonly contentType?: string
 }
 
-/** mulberry32: a tiny seeded PRNG. */
+/** The engine's seeded stream (mulberry32) as a function: a seed names a case list exactly. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const r = new Rng(seed)
+  return () => r.next()
 }
 
 type Rand = () => number

@@ -14,7 +14,7 @@ import {promisify} from 'node:util'
 import OpenAI from 'openai'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {CACHE_DIR, isAlive, ROOT, startServe, until, type ServeProcess} from './serve-harness.js'
+import {CACHE_DIR, isAlive, ROOT, startServe, until, type ServeProcess, workerMetric} from './serve-harness.js'
 
 const running: ServeProcess[] = []
 afterAll(async () => {
@@ -29,12 +29,6 @@ async function serve(args: string[], env: Record<string, string> = {}): Promise<
 
 function client(s: ServeProcess): OpenAI {
   return new OpenAI({baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 30_000})
-}
-
-async function metric(s: ServeProcess, name: string, worker: string): Promise<number> {
-  const text = await (await fetch(`${s.url}/metrics`)).text()
-  const m = new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)
-  return m ? Number(m[1]) : Number.NaN
 }
 
 describe('hpd serve refuses what it cannot serve, before starting workers', () => {
@@ -100,13 +94,13 @@ describe('hpd serve under faults', () => {
     // extend the lease well past --lease-ms.
     await until(() => (s.lines.some((l) => l.includes('pause-before-read')) ? true : undefined), 10_000, 'the decode worker to reach its read')
     await new Promise((r) => setTimeout(r, 3000))
-    await until(async () => ((await metric(s, 'hpd_leases_held', 'prefill-0')) === 1 ? true : undefined), 5000, 'the prefill lease to show')
-    expect(await metric(s, 'hpd_leases_expired_total', 'prefill-0')).toBe(0)
+    await until(async () => ((await workerMetric(s.url, 'hpd_leases_held', 'prefill-0')) === 1 ? true : undefined), 5000, 'the prefill lease to show')
+    expect(await workerMetric(s.url, 'hpd_leases_expired_total', 'prefill-0')).toBe(0)
     process.kill(s.workers.get('decode-0')!.pid!, 'SIGKILL')
     expect(await pending).toBeInstanceOf(Error)
-    await until(async () => ((await metric(s, 'hpd_leases_expired_total', 'prefill-0')) >= 1 ? true : undefined), 15_000, 'lease expiry')
-    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'prefill-0')) === 0 ? true : undefined), 5000, 'prefill blocks freed')
-    expect(await metric(s, 'hpd_leases_held', 'prefill-0')).toBe(0)
+    await until(async () => ((await workerMetric(s.url, 'hpd_leases_expired_total', 'prefill-0')) >= 1 ? true : undefined), 15_000, 'lease expiry')
+    await until(async () => ((await workerMetric(s.url, 'hpd_kv_blocks_used', 'prefill-0')) === 0 ? true : undefined), 5000, 'prefill blocks freed')
+    expect(await workerMetric(s.url, 'hpd_leases_held', 'prefill-0')).toBe(0)
   })
 
   it('fails new requests over to a healthy prefill worker, refuses bad bodies, and stops without orphans', async () => {
@@ -134,9 +128,9 @@ describe('hpd serve under faults', () => {
     })
     const reader = res.body!.getReader()
     await reader.read()
-    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'decode-0')) > 0 ? true : undefined), 10_000, 'decode blocks in use')
+    await until(async () => ((await workerMetric(s.url, 'hpd_kv_blocks_used', 'decode-0')) > 0 ? true : undefined), 10_000, 'decode blocks in use')
     abort.abort()
-    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'decode-0')) === 0 ? true : undefined), 10_000, 'decode blocks freed after the client left')
+    await until(async () => ((await workerMetric(s.url, 'hpd_kv_blocks_used', 'decode-0')) === 0 ? true : undefined), 10_000, 'decode blocks freed after the client left')
 
     await s.waitWorker('prefill-0', 'ready', 30_000)
     const pids = [...s.workers.values()].map((w) => w.pid!).filter(Boolean)

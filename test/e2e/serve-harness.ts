@@ -128,3 +128,9 @@ export function signedHeaders(token: string, method: string, url: string): Recor
   const u = new URL(url)
   return {[AUTH_HEADER]: signCall(token, method, `${u.pathname}${u.search}`).header}
 }
+
+/** A per-worker gauge or counter from a router's /metrics (`url`: the router's base URL); NaN when absent. */
+export async function workerMetric(url: string, name: string, worker: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return Number(new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
+}

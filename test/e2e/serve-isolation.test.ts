@@ -11,7 +11,7 @@
 import OpenAI from 'openai'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {startServe, until, type ServeProcess} from './serve-harness.js'
+import {startServe, until, type ServeProcess, workerMetric} from './serve-harness.js'
 
 const running: ServeProcess[] = []
 afterAll(async () => {
@@ -22,12 +22,6 @@ async function serve(args: string[], env: Record<string, string> = {}): Promise<
   const s = await startServe(args, env)
   running.push(s)
   return s
-}
-
-async function metric(s: ServeProcess, name: string, worker: string): Promise<number> {
-  const text = await (await fetch(`${s.url}/metrics`)).text()
-  const m = new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)
-  return m ? Number(m[1]) : Number.NaN
 }
 
 function post(s: ServeProcess, body: unknown, requestId?: string): Promise<Response> {
@@ -53,13 +47,13 @@ describe('request isolation and healing', () => {
     const [bad, ...good] = await Promise.all([poisoned.then(async (r) => ({status: r.status, text: await r.text()})), ...prompts.map((p) => ask(p))])
     expect(bad.text).toMatch(/decode_failed|topK must be an integer/)
     expect(good.map((r) => r.choices[0].text)).toEqual(reference)
-    await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'decode-0')) === 0 ? true : undefined), 10_000, 'decode blocks back to 0')
+    await until(async () => ((await workerMetric(s.url, 'hpd_kv_blocks_used', 'decode-0')) === 0 ? true : undefined), 10_000, 'decode blocks back to 0')
   })
 
   it('leaks no KV block when one-token prompts fail their first sampling, however many', async () => {
     const s = await serve([], {HPD_TEST_FAIL_SAMPLING_FOR: 'poison'})
     const total = await until(async () => {
-      const n = await metric(s, 'hpd_kv_blocks_capacity', 'decode-0')
+      const n = await workerMetric(s.url, 'hpd_kv_blocks_capacity', 'decode-0')
       return n > 0 ? n : undefined
     }, 10_000, 'the pool size in /metrics')
     // Enough requests to fill the pool several times over if each leaked its 3 blocks.
@@ -71,7 +65,7 @@ describe('request isolation and healing', () => {
       await Promise.all(batch.map((r) => r.text()))
     }
     expect(failed).toBe(count)
-    expect(await metric(s, 'hpd_kv_blocks_used', 'decode-0')).toBe(0)
+    expect(await workerMetric(s.url, 'hpd_kv_blocks_used', 'decode-0')).toBe(0)
     const ok = await post(s, {model: 'tiny-hybrid', prompt: 'still fine', max_tokens: 4})
     expect(ok.status).toBe(200)
     const after = await post(s, {model: 'tiny-hybrid', prompt: [66], max_tokens: 4})
@@ -102,8 +96,8 @@ describe('request isolation and healing', () => {
     }
     expect(sawBackoffInHealth).toBe(true)
     expect(s.lines.filter((l) => l.includes('restart-budget-exhausted'))).toHaveLength(2)
-    expect(await metric(s, 'hpd_worker_restart_budget_exhausted_total', 'prefill-0')).toBe(2)
-    expect(await metric(s, 'hpd_worker_restarts_total', 'prefill-0')).toBe(crashes)
+    expect(await workerMetric(s.url, 'hpd_worker_restart_budget_exhausted_total', 'prefill-0')).toBe(2)
+    expect(await workerMetric(s.url, 'hpd_worker_restarts_total', 'prefill-0')).toBe(crashes)
     const ok = await post(s, {model: 'tiny-hybrid', prompt: 'after seven crashes', max_tokens: 3})
     expect(ok.status).toBe(200)
   }, 120_000)

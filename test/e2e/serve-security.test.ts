@@ -15,7 +15,7 @@ import type {HandshakePayload, PrefillResponse} from '../../src/serve/protocol.j
 import {ENGINE_LAYOUT_OPTIONS} from '../../src/serve/worker/layout-options.js'
 import {TransferAgent} from '../../src/transport/index.js'
 import {isLoopback, listeners} from './proc-sockets.js'
-import {signedHeaders, startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
+import {signedHeaders, startServe, tmpDir, until, type ServeProcess, workerMetric} from './serve-harness.js'
 
 const TOKEN = 'security-test-cluster-token-abcdef0123'
 const API_KEY = 'security-test-api-key-0123456789'
@@ -24,11 +24,6 @@ const running: ServeProcess[] = []
 afterAll(async () => {
   await Promise.all(running.splice(0).map((s) => s.stop()))
 })
-
-async function metric(s: ServeProcess, name: string, worker: string): Promise<number> {
-  const text = await (await fetch(`${s.url}/metrics`)).text()
-  return Number(new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
-}
 
 describe('control-plane security', () => {
   it('gives a local stranger nothing: no metadata, no pinned blocks, no fetched URL; keeps secrets off argv; guards /v1 with the API key', async () => {
@@ -39,7 +34,7 @@ describe('control-plane security', () => {
     running.push(s)
     await until(() => (s.controlUrls.size >= 2 ? true : undefined), 10_000, 'worker control URLs')
     // The dashboard gauges fill in after the first health poll.
-    await until(async () => (Number.isNaN(await metric(s, 'hpd_kv_blocks_used', 'prefill-0')) ? undefined : true), 10_000, 'worker gauges in /metrics')
+    await until(async () => (Number.isNaN(await workerMetric(s.url, 'hpd_kv_blocks_used', 'prefill-0')) ? undefined : true), 10_000, 'worker gauges in /metrics')
     const prefill = s.controlUrls.get('prefill-0')!
     const decode = s.controlUrls.get('decode-0')!
 
@@ -59,8 +54,8 @@ describe('control-plane security', () => {
     )
     expect(new Set(pins)).toEqual(new Set([401]))
     await new Promise((r) => setTimeout(r, 1500))
-    expect(await metric(s, 'hpd_kv_blocks_used', 'prefill-0')).toBe(0)
-    expect(await metric(s, 'hpd_leases_held', 'prefill-0')).toBe(0)
+    expect(await workerMetric(s.url, 'hpd_kv_blocks_used', 'prefill-0')).toBe(0)
+    expect(await workerMetric(s.url, 'hpd_leases_held', 'prefill-0')).toBe(0)
 
     // 3. Cannot make a worker fetch a URL: neither without the token, nor with it and a forged address.
     const trap = createServer()

@@ -7,9 +7,9 @@
  * Gauges are read when scraped (`collect`) from the roles and the engine; latencies and outcomes
  * are observed from each request's stream of events.
  */
-import {Counter, Gauge, Histogram, Registry} from 'prom-client'
+import {Counter, Histogram, Registry} from 'prom-client'
 
-import {LATENCY_BUCKETS_S} from '../metrics.js'
+import {collectedCounter, collectedGauge, LATENCY_BUCKETS_S} from '../metrics.js'
 import type {WorkerStreamEvent} from '../protocol.js'
 
 export interface WorkerLoad {
@@ -37,25 +37,8 @@ export class WorkerMetrics {
 
   constructor(load: WorkerLoad) {
     const reg = [this.registry]
-    const gauge = (name: string, help: string, value: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: reg,
-        collect() {
-          this.set(value())
-        },
-      })
-    const counter = (name: string, help: string, value: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: reg,
-        collect() {
-          this.reset()
-          this.inc(value())
-        },
-      })
+    const gauge = (name: string, help: string, value: () => number) => collectedGauge(this.registry, name, help, value)
+    const counter = (name: string, help: string, value: () => number) => collectedCounter(this.registry, name, help, value)
     gauge('vllm:num_requests_running', 'Requests being computed now (in a decode batch or a running prefill).', () => load.running())
     gauge('vllm:num_requests_waiting', 'Requests admitted and waiting (handshake, KV transfer, blocks).', () => load.waiting())
     gauge('vllm:kv_cache_usage_perc', 'KV-cache pool usage, 1 = full.', () => load.kvUsage())
