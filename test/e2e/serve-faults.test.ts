@@ -12,20 +12,11 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 
 import OpenAI from 'openai'
-import {afterAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 
-import {CACHE_DIR, isAlive, ROOT, startServe, until, type ServeProcess, workerMetric} from './serve-harness.js'
+import {CACHE_DIR, isAlive, ROOT, startServe, until, type ServeProcess, servesForFile, workerMetric} from './serve-harness.js'
 
-const running: ServeProcess[] = []
-afterAll(async () => {
-  await Promise.all(running.splice(0).map((s) => s.stop()))
-})
-
-async function serve(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  const s = await startServe(args, env)
-  running.push(s)
-  return s
-}
+const serve = servesForFile()
 
 function client(s: ServeProcess): OpenAI {
   return new OpenAI({baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 30_000})

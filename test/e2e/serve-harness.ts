@@ -8,6 +8,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
+import {afterAll} from 'vitest'
+
 import {AUTH_HEADER, signCall} from '../../src/serve/auth.js'
 
 export const ROOT = join(import.meta.dirname, '..', '..')
@@ -133,4 +135,17 @@ export function signedHeaders(token: string, method: string, url: string): Recor
 export async function workerMetric(url: string, name: string, worker: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text()
   return Number(new RegExp(`^${name}\\{worker="${worker}",role="[a-z]+"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
+}
+
+/** startServe for one test file: every server it starts is stopped when the file's tests end. */
+export function servesForFile(): (args: readonly string[], env?: Record<string, string>) => Promise<ServeProcess> {
+  const running: ServeProcess[] = []
+  afterAll(async () => {
+    await Promise.all(running.splice(0).map((s) => s.stop()))
+  })
+  return async (args, env = {}) => {
+    const s = await startServe(args, env)
+    running.push(s)
+    return s
+  }
 }

@@ -9,20 +9,11 @@
  *   the log and the metrics say so.
  */
 import OpenAI from 'openai'
-import {afterAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 
-import {startServe, until, type ServeProcess, workerMetric} from './serve-harness.js'
+import {startServe, until, type ServeProcess, servesForFile, workerMetric} from './serve-harness.js'
 
-const running: ServeProcess[] = []
-afterAll(async () => {
-  await Promise.all(running.splice(0).map((s) => s.stop()))
-})
-
-async function serve(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  const s = await startServe(args, env)
-  running.push(s)
-  return s
-}
+const serve = servesForFile()
 
 function post(s: ServeProcess, body: unknown, requestId?: string): Promise<Response> {
   return fetch(`${s.url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json', ...(requestId ? {'x-request-id': requestId} : {})}, body: JSON.stringify(body)})
