@@ -1,9 +1,9 @@
-import {HpdError, ModelConfigError, UsageError} from '../errors.js'
+import {BugError, HpdError, ModelConfigError, UsageError} from '../errors.js'
 import {planEngineLayout} from '../layout/engine-layout.js'
 import type {AttentionBackend, EngineLayout} from '../layout/types.js'
 import type {ModelSpec} from '../model/index.js'
 import {BlockPool} from './block-pool.js'
-import {allocateRankCaches, arrayBufferAllocator, kernelBlockTable, mambaPageGeometry, type CacheAllocator, type RankCache} from './cache.js'
+import {allocateRankCaches, arrayBufferAllocator, kernelBlockTable, mambaPageGeometry, pagedKvGeometry, type CacheAllocator, type RankCache} from './cache.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {ModelRunner, type SliceWork} from './runner.js'
 import {shardWeights} from './tp-shard.js'
@@ -32,6 +32,18 @@ export interface EngineOptions {
    */
   readonly maxPrefillTokens?: number
 }
+
+/** One request's part of an engine step: tokens fed at its cached length. */
+export interface StepEntry {
+  readonly requestId: string
+  /** At least one token: a prefill chunk, or the one token of a decode step. */
+  readonly tokens: readonly number[]
+  /** Return the logits of the entry's last token (the LM head runs only for these). */
+  readonly wantLogits: boolean
+}
+
+/** What a step gives each entry: its last token's logits [vocab], undefined (computed, no logits wanted), or its own error. */
+export type StepOutcome = Float32Array | undefined | HpdError
 
 interface RequestState {
   /** Tokens whose K/V and state are in the cache (the next token's position). */
@@ -81,6 +93,11 @@ export class HybridEngine {
   private readonly requests = new Map<string, RequestState>()
   private readonly maxPrefillTokens: number
   private closed = false
+  /** Requests of the step now running off the main thread (their pages are being written). */
+  private readonly inStep = new Set<string>()
+  /** free() calls for requests of the running step: done when it ends. */
+  private readonly freeAfterStep = new Set<string>()
+  private stepping = false
 
   constructor(options: EngineOptions) {
     const tp = options.tp ?? 1
@@ -152,6 +169,7 @@ export class HybridEngine {
    * computing N−1 prompt tokens for a decode worker skips the LM head).
    */
   prefill(requestId: string, tokens: readonly number[], options: {remoteDecode?: boolean} = {}): Float32Array | undefined {
+    this.assertNotStepping('prefill')
     if (tokens.length === 0) throw new UsageError('HPD_ENGINE_EMPTY_PROMPT', `prefill of request ${requestId} with no tokens`)
     if (!this.requests.has(requestId) && this.allocate(requestId, tokens.length) === null) throw this.poolFull(requestId)
     const state = this.request(requestId)
@@ -195,6 +213,7 @@ export class HybridEngine {
    * (a duplicate request in the batch, a kernel failure).
    */
   decodeStepEach(entries: readonly {requestId: string; tokenId: number}[]): (Float32Array | HpdError)[] {
+    this.assertNotStepping('decodeStep')
     const ids = new Set(entries.map((e) => e.requestId))
     if (ids.size !== entries.length) {
       throw new UsageError('HPD_ENGINE_DUPLICATE_IN_BATCH', 'a decode step feeds each request at most one token', {
@@ -226,7 +245,102 @@ export class HybridEngine {
     return out
   }
 
+  /**
+   * One engine step with its kernels off the JS main thread: every entry's tokens are fed at its
+   * cached length in one forward pass (prefill chunks and decode tokens mixed, as vLLM's chunked
+   * prefill), while the event loop stays free. Per-entry outcomes as decodeStepEach (an entry that
+   * cannot run gets its own error and is left untouched). One step at a time: the caller awaits
+   * each (src/engine/step-scheduler.ts serialises them).
+   */
+  async step(entries: readonly StepEntry[]): Promise<StepOutcome[]> {
+    this.assertNotStepping('step')
+    if (new Set(entries.map((e) => e.requestId)).size !== entries.length) {
+      throw new UsageError('HPD_ENGINE_DUPLICATE_IN_BATCH', 'a step feeds each request at most one slice', {details: {requests: entries.map((e) => e.requestId)}})
+    }
+    const out: StepOutcome[] = new Array(entries.length).fill(undefined)
+    const runIndex: number[] = []
+    const slices: SliceWork[] = []
+    entries.forEach((e, i) => {
+      try {
+        if (e.tokens.length === 0) throw new UsageError('HPD_ENGINE_EMPTY_PROMPT', `step entry of request ${e.requestId} has no tokens`)
+        this.checkVocab(e.tokens)
+        const state = this.request(e.requestId)
+        this.ensureCapacity(e.requestId, state, state.numTokens + e.tokens.length)
+        slices.push(this.slice(state, Int32Array.from(e.tokens), e.wantLogits))
+        runIndex.push(i)
+      } catch (error) {
+        if (!(error instanceof HpdError)) throw error
+        out[i] = error
+      }
+    })
+    if (slices.length === 0) return out
+    this.stepping = true
+    for (const i of runIndex) this.inStep.add(entries[i].requestId)
+    try {
+      const logits = await this.runner.forwardAsync(slices)
+      let k = 0
+      for (const i of runIndex) {
+        const state = this.requests.get(entries[i].requestId)
+        if (state) state.numTokens += entries[i].tokens.length
+        if (entries[i].wantLogits) out[i] = logits[k++]
+      }
+      return out
+    } finally {
+      this.stepping = false
+      this.inStep.clear()
+      for (const id of this.freeAfterStep) this.free(id)
+      this.freeAfterStep.clear()
+    }
+  }
+
+  /**
+   * Makes a request hold blocks for `numTokens` tokens: allocates a new request (state pages
+   * zeroed) or grows an existing one. Throws HPD_ENGINE_POOL_FULL (nothing taken) when the pool
+   * is short, so a long prompt is refused before its first chunk rather than midway.
+   */
+  reserve(requestId: string, numTokens: number): void {
+    const state = this.requests.get(requestId)
+    if (!state) {
+      if (this.allocate(requestId, numTokens) === null) throw this.poolFull(requestId)
+      return
+    }
+    const missing = this.blocksNeeded(numTokens).reduce((a, n, gi) => a + Math.max(0, n - state.blocks[gi].length), 0)
+    if (missing > this.pool.freeBlocks) throw this.poolFull(requestId)
+    this.ensureCapacity(requestId, state, numTokens)
+  }
+
+  /**
+   * Copies request `requestId`'s cache into new requests `childIds` (n > 1 continuations of one
+   * prompt): each child gets its own blocks, holding a copy of every attention block the parent
+   * uses and of its Mamba state page, at the parent's length. Copied, not shared: the pool has no
+   * reference counts, and a hybrid's state page is rewritten by every step anyway. All or nothing:
+   * HPD_ENGINE_POOL_FULL leaves no child behind.
+   */
+  fork(requestId: string, childIds: readonly string[]): void {
+    if (this.inStep.has(requestId)) throw new BugError('HPD_ENGINE_FORK_IN_STEP', `request ${requestId} is being computed; fork it after its step`)
+    const parent = this.request(requestId)
+    const made: string[] = []
+    try {
+      for (const child of childIds) {
+        if (this.allocate(child, parent.numTokens) === null) throw this.poolFull(child)
+        made.push(child)
+        const state = this.request(child)
+        this.layout.groups.forEach((_g, gi) => {
+          parent.blocks[gi].forEach((src, j) => this.copyBlock(src, state.blocks[gi][j]))
+        })
+        state.numTokens = parent.numTokens
+      }
+    } catch (error) {
+      for (const child of made) this.free(child)
+      throw error
+    }
+  }
+
   free(requestId: string): void {
+    if (this.inStep.has(requestId)) {
+      this.freeAfterStep.add(requestId)
+      return
+    }
     const state = this.requests.get(requestId)
     if (!state) return
     this.requests.delete(requestId)
@@ -238,6 +352,32 @@ export class HybridEngine {
     if (this.closed) return
     this.closed = true
     for (const c of this.caches) for (const a of c.allocations) a.release()
+  }
+
+  private assertNotStepping(what: string): void {
+    if (this.stepping) throw new BugError('HPD_ENGINE_BUSY', `${what} called while an engine step runs: steps are serialised by their caller`)
+  }
+
+  /** Logical block `src` → `dst` in every tensor of every rank (the page, or its K and V halves when kv-first). */
+  private copyBlock(src: number, dst: number): void {
+    if (this.layout.kvLayout === 'blocks-first') {
+      const page = this.layout.pageBytes / 4
+      for (const c of this.caches) for (const t of c.tensors) t.copyWithin(dst * page, src * page, (src + 1) * page)
+      return
+    }
+    const r = this.layout.blocksPerLogical
+    const half = this.layout.kvHalfBytes / 4
+    this.caches.forEach((c, rank) => {
+      const g = pagedKvGeometry(this.layout, rank, this.numBlocks)
+      for (const t of c.tensors) {
+        for (let i = 0; i < r; i++) {
+          const from = (src * r + i) * g.blockStride
+          const to = (dst * r + i) * g.blockStride
+          t.copyWithin(to + g.kOffset, from + g.kOffset, from + g.kOffset + half)
+          t.copyWithin(to + g.vOffset, from + g.vOffset, from + g.vOffset + half)
+        }
+      }
+    })
   }
 
   private request(requestId: string): RequestState {

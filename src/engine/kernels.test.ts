@@ -246,14 +246,14 @@ describe('kernels vs scalar references', () => {
 
   it('sampling: greedy, top-k 1, top-p, CDF inversion, determinism', () => {
     const logits = Float32Array.of(0, Math.log(3), -1, 2)
-    expect(k.sample(logits, 0, 0, 1, 0)).toBe(3)
-    expect(k.sample(logits, 1, 1, 1, 0.99)).toBe(3)
-    expect(k.sample(logits, 1, 0, 0.01, 0.99)).toBe(3)
+    expect(k.sample(logits, 0, 0, 1, 0, 0)).toBe(3)
+    expect(k.sample(logits, 1, 1, 1, 0, 0.99)).toBe(3)
+    expect(k.sample(logits, 1, 0, 0.01, 0, 0.99)).toBe(3)
     // top-2 of [0, ln3]: probabilities 1/4, 3/4 in sorted order [id1, id0]
     const two = Float32Array.of(0, Math.log(3))
-    expect(k.sample(two, 1, 0, 1, 0.74)).toBe(1)
-    expect(k.sample(two, 1, 0, 1, 0.76)).toBe(0)
-    expect(k.sample(logits, 0.7, 3, 0.9, 0.5)).toBe(k.sample(logits, 0.7, 3, 0.9, 0.5))
+    expect(k.sample(two, 1, 0, 1, 0, 0.74)).toBe(1)
+    expect(k.sample(two, 1, 0, 1, 0, 0.76)).toBe(0)
+    expect(k.sample(logits, 0.7, 3, 0.9, 0, 0.5)).toBe(k.sample(logits, 0.7, 3, 0.9, 0, 0.5))
   })
 
   it('rejects undersized views with HPD_NATIVE_INVALID_ARGUMENT before touching memory', () => {

@@ -1,5 +1,5 @@
 import type {EngineLayout} from '../layout/types.js'
-import {kernels, type KernelsBinding} from '../native/kernels-binding.js'
+import {kernels, runRecorded, type KernelsBinding} from '../native/kernels-binding.js'
 import {mambaPageGeometry, pagedKvGeometry, type MambaPageGeometry, type PagedKvGeometry, type RankCache} from './cache.js'
 import type {ModelDims} from './model-dims.js'
 import type {AttentionRankWeights, LlamaRankWeights, MambaRankWeights, RankWeights} from './tp-shard.js'
@@ -66,7 +66,11 @@ export class ModelRunner {
     this.mambaGeometry = dims.mamba ? ranks.map((_r, rank) => mambaPageGeometry(layout, rank)) : undefined
   }
 
-  /** Runs the slices; returns the last-token logits [vocab] of each slice with wantLogits, in order. */
+  /**
+   * Runs the slices; returns the last-token logits [vocab] of each slice with wantLogits, in order.
+   * Everything it computes goes through kernel calls (no JS reads of computed values), so the same
+   * code runs recorded off the main thread (`forwardAsync`).
+   */
   forward(slices: readonly SliceWork[]): Float32Array[] {
     const D = this.dims.hiddenSize
     const starts: number[] = []
@@ -92,6 +96,15 @@ export class ModelRunner {
       else this.mlp(layer, u, h, R)
     })
     return this.logits(slices, starts, h)
+  }
+
+  /**
+   * `forward` with its kernels run off the JS main thread (one recorded program): the event loop
+   * stays free meanwhile. The caller must not start another forward, or touch the slices' cache
+   * pages, until it resolves.
+   */
+  forwardAsync(slices: readonly SliceWork[]): Promise<Float32Array[]> {
+    return runRecorded(() => this.forward(slices))
   }
 
   private embed(ids: Int32Array, h: Float32Array, R: number): void {
@@ -157,7 +170,8 @@ export class ModelRunner {
     if (rd0.gatedNormAcrossRanks) {
       const total = this.scratch[0].get('sumsq', R)
       for (let r = 1; r < this.ranks.length; r++) this.k.addInplace(total, this.scratch[r].get('sumsq', R), R)
-      for (let r = 1; r < this.ranks.length; r++) this.scratch[r].get('sumsq', R).set(total)
+      // Copies through the kernels (not TypedArray.set) so a recorded forward keeps its order.
+      for (let r = 1; r < this.ranks.length; r++) this.k.copy(this.scratch[r].get('sumsq', R), total, R)
     }
     this.allReduceInto(h, R, (r, partial) => {
       const w = this.ranks[r].layers[layer] as MambaRankWeights
@@ -249,7 +263,7 @@ export class ModelRunner {
     if (picked.length === 0) return []
     const S = picked.length
     const last = this.shared.get('last', S * D)
-    picked.forEach((row, j) => last.set(h.subarray(row * D, (row + 1) * D), j * D))
+    picked.forEach((row, j) => this.k.copy(last.subarray(j * D), h.subarray(row * D), D))
     const normed = this.shared.get('lastNormed', S * D)
     this.k.rmsNorm(last, this.ranks[0].finalNorm, normed, S, D, this.dims.normEps)
     const out = new Float32Array(S * V)

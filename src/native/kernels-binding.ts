@@ -2,8 +2,10 @@ import {loadNativeAddon} from './load-addon.js'
 
 /**
  * The typed surface of the native CPU kernels (native/src/napi/kernels.cc over
- * native/include/hpd/kernels.h). Every function is synchronous: it runs on the calling (main)
- * thread and fans out over the addon's persistent kernel pool (both cores) before returning.
+ * native/include/hpd/kernels.h). A kernel call runs at once on the calling (main) thread and fans
+ * out over the addon's persistent kernel pool (both cores) before returning — unless a recording
+ * is open (`record()`): then it is only checked and recorded, and `submit()` runs every recorded
+ * call in order on a libuv thread, leaving the JS thread free (see `runRecorded`).
  *
  * Conventions: all tensors are fp32 `Float32Array` views, row-major, shapes in the comments as
  * [outer, ..., inner]. `ld*` arguments are row strides in elements, so a kernel can read a column
@@ -48,8 +50,21 @@ export interface KernelsBinding {
   siluMul(gu: Float32Array, out: Float32Array, tokens: number, inter: number): void
   /** NeoX (rotate-half) RoPE in place on x [T, heads·headDim] (ldx) at positions pos0... */
   ropeNeox(x: Float32Array, ldx: number, pos0: number, tokens: number, heads: number, headDim: number, theta: number): void
-  /** Token id from logits [vocab]: temperature <= 0 is greedy; else top-k, then top-p, then the CDF at `uniform` ∈ [0, 1). */
-  sample(logits: Float32Array, temperature: number, topK: number, topP: number, uniform: number): number
+  /**
+   * Token id from logits [vocab]: temperature <= 0 is greedy; else softmax(logits / T), min-p (drop
+   * p < minP · p_max), top-k, then top-p, then the CDF at `uniform` ∈ [0, 1). Never recorded.
+   */
+  sample(logits: Float32Array, temperature: number, topK: number, topP: number, minP: number, uniform: number): number
+  /** Returns log Σ exp(logits); writes the k most likely ids (ties: lower id) and their log-probabilities. Never recorded. */
+  logSoftmaxTop(logits: Float32Array, k: number, topIds: Int32Array, topLogprobs: Float32Array): number
+  /** dst[0..n) = src[0..n) (no overlap). */
+  copy(dst: Float32Array, src: Float32Array, n: number): void
+  /** Opens a recording: later kernel calls are checked and recorded, not run. Throws while one is open or running. */
+  record(): void
+  /** Runs the recording's calls in order on a libuv thread; the typed arrays they name must not be touched until it resolves. */
+  submit(): Promise<void>
+  /** Drops an open recording (nothing recorded runs). */
+  discard(): void
   /** Seconds for `iterations` OpenBLAS sgemm calls x[m,k]·w[n,k]^T with OpenBLAS's own `threads` (the benchmark reference). */
   sgemmReference(m: number, n: number, k: number, iterations: number, threads: number): number
   /** Threads of the kernel pool. */
@@ -62,4 +77,24 @@ let cached: KernelsBinding | undefined
 export function kernels(): KernelsBinding {
   cached ??= loadNativeAddon().kernels as KernelsBinding
   return cached
+}
+
+/**
+ * Runs `forward` (synchronous code that calls kernels) with its kernel calls recorded, then executes
+ * them off the main thread; resolves with `forward`'s return value once they have run (typed arrays
+ * it returns are filled by then). One recorded program runs at a time per process: the caller
+ * serialises (the engine's step scheduler does).
+ */
+export async function runRecorded<T>(forward: () => T): Promise<T> {
+  const k = kernels()
+  k.record()
+  let result: T
+  try {
+    result = forward()
+  } catch (error) {
+    k.discard()
+    throw error
+  }
+  await k.submit()
+  return result
 }

@@ -22,9 +22,12 @@ export interface GenerationBackend {
 
 /** Text ↔ token ids for the router. Implemented over the model's tokenizer (src/model). */
 export interface ServeTokenizer {
-  encode(text: string): number[]
+  /** Token ids of `text`, with the tokenizer's special tokens (BOS) unless addSpecialTokens is false. */
+  encode(text: string, options?: {readonly addSpecialTokens?: boolean}): number[]
   /** Applies the model's chat template and tokenizes the result. */
   encodeChat(messages: readonly {role: string; content: string}[]): number[]
+  /** Text of token ids (special tokens dropped): echo of token-id prompts, POST /detokenize. */
+  decode(tokenIds: readonly number[]): string
   /** Incremental detokenizer: returns the text that became final with this token (UTF-8 safe). */
   createDecoder(): {push(tokenId: number): string; flush(): string}
 }

@@ -7,7 +7,7 @@
 import {z} from 'zod'
 
 import {ServeError} from './backend.js'
-import {MAX_TOP_K} from './openai/params.js'
+import {MAX_LOGIT_BIAS_ENTRIES, MAX_LOGPROBS, MAX_N, MAX_STOP_TOKEN_IDS, MAX_TOP_K} from './openai/params.js'
 import type {GenerateRequest, LeaseRequest, PrefillRequest, SamplingParams, TransferParams} from './protocol.js'
 
 /** What the worker's model allows: messages are checked against it. */
@@ -39,8 +39,21 @@ function sampling(l: ProtocolLimits) {
       seed: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).optional(),
       maxTokens: z.number().int().min(1).max(l.maxModelLen),
       ignoreEos: z.boolean(),
+      minP: z.number().min(0).max(1).optional(),
+      presencePenalty: z.number().min(-2).max(2).optional(),
+      frequencyPenalty: z.number().min(-2).max(2).optional(),
+      repetitionPenalty: z.number().gt(0).max(2).optional(),
+      logitBias: z
+        .record(z.string().regex(/^\d{1,10}$/).refine((k) => Number(k) < l.vocabSize, `token ids must be below the vocabulary size ${l.vocabSize}`), z.number().min(-100).max(100))
+        .refine((r) => Object.keys(r).length <= MAX_LOGIT_BIAS_ENTRIES, `at most ${MAX_LOGIT_BIAS_ENTRIES} entries`)
+        .optional(),
+      minTokens: z.number().int().min(0).max(l.maxModelLen).optional(),
+      stopTokenIds: z.array(z.number().int().min(0).max(l.vocabSize - 1)).max(MAX_STOP_TOKEN_IDS).optional(),
+      logprobs: z.number().int().min(0).max(MAX_LOGPROBS).optional(),
+      n: z.number().int().min(1).max(MAX_N).optional(),
     })
     .strict()
+    .refine((s) => (s.minTokens ?? 0) <= s.maxTokens, {path: ['minTokens'], message: 'must be at most maxTokens'})
 }
 
 const transfer = z

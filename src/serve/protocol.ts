@@ -7,7 +7,10 @@ export const PROTOCOL_VERSION = 1
 
 export type WorkerRole = 'prefill' | 'decode' | 'colocated'
 
-/** Sampling parameters a decode (or colocated) worker applies; temperature 0 = greedy. */
+/**
+ * Sampling parameters a decode (or colocated) worker applies, as vLLM's SamplingParams define them;
+ * temperature 0 = greedy. The optional fields are absent when neutral (older routers send none).
+ */
 export interface SamplingParams {
   readonly temperature: number
   readonly topP: number
@@ -15,6 +18,27 @@ export interface SamplingParams {
   readonly seed: number | undefined
   readonly maxTokens: number
   readonly ignoreEos: boolean
+  /** 0..1; 0 = off. */
+  readonly minP?: number
+  /** −2..2; 0 = off. */
+  readonly presencePenalty?: number
+  /** −2..2; 0 = off. */
+  readonly frequencyPenalty?: number
+  /** (0, 2]; 1 = off. */
+  readonly repetitionPenalty?: number
+  /** token id (decimal string) → bias −100..100 added to its logit. */
+  readonly logitBias?: Readonly<Record<string, number>>
+  /** Tokens generated before EOS or a stop token id may end the sequence. */
+  readonly minTokens?: number
+  /** Sampling one of these ends the sequence with 'stop' (the token is part of the output). */
+  readonly stopTokenIds?: readonly number[]
+  /** Return log-probabilities: the sampled token's and this many most likely (0..MAX_LOGPROBS). */
+  readonly logprobs?: number
+  /**
+   * Continuations of the prompt (OpenAI n): one prefill, then the cache is copied for each;
+   * continuation j samples with seed + j.
+   */
+  readonly n?: number
 }
 
 /**
@@ -87,7 +111,18 @@ export type WorkerStreamEvent =
       readonly bytes: number
       readonly reads: number
     }
-  | {readonly type: 'token'; readonly tokenId: number}
+  | {
+      readonly type: 'token'
+      readonly tokenId: number
+      /** Which continuation (0..n−1); absent = 0. */
+      readonly index?: number
+      /** With sampling.logprobs: the token's log-probability and the most likely tokens'. */
+      readonly logprob?: number
+      readonly top?: readonly {readonly tokenId: number; readonly logprob: number}[]
+    }
+  /** Continuation `index` ended (sent for every continuation when n > 1; 'done' still ends the stream). */
+  | {readonly type: 'finish'; readonly index: number; readonly finishReason: FinishReason; readonly numOutputTokens: number}
+  /** The request ended: with n = 1 its only continuation's finish; with n > 1 after every 'finish'. */
   | {readonly type: 'done'; readonly finishReason: FinishReason; readonly numOutputTokens: number}
   | {readonly type: 'error'; readonly code: string; readonly message: string; readonly status: number}
 

@@ -12,6 +12,7 @@ import {createRouter} from './router.js'
 const bytes: ServeTokenizer = {
   encode: (text) => [...Buffer.from(text, 'utf8')],
   encodeChat: (messages) => [...Buffer.from(messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', 'utf8')],
+  decode: (ids) => Buffer.from(ids.filter((t) => t < 256)).toString('utf8'),
   createDecoder: () => {
     const d = new TextDecoder()
     return {push: (t) => d.decode(Uint8Array.of(t), {stream: true}), flush: () => d.decode()}

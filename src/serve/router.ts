@@ -8,14 +8,19 @@
 import {randomBytes, randomUUID} from 'node:crypto'
 import type {IncomingMessage, Server, ServerResponse} from 'node:http'
 
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {packageRoot} from '../native/load-addon.js'
 import {ServeError, type GenerationBackend, type ServeTokenizer} from './backend.js'
-import {generateText} from './generation.js'
+import {choicesPerPrompt, generateText} from './generation.js'
 import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, ROUTER_HYGIENE, type HygieneOptions} from './http-hygiene.js'
 import type {ServeMetrics} from './metrics.js'
 import {admit, type AdmittedRequest, type RequestKind} from './openai/admit.js'
 import {InvalidRequest} from './openai/request.js'
 import {jsonResponder, sendError, sendJson, sseResponder} from './openai/responders.js'
 import type {ResponseIdentity} from './openai/response.js'
+import {handleUtilityRoute, UTILITY_PATHS, type UtilityContext} from './openai/utility-routes.js'
 import {bearerMatches} from './auth.js'
 
 export interface RouterOptions {
@@ -23,6 +28,8 @@ export interface RouterOptions {
   readonly tokenizer: ServeTokenizer
   /** The id clients pass as `model` (also listed by GET /v1/models). */
   readonly modelName: string
+  /** vLLM --served-model-name: names clients may pass instead (the first is the primary one); default [modelName]. */
+  readonly servedModelNames?: readonly string[]
   readonly maxModelLen: number
   readonly vocabSize: number
   readonly metrics: ServeMetrics
@@ -82,25 +89,48 @@ async function handle(o: RouterOptions, req: IncomingMessage, res: ServerRespons
       res.end(text)
       return
     }
-    case 'GET /v1/models': {
-      sendJson(res, 200, {
-        object: 'list',
-        data: [{id: o.modelName, object: 'model', created: Math.floor(o.metrics.startedAtMs / 1000), owned_by: 'hpd', max_model_len: o.maxModelLen}],
-      })
-      return
-    }
     case 'POST /v1/completions':
     case 'POST /v1/chat/completions': {
       await handleGeneration(o, req, res, path === '/v1/completions' ? 'completion' : 'chat')
       return
     }
     default: {
+      try {
+        if (await handleUtilityRoute(utilityContext(o), req, res, req.method ?? 'GET', path, () => readJsonBody(req, bodyLimits(o)))) return
+      } catch (error) {
+        if (!(error instanceof InvalidRequest) && !(error instanceof HttpRefusal)) throw error
+        if (closesConnection(error)) closeAfterAnswer(req, res)
+        sendError(res, error.status, error.message, error instanceof InvalidRequest ? error.param : null, error.code, closesConnection(error) ? {connection: 'close'} : {})
+        return
+      }
       req.resume()
-      const known = ['/health', '/metrics', '/v1/models', '/v1/completions', '/v1/chat/completions'].includes(path)
+      const known = ['/health', '/metrics', '/v1/completions', '/v1/chat/completions', ...UTILITY_PATHS].includes(path) || path.startsWith('/v1/models/')
       if (known) sendError(res, 405, `method ${req.method} is not allowed on ${path}`, null, 'method_not_allowed')
       else sendError(res, 404, `no route for ${req.method} ${path.slice(0, 200)}`, null, 'not_found')
     }
   }
+}
+
+function modelNames(o: RouterOptions): readonly string[] {
+  return o.servedModelNames && o.servedModelNames.length > 0 ? o.servedModelNames : [o.modelName]
+}
+
+function bodyLimits(o: RouterOptions) {
+  return {maxBytes: o.maxBodyBytes ?? 4 * 1024 * 1024, timeoutMs: (o.hygiene ?? ROUTER_HYGIENE).bodyTimeoutMs, maxDepth: 32}
+}
+
+let hpdVersion: string | undefined
+function version(): string {
+  try {
+    hpdVersion ??= (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as {version: string}).version
+  } catch {
+    hpdVersion = 'unknown'
+  }
+  return hpdVersion
+}
+
+function utilityContext(o: RouterOptions): UtilityContext {
+  return {tokenizer: o.tokenizer, modelNames: modelNames(o), maxModelLen: o.maxModelLen, vocabSize: o.vocabSize, createdS: Math.floor(o.metrics.startedAtMs / 1000), version: version()}
 }
 
 async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: ServerResponse, kind: RequestKind): Promise<void> {
@@ -110,9 +140,9 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
   const headers: Record<string, string> = {'x-request-id': typeof clientId === 'string' && REQUEST_ID.test(clientId) ? clientId : requestId}
   let admitted: AdmittedRequest
   try {
-    const body = await readJsonBody(req, {maxBytes: o.maxBodyBytes ?? 4 * 1024 * 1024, timeoutMs: (o.hygiene ?? ROUTER_HYGIENE).bodyTimeoutMs, maxDepth: 32})
+    const body = await readJsonBody(req, bodyLimits(o))
     admitted = admit(kind, body, o.tokenizer, {
-      modelName: o.modelName,
+      modelNames: modelNames(o),
       maxModelLen: o.maxModelLen,
       vocabSize: o.vocabSize,
       defaultChatMaxTokens: o.defaultChatMaxTokens ?? 256,
@@ -133,10 +163,21 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
     return
   }
 
-  const who: ResponseIdentity = {id: requestId, created: Math.floor(Date.now() / 1000), model: o.modelName}
+  const who: ResponseIdentity = {id: requestId, created: Math.floor(Date.now() / 1000), model: admitted.model}
   const p = admitted.parsed
-  const responderOptions = {kind, who, includeUsage: p.includeUsage, returnTokenIds: p.returnTokenIds, headers}
-  const respond = p.stream ? sseResponder(res, responderOptions) : jsonResponder(res, responderOptions)
+  const responderOptions = {
+    kind,
+    who,
+    includeUsage: p.includeUsage,
+    returnTokenIds: p.returnTokenIds,
+    headers,
+    prompts: admitted.prompts,
+    perPrompt: choicesPerPrompt(admitted),
+    n: p.n,
+    echo: p.echo,
+    tokenText: (id: number) => o.tokenizer.decode([id]),
+  }
+  const respond = p.stream ? sseResponder(res, responderOptions) : jsonResponder(res, responderOptions, p.logprobs !== undefined)
   const abort = new AbortController()
   const timeoutMs = o.requestTimeoutMs ?? 120_000
   const timer = setTimeout(() => abort.abort(new ServeError(504, 'request_timeout', `the request did not finish within ${timeoutMs} ms`)), timeoutMs)
@@ -146,7 +187,7 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
 
   const m = o.metrics
   m.inFlight++
-  m.promptTokens += admitted.promptTokenIds.length
+  m.promptTokens += admitted.promptTokens
   let firstTokenAtMs: number | undefined
   let lastTokenAtMs = 0
   let transferMs: number | undefined
@@ -164,12 +205,14 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
           lastTokenAtMs = now
           outputTokens++
         }
-        respond.text(ev.text, ev.tokenId)
+        respond.text(ev)
+      } else if (ev.type === 'choice-end') {
+        respond.choiceEnd(ev)
       } else {
         clearTimeout(timer)
         m.inFlight--
         m.requestsOk++
-        m.generationTokens += ev.outputTokenIds.length
+        m.generationTokens += outputTokens
         const e2eMs = performance.now() - arrivedAtMs
         m.e2e.observe(e2eMs / 1000)
         if (firstTokenAtMs !== undefined) m.ttft.observe((firstTokenAtMs - arrivedAtMs) / 1000)
@@ -179,8 +222,8 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
           m.ttftSecondsDisagg += (firstTokenAtMs - arrivedAtMs) / 1000
         }
         const ttftMs = firstTokenAtMs === undefined ? undefined : firstTokenAtMs - arrivedAtMs
-        o.log?.({event: 'request-done', requestId, status: 200, promptTokens: admitted.promptTokenIds.length, outputTokens: ev.outputTokenIds.length, ttftMs, e2eMs})
-        respond.end(ev.finish, admitted.promptTokenIds, ev.outputTokenIds)
+        o.log?.({event: 'request-done', requestId, status: 200, promptTokens: admitted.promptTokens, outputTokens, ttftMs, e2eMs})
+        respond.end()
         return
       }
     }
@@ -189,7 +232,7 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
     m.inFlight--
     m.requestsFailed++
     const e = error instanceof ServeError ? error : new ServeError(500, 'internal_error', String((error as Error)?.message ?? error))
-    o.log?.({event: 'request-failed', requestId, status: e.status, promptTokens: admitted.promptTokenIds.length, outputTokens, e2eMs: performance.now() - arrivedAtMs, code: e.code, message: e.message})
+    o.log?.({event: 'request-failed', requestId, status: e.status, promptTokens: admitted.promptTokens, outputTokens, e2eMs: performance.now() - arrivedAtMs, code: e.code, message: e.message})
     respond.fail(e.status, e.code, e.message)
   }
 }

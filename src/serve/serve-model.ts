@@ -24,7 +24,8 @@ export function resolveServeModel(model: string): ServeModel {
  */
 export function serveTokenizer(t: TextTokenizer): ServeTokenizer {
   return {
-    encode: (text) => t.encode(text),
+    encode: (text, options) => t.encode(text, options),
+    decode: (ids) => t.decode(ids),
     encodeChat: (messages) =>
       t.encode(t.applyChatTemplate ? t.applyChatTemplate(messages) : `${messages.map((m) => `${m.role}: ${m.content}\n`).join('')}assistant: `),
     createDecoder: () => {

@@ -120,11 +120,27 @@ void silu_mul(const float* gu, float* out, int64_t tokens, int64_t inter, int it
 void rope_neox(float* x, int64_t ldx, int64_t pos0, int64_t tokens, int64_t heads, int64_t head_dim, float theta);
 
 // ---- sampling ------------------------------------------------------------------------------
+/** What `sample` cuts before drawing; neutral values: top_k 0, top_p 1, min_p 0. */
+struct SampleArgs {
+  float temperature;  // <= 0: greedy
+  int64_t top_k;      // 0: no cut
+  float top_p;        // 1: no cut
+  float min_p;        // 0: no cut
+};
 /**
  * Picks a token from logits [vocab]. temperature <= 0 → greedy (lowest id among ties).
- * Otherwise softmax(logits / T), keep the top_k (0 = all) most likely, then the smallest prefix
- * with mass >= top_p, renormalise, and invert the CDF at `uniform` in [0, 1).
+ * Otherwise softmax(logits / T); drop tokens with p < min_p · p_max, keep the top_k (0 = all) most
+ * likely, then the smallest prefix with mass >= top_p, renormalise, and invert the CDF at `uniform`
+ * in [0, 1). Tokens at -inf are never drawn while another token is left.
  */
-int32_t sample(const float* logits, int64_t vocab, float temperature, int64_t top_k, float top_p, double uniform);
+int32_t sample(const float* logits, int64_t vocab, const SampleArgs& args, double uniform);
+/**
+ * log Σ exp(logits) over [vocab] (returned), and the k largest logits as (id, logit − lse),
+ * most likely first, ties by lower id: top_ids [k], top_logprobs [k]. k may be 0.
+ */
+double log_softmax_top(const float* logits, int64_t vocab, int64_t k, int32_t* top_ids, float* top_logprobs);
+
+/** dst[i] = src[i] for i in the thread's slice of [0, n); dst and src do not overlap. */
+void copy(float* dst, const float* src, int64_t n, int ith, int nth);
 
 }  // namespace hpd::kernels

@@ -68,4 +68,10 @@ void rope_neox(float* x, int64_t ldx, int64_t pos0, int64_t tokens, int64_t head
   }
 }
 
+void copy(float* dst, const float* src, int64_t n, int ith, int nth) {
+  int64_t begin, end;
+  thread_slice(n, ith, nth, &begin, &end);
+  if (end > begin) std::memcpy(dst + begin, src + begin, sizeof(float) * (end - begin));
+}
+
 }  // namespace hpd::kernels

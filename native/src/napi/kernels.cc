@@ -1,11 +1,17 @@
-// JS surface "kernels": synchronous wrappers over native/include/hpd/kernels.h. Every call runs on
-// the JS main thread and fans out over the kernel pool (parallel_for) before returning, so no
-// N-API call ever happens off the main thread and the typed arrays stay alive for the call.
+// JS surface "kernels": wrappers over native/include/hpd/kernels.h. A call either runs now, on the
+// JS main thread fanned out over the kernel pool (parallel_for), or, between record() and
+// submit(), is recorded into a Program that one AsyncWorker later runs in order on a libuv thread
+// (the engine's forward pass: the JS thread stays free for control traffic while it computes).
+// No N-API call ever happens off the main thread: a recorded call keeps raw pointers plus a
+// reference to every typed array it was given, so the memory stays alive until the program ends.
 // Arguments are validated in src/native/kernels-binding.ts; here only what guards memory safety
-// is re-checked (every view is large enough for what the kernel will touch).
+// is re-checked (every view is large enough for what the kernel will touch), at call time.
 #include <cblas.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -89,13 +95,96 @@ class Args {
 // waking the pool costs more than it saves (decode steps of small models are hundreds of tiny calls).
 constexpr int64_t kSerialWork = 1 << 16;
 
-template <typename Fn>
-void run(int64_t work, const Fn& fn) {
-  if (work < kSerialWork || k::pool_threads() == 1) {
-    fn(0, 1);
+// One kernel call with its arguments bound: fn(ith, nth) over `work` units (small work runs on
+// the calling thread alone; `serial` kernels never fan out).
+struct Command {
+  int64_t work;
+  bool serial;
+  std::function<void(int, int)> fn;
+};
+
+void execute(const Command& c) {
+  if (c.serial || c.work < kSerialWork || k::pool_threads() == 1) {
+    c.fn(0, 1);
   } else {
-    k::parallel_for(fn);
+    k::parallel_for(c.fn);
   }
+}
+
+// Calls recorded between record() and submit(), and a reference to every typed array they read
+// or write (owned by the program: released on the main thread when its worker is destroyed).
+struct Program {
+  std::vector<Command> commands;
+  std::vector<Napi::Reference<Napi::Value>> views;
+};
+
+// The recording in progress (main thread only), and whether a submitted program still runs:
+// the engine's scratch buffers are shared by all its steps, so programs never overlap.
+std::unique_ptr<Program> g_recording;
+std::atomic<bool> g_program_running{false};
+
+template <typename Fn>
+void dispatch(const Napi::CallbackInfo& info, int64_t work, Fn fn, bool serial = false) {
+  if (!g_recording) {
+    execute(Command{work, serial, fn});
+    return;
+  }
+  for (size_t i = 0; i < info.Length(); ++i) {
+    if (info[i].IsTypedArray()) g_recording->views.push_back(Napi::Persistent(info[i]));
+  }
+  g_recording->commands.push_back(Command{work, serial, std::function<void(int, int)>(std::move(fn))});
+}
+
+class ProgramWorker : public Napi::AsyncWorker {
+ public:
+  ProgramWorker(Napi::Env env, std::unique_ptr<Program> program)
+      : Napi::AsyncWorker(env, "hpd:kernels.program"), program_(std::move(program)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  // Off the main thread: only the bound pointers and plain values are touched.
+  void Execute() override {
+    for (const Command& c : program_->commands) execute(c);
+  }
+  void OnOK() override {
+    g_program_running = false;
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& error) override {
+    g_program_running = false;
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  std::unique_ptr<Program> program_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value busy(const Napi::CallbackInfo& info, const char* what) {
+  status_to_error(info.Env(), Status(StatusCode::kInvalidArgument, what)).ThrowAsJavaScriptException();
+  return info.Env().Undefined();
+}
+
+// record(): later kernel calls are recorded, not run, until submit() or discard().
+Napi::Value record(const Napi::CallbackInfo& info) {
+  if (g_recording) return busy(info, "record(): a recording is already open");
+  if (g_program_running) return busy(info, "record(): a submitted program is still running");
+  g_recording = std::make_unique<Program>();
+  return info.Env().Undefined();
+}
+
+// submit() -> Promise<void>: runs the recorded calls in order off the main thread.
+Napi::Value submit(const Napi::CallbackInfo& info) {
+  if (!g_recording) return busy(info, "submit(): nothing is being recorded");
+  g_program_running = true;
+  auto* worker = new ProgramWorker(info.Env(), std::move(g_recording));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// discard(): drops the recording (a forward pass that threw while recording).
+Napi::Value discard(const Napi::CallbackInfo& info) {
+  g_recording.reset();
+  return info.Env().Undefined();
 }
 
 // Elements a [rows, cols] view with row stride ld needs.
@@ -113,7 +202,7 @@ Napi::Value linear(const Napi::CallbackInfo& info) {
   const bool acc = a.flag(8);
   if (!a.ok()) return a.done();
   // Split output features over the pool; keep slices a multiple of 16 wide for the packing.
-  run(m * n * kk, [&](int ith, int nth) {
+  dispatch(info, m * n * kk, [=](int ith, int nth) {
     const int64_t units = (n + 15) / 16;
     int64_t b, e;
     k::thread_slice(units, ith, nth, &b, &e);
@@ -131,7 +220,7 @@ Napi::Value rms_norm(const Napi::CallbackInfo& info) {
   const float* w = a.f32(1, "w", dim);
   float* y = a.f32(2, "y", rows * dim);
   if (!a.ok()) return a.done();
-  run(rows * dim, [&](int ith, int nth) { k::rms_norm(x, w, y, rows, dim, eps, ith, nth); });
+  dispatch(info, rows * dim, [=](int ith, int nth) { k::rms_norm(x, w, y, rows, dim, eps, ith, nth); });
   return a.done();
 }
 
@@ -146,7 +235,7 @@ Napi::Value gated_norm_sumsq(const Napi::CallbackInfo& info) {
   float* out = a.f32(3, "out", rows * dim);
   float* sumsq = a.f32(4, "sumsq", rows * (dim / (gs ? gs : 1)));
   if (!a.ok()) return a.done();
-  run(rows * dim, [&](int ith, int nth) { k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth); });
+  dispatch(info, rows * dim, [=](int ith, int nth) { k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth); });
   return a.done();
 }
 
@@ -161,7 +250,7 @@ Napi::Value gated_norm_apply(const Napi::CallbackInfo& info) {
   const float* sumsq = a.f32(1, "sumsq", rows * (dim / (gs ? gs : 1)));
   const float* w = a.f32(2, "w", dim);
   if (!a.ok()) return a.done();
-  run(rows * dim, [&](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, ith, nth); });
+  dispatch(info, rows * dim, [=](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, ith, nth); });
   return a.done();
 }
 
@@ -177,7 +266,7 @@ Napi::Value conv1d(const Napi::CallbackInfo& info) {
   float* state = a.f32(4, "state", cd * (kernel - 1));
   float* out = a.f32(5, "out", tokens * cd);
   if (!a.ok()) return a.done();
-  run(tokens * cd * kernel, [&](int ith, int nth) { k::conv1d_prefill(xbc, ldx, w, bias, state, out, tokens, cd, kernel, ith, nth); });
+  dispatch(info, tokens * cd * kernel, [=](int ith, int nth) { k::conv1d_prefill(xbc, ldx, w, bias, state, out, tokens, cd, kernel, ith, nth); });
   return a.done();
 }
 
@@ -207,7 +296,7 @@ Napi::Value ssm_scan(const Napi::CallbackInfo& info) {
   s.state = a.f32(10, "state", H * P * N);
   s.y = a.f32(11, "y", T * H * P);
   if (!a.ok()) return a.done();
-  run(T * H * P * N, [&](int ith, int nth) {
+  dispatch(info, T * H * P * N, [=](int ith, int nth) {
     if (chunk > 0) {
       k::ssm_scan_chunked(s, chunk, ith, nth);
     } else {
@@ -253,7 +342,7 @@ Napi::Value kv_cache_write(const Napi::CallbackInfo& info) {
   const float* vp = a.f32(9, "v", strided(tokens, ldv, kv_heads * hd));
   k::PagedKv kv{};
   if (!a.ok() || !paged_kv(a, info, 0, kv_heads, hd, pos0 + tokens, &kv)) return a.done();
-  run(tokens * kv_heads * hd, [&](int ith, int nth) { k::kv_cache_write(kv, kp, ldk, vp, ldv, pos0, tokens, kv_heads, hd, ith, nth); });
+  dispatch(info, tokens * kv_heads * hd, [=](int ith, int nth) { k::kv_cache_write(kv, kp, ldk, vp, ldv, pos0, tokens, kv_heads, hd, ith, nth); });
   return a.done();
 }
 
@@ -268,7 +357,7 @@ Napi::Value paged_attention(const Napi::CallbackInfo& info) {
   float* o = a.f32(9, "o", tokens * qh * hd);
   k::PagedKv kv{};
   if (!a.ok() || !paged_kv(a, info, 0, kvh, hd, pos0 + tokens, &kv)) return a.done();
-  run(tokens * qh * hd * (pos0 + tokens), [&](int ith, int nth) { k::paged_attention(kv, q, ldq, o, pos0, tokens, qh, kvh, hd, scale, ith, nth); });
+  dispatch(info, tokens * qh * hd * (pos0 + tokens), [=](int ith, int nth) { k::paged_attention(kv, q, ldq, o, pos0, tokens, qh, kvh, hd, scale, ith, nth); });
   return a.done();
 }
 
@@ -282,7 +371,7 @@ Napi::Value embedding(const Napi::CallbackInfo& info) {
   const float* table = a.f32(1, "table", (ve - vb) * dim);
   float* out = a.f32(5, "out", tokens * dim);
   if (!a.ok()) return a.done();
-  k::embedding(ids, tokens, table, vb, ve, dim, out);
+  dispatch(info, tokens * dim, [=](int, int) { k::embedding(ids, tokens, table, vb, ve, dim, out); }, true);
   return a.done();
 }
 
@@ -292,7 +381,7 @@ Napi::Value add_inplace(const Napi::CallbackInfo& info) {
   float* y = a.f32(0, "y", n);
   const float* x = a.f32(1, "x", n);
   if (!a.ok()) return a.done();
-  run(n, [&](int ith, int nth) { k::add_inplace(y, x, n, ith, nth); });
+  dispatch(info, n, [=](int ith, int nth) { k::add_inplace(y, x, n, ith, nth); });
   return a.done();
 }
 
@@ -301,7 +390,7 @@ Napi::Value relu_squared(const Napi::CallbackInfo& info) {
   const int64_t n = a.int_(1, "n");
   float* x = a.f32(0, "x", n);
   if (!a.ok()) return a.done();
-  run(n, [&](int ith, int nth) { k::relu_squared_inplace(x, n, ith, nth); });
+  dispatch(info, n, [=](int ith, int nth) { k::relu_squared_inplace(x, n, ith, nth); });
   return a.done();
 }
 
@@ -312,7 +401,7 @@ Napi::Value silu_mul(const Napi::CallbackInfo& info) {
   const float* gu = a.f32(0, "gu", tokens * 2 * inter);
   float* out = a.f32(1, "out", tokens * inter);
   if (!a.ok()) return a.done();
-  run(tokens * inter, [&](int ith, int nth) { k::silu_mul(gu, out, tokens, inter, ith, nth); });
+  dispatch(info, tokens * inter, [=](int ith, int nth) { k::silu_mul(gu, out, tokens, inter, ith, nth); });
   return a.done();
 }
 
@@ -325,22 +414,54 @@ Napi::Value rope_neox(const Napi::CallbackInfo& info) {
   a.check(hd % 2 == 0 && ldx >= heads * hd, "headDim must be even and ldx >= heads * headDim");
   float* x = a.f32(0, "x", strided(tokens, ldx, heads * hd));
   if (!a.ok()) return a.done();
-  k::rope_neox(x, ldx, pos0, tokens, heads, hd, theta);
+  dispatch(info, tokens * heads * hd, [=](int, int) { k::rope_neox(x, ldx, pos0, tokens, heads, hd, theta); }, true);
   return a.done();
 }
 
-// sample(logits, temperature, topK, topP, uniform) -> token id
+// sample(logits, temperature, topK, topP, minP, uniform) -> token id (runs now: it reads logits a
+// finished step produced, so it cannot be part of a recording).
 Napi::Value sample(const Napi::CallbackInfo& info) {
+  if (g_recording) return busy(info, "sample() cannot be recorded");
   Args a(info);
   const float* logits = a.f32(0, "logits", 1);
-  const double temperature = a.num(1, "temperature");
-  const int64_t top_k = a.int_(2, "topK");
-  const double top_p = a.num(3, "topP"), uniform = a.num(4, "uniform");
+  k::SampleArgs s{};
+  s.temperature = static_cast<float>(a.num(1, "temperature"));
+  s.top_k = a.int_(2, "topK");
+  s.top_p = static_cast<float>(a.num(3, "topP"));
+  s.min_p = static_cast<float>(a.num(4, "minP"));
+  const double uniform = a.num(5, "uniform");
   a.check(uniform >= 0.0 && uniform < 1.0, "uniform must be in [0, 1)");
+  a.check(s.min_p >= 0.0f && s.min_p <= 1.0f, "minP must be in [0, 1]");
   if (!a.ok()) return a.done();
   const int64_t vocab = static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength());
-  return Napi::Number::New(info.Env(), k::sample(logits, vocab, static_cast<float>(temperature), top_k,
-                                                  static_cast<float>(top_p), uniform));
+  return Napi::Number::New(info.Env(), k::sample(logits, vocab, s, uniform));
+}
+
+// logSoftmaxTop(logits, k, topIds, topLogprobs) -> logsumexp; fills the k most likely (id, logprob).
+Napi::Value log_softmax_top(const Napi::CallbackInfo& info) {
+  if (g_recording) return busy(info, "logSoftmaxTop() cannot be recorded");
+  Args a(info);
+  const float* logits = a.f32(0, "logits", 1);
+  const int64_t kk = a.int_(1, "k");
+  int64_t ids_len = 0;
+  int32_t* ids = a.i32(2, "topIds", &ids_len);
+  float* values = a.f32(3, "topLogprobs", kk);
+  if (!a.ok()) return a.done();
+  const int64_t vocab = static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength());
+  a.check(kk <= vocab && ids_len >= kk, "k must be <= the vocabulary and topIds must hold k ids");
+  if (!a.ok()) return a.done();
+  return Napi::Number::New(info.Env(), k::log_softmax_top(logits, vocab, kk, ids, values));
+}
+
+// copy(dst, src, n)
+Napi::Value copy(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.int_(2, "n");
+  float* dst = a.f32(0, "dst", n);
+  const float* src = a.f32(1, "src", n);
+  if (!a.ok()) return a.done();
+  dispatch(info, n, [=](int ith, int nth) { k::copy(dst, src, n, ith, nth); });
+  return a.done();
 }
 
 // sgemmReference(m, n, k, iterations, threads) -> seconds for `iterations` calls of OpenBLAS
@@ -381,6 +502,11 @@ void init_kernels(Napi::Env env, Napi::Object exports) {
   s.Set("siluMul", Napi::Function::New(env, silu_mul));
   s.Set("ropeNeox", Napi::Function::New(env, rope_neox));
   s.Set("sample", Napi::Function::New(env, sample));
+  s.Set("logSoftmaxTop", Napi::Function::New(env, log_softmax_top));
+  s.Set("copy", Napi::Function::New(env, copy));
+  s.Set("record", Napi::Function::New(env, record));
+  s.Set("submit", Napi::Function::New(env, submit));
+  s.Set("discard", Napi::Function::New(env, discard));
   s.Set("sgemmReference", Napi::Function::New(env, sgemm_reference));
   s.Set("poolThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
           return Napi::Number::New(info.Env(), k::pool_threads());

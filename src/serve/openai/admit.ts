@@ -1,47 +1,78 @@
 /**
- * Admission of one OpenAI request: body → fields checked (params.ts) → model → token ids →
- * sampling parameters with every limit applied (context length, vocabulary). Anything refused
- * here is an InvalidRequest naming its field; nothing reaches a worker unchecked.
+ * Admission of one OpenAI request: body → fields checked (params.ts) → model → token ids per
+ * prompt → sampling parameters with every limit applied (context length, vocabulary). Anything
+ * refused here is an InvalidRequest naming its field; nothing reaches a worker unchecked.
  */
 import type {ServeTokenizer} from '../backend.js'
 import type {SamplingParams} from '../protocol.js'
-import {InvalidRequest, parseChatBody, parseCompletionBody, type ParsedRequest} from './request.js'
+import {InvalidRequest, parseChatBody, parseCompletionBody, type ParsedRequest, type PromptInput} from './request.js'
 
 export type RequestKind = 'completion' | 'chat'
 
 export interface AdmissionLimits {
-  readonly modelName: string
+  /** Names clients may pass as `model` (vLLM --served-model-name: the first is the one responses carry). */
+  readonly modelNames: readonly string[]
   readonly maxModelLen: number
   readonly vocabSize: number
   /** Default output length for chat requests without max_tokens (completions default to 16 as OpenAI's). */
   readonly defaultChatMaxTokens: number
 }
 
+export interface AdmittedPrompt {
+  readonly tokenIds: readonly number[]
+  /** What `echo` prepends: the prompt as the client wrote it, or its ids decoded. */
+  readonly text: string
+}
+
 export interface AdmittedRequest {
   readonly kind: RequestKind
   readonly parsed: ParsedRequest
-  readonly promptTokenIds: readonly number[]
-  readonly sampling: SamplingParams
+  /** The served name the client asked for (responses carry it). */
+  readonly model: string
+  readonly prompts: readonly AdmittedPrompt[]
+  /** Prompt tokens over all prompts (usage counts each prompt once, whatever n). */
+  readonly promptTokens: number
+  /**
+   * What each prompt's worker request samples with: n continuations (best_of when larger: the
+   * router keeps the best n), max_tokens from the longest prompt's room.
+   */
+  readonly sampling: readonly SamplingParams[]
 }
 
 export function admit(kind: RequestKind, body: unknown, tokenizer: ServeTokenizer, limits: AdmissionLimits): AdmittedRequest {
   const parsed = kind === 'completion' ? parseCompletionBody(body) : parseChatBody(body)
-  if (parsed.model !== limits.modelName) {
-    throw new InvalidRequest(`The model \`${shorten(parsed.model)}\` does not exist; this server serves \`${limits.modelName}\``, 'model', 'model_not_found', 404)
+  if (!limits.modelNames.includes(parsed.model)) {
+    throw new InvalidRequest(`The model \`${shorten(parsed.model)}\` does not exist; this server serves ${limits.modelNames.map((n) => `\`${n}\``).join(', ')}`, 'model', 'model_not_found', 404)
   }
-  const promptTokenIds = tokenize(parsed, tokenizer, limits)
-  return {kind, parsed, promptTokenIds, sampling: samplingOf(parsed, promptTokenIds.length, limits)}
+  checkVocabulary(parsed, limits.vocabSize)
+  const prompts = parsed.prompts.map((p, i) => admitPrompt(parsed, p, i, tokenizer, limits))
+  const sampling = prompts.map((p) => samplingOf(parsed, p.tokenIds.length, limits))
+  return {kind, parsed, model: parsed.model, prompts, promptTokens: prompts.reduce((a, p) => a + p.tokenIds.length, 0), sampling}
 }
 
-function tokenize(p: ParsedRequest, tokenizer: ServeTokenizer, limits: AdmissionLimits): number[] {
+function checkVocabulary(p: ParsedRequest, vocabSize: number): void {
+  const badStop = p.stopTokenIds.findIndex((t) => t >= vocabSize)
+  if (badStop >= 0) throw new InvalidRequest(`'stop_token_ids[${badStop}]' is ${p.stopTokenIds[badStop]}, outside the vocabulary (size ${vocabSize})`, `stop_token_ids[${badStop}]`, 'invalid_value')
+  const badBias = Object.keys(p.logitBias ?? {}).find((t) => Number(t) >= vocabSize)
+  if (badBias !== undefined) throw new InvalidRequest(`'logit_bias' names token id ${badBias}, outside the vocabulary (size ${vocabSize})`, 'logit_bias', 'invalid_value')
+}
+
+function admitPrompt(p: ParsedRequest, prompt: PromptInput, index: number, tokenizer: ServeTokenizer, limits: AdmissionLimits): AdmittedPrompt {
+  const param = p.kind === 'chat' ? 'messages' : p.prompts.length > 1 ? `prompt[${index}]` : 'prompt'
   let ids: number[]
-  if ('tokenIds' in p.prompt) {
-    ids = [...p.prompt.tokenIds]
+  let text: string
+  if ('tokenIds' in prompt) {
+    ids = [...prompt.tokenIds]
     const bad = ids.find((t) => t >= limits.vocabSize)
-    if (bad !== undefined) throw new InvalidRequest(`'prompt' contains token id ${bad}, outside the vocabulary (size ${limits.vocabSize})`, 'prompt', 'invalid_value')
-  } else if ('text' in p.prompt) ids = tokenizer.encode(p.prompt.text)
-  else ids = tokenizer.encodeChat(p.prompt.messages)
-  const param = p.kind === 'chat' ? 'messages' : 'prompt'
+    if (bad !== undefined) throw new InvalidRequest(`'${param}' contains token id ${bad}, outside the vocabulary (size ${limits.vocabSize})`, param, 'invalid_value')
+    text = p.echo ? tokenizer.decode(ids) : ''
+  } else if ('text' in prompt) {
+    ids = tokenizer.encode(prompt.text)
+    text = prompt.text
+  } else {
+    ids = tokenizer.encodeChat(prompt.messages)
+    text = ''
+  }
   if (ids.length === 0) throw new InvalidRequest(`'${param}' tokenizes to zero tokens`, param, 'invalid_value')
   if (ids.length >= limits.maxModelLen) {
     throw new InvalidRequest(
@@ -50,7 +81,7 @@ function tokenize(p: ParsedRequest, tokenizer: ServeTokenizer, limits: Admission
       'context_length_exceeded',
     )
   }
-  return ids
+  return {tokenIds: ids, text}
 }
 
 function samplingOf(p: ParsedRequest, promptTokens: number, limits: AdmissionLimits): SamplingParams {
@@ -58,14 +89,34 @@ function samplingOf(p: ParsedRequest, promptTokens: number, limits: AdmissionLim
   const maxTokens = p.maxTokens ?? Math.min(room, p.kind === 'chat' ? limits.defaultChatMaxTokens : 16)
   if (maxTokens > room) {
     throw new InvalidRequest(
-      `This model's maximum context length is ${limits.maxModelLen} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the prompt, ${maxTokens} in the completion). Reduce the prompt or max_tokens.`,
-      'max_tokens',
+      `This model's maximum context length is ${limits.maxModelLen} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the prompt, ${maxTokens} in the completion). Reduce the prompt or ${p.maxTokensParam}.`,
+      p.maxTokensParam,
       'context_length_exceeded',
     )
   }
+  if (p.minTokens > maxTokens) throw new InvalidRequest(`'min_tokens' (${p.minTokens}) must be at most the output length ${maxTokens}`, 'min_tokens', 'invalid_value')
   // A top_k at or past the vocabulary cuts nothing: pass "no cut" rather than a huge count.
   const topK = p.topK >= limits.vocabSize ? 0 : p.topK
-  return {temperature: p.temperature, topP: p.topP, topK, seed: p.seed, maxTokens, ignoreEos: p.ignoreEos}
+  // best_of > n ranks candidates by cumulative logprob: the workers must return the sampled tokens' logprobs.
+  const logprobs = p.logprobs ?? (p.bestOf > p.n ? 0 : undefined)
+  return {
+    temperature: p.temperature,
+    topP: p.topP,
+    topK,
+    seed: p.seed,
+    maxTokens,
+    ignoreEos: p.ignoreEos,
+    // Neutral values are left out: the worker protocol reads absent as off.
+    ...(p.minP > 0 ? {minP: p.minP} : {}),
+    ...(p.presencePenalty !== 0 ? {presencePenalty: p.presencePenalty} : {}),
+    ...(p.frequencyPenalty !== 0 ? {frequencyPenalty: p.frequencyPenalty} : {}),
+    ...(p.repetitionPenalty !== 1 ? {repetitionPenalty: p.repetitionPenalty} : {}),
+    ...(p.logitBias ? {logitBias: p.logitBias} : {}),
+    ...(p.minTokens > 0 ? {minTokens: p.minTokens} : {}),
+    ...(p.stopTokenIds.length > 0 ? {stopTokenIds: p.stopTokenIds} : {}),
+    ...(logprobs !== undefined ? {logprobs: Math.min(logprobs, limits.vocabSize)} : {}),
+    ...(p.bestOf > 1 ? {n: p.bestOf} : {}),
+  }
 }
 
 function shorten(s: string): string {

@@ -1,32 +1,54 @@
 /**
  * Validation of OpenAI-compatible request bodies into one typed shape. Each field is checked by
  * its rule in params.ts (type, range, honoured / ignored / neutral-only); unknown fields are
- * refused. Every refusal names the offending field (`param`) the way the OpenAI API does.
+ * refused, and so are combinations hpd cannot serve as asked. Every refusal names the offending
+ * field (`param`) the way the OpenAI API does.
  */
 import type {z} from 'zod'
 
-import {ruleFor, type Endpoint, type FieldRule} from './params.js'
+import {MAX_N, ruleFor, type Endpoint, type FieldRule} from './params.js'
 
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant'
   readonly content: string
 }
 
+/** One prompt as the client sent it: text to tokenize, token ids, or chat messages. */
+export type PromptInput = {readonly text: string} | {readonly tokenIds: readonly number[]} | {readonly messages: readonly ChatMessage[]}
+
 export interface ParsedRequest {
   readonly kind: 'completion' | 'chat'
   readonly model: string
-  /** Either text to tokenize or token ids given directly (completions only). */
-  readonly prompt: {readonly text: string} | {readonly tokenIds: readonly number[]} | {readonly messages: readonly ChatMessage[]}
+  /** One per prompt: completions may batch several (`prompt: [..]`); chat has one. */
+  readonly prompts: readonly PromptInput[]
   readonly maxTokens: number | undefined
+  /** The field max_tokens limits came from (its errors name it): chat's max_completion_tokens wins. */
+  readonly maxTokensParam: 'max_tokens' | 'max_completion_tokens'
   readonly temperature: number
   readonly topP: number
   /** 0 = no cut. */
   readonly topK: number
+  readonly minP: number
   readonly seed: number | undefined
+  readonly presencePenalty: number
+  readonly frequencyPenalty: number
+  readonly repetitionPenalty: number
+  readonly logitBias: Readonly<Record<string, number>> | undefined
+  readonly minTokens: number
+  readonly stop: readonly string[]
+  readonly stopTokenIds: readonly number[]
+  readonly includeStopStrInOutput: boolean
+  readonly ignoreEos: boolean
+  /** Choices per prompt. */
+  readonly n: number
+  /** Candidates generated per prompt, of which the n with the highest cumulative logprob are returned (>= n). */
+  readonly bestOf: number
+  /** Top log-probabilities per output token (0: the sampled token's only); undefined: no logprobs. */
+  readonly logprobs: number | undefined
+  /** Completions: the prompt text starts each choice's text. */
+  readonly echo: boolean
   readonly stream: boolean
   readonly includeUsage: boolean
-  readonly stop: readonly string[]
-  readonly ignoreEos: boolean
   /** vLLM extension: echo prompt and output token ids in the response. */
   readonly returnTokenIds: boolean
 }
@@ -46,17 +68,31 @@ type Body = Record<string, unknown>
 
 export function parseCompletionBody(body: unknown): ParsedRequest {
   const b = checkFields(body, 'completions')
-  return {...common(b, b.max_tokens), kind: 'completion', prompt: completionPrompt(b.prompt)}
+  const c = common(b, b.max_tokens, 'max_tokens')
+  const logprobs = (b.logprobs as number | null | undefined) ?? undefined
+  const echo = b.echo === true
+  if (echo && logprobs !== undefined) {
+    throw new InvalidRequest("'echo' together with 'logprobs' is not supported: hpd does not compute prompt log-probabilities; drop one of them", 'echo', 'unsupported_value')
+  }
+  const bestOf = (b.best_of as number | null | undefined) ?? c.n
+  if (bestOf < c.n) throw new InvalidRequest(`'best_of' (${bestOf}) must be at least 'n' (${c.n})`, 'best_of', 'invalid_value')
+  if (bestOf > c.n && c.stream) throw new InvalidRequest("'best_of' greater than 'n' cannot be streamed (the best choices are known only at the end); drop 'stream' or set best_of = n", 'best_of', 'invalid_value')
+  const prompts = completionPrompts(b.prompt)
+  if (prompts.length * bestOf > MAX_N) {
+    throw new InvalidRequest(`the request asks for ${prompts.length} prompts × ${bestOf} choices; at most ${MAX_N} choices per request`, bestOf > 1 ? (b.best_of != null ? 'best_of' : 'n') : 'prompt', 'invalid_value')
+  }
+  return {...c, kind: 'completion', prompts, bestOf, logprobs, echo}
 }
 
 export function parseChatBody(body: unknown): ParsedRequest {
   const b = checkFields(body, 'chat')
   if (b.messages === undefined) throw missing('messages')
-  const messages = (b.messages as {role: string; content: string | {text: string}[]}[]).map(
-    (m): ChatMessage => ({role: m.role === 'developer' ? 'system' : (m.role as ChatMessage['role']), content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('')}),
-  )
-  const max = b.max_completion_tokens ?? b.max_tokens
-  return {...common(b, max), kind: 'chat', prompt: {messages}}
+  const messages = chatMessages(b.messages as RawMessage[])
+  const fromCompletionTokens = b.max_completion_tokens !== undefined && b.max_completion_tokens !== null
+  const c = common(b, fromCompletionTokens ? b.max_completion_tokens : b.max_tokens, fromCompletionTokens ? 'max_completion_tokens' : 'max_tokens')
+  const top = b.top_logprobs as number | null | undefined
+  if (top != null && b.logprobs !== true) throw new InvalidRequest("'top_logprobs' is only allowed when 'logprobs' is true", 'top_logprobs', 'invalid_value')
+  return {...c, kind: 'chat', prompts: [{messages}], bestOf: c.n, logprobs: b.logprobs === true ? (top ?? 0) : undefined, echo: false}
 }
 
 /** Every own field of the body checked against its rule; unknown fields refused by name. */
@@ -79,7 +115,7 @@ function checkFields(body: unknown, endpoint: Endpoint): Body {
 
 function refusal(rule: FieldRule, value: unknown, error: z.ZodError): InvalidRequest {
   if (rule.status === 'neutral-only') {
-    return new InvalidRequest(`'${rule.name}' is not implemented by hpd: it accepts only ${rule.accepts} (${rule.instead}), got ${describe(value)}`, rule.name, 'unsupported_parameter')
+    return new InvalidRequest(`'${rule.name}' is not supported by hpd: it accepts only ${rule.accepts} (${rule.instead}), got ${describe(value)}`, rule.name, 'unsupported_parameter')
   }
   const issue = error.issues[0]
   const path = issue && issue.path.length > 0 ? `${rule.name}${issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}` : rule.name
@@ -89,33 +125,70 @@ function refusal(rule: FieldRule, value: unknown, error: z.ZodError): InvalidReq
   return new InvalidRequest(`'${rule.name}' must be ${rule.accepts}, got ${describe(value)}`, rule.name, typeof value === typeof 0 || value === null ? 'invalid_value' : 'invalid_type')
 }
 
-function common(b: Body, maxTokens: unknown): Omit<ParsedRequest, 'kind' | 'prompt'> {
+type Common = Omit<ParsedRequest, 'kind' | 'prompts' | 'bestOf' | 'logprobs' | 'echo'>
+
+function common(b: Body, maxTokens: unknown, maxTokensParam: ParsedRequest['maxTokensParam']): Common {
   const stream = b.stream === true
   const opts = b.stream_options as {include_usage?: boolean | null} | null | undefined
   if (opts != null && !stream) throw new InvalidRequest("'stream_options' is only allowed when 'stream' is true", 'stream_options', 'invalid_value')
   const topK = (b.top_k as number | null | undefined) ?? 0
+  const max = (maxTokens as number | null | undefined) ?? undefined
+  const minTokens = (b.min_tokens as number | null | undefined) ?? 0
+  if (max !== undefined && minTokens > max) throw new InvalidRequest(`'min_tokens' (${minTokens}) must be at most '${maxTokensParam}' (${max})`, 'min_tokens', 'invalid_value')
+  const bias = (b.logit_bias as Record<string, number> | null | undefined) ?? undefined
   return {
     model: b.model as string,
-    maxTokens: (maxTokens as number | null | undefined) ?? undefined,
+    maxTokens: max,
+    maxTokensParam,
     temperature: (b.temperature as number | null | undefined) ?? 1,
     topP: (b.top_p as number | null | undefined) ?? 1,
     topK: topK === -1 ? 0 : topK,
+    minP: (b.min_p as number | null | undefined) ?? 0,
     seed: (b.seed as number | null | undefined) ?? undefined,
+    presencePenalty: (b.presence_penalty as number | null | undefined) ?? 0,
+    frequencyPenalty: (b.frequency_penalty as number | null | undefined) ?? 0,
+    repetitionPenalty: (b.repetition_penalty as number | null | undefined) ?? 1,
+    logitBias: bias && Object.keys(bias).length > 0 ? bias : undefined,
+    minTokens,
+    stop: parseStop(b.stop as string | string[] | null | undefined),
+    stopTokenIds: (b.stop_token_ids as number[] | null | undefined) ?? [],
+    includeStopStrInOutput: b.include_stop_str_in_output === true,
+    ignoreEos: b.ignore_eos === true,
+    n: (b.n as number | null | undefined) ?? 1,
     stream,
     includeUsage: opts?.include_usage === true,
-    stop: parseStop(b.stop as string | string[] | null | undefined),
-    ignoreEos: b.ignore_eos === true,
     returnTokenIds: b.return_token_ids === true,
   }
 }
 
-function completionPrompt(prompt: unknown): ParsedRequest['prompt'] {
+interface RawMessage {
+  role: string
+  content?: string | {text: string}[] | null
+  tool_calls?: unknown
+  tool_call_id?: unknown
+  function_call?: unknown
+}
+
+/** Text messages; tool traffic is refused as such (hpd offers no tools), naming the message. */
+function chatMessages(raw: readonly RawMessage[]): ChatMessage[] {
+  return raw.map((m, i): ChatMessage => {
+    const toolField = (['tool_calls', 'function_call', 'tool_call_id'] as const).find((f) => m[f] !== undefined && m[f] !== null)
+    if (m.role === 'tool' || m.role === 'function' || toolField) {
+      const param = toolField ? `messages[${i}].${toolField}` : `messages[${i}].role`
+      throw new InvalidRequest(`tool calling is not supported by hpd: ${toolField ? `'${toolField}'` : `a '${m.role}' message`} cannot be served (hpd offers no tools; send text messages only)`, param, 'unsupported_parameter')
+    }
+    if (m.content === undefined || m.content === null) throw new InvalidRequest(`'messages[${i}].content' is a required property`, `messages[${i}].content`, 'missing_required_parameter')
+    const content = typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('')
+    return {role: m.role === 'developer' ? 'system' : (m.role as ChatMessage['role']), content}
+  })
+}
+
+function completionPrompts(prompt: unknown): PromptInput[] {
   if (prompt === undefined) throw missing('prompt')
-  if (typeof prompt === 'string') return {text: prompt}
+  if (typeof prompt === 'string') return [{text: prompt}]
   const list = prompt as unknown[]
-  if (typeof list[0] === 'number') return {tokenIds: list as number[]}
-  if (list.length > 1) throw new InvalidRequest('batched prompts are not supported: send one prompt per request', 'prompt', 'unsupported_value')
-  return typeof list[0] === 'string' ? {text: list[0]} : {tokenIds: list[0] as number[]}
+  if (typeof list[0] === 'number') return [{tokenIds: list as number[]}]
+  return list.map((p) => (typeof p === 'string' ? {text: p} : {tokenIds: p as number[]}))
 }
 
 function parseStop(stop: string | string[] | null | undefined): readonly string[] {

@@ -1,17 +1,41 @@
 /**
  * The two ways an OpenAI response leaves the router: an SSE stream (chunks as text arrives) or
  * one JSON body at the end. Both take the same calls from the router, in the same order:
- * text()* then end() or fail().
+ * (text | choiceEnd)* then end(), or fail() at any point.
+ *
+ * Choices: `perPrompt` are generated per prompt (best_of); the JSON body keeps, per prompt, the n
+ * of highest cumulative logprob (all of them when best_of = n), indexed p · n + rank.
  */
 import type {ServerResponse} from 'node:http'
 
+import type {TextEvent, TokenLogprobs} from '../generation.js'
 import type {FinishReason} from '../protocol.js'
-import type {RequestKind} from './admit.js'
-import {chatBody, chatChunk, completionBody, completionChunk, errorBody, SSE_DONE, streamError, usageChunk, usageOf, type ResponseIdentity} from './response.js'
+import type {AdmittedPrompt, RequestKind} from './admit.js'
+import {
+  chatBody,
+  chatChunk,
+  chatLogprobs,
+  completionBody,
+  completionChunk,
+  completionLogprobs,
+  errorBody,
+  SSE_DONE,
+  streamError,
+  usageChunk,
+  usageOf,
+  type ChoiceBody,
+  type LogprobEntry,
+  type ResponseIdentity,
+} from './response.js'
+
+type TextPiece = Extract<TextEvent, {type: 'text'}>
+type ChoiceEnd = Extract<TextEvent, {type: 'choice-end'}>
 
 export interface Responder {
-  text(delta: string, tokenId: number | undefined): void
-  end(finish: FinishReason, promptTokenIds: readonly number[], outputTokenIds: readonly number[]): void
+  text(ev: TextPiece): void
+  choiceEnd(ev: ChoiceEnd): void
+  /** Every choice ended: usage and the end of the response. */
+  end(): void
   fail(status: number, code: string, message: string): void
 }
 
@@ -21,28 +45,65 @@ export interface ResponderOptions {
   readonly includeUsage: boolean
   readonly returnTokenIds: boolean
   readonly headers: Record<string, string>
+  readonly prompts: readonly AdmittedPrompt[]
+  /** Choices generated per prompt (best_of) and returned per prompt (n). */
+  readonly perPrompt: number
+  readonly n: number
+  /** Completions: each choice's text starts with its prompt. */
+  readonly echo: boolean
+  /** The text a token id stands for in log-probability entries. */
+  readonly tokenText: (tokenId: number) => string
+}
+
+/** Usage: every prompt once, every generated token (best_of candidates included, as OpenAI bills them). */
+function usage(o: ResponderOptions, outputTokens: number) {
+  return usageOf(
+    o.prompts.reduce((a, p) => a + p.tokenIds.length, 0),
+    outputTokens,
+  )
+}
+
+function logprobEntry(o: ResponderOptions, tokenId: number, l: TokenLogprobs): LogprobEntry {
+  return {token: o.tokenText(tokenId), logprob: l.logprob, top: l.top.map((t) => ({token: o.tokenText(t.tokenId), logprob: t.logprob}))}
 }
 
 export function sseResponder(res: ServerResponse, o: ResponderOptions): Responder {
   let started = false
+  let outputTokens = 0
+  const choices = o.prompts.length * o.perPrompt
+  // Text offsets of completions logprobs, per choice (echo puts the prompt first).
+  const offsets = Array.from({length: choices}, (_, c) => (o.echo ? o.prompts[Math.floor(c / o.perPrompt)].text.length : 0))
   const start = () => {
     if (started) return
     started = true
     res.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', ...o.headers})
-    if (o.kind === 'chat') res.write(chatChunk(o.who, {role: 'assistant', content: ''}, null))
+    for (let c = 0; c < choices; c++) {
+      if (o.kind === 'chat') res.write(chatChunk(o.who, c, {role: 'assistant', content: ''}, null))
+      else if (o.echo) res.write(completionChunk(o.who, c, o.prompts[Math.floor(c / o.perPrompt)].text, null))
+    }
   }
-  const chunk = (delta: string, finish: FinishReason | null, ids?: readonly number[]) =>
-    o.kind === 'chat' ? chatChunk(o.who, finish === null ? {content: delta} : {}, finish, ids) : completionChunk(o.who, delta, finish, ids)
   return {
-    text(delta, tokenId) {
-      if (delta === '' && (tokenId === undefined || !o.returnTokenIds)) return
+    text(ev) {
+      if (ev.text === '' && ev.logprobs === undefined && (ev.tokenId === undefined || !o.returnTokenIds)) return
       start()
-      res.write(chunk(delta, null, o.returnTokenIds && tokenId !== undefined ? [tokenId] : undefined))
+      const tokenIds = o.returnTokenIds && ev.tokenId !== undefined ? [ev.tokenId] : undefined
+      const entry = ev.logprobs && ev.tokenId !== undefined ? logprobEntry(o, ev.tokenId, ev.logprobs) : undefined
+      if (o.kind === 'chat') {
+        res.write(chatChunk(o.who, ev.choice, {content: ev.text}, null, {tokenIds, logprobs: entry ? chatLogprobs([entry]) : undefined}))
+      } else {
+        const logprobs = entry ? completionLogprobs([entry], offsets[ev.choice]) : undefined
+        if (entry) offsets[ev.choice] += entry.token.length
+        res.write(completionChunk(o.who, ev.choice, ev.text, null, {tokenIds, logprobs}))
+      }
     },
-    end(finish, promptTokenIds, outputTokenIds) {
+    choiceEnd(ev) {
       start()
-      res.write(chunk('', finish))
-      if (o.includeUsage) res.write(usageChunk(o.who, o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', usageOf(promptTokenIds.length, outputTokenIds.length)))
+      outputTokens += ev.outputTokenIds.length
+      res.write(o.kind === 'chat' ? chatChunk(o.who, ev.choice, {}, ev.finish) : completionChunk(o.who, ev.choice, '', ev.finish))
+    },
+    end() {
+      start()
+      if (o.includeUsage) res.write(usageChunk(o.who, o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', usage(o, outputTokens)))
       res.end(SSE_DONE)
     },
     fail(status, code, message) {
@@ -53,16 +114,48 @@ export function sseResponder(res: ServerResponse, o: ResponderOptions): Responde
   }
 }
 
-export function jsonResponder(res: ServerResponse, o: ResponderOptions): Responder {
-  let text = ''
+interface Collected {
+  text: string
+  logprobs: LogprobEntry[]
+  finish: FinishReason
+  outputTokenIds: readonly number[]
+  cumulativeLogprob: number
+}
+
+export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogprobs: boolean): Responder {
+  const collected: Collected[] = Array.from({length: o.prompts.length * o.perPrompt}, () => ({text: '', logprobs: [], finish: 'abort', outputTokenIds: [], cumulativeLogprob: 0}))
   return {
-    text(delta) {
-      text += delta
+    text(ev) {
+      const c = collected[ev.choice]
+      c.text += ev.text
+      if (wantLogprobs && ev.logprobs && ev.tokenId !== undefined) c.logprobs.push(logprobEntry(o, ev.tokenId, ev.logprobs))
     },
-    end(finish, promptTokenIds, outputTokenIds) {
-      const usage = usageOf(promptTokenIds.length, outputTokenIds.length)
-      const ids = o.returnTokenIds ? {prompt: promptTokenIds, output: outputTokenIds} : undefined
-      sendJson(res, 200, o.kind === 'chat' ? chatBody(o.who, text, finish, usage, ids) : completionBody(o.who, text, finish, usage, ids), o.headers)
+    choiceEnd(ev) {
+      const c = collected[ev.choice]
+      c.finish = ev.finish
+      c.outputTokenIds = ev.outputTokenIds
+      c.cumulativeLogprob = ev.cumulativeLogprob
+    },
+    end() {
+      const bodies: ChoiceBody[] = []
+      o.prompts.forEach((prompt, p) => {
+        const candidates = collected.slice(p * o.perPrompt, (p + 1) * o.perPrompt).map((c, j) => ({c, j}))
+        // best_of: the n of highest cumulative logprob (stable: ties keep generation order).
+        const kept = o.perPrompt > o.n ? [...candidates].sort((a, b) => b.c.cumulativeLogprob - a.c.cumulativeLogprob || a.j - b.j).slice(0, o.n) : candidates
+        kept.forEach(({c}, rank) => {
+          const echo = o.echo ? prompt.text : ''
+          bodies.push({
+            index: p * o.n + rank,
+            text: echo + c.text,
+            finish: c.finish,
+            logprobs: wantLogprobs ? c.logprobs : undefined,
+            textOffset: echo.length,
+            tokenIds: o.returnTokenIds ? {prompt: prompt.tokenIds, output: c.outputTokenIds} : undefined,
+          })
+        })
+      })
+      const u = usage(o, collected.reduce((a, c) => a + c.outputTokenIds.length, 0))
+      sendJson(res, 200, o.kind === 'chat' ? chatBody(o.who, bodies, u, o.returnTokenIds ? o.prompts[0].tokenIds : undefined) : completionBody(o.who, bodies, u), o.headers)
     },
     fail(status, code, message) {
       if (!res.destroyed) sendError(res, status, message, null, code, o.headers)

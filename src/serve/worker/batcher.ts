@@ -4,7 +4,7 @@
  * they finish or are cancelled, so a long request never holds a short one back.
  */
 import type {FinishReason, SamplingParams} from '../protocol.js'
-import type {WorkerEngine} from './engine-port.js'
+import type {SampledToken, WorkerEngine} from './engine-port.js'
 
 export interface Sequence {
   readonly requestId: string
@@ -13,7 +13,7 @@ export interface Sequence {
   readonly nextInputTokenId: number
   /** Output tokens already produced before joining (1 when the colocated prefill sampled the first). */
   readonly producedTokens: number
-  readonly onToken: (tokenId: number) => void
+  readonly onToken: (token: SampledToken) => void
   readonly onDone: (finish: FinishReason) => void
   readonly onError: (error: Error) => void
 }
@@ -73,9 +73,9 @@ export class ContinuousBatcher {
         }
         if (batch.length === 0) continue
         this.maxBatchSeen = Math.max(this.maxBatchSeen, batch.length)
-        let next: readonly (number | Error)[]
+        let next: readonly (SampledToken | Error)[]
         try {
-          next = await this.engine.decodeStep(batch.map((r) => ({requestId: r.seq.requestId, tokenId: r.input, sampling: r.seq.sampling})))
+          next = await this.engine.decodeStep(batch.map((r) => ({requestId: r.seq.requestId, tokenId: r.input})))
         } catch (error) {
           // The step failed as a whole (nothing says which request caused it): all of it fails.
           for (const r of batch) this.finish(r, error instanceof Error ? error : new Error(String(error)))
@@ -87,17 +87,31 @@ export class ContinuousBatcher {
           const token = next[i]
           // One request's failure (its sampling, its blocks) ends that request only.
           if (token instanceof Error) return this.finish(r, token)
-          if (token === this.engine.eosTokenId && !r.seq.sampling.ignoreEos) return this.finish(r, 'stop')
+          const end = endOf(token.tokenId, this.engine.eosTokenId, r.seq.sampling)
+          if (end === 'eos') return this.finish(r, 'stop')
           r.produced++
-          r.input = token
+          r.input = token.tokenId
           r.seq.onToken(token)
-          if (r.produced >= r.seq.sampling.maxTokens) this.finish(r, 'length')
+          if (end === 'stop-token') this.finish(r, 'stop')
+          else if (r.produced >= r.seq.sampling.maxTokens) this.finish(r, 'length')
         })
-        // Yield so control traffic (health, new requests) is served between steps.
+        // Yield so control traffic (health, new requests) is served between steps (the engine's
+        // step scheduler waits for this turn before building the next step).
         await new Promise((resolve) => setImmediate(resolve))
       }
     } finally {
       this.looping = false
     }
   }
+}
+
+/**
+ * How a sampled token ends its sequence: EOS ends it unsaid (unless ignore_eos), a stop token id
+ * ends it after it is emitted (vLLM: part of the output, its text only with
+ * include_stop_str_in_output). min_tokens is the sampler's business: it never samples them early.
+ */
+export function endOf(tokenId: number, eosTokenId: number, s: SamplingParams): 'eos' | 'stop-token' | undefined {
+  if (tokenId === eosTokenId && !s.ignoreEos) return 'eos'
+  if (s.stopTokenIds?.includes(tokenId)) return 'stop-token'
+  return undefined
 }

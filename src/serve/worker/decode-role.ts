@@ -11,9 +11,9 @@
  */
 import {ServeError} from '../backend.js'
 import type {ControlClient} from '../http-json.js'
-import {INTERNAL, type GenerateRequest, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
-import {ContinuousBatcher} from './batcher.js'
-import type {GroupBlockIds, WorkerEngine} from './engine-port.js'
+import {INTERNAL, type FinishReason, type GenerateRequest, type SamplingParams, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
+import {ContinuousBatcher, endOf} from './batcher.js'
+import type {GroupBlockIds, SampledToken, WorkerEngine} from './engine-port.js'
 import {PeerCache} from './peer-cache.js'
 import type {PeerDirectory} from './peer-directory.js'
 import {READ_DONE_PREFIX} from './prefill-role.js'
@@ -60,69 +60,90 @@ export class DecodeRole {
   async generate(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
     this.admit(req.requestId)
     this.active.add(req.requestId)
-    // Ours from here until the batcher takes it: the finally below frees it on every other path.
+    const n = req.sampling.n ?? 1
+    const ids = sequenceIds(req.requestId, n)
+    // Ours from here until the batcher takes them: the finally below frees them on every other path.
     let ownsBlocks = true
     try {
       const prompt = req.promptTokenIds
-      let firstInput: number
-      let produced = 0
+      ids.forEach((id, j) => this.o.engine.openSequence(id, prompt, continuationSampling(req.sampling, j)))
+      let starts: SequenceStart[]
       if (req.transfer) {
         await this.pullTransferred(req, emit, signal)
-        firstInput = prompt[prompt.length - 1]
+        // n > 1: the pulled N−1 tokens are copied for the other continuations; each recomputes the last prompt token itself.
+        if (n > 1) this.o.engine.fork(req.requestId, ids.slice(1))
+        starts = ids.map(() => ({input: prompt[prompt.length - 1], produced: 0}))
       } else {
-        const first = await this.o.engine.prefillLocal(req.requestId, prompt, req.sampling)
-        if (first === this.o.engine.eosTokenId && !req.sampling.ignoreEos) {
-          emit({type: 'done', finishReason: 'stop', numOutputTokens: 0})
-          return
-        }
-        emit({type: 'token', tokenId: first})
-        produced = 1
-        if (req.sampling.maxTokens <= 1) {
-          emit({type: 'done', finishReason: 'length', numOutputTokens: 1})
-          return
-        }
-        firstInput = first
+        const firsts = await this.o.engine.prefillLocal(req.requestId, prompt, ids.slice(1))
+        starts = firsts.map((first, j) => this.firstToken(req, first, j, n, emit))
       }
       if (signal.aborted) throw signal.reason
       emit({type: 'phase', phase: 'decode', atMs: Date.now()})
       ownsBlocks = false // the batcher frees them from here on
-      await this.decode(req, firstInput, produced, emit, signal)
+      const ended = await Promise.all(ids.map((id, j) => this.decode(req, id, j, n, starts[j], emit, signal)))
+      const first = ended[0]
+      emit({type: 'done', finishReason: first.finishReason, numOutputTokens: ended.reduce((a, e) => a + e.numOutputTokens, 0)})
     } catch (error) {
       const e = error instanceof ServeError ? error : new ServeError(500, 'worker_error', String((error as Error)?.message ?? error))
       emit({type: 'error', code: e.code, message: e.message, status: e.status})
     } finally {
-      if (ownsBlocks) this.o.engine.free(req.requestId)
+      if (ownsBlocks) for (const id of ids) this.o.engine.free(id)
       this.active.delete(req.requestId)
     }
   }
 
-  private decode(req: GenerateRequest, firstInput: number, produced: number, emit: Emit, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      let count = produced
-      const onAbort = () => this.batcher.cancel(req.requestId)
+  /**
+   * The first token a local prefill sampled for continuation `index`: emitted, and the sequence
+   * either ends here (EOS, a stop token id, max_tokens 1, its own failure) or decodes on from it.
+   */
+  private firstToken(req: GenerateRequest, first: SampledToken | Error, index: number, n: number, emit: Emit): SequenceStart {
+    if (first instanceof Error) {
+      if (n === 1) throw first
+      return {ended: {finishReason: 'abort', numOutputTokens: 0, error: first}}
+    }
+    const end = endOf(first.tokenId, this.o.engine.eosTokenId, req.sampling)
+    if (end === 'eos') return {ended: {finishReason: 'stop', numOutputTokens: 0}}
+    emit(tokenEvent(first, index, n))
+    if (end === 'stop-token') return {ended: {finishReason: 'stop', numOutputTokens: 1}}
+    if (req.sampling.maxTokens <= 1) return {ended: {finishReason: 'length', numOutputTokens: 1}}
+    return {input: first.tokenId, produced: 1}
+  }
+
+  /** Decodes one continuation in the shared batch; resolves when it ended (a 'finish' was emitted when n > 1). */
+  private decode(req: GenerateRequest, sequenceId: string, index: number, n: number, start: SequenceStart, emit: Emit, signal: AbortSignal): Promise<SequenceEnd> {
+    const finish = (end: SequenceEnd): SequenceEnd => {
+      if (end.error && n === 1) throw end.error
+      if (n > 1) emit({type: 'finish', index, finishReason: end.finishReason, numOutputTokens: end.numOutputTokens})
+      return end
+    }
+    if ('ended' in start) {
+      this.o.engine.free(sequenceId)
+      return Promise.resolve(start.ended).then(finish)
+    }
+    return new Promise<SequenceEnd>((resolve) => {
+      let count = start.produced
+      const onAbort = () => this.batcher.cancel(sequenceId)
       signal.addEventListener('abort', onAbort, {once: true})
       this.batcher.add({
-        requestId: req.requestId,
+        requestId: sequenceId,
         sampling: req.sampling,
-        nextInputTokenId: firstInput,
-        producedTokens: produced,
-        onToken: (tokenId) => {
+        nextInputTokenId: start.input,
+        producedTokens: start.produced,
+        onToken: (token) => {
           count++
-          emit({type: 'token', tokenId})
+          emit(tokenEvent(token, index, n))
         },
         onDone: (finishReason) => {
           signal.removeEventListener('abort', onAbort)
-          emit({type: 'done', finishReason, numOutputTokens: count})
-          resolve()
+          resolve({finishReason, numOutputTokens: count})
         },
         onError: (error) => {
           signal.removeEventListener('abort', onAbort)
           const e = error as {code?: string}
-          emit({type: 'error', code: 'decode_failed', message: `${e.code ? `${e.code}: ` : ''}${error.message}`, status: 500})
-          resolve()
+          resolve({finishReason: 'abort', numOutputTokens: count, error: new ServeError(500, 'decode_failed', `${e.code ? `${e.code}: ` : ''}${error.message}`)})
         },
       })
-    })
+    }).then(finish)
   }
 
   private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
@@ -225,4 +246,33 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', onAbort, {once: true})
   })
+}
+
+/** Where a continuation starts decoding, or how it already ended (first token EOS, max_tokens 1, ...). */
+type SequenceStart = {readonly input: number; readonly produced: number} | {readonly ended: SequenceEnd}
+
+interface SequenceEnd {
+  readonly finishReason: FinishReason
+  readonly numOutputTokens: number
+  /** The failure of this continuation alone (n > 1: the others go on; n = 1: the request fails). */
+  readonly error?: Error
+}
+
+/** Engine request ids of the n continuations: the request's own id, then `<id>:n<j>`. */
+export function sequenceIds(requestId: string, n: number): string[] {
+  return Array.from({length: n}, (_, j) => (j === 0 ? requestId : `${requestId}:n${j}`))
+}
+
+/** Continuation j of a seeded request samples with seed + j (vLLM's parallel sampling does the same). */
+export function continuationSampling(s: SamplingParams, j: number): SamplingParams {
+  return j === 0 || s.seed === undefined ? s : {...s, seed: s.seed + j}
+}
+
+function tokenEvent(t: SampledToken, index: number, n: number): WorkerStreamEvent {
+  return {
+    type: 'token',
+    tokenId: t.tokenId,
+    ...(n > 1 ? {index} : {}),
+    ...(t.logprob === undefined ? {} : {logprob: t.logprob, top: t.top ?? []}),
+  }
 }

@@ -10,12 +10,13 @@
  */
 import {HybridEngine} from '../../engine/engine.js'
 import {loadModel} from '../../engine/load-model.js'
-import {Sampler} from '../../engine/sampler.js'
+import {SequenceSampler} from '../../engine/sampler.js'
+import {StepScheduler} from '../../engine/step-scheduler.js'
 import {compatibilityHash, logicalBlockRanges, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
 import {TransferAgent, type Descriptor, type Peer} from '../../transport/index.js'
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
 import {ENGINE_LAYOUT_OPTIONS} from './layout-options.js'
-import type {DecodeEntry, GroupBlockIds, PeerLink, PullResult, WorkerEngine} from './engine-port.js'
+import type {DecodeEntry, GroupBlockIds, PeerLink, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
 import type {WorkerConfig} from './worker-config.js'
 
 /** What a prefill engine publishes in its handshake (HandshakePayload.transport). */
@@ -61,20 +62,48 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     throw error
   }
   const hash = compatibilityHash(model.spec, engine.layout)
-  const samplers = new Map<string, Sampler>()
-  const samplerOf = (requestId: string, s: SamplingParams): Sampler => {
-    let sampler = samplers.get(requestId)
-    if (!sampler) {
-      sampler = new Sampler(s.seed ?? Math.floor(Math.random() * 2 ** 31))
-      samplers.set(requestId, sampler)
-    }
-    return sampler
-  }
+  // Every engine computation goes through the scheduler: chunked prefill mixed with decode
+  // steps under a token budget, each step off the event loop (src/engine/step-scheduler.ts).
+  const scheduler = new StepScheduler(engine, config.steps)
+  const eosTokenId = model.tokenizer.eosId ?? -1
+  const samplers = new Map<string, SequenceSampler>()
   // Fault-injection hook (tests only, documented in src/serve/README.md): the native sampler is
   // handed an invalid top_k for requests whose id contains this marker, so it fails natively.
   const poison = process.env.HPD_TEST_FAIL_SAMPLING_FOR
-  const sample = (requestId: string, logits: Float32Array, s: SamplingParams) =>
-    samplerOf(requestId, s).sample(logits, {temperature: s.temperature, topK: poison && requestId.includes(poison) ? Number.NaN : s.topK, topP: s.topP})
+  const openSequence = (requestId: string, prompt: readonly number[], s: SamplingParams) => {
+    samplers.set(
+      requestId,
+      new SequenceSampler(
+        {
+          seed: s.seed ?? Math.floor(Math.random() * 2 ** 31),
+          temperature: s.temperature,
+          topK: poison && requestId.includes(poison) ? Number.NaN : s.topK,
+          topP: s.topP,
+          minP: s.minP,
+          presencePenalty: s.presencePenalty,
+          frequencyPenalty: s.frequencyPenalty,
+          repetitionPenalty: s.repetitionPenalty,
+          logitBias: s.logitBias,
+          minTokens: s.minTokens,
+          stopTokenIds: s.stopTokenIds,
+          eosTokenId,
+          ignoreEos: s.ignoreEos,
+          logprobs: s.logprobs,
+        },
+        prompt,
+      ),
+    )
+  }
+  // One request's sampling failing (its sampler, its logits) fails that request only.
+  const sample = (requestId: string, logits: Float32Array): SampledToken | Error => {
+    const sampler = samplers.get(requestId)
+    if (!sampler) return new Error(`request ${requestId} has no open sampler`)
+    try {
+      return sampler.next(logits)
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error))
+    }
+  }
   // Stable across restarts of this worker; the handshake's epoch tells a restarted engine apart.
   const engineId = config.name
 
@@ -82,12 +111,12 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     engineId,
     tpSize: config.tp,
     compatibilityHash: hash,
-    eosTokenId: model.tokenizer.eosId ?? -1,
+    eosTokenId,
     limits: {maxModelLen: config.maxModelLen, vocabSize: model.spec.vocabSize},
     kvUsage: () => engine.usage(),
 
     async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
-      engine.prefill(requestId, tokenIds, {remoteDecode: true})
+      await scheduler.prefill(requestId, tokenIds, {wantLogits: false})
       const blockIds = engine.blockIds(requestId)
       // Every page of the request's blocks, in every (rank, tensor) region: all a reader of this
       // request may have served, whatever its TP (the layout engine says where a block's bytes are).
@@ -169,25 +198,24 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     },
     adopt: (requestId, numTokens) => engine.adopt(requestId, numTokens),
 
-    async prefillLocal(requestId: string, tokenIds: readonly number[], s: SamplingParams): Promise<number> {
-      const logits = engine.prefill(requestId, tokenIds)!
-      return sample(requestId, logits, s)
+    async prefillLocal(requestId: string, tokenIds: readonly number[], forks: readonly string[]): Promise<readonly (SampledToken | Error)[]> {
+      const logits = (await scheduler.prefill(requestId, tokenIds, {wantLogits: true}))!
+      if (forks.length > 0) engine.fork(requestId, forks)
+      // Every continuation samples its first token from the same last-prompt-token logits.
+      return [requestId, ...forks].map((id) => sample(id, logits))
     },
-    async decodeStep(entries: readonly DecodeEntry[]): Promise<readonly (number | Error)[]> {
-      const logits = engine.decodeStepEach(entries.map((e) => ({requestId: e.requestId, tokenId: e.tokenId})))
-      // Each request samples on its own: one request's sampler failing fails that request only.
+    openSequence,
+    fork: (requestId, childIds) => engine.fork(requestId, childIds),
+    async decodeStep(entries: readonly DecodeEntry[]): Promise<readonly (SampledToken | Error)[]> {
+      const logits = await scheduler.decode(entries.map((e) => ({requestId: e.requestId, tokenId: e.tokenId})))
       return entries.map((e, i) => {
         const l = logits[i]
-        if (l instanceof Error) return l
-        try {
-          return sample(e.requestId, l, e.sampling)
-        } catch (error) {
-          return error instanceof Error ? error : new Error(String(error))
-        }
+        return l instanceof Error ? l : sample(e.requestId, l)
       })
     },
     free(requestId: string): void {
       samplers.delete(requestId)
+      scheduler.cancel(requestId)
       engine.free(requestId)
     },
     async close(): Promise<void> {

@@ -25,7 +25,13 @@ export interface DecodeEntry {
   readonly requestId: string
   /** The token this step feeds (the last prompt token on the first step after a transfer). */
   readonly tokenId: number
-  readonly sampling: SamplingParams
+}
+
+/** A sampled token; logprob and top are present when the sequence's sampling asked for logprobs. */
+export interface SampledToken {
+  readonly tokenId: number
+  readonly logprob?: number
+  readonly top?: readonly {readonly tokenId: number; readonly logprob: number}[]
 }
 
 export interface WorkerEngine {
@@ -63,19 +69,30 @@ export interface WorkerEngine {
 
   // ── colocated ──
   /**
-   * Full local prefill of the prompt; returns the first sampled token. The request's blocks are
-   * allocated by this call: whoever calls it frees them (free() is a no-op for unknown ids), also
-   * when it throws.
+   * Full local prefill of the prompt (in chunks, interleaved with other requests' steps), then
+   * its cache copied into `forks` (further continuations of the same prompt, n > 1); returns the
+   * first sampled token of the request and of each fork, in that order, or the Error that failed
+   * that one alone. Every sequence's sampler must be open (openSequence). The blocks of the
+   * request and its forks are allocated by this call: whoever calls it frees them (free() is a
+   * no-op for unknown ids), also when it throws.
    */
-  prefillLocal(requestId: string, tokenIds: readonly number[], sampling: SamplingParams): Promise<number>
+  prefillLocal(requestId: string, tokenIds: readonly number[], forks: readonly string[]): Promise<readonly (SampledToken | Error)[]>
 
   // ── both ──
+  /**
+   * Opens the sampler of a sequence: its parameters and the prompt its repetition penalty counts.
+   * Lives until free(requestId).
+   */
+  openSequence(requestId: string, promptTokenIds: readonly number[], sampling: SamplingParams): void
+  /** Copies a request's cache into new requests `childIds` (n > 1 after a transfer); all or nothing. */
+  fork(requestId: string, childIds: readonly string[]): void
   /**
    * One continuous-batching step: feeds one token per request, returns each request's next
    * sampled token, or the Error that failed that request alone (its sampling, its blocks); the
    * others' tokens are unaffected. Throws only when the step as a whole failed.
    */
-  decodeStep(entries: readonly DecodeEntry[]): Promise<readonly (number | Error)[]>
+  decodeStep(entries: readonly DecodeEntry[]): Promise<readonly (SampledToken | Error)[]>
+  /** Frees the request's blocks and sampler (a queued prefill of it is dropped). No-op for unknown ids. */
   free(requestId: string): void
   close(): Promise<void>
 }

@@ -70,22 +70,30 @@ class MemoryEngine implements WorkerEngine {
   adopt(requestId: string) {
     this.caches.set(requestId, this.pending)
   }
-  async prefillLocal(requestId: string, tokenIds: readonly number[], sampling: SamplingParams) {
+  /** Sequences with an open sampler (openSequence) and their continuation offset (seed + j shifts the model). */
+  readonly sequences = new Map<string, number>()
+  openSequence(requestId: string, _prompt: readonly number[], s: SamplingParams) {
+    this.sequences.set(requestId, s.seed ?? 0)
+  }
+  fork(requestId: string, childIds: readonly string[]) {
+    for (const c of childIds) this.caches.set(c, [...this.caches.get(requestId)!])
+  }
+  async prefillLocal(requestId: string, tokenIds: readonly number[], forks: readonly string[]) {
     this.caches.set(requestId, [...tokenIds.slice(0, -1)])
-    const [first] = await this.decodeStep([{requestId, tokenId: tokenIds[tokenIds.length - 1], sampling}])
-    if (first instanceof Error) throw first
-    return first
+    for (const f of forks) this.caches.set(f, [...tokenIds.slice(0, -1)])
+    return this.decodeStep([requestId, ...forks].map((id) => ({requestId: id, tokenId: tokenIds[tokenIds.length - 1]})))
   }
   async decodeStep(entries: readonly DecodeEntry[]) {
     return entries.map((e) => {
       const h = this.caches.get(e.requestId)!
       h.push(e.tokenId)
       if (this.poisoned.has(e.requestId)) return new Error(`sampling failed for ${e.requestId}`)
-      return (h.reduce((a, b) => a + b, 0) + 7) % 251
+      return {tokenId: (h.reduce((a, b) => a + b, 0) + 7 + (this.sequences.get(e.requestId) ?? 0)) % 251}
     })
   }
   free(requestId: string) {
     this.caches.delete(requestId)
+    this.sequences.delete(requestId)
   }
   async close() {}
 }

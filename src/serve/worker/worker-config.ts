@@ -3,6 +3,7 @@
  * `--config <json>`), and what `hpd worker` builds from its flags. No secrets here (the cluster
  * token travels in the environment).
  */
+import type {StepSchedulerOptions} from '../../engine/step-scheduler.js'
 import type {WorkerRole} from '../protocol.js'
 
 export interface WorkerConfig {
@@ -34,4 +35,6 @@ export interface WorkerConfig {
   readonly pauseBeforeReadMs?: number
   /** Register in etcd (and, on decode workers, learn the prefill engines from it). */
   readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
+  /** Chunked prefill: tokens per engine step and per long-prompt chunk (undefined: the engine's defaults). */
+  readonly steps?: StepSchedulerOptions
 }
