@@ -2,10 +2,16 @@
  * `hpd bench serve`: the load of serve-load.ts against a running server (--url), or against
  * servers it starts itself (--spawn), optionally the same load against a colocated server
  * (--compare-colocated) for a side-by-side report. Spawned servers are always stopped.
+ *
+ * Head-of-line blocking (--long-prompt-tokens N): on each server the same short load runs twice,
+ * first on the idle server, then while one N-token request is kept in flight the whole time; the
+ * result compares their median TTFT and counts workers that turned unhealthy meanwhile.
  */
+import {VerificationError} from '../errors.js'
+import type {StepSchedulerOptions} from '../engine/step-scheduler.js'
 import {checkServeLayout, resolveServeModel} from '../serve/serve-model.js'
 import {startServe, type RunningServe} from '../serve/serve.js'
-import {runServeLoad, type ServeLoadEvent, type ServeLoadReport} from './serve-load.js'
+import {runLongPromptLoop, runServeLoad, type LongPromptLoopResult, type ServeLoadEvent, type ServeLoadReport} from './serve-load.js'
 
 export interface ServeBenchOptions {
   readonly url?: string
@@ -21,11 +27,30 @@ export interface ServeBenchOptions {
   readonly promptTokens: number
   readonly outputTokens: number
   readonly seed: number
+  /** Head-of-line mode: the prompt length of the request kept in flight during the second run. */
+  readonly longPromptTokens?: number
+  /** Chunked prefill of spawned servers (default: the engine's). */
+  readonly steps?: StepSchedulerOptions
   readonly onServerLog?: (worker: string, line: string) => void
+}
+
+/** One server's head-of-line comparison (--long-prompt-tokens). */
+export interface HeadOfLineReport {
+  readonly server: string
+  readonly longPromptTokens: number
+  readonly idleTtftMedianMs: number
+  readonly loadedTtftMedianMs: number
+  /** loaded / idle median TTFT of the short requests. */
+  readonly ttftRatio: number
+  readonly longRequests: LongPromptLoopResult
+  /** Worker transitions to `unhealthy` during the loaded run (spawned servers; undefined for --url). */
+  readonly unhealthyTransitions: number | undefined
 }
 
 export interface ServeBenchResult {
   readonly runs: readonly ServeLoadReport[]
+  /** With --long-prompt-tokens: per server, idle vs long-prompt-in-flight. */
+  readonly headOfLine?: readonly HeadOfLineReport[]
   /** colocated / disaggregated ratios when both ran (throughput > 1: colocated faster). */
   readonly comparison?: {
     readonly outputThroughputRatio: number
@@ -36,57 +61,103 @@ export interface ServeBenchResult {
 
 export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<ServeLoadEvent, ServeBenchResult> {
   const runs: ServeLoadReport[] = []
+  const headOfLine: HeadOfLineReport[] = []
   const load = (url: string, label: string) =>
     runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed: o.seed})
-  if (o.url && !o.spawn && !o.compareColocated) {
-    for await (const ev of load(o.url.replace(/\/+$/u, ''), 'server')) {
-      if (ev.type === 'summary') runs.push(ev.report)
-      yield ev
-    }
-    return {runs}
-  }
-  const modes: ('disaggregated' | 'colocated')[] = o.compareColocated ? ['disaggregated', 'colocated'] : ['disaggregated']
-  const model = resolveServeModel(o.model)
-  checkServeLayout(model, o.prefillTp, o.decodeTp)
-  for (const mode of modes) {
-    let server: RunningServe | undefined
-    try {
-      server = await startServe({
-        model,
-        prefillTp: o.prefillTp,
-        decodeTp: o.decodeTp,
-        prefillWorkers: o.prefillWorkers,
-        decodeWorkers: o.decodeWorkers,
-        host: '127.0.0.1',
-        port: 0,
-        transport: 'auto',
-        colocated: mode === 'colocated',
-        localWorkers: true,
-        leaseMs: 30_000,
-        maxBatch: 64,
-        requestTimeoutMs: 300_000,
-        prefillTimeoutMs: 300_000,
-        transferTimeoutMs: 2000,
-        onWorkerLog: o.onServerLog,
-      })
-      for await (const ev of load(server.url, mode)) {
+  // The load of one server: once, or idle then with a long prompt in flight.
+  async function* measure(url: string, label: string, unhealthy: () => number | undefined): AsyncGenerator<ServeLoadEvent> {
+    if (o.longPromptTokens === undefined) {
+      for await (const ev of load(url, label)) {
         if (ev.type === 'summary') runs.push(ev.report)
         yield ev
       }
+      return
+    }
+    let idle: ServeLoadReport | undefined
+    for await (const ev of load(url, `${label} idle`)) {
+      if (ev.type === 'summary') runs.push((idle = ev.report))
+      yield ev
+    }
+    const stop = new AbortController()
+    const long = runLongPromptLoop({url, promptTokens: o.longPromptTokens, outputTokens: 4, seed: o.seed}, stop.signal)
+    // Let the long prompt reach the engine before the short requests start.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const before = unhealthy()
+    let loaded: ServeLoadReport | undefined
+    try {
+      for await (const ev of load(url, `${label} +long`)) {
+        if (ev.type === 'summary') runs.push((loaded = ev.report))
+        yield ev
+      }
     } finally {
-      await server?.close()
+      stop.abort()
+    }
+    const longRequests = await long
+    const after = unhealthy()
+    headOfLine.push({
+      server: label,
+      longPromptTokens: o.longPromptTokens,
+      idleTtftMedianMs: idle!.ttft.medianMs,
+      loadedTtftMedianMs: loaded!.ttft.medianMs,
+      ttftRatio: loaded!.ttft.medianMs / idle!.ttft.medianMs,
+      longRequests,
+      unhealthyTransitions: before === undefined || after === undefined ? undefined : after - before,
+    })
+  }
+
+  if (o.url && !o.spawn && !o.compareColocated) {
+    yield* measure(o.url.replace(/\/+$/u, ''), 'server', () => undefined)
+  } else {
+    const modes: ('disaggregated' | 'colocated')[] = o.compareColocated ? ['disaggregated', 'colocated'] : ['disaggregated']
+    const model = resolveServeModel(o.model)
+    checkServeLayout(model, o.prefillTp, o.decodeTp)
+    for (const mode of modes) {
+      let server: RunningServe | undefined
+      let unhealthy = 0
+      try {
+        server = await startServe({
+          model,
+          prefillTp: o.prefillTp,
+          decodeTp: o.decodeTp,
+          prefillWorkers: o.prefillWorkers,
+          decodeWorkers: o.decodeWorkers,
+          host: '127.0.0.1',
+          port: 0,
+          transport: 'auto',
+          colocated: mode === 'colocated',
+          localWorkers: true,
+          leaseMs: 30_000,
+          maxBatch: 64,
+          requestTimeoutMs: 300_000,
+          prefillTimeoutMs: 300_000,
+          transferTimeoutMs: 2000,
+          steps: o.steps,
+          onWorkerLog: o.onServerLog,
+          onWorkerState: (_w, _role, state) => {
+            if (state === 'unhealthy') unhealthy++
+          },
+        })
+        yield* measure(server.url, mode, () => unhealthy)
+      } finally {
+        await server?.close()
+      }
     }
   }
-  if (runs.length === 2) {
-    const [d, c] = runs
-    return {
-      runs,
-      comparison: {
-        outputThroughputRatio: c.outputTokenThroughputPerS / d.outputTokenThroughputPerS,
-        ttftMeanRatio: c.ttft.meanMs / d.ttft.meanMs,
-        tpotMeanRatio: c.tpot.meanMs / d.tpot.meanMs,
-      },
-    }
+  // A run that completed requests but counted no output token measured nothing: never a success.
+  const empty = runs.find((r) => r.completed > 0 && r.totalOutputTokens === 0)
+  if (empty) throw new VerificationError('HPD_BENCH_NO_OUTPUT', `run ${empty.label} completed ${empty.completed} requests but counted 0 generated tokens`, {hint: 'The server must send a usage chunk (stream_options.include_usage) or token ids.'})
+  const pair = o.longPromptTokens === undefined && runs.length === 2 ? runs : undefined
+  return {
+    runs,
+    ...(headOfLine.length > 0 ? {headOfLine} : {}),
+    ...(pair
+      ? {
+          comparison: {
+            outputThroughputRatio: pair[1].outputTokenThroughputPerS / pair[0].outputTokenThroughputPerS,
+            ttftMeanRatio: pair[1].ttft.meanMs / pair[0].ttft.meanMs,
+            tpotMeanRatio: pair[1].tpot.meanMs / pair[0].tpot.meanMs,
+          },
+        }
+      : {}),
   }
-  return {runs}
 }

@@ -1,9 +1,11 @@
 /**
  * `hpd bench serve`'s load generator: K completion requests at concurrency C against an
- * OpenAI-compatible server, streamed, each with exactly N prompt tokens (token ids, so the length
- * is exact whatever the tokenizer) and M output tokens (ignore_eos). It measures what `vllm bench
- * serve` reports (TTFT, TPOT, ITL, E2E latency, throughputs, failures) and emits a typed event
- * stream the Ink view and the plain-line printer fold.
+ * OpenAI-compatible server, streamed, each with N prompt tokens (token ids) and M output tokens
+ * (ignore_eos). It measures what `vllm bench serve` reports (TTFT, TPOT, ITL, E2E latency,
+ * throughputs, failures) and emits a typed event stream the Ink view and the plain-line printer
+ * fold. Tokens are counted from what the server says: the usage chunk (requested with
+ * stream_options.include_usage) for input and output, else the streamed token ids; a request
+ * whose output cannot be counted is a failure, never zero tokens.
  */
 import {percentiles} from '../serve/metrics.js'
 
@@ -65,6 +67,7 @@ interface OneResult {
   readonly ttftMs: number
   readonly e2eMs: number
   readonly itlMs: readonly number[]
+  readonly inputTokens: number
   readonly outputTokens: number
 }
 
@@ -117,22 +120,34 @@ export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLo
   yield {type: 'summary', report: summarize(o, label, results, durationS, before, after)}
 }
 
-async function oneRequest(o: ServeLoadOptions, model: string, prompt: number[]): Promise<OneResult> {
+async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutMs?: number}, model: string, prompt: number[], signal?: AbortSignal): Promise<OneResult> {
   const t0 = performance.now()
-  const fail = (error: string): OneResult => ({ok: false, error, ttftMs: 0, e2eMs: performance.now() - t0, itlMs: [], outputTokens: 0})
+  const fail = (error: string): OneResult => ({ok: false, error, ttftMs: 0, e2eMs: performance.now() - t0, itlMs: [], inputTokens: 0, outputTokens: 0})
   try {
+    const timeout = AbortSignal.timeout(o.requestTimeoutMs ?? 300_000)
     const res = await fetch(`${o.url}/v1/completions`, {
       method: 'POST',
       headers: {'content-type': 'application/json'},
-      body: JSON.stringify({model, prompt, max_tokens: o.outputTokens, ignore_eos: true, temperature: 0, stream: true, return_token_ids: true}),
-      signal: AbortSignal.timeout(o.requestTimeoutMs ?? 300_000),
+      body: JSON.stringify({
+        model,
+        prompt,
+        max_tokens: o.outputTokens,
+        ignore_eos: true,
+        temperature: 0,
+        stream: true,
+        stream_options: {include_usage: true},
+        return_token_ids: true,
+      }),
+      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
     })
     if (!res.ok || !res.body) return fail(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`)
     const decoder = new TextDecoder()
     let buffered = ''
     let ttftMs = 0
     let last = 0
-    let tokens = 0
+    let chunks = 0
+    let ids = 0
+    let usage: {prompt_tokens?: number; completion_tokens?: number} | undefined
     const itlMs: number[] = []
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       buffered += decoder.decode(chunk, {stream: true})
@@ -143,21 +158,65 @@ async function oneRequest(o: ServeLoadOptions, model: string, prompt: number[]):
         if (!event.startsWith('data: ')) continue
         const data = event.slice(6)
         if (data === '[DONE]') continue
-        const json = JSON.parse(data) as {error?: {message: string}; choices?: {token_ids?: number[]; text?: string}[]}
+        const json = JSON.parse(data) as {error?: {message: string}; usage?: typeof usage; choices?: {token_ids?: number[]; text?: string}[]}
         if (json.error) return fail(json.error.message)
-        const n = json.choices?.[0]?.token_ids?.length ?? 0
-        if (n === 0) continue
+        if (json.usage) usage = json.usage
+        const c = json.choices?.[0]
+        const n = c?.token_ids?.length ?? 0
+        // A chunk carrying token ids or text is output arriving (servers without token ids send text).
+        if (n === 0 && !c?.text) continue
+        ids += n
         const now = performance.now()
-        if (tokens === 0) ttftMs = now - t0
+        if (chunks === 0) ttftMs = now - t0
         else itlMs.push(now - last)
         last = now
-        tokens += n
+        chunks++
       }
     }
-    return {ok: true, ttftMs, e2eMs: performance.now() - t0, itlMs, outputTokens: tokens}
+    const outputTokens = usage?.completion_tokens ?? (ids > 0 ? ids : undefined)
+    if (outputTokens === undefined || outputTokens === 0) {
+      return fail(`the server's answer lets no output token be counted (no usage chunk, no token ids${chunks > 0 ? ` in ${chunks} text chunks` : ', no text'})`)
+    }
+    return {ok: true, ttftMs, e2eMs: performance.now() - t0, itlMs, inputTokens: usage?.prompt_tokens ?? prompt.length, outputTokens}
   } catch (error) {
     return fail((error as Error).message)
   }
+}
+
+export interface LongPromptLoopOptions {
+  readonly url: string
+  readonly model?: string
+  /** Prompt length of the long request (tokens). */
+  readonly promptTokens: number
+  readonly outputTokens: number
+  readonly seed?: number
+  readonly vocabLimit?: number
+}
+
+export interface LongPromptLoopResult {
+  readonly completed: number
+  readonly failed: number
+  readonly failureMessages: readonly string[]
+}
+
+/**
+ * Keeps one long-prompt request in flight until `signal` aborts (a new one starts as soon as the
+ * previous ends): the load whose head-of-line blocking `hpd bench serve --long-prompt-tokens`
+ * measures. The request in flight at the abort is cancelled, not counted.
+ */
+export async function runLongPromptLoop(o: LongPromptLoopOptions, signal: AbortSignal): Promise<LongPromptLoopResult> {
+  const model = o.model ?? (await discoverModel(o.url))
+  const rng = mulberry32((o.seed ?? 0) + 7919)
+  let completed = 0
+  const failures: string[] = []
+  while (!signal.aborted) {
+    const prompt = Array.from({length: o.promptTokens}, () => Math.floor(rng() * (o.vocabLimit ?? 256)))
+    const r = await oneRequest({url: o.url, outputTokens: o.outputTokens}, model, prompt, signal)
+    if (signal.aborted) break
+    if (r.ok) completed++
+    else failures.push(r.error ?? 'unknown')
+  }
+  return {completed, failed: failures.length, failureMessages: [...new Set(failures)].slice(0, 5)}
 }
 
 function summarize(
@@ -170,7 +229,7 @@ function summarize(
 ): ServeLoadReport {
   const ok = results.filter((r) => r.ok)
   const outTokens = ok.reduce((a, r) => a + r.outputTokens, 0)
-  const inTokens = ok.length * o.promptTokens
+  const inTokens = ok.reduce((a, r) => a + r.inputTokens, 0)
   const tpot = ok.filter((r) => r.outputTokens > 1).map((r) => (r.e2eMs - r.ttftMs) / (r.outputTokens - 1))
   const dTtft = after && before ? after.ttftSumS - before.ttftSumS : 0
   const dKv = after && before ? after.kvSumS - before.kvSumS : 0

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HpdCommand} from '../cli/hpd-command.js'
+import {DEFAULT_STEP_OPTIONS} from '../engine/step-scheduler.js'
 import {serveUntilSignal, type ServeResult} from '../serve/serve-session.js'
 import {presentServe, serveLogSinks, serveLogStyle} from '../ui/serve-render.js'
 
@@ -36,6 +37,9 @@ export default class Serve extends HpdCommand<ServeResult> {
     cluster: Flags.string({description: 'cluster name (the etcd key prefix /hpd/<cluster>/)', default: 'default', env: 'HPD_CLUSTER'}),
     'local-workers': Flags.boolean({description: 'launch local workers (--no-local-workers: the router alone, over workers registered in etcd)', default: true, allowNo: true}),
     insecure: Flags.boolean({description: 'allow a non-loopback cluster without the cluster token (unauthenticated control plane)', default: false}),
+    'served-model-name': Flags.string({description: 'name clients pass as `model` (repeatable; the first is the one responses carry; default: the model’s name)', multiple: true, env: 'HPD_SERVED_MODEL_NAME'}),
+    'max-num-batched-tokens': Flags.integer({description: 'chunked prefill: most tokens one engine step computes, decode tokens included', default: DEFAULT_STEP_OPTIONS.maxStepTokens, env: 'HPD_MAX_NUM_BATCHED_TOKENS'}),
+    'long-prefill-tokens': Flags.integer({description: 'chunked prefill: a prompt with more tokens left advances at most this many per step (smaller: other requests wait less behind it)', default: DEFAULT_STEP_OPTIONS.longPrefillTokens, env: 'HPD_LONG_PREFILL_TOKENS'}),
   }
 
   async run(): Promise<ServeResult> {
@@ -63,6 +67,8 @@ export default class Serve extends HpdCommand<ServeResult> {
         cluster: flags.cluster,
         localWorkers: flags['local-workers'],
         insecure: flags.insecure,
+        servedModelNames: flags['served-model-name'],
+        steps: {maxStepTokens: flags['max-num-batched-tokens'], longPrefillTokens: flags['long-prefill-tokens']},
       },
       serveLogSinks(style),
       (running) => presentServe(running, style),

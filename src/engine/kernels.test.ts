@@ -256,6 +256,30 @@ describe('kernels vs scalar references', () => {
     expect(k.sample(logits, 0.7, 3, 0.9, 0, 0.5)).toBe(k.sample(logits, 0.7, 3, 0.9, 0, 0.5))
   })
 
+  it('recorded calls run in order off the main thread on submit; the recording refuses what cannot wait', async () => {
+    const a = Float32Array.of(1, 2, 3, 4)
+    const b = new Float32Array(4)
+    k.record()
+    k.copy(b, a, 4)
+    k.addInplace(b, a, 4) // reads what the recorded copy wrote
+    expect(Array.from(b)).toEqual([0, 0, 0, 0]) // nothing ran yet
+    expect(() => k.sample(a, 0, 0, 1, 0, 0)).toThrow(expect.objectContaining({code: 'HPD_NATIVE_INVALID_ARGUMENT'}))
+    expect(() => k.record()).toThrow(/already open/)
+    const done = k.submit()
+    expect(() => k.record()).toThrow(/still running/)
+    await done
+    expect(Array.from(b)).toEqual([2, 4, 6, 8])
+    k.record()
+    k.copy(b, a, 4)
+    k.discard()
+    await expect(async () => k.submit()).rejects.toThrow(/nothing is being recorded/)
+    expect(Array.from(b)).toEqual([2, 4, 6, 8])
+    // a bad view is refused when recorded, before anything runs
+    k.record()
+    expect(() => k.copy(b, a, 5)).toThrow(expect.objectContaining({code: 'HPD_NATIVE_INVALID_ARGUMENT'}))
+    k.discard()
+  })
+
   it('rejects undersized views with HPD_NATIVE_INVALID_ARGUMENT before touching memory', () => {
     expect(() => k.rmsNorm(new Float32Array(10), new Float32Array(8), new Float32Array(16), 2, 8, 1e-5)).toThrow(
       expect.objectContaining({code: 'HPD_NATIVE_INVALID_ARGUMENT', message: expect.stringContaining('x has 10 elements, needs 16')}),

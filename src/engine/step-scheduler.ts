@@ -11,7 +11,8 @@
  *    more than `longPrefillTokens` left advances at most that many tokens per step (vLLM's
  *    --long-prefill-token-threshold), which bounds how long any step of it takes;
  * 3. when some prefill completes in this step (its first token is next), prefills that cannot
- *    complete sit it out — unless they already sat out `MAX_SKIPS` steps in a row (no starvation).
+ *    complete sit it out — except the oldest prefill once it did not advance for `MAX_SKIPS`
+ *    steps in a row: it then goes first (no starvation).
  *
  * Ownership: a job's request holds blocks for its whole prompt from `prefill()` on (reserved up
  * front: a full pool refuses the prompt before any chunk runs); the caller frees them as before.
@@ -191,18 +192,23 @@ export class StepScheduler {
   /** The prefill chunks of the next step, within `budget` tokens (at least a quarter of the step: prefills always advance). */
   private pickChunks(budget: number): {job: PrefillJob; take: number}[] {
     let left = Math.max(budget, Math.ceil(this.options.maxStepTokens / 4))
-    const byRemaining = [...this.jobs].sort((a, b) => a.tokens.length - a.offset - (b.tokens.length - b.offset) || a.order - b.order)
+    const remaining = (j: PrefillJob) => j.tokens.length - j.offset
+    const byRemaining = [...this.jobs].sort((a, b) => remaining(a) - remaining(b) || a.order - b.order)
+    // The oldest prefill goes first once it sat out MAX_SKIPS steps in a row: a stream of
+    // shorter prompts cannot starve it (every other job is younger, so each is served in turn).
+    const oldest = this.jobs.reduce<PrefillJob | undefined>((o, j) => (o === undefined || j.order < o.order ? j : o), undefined)
+    const starving = oldest !== undefined && oldest.skipped >= MAX_SKIPS ? oldest : undefined
+    const ordered = starving ? [starving, ...byRemaining.filter((j) => j !== starving)] : byRemaining
     const picked: {job: PrefillJob; take: number; completes: boolean}[] = []
-    for (const job of byRemaining) {
+    for (const job of ordered) {
       if (left <= 0) break
-      const remaining = job.tokens.length - job.offset
-      const take = Math.min(remaining > this.options.longPrefillTokens ? this.options.longPrefillTokens : remaining, left)
-      picked.push({job, take, completes: take === remaining})
+      const take = Math.min(remaining(job) > this.options.longPrefillTokens ? this.options.longPrefillTokens : remaining(job), left)
+      picked.push({job, take, completes: take === remaining(job)})
       left -= take
     }
     const someComplete = picked.some((p) => p.completes)
-    const kept = picked.filter((p) => p.completes || !someComplete || p.job.skipped >= MAX_SKIPS)
-    for (const p of picked) p.job.skipped = kept.includes(p) ? 0 : p.job.skipped + 1
+    const kept = picked.filter((p) => p.completes || !someComplete || p.job === starving)
+    for (const job of this.jobs) job.skipped = kept.some((p) => p.job === job) ? 0 : job.skipped + 1
     return kept
   }
 }

@@ -20,6 +20,7 @@ import {ClusterPool} from './cluster-pool.js'
 import {modelCompatibilityHash} from './serve-model.js'
 import {Supervisor} from './supervisor.js'
 import type {WorkerPool, WorkerState} from './worker-pool.js'
+import type {StepSchedulerOptions} from '../engine/step-scheduler.js'
 import {WorkerBackend} from './worker-backend.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
@@ -49,6 +50,10 @@ export interface ServeOptions {
   readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
   /** Launch local workers (false: the router alone, over workers running elsewhere; needs etcd). */
   readonly localWorkers: boolean
+  /** vLLM --served-model-name: names clients may pass as `model` (the first is the one responses carry); default the model's name. */
+  readonly servedModelNames?: readonly string[]
+  /** Chunked prefill on every worker: tokens per engine step and per long-prompt chunk (default DEFAULT_STEP_OPTIONS). */
+  readonly steps?: StepSchedulerOptions
   /** Test hook passed to decode workers (see DecodeRoleOptions.pauseBeforeReadMs). */
   readonly pauseBeforeReadMs?: number
   readonly onWorkerLog?: (worker: string, line: string) => void
@@ -91,6 +96,8 @@ export const SERVE_LIMITS = {
   kvBlocks: 1_048_576,
   leaseMs: 3_600_000,
   timeoutMs: 86_400_000,
+  /** Tokens of one engine step (chunked prefill). */
+  stepTokens: 1_048_576,
 } as const
 
 /** Checks the counts and durations given (absent ones are skipped). */
@@ -112,6 +119,13 @@ export function validateServeOptions(o: Partial<ServeOptions>): void {
   range('request-timeout-ms', o.requestTimeoutMs, 100, SERVE_LIMITS.timeoutMs, ' (ms)')
   range('prefill-timeout-ms', o.prefillTimeoutMs, 100, SERVE_LIMITS.timeoutMs, ' (ms)')
   range('port', o.port, 0, 65_535)
+  range('max-num-batched-tokens', o.steps?.maxStepTokens, 1, SERVE_LIMITS.stepTokens)
+  range('long-prefill-tokens', o.steps?.longPrefillTokens, 1, SERVE_LIMITS.stepTokens)
+  for (const name of o.servedModelNames ?? []) {
+    if (name.length === 0 || name.length > 256 || /[\s\x00-\x1f]/.test(name)) {
+      throw new UsageError('HPD_SERVE_BAD_FLAG', `--served-model-name must be 1..256 characters without spaces, got ${JSON.stringify(name.slice(0, 64))}`, {hint: 'Pass --served-model-name NAME once per name clients may use.', details: {flag: 'served-model-name'}})
+    }
+  }
 }
 
 export function workerEntryPath(): string {
@@ -139,6 +153,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     kvBlocks: o.kvBlocks,
     handshakeTimeoutMs: 5000,
     transferTimeoutMs: o.transferTimeoutMs,
+    steps: o.steps,
   }
   // In a cluster, local workers register in etcd under names unique across hosts.
   const prefix = o.etcd ? `${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-` : ''
@@ -205,6 +220,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     backend,
     tokenizer: o.model.tokenizer,
     modelName: o.model.name,
+    servedModelNames: o.servedModelNames,
     maxModelLen: o.model.maxModelLen,
     vocabSize: o.model.vocabSize,
     metrics,

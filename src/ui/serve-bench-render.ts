@@ -44,7 +44,17 @@ export async function showServeBench(events: AsyncGenerator<ServeLoadEvent, Serv
 
 /** The final report for stdout (human form). */
 export function serveBenchText(result: ServeBenchResult): string {
-  return `${formatServeReports(result.runs as ServeLoadReport[])}\n${comparisonLine(result)}`
+  return `${formatServeReports(result.runs as ServeLoadReport[])}\n${comparisonLine(result)}${headOfLineLines(result)}`
+}
+
+function headOfLineLines(r: ServeBenchResult): string {
+  return (r.headOfLine ?? [])
+    .map(
+      (h) =>
+        `${h.server}: median TTFT ${h.idleTtftMedianMs.toFixed(1)} ms idle, ${h.loadedTtftMedianMs.toFixed(1)} ms with a ${h.longPromptTokens}-token prompt in flight (${h.ttftRatio.toFixed(2)}x); ` +
+        `long prompts completed ${h.longRequests.completed}, failed ${h.longRequests.failed}; unhealthy transitions ${h.unhealthyTransitions ?? 'unknown'}\n`,
+    )
+    .join('')
 }
 
 function comparisonLine(r: ServeBenchResult): string {

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {runServeBench, type ServeBenchResult} from '../../bench/serve-bench.js'
 import {HpdCommand} from '../../cli/hpd-command.js'
+import {DEFAULT_STEP_OPTIONS} from '../../engine/step-scheduler.js'
 import {UsageError} from '../../errors.js'
 import {serveBenchText, showServeBench} from '../../ui/serve-bench-render.js'
 
@@ -26,12 +27,15 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
     'prompt-tokens': Flags.integer({default: 128, description: 'prompt length of every request (tokens)'}),
     'output-tokens': Flags.integer({default: 32, description: 'output length of every request (tokens, EOS ignored)'}),
     seed: Flags.integer({default: 0, description: 'seed of the random prompts (same prompts for every run)'}),
+    'long-prompt-tokens': Flags.integer({description: 'head-of-line mode: run the load idle, then again with one request of this many prompt tokens kept in flight; compare median TTFT'}),
+    'max-num-batched-tokens': Flags.integer({description: 'chunked prefill of spawned servers: most tokens per engine step'}),
+    'long-prefill-tokens': Flags.integer({description: 'chunked prefill of spawned servers: per-step chunk of a long prompt'}),
   }
 
   async run(): Promise<ServeBenchResult> {
     const {flags} = await this.parse(BenchServe)
-    for (const k of ['concurrency', 'requests', 'prompt-tokens', 'output-tokens'] as const) {
-      if (flags[k] < 1) throw new UsageError('HPD_BENCH_BAD_FLAG', `--${k} must be >= 1, got ${flags[k]}`, {hint: `Pass --${k} 1 or more.`})
+    for (const k of ['concurrency', 'requests', 'prompt-tokens', 'output-tokens', 'long-prompt-tokens', 'max-num-batched-tokens', 'long-prefill-tokens'] as const) {
+      if (flags[k] !== undefined && flags[k] < 1) throw new UsageError('HPD_BENCH_BAD_FLAG', `--${k} must be >= 1, got ${flags[k]}`, {hint: `Pass --${k} 1 or more.`})
     }
     const events = runServeBench({
       url: flags.url,
@@ -47,6 +51,11 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
       promptTokens: flags['prompt-tokens'],
       outputTokens: flags['output-tokens'],
       seed: flags.seed,
+      longPromptTokens: flags['long-prompt-tokens'],
+      steps:
+        flags['max-num-batched-tokens'] === undefined && flags['long-prefill-tokens'] === undefined
+          ? undefined
+          : {maxStepTokens: flags['max-num-batched-tokens'] ?? DEFAULT_STEP_OPTIONS.maxStepTokens, longPrefillTokens: flags['long-prefill-tokens'] ?? DEFAULT_STEP_OPTIONS.longPrefillTokens},
     })
     const result = await showServeBench(events, this.jsonEnabled())
     this.print(serveBenchText(result))
