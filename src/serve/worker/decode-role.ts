@@ -80,9 +80,19 @@ export class DecodeRole {
       if (signal.aborted) throw signal.reason
       emit({type: 'phase', phase: 'decode', atMs: Date.now()})
       ownsBlocks = false // the batcher frees them from here on
-      const ended = await Promise.all(ids.map((id, j) => this.decode(req, id, j, n, starts[j], emit, signal)))
-      const first = ended[0]
-      emit({type: 'done', finishReason: first.finishReason, numOutputTokens: ended.reduce((a, e) => a + e.numOutputTokens, 0)})
+      // A continuation that fails fails the request: the others are cancelled (their blocks
+      // freed by the batcher), and the stream ends with the error once all of them stopped.
+      const ended = await Promise.all(
+        ids.map((id, j) =>
+          this.decode(req, id, j, n, starts[j], emit, signal).then((end) => {
+            if (end.error) for (const other of ids) this.batcher.cancel(other)
+            return end
+          }),
+        ),
+      )
+      const failed = ended.find((e) => e.error)
+      if (failed) throw failed.error
+      emit({type: 'done', finishReason: ended[0].finishReason, numOutputTokens: ended.reduce((a, e) => a + e.numOutputTokens, 0)})
     } catch (error) {
       const e = error instanceof ServeError ? error : new ServeError(500, 'worker_error', String((error as Error)?.message ?? error))
       emit({type: 'error', code: e.code, message: e.message, status: e.status})
@@ -97,10 +107,8 @@ export class DecodeRole {
    * either ends here (EOS, a stop token id, max_tokens 1, its own failure) or decodes on from it.
    */
   private firstToken(req: GenerateRequest, first: SampledToken | Error, index: number, n: number, emit: Emit): SequenceStart {
-    if (first instanceof Error) {
-      if (n === 1) throw first
-      return {ended: {finishReason: 'abort', numOutputTokens: 0, error: first}}
-    }
+    // One continuation's failed first sampling fails the request (the finally frees every sequence).
+    if (first instanceof Error) throw first
     const end = endOf(first.tokenId, this.o.engine.eosTokenId, req.sampling)
     if (end === 'eos') return {ended: {finishReason: 'stop', numOutputTokens: 0}}
     emit(tokenEvent(first, index, n))
@@ -109,16 +117,15 @@ export class DecodeRole {
     return {input: first.tokenId, produced: 1}
   }
 
-  /** Decodes one continuation in the shared batch; resolves when it ended (a 'finish' was emitted when n > 1). */
+  /** Decodes one continuation in the shared batch; resolves when it ended (a 'finish' was emitted when n > 1 and it did not fail). */
   private decode(req: GenerateRequest, sequenceId: string, index: number, n: number, start: SequenceStart, emit: Emit, signal: AbortSignal): Promise<SequenceEnd> {
     const finish = (end: SequenceEnd): SequenceEnd => {
-      if (end.error && n === 1) throw end.error
-      if (n > 1) emit({type: 'finish', index, finishReason: end.finishReason, numOutputTokens: end.numOutputTokens})
+      if (n > 1 && !end.error) emit({type: 'finish', index, finishReason: end.finishReason, numOutputTokens: end.numOutputTokens})
       return end
     }
     if ('ended' in start) {
       this.o.engine.free(sequenceId)
-      return Promise.resolve(start.ended).then(finish)
+      return Promise.resolve(finish(start.ended))
     }
     return new Promise<SequenceEnd>((resolve) => {
       let count = start.produced
@@ -135,7 +142,7 @@ export class DecodeRole {
         },
         onDone: (finishReason) => {
           signal.removeEventListener('abort', onAbort)
-          resolve({finishReason, numOutputTokens: count})
+          resolve(finish({finishReason, numOutputTokens: count}))
         },
         onError: (error) => {
           signal.removeEventListener('abort', onAbort)
@@ -143,7 +150,7 @@ export class DecodeRole {
           resolve({finishReason: 'abort', numOutputTokens: count, error: new ServeError(500, 'decode_failed', `${e.code ? `${e.code}: ` : ''}${error.message}`)})
         },
       })
-    }).then(finish)
+    })
   }
 
   private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
@@ -254,7 +261,7 @@ type SequenceStart = {readonly input: number; readonly produced: number} | {read
 interface SequenceEnd {
   readonly finishReason: FinishReason
   readonly numOutputTokens: number
-  /** The failure of this continuation alone (n > 1: the others go on; n = 1: the request fails). */
+  /** This continuation failed (its sampling, its blocks): the request fails with it. */
   readonly error?: Error
 }
 

@@ -170,6 +170,54 @@ describe('prefill + decode worker roles', () => {
     expect(stats).toMatchObject({leasesHeld: 0, leasesReleased: 1, kvBlocksUsed: 0})
   })
 
+  it('n continuations: one prefill, the cache copied for each, continuation j seeded seed + j; disaggregated == colocated', async () => {
+    const prompt = [10, 20, 30, 40]
+    const sampling = {...greedy, seed: 10, n: 3, maxTokens: 4}
+    const byIndex = (evs: WorkerStreamEvent[]) =>
+      [0, 1, 2].map((j) => evs.flatMap((e) => (e.type === 'token' && (e.index ?? 0) === j ? [e.tokenId] : [])))
+    const cEngine = new MemoryEngine('cn', 'h1')
+    const colo = await worker('colocated', cEngine)
+    const c = await generate(colo.controlUrl, {requestId: 'n0', promptTokenIds: prompt, sampling})
+    const expected = byIndex(c)
+    expect(expected.map((t) => t.length)).toEqual([4, 4, 4])
+    expect(new Set(expected.map((t) => t.join(','))).size).toBe(3) // seeds 10, 11, 12 differ
+    expect(c.filter((e) => e.type === 'finish').map((e) => (e as {index: number}).index).sort()).toEqual([0, 1, 2])
+    expect(c.at(-1)).toMatchObject({type: 'done', numOutputTokens: 12})
+    expect(cEngine.caches.size).toBe(0)
+
+    const pEngine = new MemoryEngine('pn', 'h1')
+    const p = await worker('prefill', pEngine)
+    const dEngine = new MemoryEngine('dn', 'h1')
+    const d = await worker('decode', dEngine)
+    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'n1', promptTokenIds: prompt}, 5000)
+    const evs = await generate(d.controlUrl, {requestId: 'n1', promptTokenIds: prompt, sampling, transfer: pre.transfer})
+    expect(byIndex(evs)).toEqual(expected)
+    expect(dEngine.caches.size).toBe(0)
+  })
+
+  it('a stop token id ends its continuation after the token; a failing continuation fails the request and frees all', async () => {
+    const engine = new MemoryEngine('cs', 'h')
+    const c = await worker('colocated', engine)
+    const first = tokens(await generate(c.controlUrl, {requestId: 's0', promptTokenIds: [3], sampling: {...greedy, maxTokens: 6}}))
+    const evs = await generate(c.controlUrl, {requestId: 's1', promptTokenIds: [3], sampling: {...greedy, maxTokens: 6, stopTokenIds: [first[2]]}})
+    expect(tokens(evs)).toEqual(first.slice(0, 3))
+    expect(evs.at(-1)).toMatchObject({type: 'done', finishReason: 'stop', numOutputTokens: 3})
+    engine.poisoned.add('s2:n1')
+    const failing = await generate(c.controlUrl, {requestId: 's2', promptTokenIds: [3, 4], sampling: {...greedy, maxTokens: 30, n: 3}})
+    expect(failing.at(-1)).toMatchObject({type: 'error', code: 'worker_error'})
+    expect(engine.caches.size).toBe(0)
+    const others = await generate(c.controlUrl, {requestId: 's3', promptTokenIds: [3], sampling: {...greedy, maxTokens: 6}})
+    expect(tokens(others)).toEqual(first)
+  })
+
+  it('refuses sampling fields outside their ranges before the engine sees them', async () => {
+    const c = await worker('colocated', new MemoryEngine('cv', 'h'))
+    for (const bad of [{presencePenalty: 3}, {repetitionPenalty: 0}, {logitBias: {'999': 1}}, {logitBias: {'5': 101}}, {minTokens: 9}, {stopTokenIds: [300]}, {logprobs: 21}, {n: 0}, {minP: 2}]) {
+      const evs = await generate(c.controlUrl, {requestId: 'bad', promptTokenIds: [1], sampling: {...greedy, ...bad}})
+      expect(evs[0], JSON.stringify(bad)).toMatchObject({type: 'error', status: 400})
+    }
+  })
+
   it('refuses a prefill engine with another compatibility hash', async () => {
     const p = await worker('prefill', new MemoryEngine('p1', 'hash-A'))
     const d = await worker('decode', new MemoryEngine('d1', 'hash-B'))
