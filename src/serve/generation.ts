@@ -151,9 +151,9 @@ class ChoiceText {
   push(tokenId: number, stopToken: boolean, logprob: number | undefined): {emit: string; stopped: boolean} {
     this.outputTokenIds.push(tokenId)
     if (logprob !== undefined) this.cumulativeLogprob += logprob
-    let text = this.decoder.push(tokenId)
-    // vLLM: a stop token id ends the output; its text is kept only with include_stop_str_in_output.
-    if (stopToken && !this.p.includeStopStrInOutput) text = ''
+    // vLLM: a stop token id ends the output; its text is kept only with include_stop_str_in_output
+    // (otherwise the text is that of the tokens before it, made final: never the stop token's bytes).
+    const text = stopToken && !this.p.includeStopStrInOutput ? this.decoder.flush() : this.decoder.push(tokenId)
     // vLLM checks stop strings only once min_tokens tokens were generated.
     return this.stopper.push(text, this.outputTokenIds.length >= this.p.minTokens)
   }
