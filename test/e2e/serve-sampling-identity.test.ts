@@ -66,7 +66,10 @@ async function outputsOf(model: string, args: string[]): Promise<Outputs> {
   const s = await startServe(['--model', model, ...args])
   running.push(s)
   try {
-    return await collect(s, model)
+    return await collect(s, model).catch((e) => {
+      console.log("SERVER LOG", s.lines.slice(-12).join("\n"))
+      throw e
+    })
   } finally {
     await s.stop()
     running.splice(running.indexOf(s), 1)
