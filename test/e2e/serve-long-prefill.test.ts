@@ -10,7 +10,7 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {startServe, tmpDir, type ServeProcess} from './serve-harness.js'
+import {signedHeaders, startServe, tmpDir, type ServeProcess} from './serve-harness.js'
 
 const TOKEN = 'long-prefill-test-cluster-token-0123456789'
 const LONG = 8000
@@ -22,7 +22,8 @@ afterAll(async () => {
 
 async function health(controlUrl: string): Promise<number> {
   const t0 = performance.now()
-  const res = await fetch(`${controlUrl}/v1/internal/health`, {headers: {'x-hpd-cluster-token': TOKEN}, signal: AbortSignal.timeout(5000)})
+  const url = `${controlUrl}/v1/internal/health`
+  const res = await fetch(url, {headers: signedHeaders(TOKEN, 'GET', url), signal: AbortSignal.timeout(5000)})
   expect(res.status).toBe(200)
   await res.json()
   return performance.now() - t0
