@@ -10,9 +10,10 @@
  * 2. prefills, fewest remaining tokens first, share what is left of the budget; a prompt with
  *    more than `longPrefillTokens` left advances at most that many tokens per step (vLLM's
  *    --long-prefill-token-threshold), which bounds how long any step of it takes;
- * 3. when some prefill completes in this step (its first token is next), prefills that cannot
- *    complete sit it out — except the oldest prefill once it did not advance for `MAX_SKIPS`
- *    steps in a row: it then goes first (no starvation).
+ * 3. a chunk that cannot complete its prompt sits the step out while a prompt with fewer tokens
+ *    left is in it (shortest remaining first; prompts with equally many left run together) —
+ *    except the oldest prefill once it did not advance for `MAX_SKIPS` steps in a row: it then
+ *    goes first (no starvation).
  *
  * Ownership: a job's request holds blocks for its whole prompt from `prefill()` on (reserved up
  * front: a full pool refuses the prompt before any chunk runs); the caller frees them as before.
@@ -34,7 +35,7 @@ export interface StepSchedulerOptions {
   readonly longPrefillTokens: number
 }
 
-export const DEFAULT_STEP_OPTIONS: StepSchedulerOptions = {maxStepTokens: 512, longPrefillTokens: 64}
+export const DEFAULT_STEP_OPTIONS: StepSchedulerOptions = {maxStepTokens: 512, longPrefillTokens: 128}
 
 /** Steps a prefill that cannot complete may sit out in a row while shorter ones complete. */
 const MAX_SKIPS = 3
@@ -206,8 +207,11 @@ export class StepScheduler {
       picked.push({job, take, completes: take === remaining(job)})
       left -= take
     }
-    const someComplete = picked.some((p) => p.completes)
-    const kept = picked.filter((p) => p.completes || !someComplete || p.job === starving)
+    // Shortest remaining first: a chunk that cannot complete its prompt sits out while a prompt
+    // with fewer tokens left is in the step (equals run together), so a short prompt's steps are
+    // not stretched by a long one's chunks.
+    const fewest = Math.min(...picked.map((p) => remaining(p.job)))
+    const kept = picked.filter((p) => p.completes || remaining(p.job) === fewest || p.job === starving)
     for (const job of this.jobs) job.skipped = kept.some((p) => p.job === job) ? 0 : job.skipped + 1
     return kept
   }
