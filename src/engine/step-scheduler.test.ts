@@ -198,6 +198,18 @@ describe('StepScheduler: chunked prefill', () => {
     expect(s.pendingPrefills).toBe(0)
   })
 
+  it('close() fails queued work and waits for the step in progress', async () => {
+    const recorder = new RecordingEngine()
+    const s = new StepScheduler(recorder, {maxStepTokens: 64, longPrefillTokens: 16})
+    const p = s.prefill('a', Array(200).fill(1), {wantLogits: true})
+    await recorder.stepsDone(1)
+    const stepsAtClose = recorder.steps.length
+    await s.close()
+    await expect(p).rejects.toMatchObject({code: 'HPD_ENGINE_CLOSED'})
+    await expect(s.decode([{requestId: 'x', tokenId: 1}])).rejects.toMatchObject({code: 'HPD_ENGINE_CLOSED'})
+    expect(recorder.steps.length).toBeLessThanOrEqual(stepsAtClose + 1)
+  })
+
   it('refuses invalid options by name', () => {
     expect(() => new StepScheduler(new RecordingEngine(), {maxStepTokens: 0, longPrefillTokens: 8})).toThrow(expect.objectContaining({code: 'HPD_ENGINE_BAD_STEP_OPTION'}))
   })

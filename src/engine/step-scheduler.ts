@@ -62,6 +62,9 @@ export class StepScheduler {
   private decodes: DecodeCall[] = []
   private looping = false
   private arrivals = 0
+  /** The step now computing (its pages and the engine's scratch are in use until it settles). */
+  private current: Promise<unknown> | undefined
+  private closed: Error | undefined
   /** Steps run and the largest step (tokens), for stats and tests. */
   steps = 0
   maxStepTokensSeen = 0
@@ -86,6 +89,7 @@ export class StepScheduler {
    * when the pool cannot hold the whole prompt.
    */
   prefill(requestId: string, tokens: readonly number[], options: {wantLogits: boolean}): Promise<Float32Array | undefined> {
+    if (this.closed) return Promise.reject(this.closed)
     if (tokens.length === 0) return Promise.reject(new UsageError('HPD_ENGINE_EMPTY_PROMPT', `prefill of request ${requestId} with no tokens`))
     if (this.jobs.some((j) => j.requestId === requestId)) {
       return Promise.reject(new UsageError('HPD_ENGINE_DUPLICATE_REQUEST', `request ${requestId} is already being prefilled`))
@@ -110,6 +114,7 @@ export class StepScheduler {
   /** One token per request in the next step; each gets its logits or its own error. */
   decode(entries: readonly {readonly requestId: string; readonly tokenId: number}[]): Promise<(Float32Array | HpdError)[]> {
     if (entries.length === 0) return Promise.resolve([])
+    if (this.closed) return Promise.reject(this.closed)
     return new Promise((resolve, reject) => {
       this.decodes.push({entries, resolve, reject})
       this.kick()
@@ -122,6 +127,17 @@ export class StepScheduler {
     if (i < 0) return
     const [job] = this.jobs.splice(i, 1)
     job.reject(reason)
+  }
+
+  /**
+   * Refuses new work, fails what is queued, and resolves once the step in progress (if any) has
+   * ended: after it, the engine's memory may be released (nothing computes into it any more).
+   */
+  async close(): Promise<void> {
+    this.closed ??= new UsageError('HPD_ENGINE_CLOSED', 'the engine is shutting down')
+    for (const job of this.jobs.splice(0)) job.reject(this.closed)
+    for (const d of this.decodes.splice(0)) d.reject(this.closed)
+    await this.current?.catch(() => undefined)
   }
 
   private kick(): void {
@@ -157,7 +173,9 @@ export class StepScheduler {
     if (decodeEntries.length + chunkEntries.length === 0) return
     let outcomes: StepOutcome[]
     try {
-      outcomes = await this.engine.step([...decodeEntries, ...chunkEntries])
+      const step = this.engine.step([...decodeEntries, ...chunkEntries])
+      this.current = step
+      outcomes = await step
     } catch (error) {
       // The step failed as a whole (a kernel, a duplicate): everyone in it fails.
       const e = error instanceof Error ? error : new Error(String(error))

@@ -74,7 +74,15 @@ export class DecodeRole {
         if (n > 1) this.o.engine.fork(req.requestId, ids.slice(1))
         starts = ids.map(() => ({input: prompt[prompt.length - 1], produced: 0}))
       } else {
-        const firsts = await this.o.engine.prefillLocal(req.requestId, prompt, ids.slice(1))
+        // A client gone mid-prefill frees the request now: its queued chunks are dropped.
+        const onAbort = () => this.o.engine.free(req.requestId)
+        signal.addEventListener('abort', onAbort, {once: true})
+        let firsts
+        try {
+          firsts = await this.o.engine.prefillLocal(req.requestId, prompt, ids.slice(1))
+        } finally {
+          signal.removeEventListener('abort', onAbort)
+        }
         starts = firsts.map((first, j) => this.firstToken(req, first, j, n, emit))
       }
       if (signal.aborted) throw signal.reason

@@ -219,6 +219,8 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
       engine.free(requestId)
     },
     async close(): Promise<void> {
+      // A step may be computing into the cache off the main thread: let it end before the memory goes.
+      await scheduler.close()
       engine.close()
       agent.close()
     },
