@@ -270,7 +270,8 @@ async function scrapeTransferShare(url: string): Promise<TransferScrape | undefi
   try {
     const text = await (await fetch(`${url}/metrics`, {signal: AbortSignal.timeout(2000)})).text()
     const num = (name: string) => Number(new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(text)?.[1] ?? 'NaN')
-    const ttft = num('hpd_disagg_time_to_first_token_seconds_sum')
+    // hpd_disagg_ttft_seconds_total since the metrics moved to prom-client; the older name before.
+    const ttft = Number.isFinite(num('hpd_disagg_ttft_seconds_total')) ? num('hpd_disagg_ttft_seconds_total') : num('hpd_disagg_time_to_first_token_seconds_sum')
     const kv = num('hpd_kv_transfer_seconds_sum')
     return Number.isFinite(ttft) && Number.isFinite(kv) ? {ttftSumS: ttft, kvSumS: kv} : undefined
   } catch {
