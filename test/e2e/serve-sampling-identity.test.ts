@@ -66,9 +66,9 @@ async function outputsOf(model: string, args: string[]): Promise<Outputs> {
   const s = await startServe(['--model', model, ...args])
   running.push(s)
   try {
-    return await collect(s, model).catch((e) => {
-      console.log("SERVER LOG", s.lines.slice(-12).join("\n"))
-      throw e
+    return await collect(s, model).catch((error: Error) => {
+      // The server's last log lines say why a request failed (a transport error carries no body).
+      throw new Error(`${error.message}\nlast server log lines:\n${s.lines.slice(-12).join('\n')}`, {cause: error})
     })
   } finally {
     await s.stop()
