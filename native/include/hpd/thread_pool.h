@@ -1,7 +1,8 @@
 // A tiny persistent thread pool for the kernels (ggml style): parallel_for(fn) runs fn(ith, nth)
 // on nth threads, the caller being ith 0, and returns when all are done. Workers sleep on a
 // condition variable between calls (no busy waiting: two cores are shared with OpenBLAS and
-// other processes). Calls are serialized by a mutex; it is used only from the JS main thread.
+// other processes). Calls are serialized by a mutex: the callers are the JS main thread and the
+// libuv thread that runs a recorded kernel program (napi/kernels.cc), one call at a time.
 #pragma once
 
 #include <functional>
