@@ -26,6 +26,9 @@ export default class Worker extends HpdCommand<WorkerResult> {
     'kv-blocks': Flags.integer({description: 'KV pool blocks per rank (default: the engine’s)', env: 'HPD_KV_BLOCKS'}),
     'request-timeout-ms': Flags.integer({description: 'the routers’ request bound (caps how long a lease may be extended)', default: 120_000, env: 'HPD_REQUEST_TIMEOUT_MS'}),
     'auth-token-file': Flags.string({description: 'file holding the cluster token (or set HPD_AUTH_TOKEN)'}),
+    'api-key-file': Flags.string({description: 'file holding the API key unsigned clients (vLLM’s proxy, llm-d) must send on /v1/* (or set HPD_API_KEY)'}),
+    'open-api': Flags.boolean({description: 'serve the OpenAI routes to unsigned clients without a key, as a plain vLLM server (a network you trust)', default: false}),
+    'kv-load-failure-policy': Flags.string({description: 'a decode leg whose KV pull fails: fail the request, or recompute the prompt here', options: ['fail', 'recompute'], default: 'fail', env: 'HPD_KV_LOAD_FAILURE_POLICY'}),
     insecure: Flags.boolean({description: 'run without the cluster token (unauthenticated control plane), knowingly', default: false}),
   }
 
@@ -48,6 +51,9 @@ export default class Worker extends HpdCommand<WorkerResult> {
         kvBlocks: flags['kv-blocks'],
         requestTimeoutMs: flags['request-timeout-ms'],
         authTokenFile: flags['auth-token-file'],
+        apiKeyFile: flags['api-key-file'],
+        openApi: flags['open-api'],
+        kvLoadFailurePolicy: flags['kv-load-failure-policy'] as 'fail' | 'recompute',
         insecure: flags.insecure,
       },
       log,

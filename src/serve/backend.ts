@@ -2,12 +2,15 @@
  * The seam between the router (HTTP, OpenAI shapes, text) and whatever produces tokens
  * (disaggregated prefill+decode workers, or colocated workers). Only token ids cross it.
  */
+import type {KvLeg} from './kv-contract.js'
 import type {SamplingParams, WorkerStreamEvent} from './protocol.js'
 
 export interface BackendRequest {
   readonly requestId: string
   readonly promptTokenIds: readonly number[]
   readonly sampling: SamplingParams
+  /** On a worker: the disaggregation leg the request's kv_transfer_params ask for (absent: none). */
+  readonly kv?: KvLeg
 }
 
 export interface GenerationBackend {

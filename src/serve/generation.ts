@@ -24,6 +24,8 @@ export type TextEvent =
   | {readonly type: 'text'; readonly choice: number; readonly text: string; readonly tokenId: number | undefined; readonly logprobs?: TokenLogprobs}
   /** A choice ended; `cumulativeLogprob` sums its tokens' logprobs when they were computed. */
   | {readonly type: 'choice-end'; readonly choice: number; readonly finish: FinishReason; readonly outputTokenIds: readonly number[]; readonly cumulativeLogprob: number}
+  /** The prefill leg's answer (workers only): the kv_transfer_params the response carries. */
+  | {readonly type: 'kv-params'; readonly params: Record<string, unknown> | null}
   /** Every choice ended. */
   | {readonly type: 'end'}
 
@@ -55,6 +57,7 @@ export async function* generateText(
       requestId: p === 0 ? requestId : `${requestId}-p${p}`,
       promptTokenIds: prompt.tokenIds,
       sampling: request.sampling[p],
+      kv: p === 0 ? request.kv : undefined,
       firstChoice: p * perPrompt,
       signal: all.signal,
     }),
@@ -72,6 +75,7 @@ interface PromptRun {
   readonly requestId: string
   readonly promptTokenIds: readonly number[]
   readonly sampling: SamplingParams
+  readonly kv: AdmittedRequest['kv'] | undefined
   readonly firstChoice: number
   readonly signal: AbortSignal
 }
@@ -95,9 +99,10 @@ async function* promptChoices(backend: GenerationBackend, tokenizer: ServeTokeni
     yield {type: 'choice-end', choice: run.firstChoice + j, finish: tail.stopped ? 'stop' : finish, outputTokenIds: c.outputTokenIds, cumulativeLogprob: c.cumulativeLogprob}
   }
   try {
-    const stream = backend.generate({requestId: run.requestId, promptTokenIds: run.promptTokenIds, sampling: run.sampling}, local.signal)
+    const stream = backend.generate({requestId: run.requestId, promptTokenIds: run.promptTokenIds, sampling: run.sampling, ...(run.kv && run.kv.leg !== 'none' ? {kv: run.kv} : {})}, local.signal)
     for await (const ev of stream as AsyncIterable<WorkerStreamEvent>) {
       if (ev.type === 'transfer-done') yield {type: 'transfer', ms: ev.handshakeMs + ev.transferMs, bytes: ev.bytes}
+      else if (ev.type === 'kv-params') yield {type: 'kv-params', params: ev.params}
       else if (ev.type === 'error') throw new ServeError(ev.status, ev.code, ev.message)
       else if (ev.type === 'token') {
         const j = ev.index ?? 0

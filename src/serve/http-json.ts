@@ -31,6 +31,8 @@ export interface CallOptions {
    * Only for calls that are safe to repeat.
    */
   readonly retryOnReset?: boolean
+  /** Extra request headers (e.g. X-Request-Id). */
+  readonly headers?: Record<string, string>
 }
 
 /** Codes of connection-level failures (the peer never answered). */
@@ -77,7 +79,7 @@ export class ControlClient {
 
   private async fetchOnce(url: string, body: unknown, o: CallOptions): Promise<Response> {
     const method = body === undefined ? 'GET' : 'POST'
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = {...o.headers}
     let nonce: string | undefined
     if (this.token !== undefined) {
       const u = new URL(url)

@@ -50,7 +50,7 @@ const FIELDS = {
   tp_size: z.number().int().min(1).max(1024).nullable(),
   remote_num_tokens: z.number().int().min(0).nullable(),
   hpd_engine_epoch: id.nullable(),
-  hpd_compatibility_hash: z.string().regex(/^[0-9a-f]{1,128}$/).nullable(),
+  hpd_compatibility_hash: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'a hash of 1..128 plain characters').nullable(),
   hpd_lease_expires_at_ms: z.number().finite().nullable(),
   hpd_grant: z.string().regex(/^[0-9a-f]{1,64}$/).nullable(),
 } as const

@@ -91,7 +91,7 @@ export function parsePrefillRequest(body: unknown, l: ProtocolLimits): PrefillRe
 }
 
 export function parseLeaseRequest(body: unknown): LeaseRequest {
-  return check(z.object({requestId: ID}).strict(), body)
+  return check(z.object({requestId: ID, grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional()}).strict(), body)
 }
 
 export interface PeerEntry {

@@ -95,6 +95,8 @@ export interface PeersRequest {
 /** Decode worker → prefill worker, while the request waits for local blocks (reference §5.2 step 9). */
 export interface LeaseRequest {
   readonly requestId: string
+  /** The grant from the transfer params: must be the lease's own (see PrefillRole.extend). */
+  readonly grant?: string
 }
 
 export interface LeaseExtendResponse {
@@ -122,6 +124,11 @@ export type WorkerStreamEvent =
     }
   /** Continuation `index` ended (sent for every continuation when n > 1; 'done' still ends the stream). */
   | {readonly type: 'finish'; readonly index: number; readonly finishReason: FinishReason; readonly numOutputTokens: number}
+  /**
+   * The prefill leg of vLLM's disaggregation contract ended: the `kv_transfer_params` the decode leg
+   * must carry (null: nothing to transfer, the decode side computes the prompt itself).
+   */
+  | {readonly type: 'kv-params'; readonly params: Record<string, unknown> | null}
   /** The request ended: with n = 1 its only continuation's finish; with n > 1 after every 'finish'. */
   | {readonly type: 'done'; readonly finishReason: FinishReason; readonly numOutputTokens: number}
   | {readonly type: 'error'; readonly code: string; readonly message: string; readonly status: number}
@@ -188,8 +195,6 @@ export const INTERNAL = {
   health: '/v1/internal/health',
   stats: '/v1/internal/stats',
   metadata: '/v1/internal/metadata',
-  prefill: '/v1/internal/prefill',
-  generate: '/v1/internal/generate',
   leaseExtend: '/v1/internal/lease/extend',
   leaseRelease: '/v1/internal/lease/release',
   peers: '/v1/internal/peers',

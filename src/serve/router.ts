@@ -21,7 +21,7 @@ import {InvalidRequest} from './openai/request.js'
 import {jsonResponder, sendError, sendJson, sseResponder} from './openai/responders.js'
 import type {ResponseIdentity} from './openai/response.js'
 import {handleUtilityRoute, UTILITY_PATHS, type UtilityContext} from './openai/utility-routes.js'
-import {bearerMatches} from './auth.js'
+import {AUTH_HEADER, bearerMatches, PROOF_HEADER, type CallVerifier} from './auth.js'
 
 export interface RouterOptions {
   readonly backend: GenerationBackend
@@ -40,6 +40,13 @@ export interface RouterOptions {
   readonly defaultChatMaxTokens?: number
   /** When set, /v1/* requires `Authorization: Bearer <apiKey>` (as vLLM's --api-key). */
   readonly apiKey?: string
+  /** Workers: take vLLM's `kv_transfer_params` (the router refuses it from clients). */
+  readonly acceptKvTransferParams?: boolean
+  /**
+   * Workers: a call signed with the cluster token (hpd's router) gets the proof of it in its
+   * answer; a call signed wrongly is refused (401). Unsigned calls (other proxies) are served.
+   */
+  readonly verifier?: CallVerifier
   readonly hygiene?: HygieneOptions
   readonly log?: (event: RouterLogEvent) => void
 }
@@ -60,18 +67,32 @@ export interface RouterLogEvent {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export function createRouter(options: RouterOptions): Server {
-  return createHardenedServer((req, res) => {
+  return createHardenedServer(openAiHandler(options), options.hygiene ?? ROUTER_HYGIENE)
+}
+
+/** The OpenAI routes as a request handler (the router's server, and each worker's public side). */
+export function openAiHandler(options: RouterOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
     handle(options, req, res).catch((error: unknown) => {
       // Only a defect gets here (every expected failure is answered where it happens).
       options.log?.({event: 'request-failed', requestId: '-', status: 500, promptTokens: 0, outputTokens: 0, e2eMs: 0, code: 'internal_error', message: String((error as Error)?.message ?? error)})
       if (!res.headersSent) sendError(res, 500, 'internal error; the server log has the details', null, 'internal_error')
       else res.end()
     })
-  }, options.hygiene ?? ROUTER_HYGIENE)
+  }
 }
 
 async function handle(o: RouterOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0]
+  if (o.verifier && req.headers[AUTH_HEADER] !== undefined) {
+    const verdict = o.verifier.verify(req.headers[AUTH_HEADER], req.method ?? 'GET', req.url ?? '/')
+    if (!verdict.ok) {
+      req.resume()
+      sendError(res, 401, 'the call is signed, but not with this cluster’s token', null, 'unauthorized')
+      return
+    }
+    res.setHeader(PROOF_HEADER, verdict.proof)
+  }
   if (o.apiKey !== undefined && path.startsWith('/v1/') && !bearerMatches(req.headers.authorization, o.apiKey)) {
     req.resume()
     sendError(res, 401, 'a valid API key is required: send `Authorization: Bearer <key>`', null, 'invalid_api_key')
@@ -146,6 +167,7 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
       maxModelLen: o.maxModelLen,
       vocabSize: o.vocabSize,
       defaultChatMaxTokens: o.defaultChatMaxTokens ?? 256,
+      acceptKvTransferParams: o.acceptKvTransferParams ?? false,
     })
   } catch (error) {
     if (!(error instanceof InvalidRequest) && !(error instanceof HttpRefusal)) throw error
@@ -160,6 +182,10 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
   if (!readiness.ready) {
     o.metrics.requestsRejected++
     sendError(res, 503, `no healthy worker can take the request: ${readiness.reason ?? 'workers are not ready'}`, null, 'no_healthy_worker', headers)
+    return
+  }
+  if (req.headers[EVENTS_HEADER] === 'events') {
+    await streamEvents(o, res, requestId, admitted, headers)
     return
   }
 
@@ -208,6 +234,8 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
         respond.text(ev)
       } else if (ev.type === 'choice-end') {
         respond.choiceEnd(ev)
+      } else if (ev.type === 'kv-params') {
+        respond.kvParams(ev.params)
       } else {
         clearTimeout(timer)
         m.inFlight--
@@ -236,6 +264,47 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
     respond.fail(e.status, e.code, e.message)
   }
 }
+
+/**
+ * hpd's own decode leg: the same admission and the same backend, answered as the backend's events
+ * (NDJSON, lossless: token ids, logprobs by id, per-choice finishes, transfer timings) instead of
+ * OpenAI text, for hpd's router, which detokenizes and applies stop strings itself.
+ */
+async function streamEvents(o: RouterOptions, res: ServerResponse, requestId: string, admitted: AdmittedRequest, headers: Record<string, string>): Promise<void> {
+  if (admitted.prompts.length !== 1) {
+    sendError(res, 400, `'${EVENTS_HEADER}: events' takes one prompt`, 'prompt', 'unsupported_value', headers)
+    return
+  }
+  const abort = new AbortController()
+  res.on('close', () => {
+    if (!res.writableFinished) abort.abort(new ServeError(499, 'router_closed', 'the router closed the stream'))
+  })
+  res.writeHead(200, {'content-type': 'application/x-ndjson', ...headers})
+  const m = o.metrics
+  m.inFlight++
+  m.promptTokens += admitted.promptTokens
+  let failed = false
+  try {
+    const request = {requestId, promptTokenIds: admitted.prompts[0].tokenIds, sampling: admitted.sampling[0], ...(admitted.kv.leg !== 'none' ? {kv: admitted.kv} : {})}
+    for await (const ev of o.backend.generate(request, abort.signal)) {
+      if (ev.type === 'error') failed = true
+      res.write(`${JSON.stringify(ev)}\n`)
+      if (ev.type === 'done' || ev.type === 'error') break
+    }
+  } catch (error) {
+    failed = true
+    const e = error instanceof ServeError ? error : new ServeError(500, 'internal_error', String((error as Error)?.message ?? error))
+    if (!res.destroyed) res.write(`${JSON.stringify({type: 'error', code: e.code, message: e.message, status: e.status})}\n`)
+  } finally {
+    m.inFlight--
+    if (failed) m.requestsFailed++
+    else m.requestsOk++
+    if (!res.destroyed) res.end()
+  }
+}
+
+/** Asks an hpd worker for its backend's events instead of OpenAI text (hpd's router does). */
+export const EVENTS_HEADER = 'x-hpd-response'
 
 /** The id a request carries on the workers: the client's X-Request-Id (plus a suffix: ids must be unique) or a fresh one. */
 function requestIdFor(kind: RequestKind, clientId: string | undefined): string {

@@ -211,6 +211,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const metrics = new ServeMetrics()
   const backend = new WorkerBackend({
     pool,
+    modelName: o.model.name,
     clusterToken,
     mode: o.colocated ? 'colocated' : 'disaggregated',
     prefillTimeoutMs: Math.min(o.prefillTimeoutMs, o.requestTimeoutMs),

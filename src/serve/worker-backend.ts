@@ -1,21 +1,33 @@
 /**
- * The router's GenerationBackend over worker processes. Disaggregated: prefill on a prefill
- * worker (round robin over healthy ones; a refused, dead, stalled or full one is skipped and the
- * request fails over to the next), then decode on the least-loaded decode worker (ties broken
- * round robin), which pulls the cache. Colocated: the whole request on the least-loaded
- * colocated worker. A prefill worker that dies while its cache is being pulled fails that request
- * at once (process exit is seen immediately), independent of the transport's own timeout.
+ * The router's GenerationBackend over workers, speaking vLLM's disaggregation contract to them
+ * (kv-contract.ts) as any proxy would, with hpd's signature on every call:
+ * 1. the prefill leg: POST {prefill}/v1/completions with the prompt's token ids, max_tokens 1,
+ *    stream false and `kv_transfer_params: {do_remote_decode: true, …}` on a prefill worker
+ *    (round robin over healthy ones; a refused, dead, stalled or full one is skipped and the
+ *    request fails over to the next); its answer's `kv_transfer_params` (null: nothing to move);
+ * 2. the decode leg: POST {decode}/v1/completions with the same prompt, the sampling as request
+ *    fields and those params, on the least-loaded decode worker (ties round robin), answered as
+ *    the worker's events (`x-hpd-response: events`: token ids, logprobs by id, timings) since the
+ *    router detokenizes and applies stop strings itself.
+ * Colocated: the decode leg alone, without params, on the least-loaded colocated worker. A
+ * prefill worker that dies while its cache is being pulled fails that request at once (process
+ * exit or lost registration is seen immediately), independent of the transport's own timeout.
  *
- * Bounds: the prefill call has its own (`prefillTimeoutMs`); a decode stream must deliver each
+ * Bounds: the prefill leg has its own (`prefillTimeoutMs`); a decode stream must deliver each
  * next event (its headers and first token included) within `streamIdleTimeoutMs`.
  */
 import {ServeError, type BackendRequest, type GenerationBackend} from './backend.js'
 import {ControlClient, ndjsonLines, RESET, TIMEOUT, UNREACHABLE} from './http-json.js'
-import {INTERNAL, type GenerateRequest, type PrefillResponse, type WorkerStreamEvent} from './protocol.js'
+import {PREFILL_LEG_PARAMS} from './kv-contract.js'
+import {bodyOfSampling} from './openai/sampling-body.js'
+import type {WorkerStreamEvent} from './protocol.js'
+import {EVENTS_HEADER} from './router.js'
 import type {PoolWorker, WorkerPool} from './worker-pool.js'
 
 export interface WorkerBackendOptions {
   readonly pool: WorkerPool
+  /** The model name workers serve (what the legs carry as `model`). */
+  readonly modelName: string
   readonly clusterToken: string | undefined
   readonly mode: 'disaggregated' | 'colocated'
   readonly prefillTimeoutMs: number
@@ -53,20 +65,15 @@ export class WorkerBackend implements GenerationBackend {
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent> {
     if (this.o.mode === 'colocated') {
-      yield* this.stream(this.leastLoaded('colocated'), {...request}, signal, undefined)
+      yield* this.decodeLeg(this.leastLoaded('colocated'), request, null, signal, undefined)
       return
     }
-    if (request.promptTokenIds.length < 2) {
-      // Nothing to transfer (the prefill side computes N−1 = 0 tokens): decode prefills it locally.
-      yield* this.stream(this.leastLoaded('decode'), {...request}, signal, undefined)
-      return
-    }
-    const {worker: prefillWorker, response} = await this.prefill(request, signal)
+    const {worker: prefillWorker, params} = await this.prefillLeg(request, signal)
     const decodeWorker = this.leastLoaded('decode')
-    yield* this.stream(decodeWorker, {...request, transfer: response.transfer}, signal, prefillWorker)
+    yield* this.decodeLeg(decodeWorker, request, params, signal, params ? prefillWorker : undefined)
   }
 
-  private async prefill(request: BackendRequest, signal: AbortSignal): Promise<{worker: PoolWorker; response: PrefillResponse}> {
+  private async prefillLeg(request: BackendRequest, signal: AbortSignal): Promise<{worker: PoolWorker; params: Record<string, unknown> | null}> {
     const tried: string[] = []
     const failures: string[] = []
     for (let attempt = 0; ; attempt++) {
@@ -78,10 +85,15 @@ export class WorkerBackend implements GenerationBackend {
       const w = candidates[this.nextPrefill++ % candidates.length]
       tried.push(w.name)
       try {
+        const body = {model: this.o.modelName, prompt: request.promptTokenIds, max_tokens: 1, stream: false, kv_transfer_params: PREFILL_LEG_PARAMS}
         // Each attempt is its own request on the prefill side, so a late first attempt cannot collide with a retry.
-        const body = {requestId: attempt === 0 ? request.requestId : `${request.requestId}.p${attempt}`, promptTokenIds: request.promptTokenIds}
-        const response = await this.client.call<PrefillResponse>(`${w.controlUrl}${INTERNAL.prefill}`, body, {timeoutMs: this.o.prefillTimeoutMs, signal})
-        return {worker: w, response}
+        const requestId = attempt === 0 ? request.requestId : `${request.requestId}.p${attempt}`
+        const answer = await this.client.call<{kv_transfer_params?: Record<string, unknown> | null}>(`${w.controlUrl}/v1/completions`, body, {
+          timeoutMs: this.o.prefillTimeoutMs,
+          signal,
+          headers: {'x-request-id': requestId},
+        })
+        return {worker: w, params: answer.kv_transfer_params ?? null}
       } catch (error) {
         if (signal.aborted) throw signal.reason
         if (error instanceof ServeError && FAIL_OVER.has(error.code)) {
@@ -104,7 +116,8 @@ export class WorkerBackend implements GenerationBackend {
     return tied[this.nextTieBreak++ % tied.length]
   }
 
-  private async *stream(w: PoolWorker, body: GenerateRequest, signal: AbortSignal, prefillWorker: PoolWorker | undefined): AsyncGenerator<WorkerStreamEvent> {
+  private async *decodeLeg(w: PoolWorker, request: BackendRequest, params: Record<string, unknown> | null, signal: AbortSignal, prefillWorker: PoolWorker | undefined): AsyncGenerator<WorkerStreamEvent> {
+    const body = {model: this.o.modelName, prompt: request.promptTokenIds, ...bodyOfSampling(request.sampling), ...(params ? {kv_transfer_params: params} : {})}
     this.assigned.set(w.name, (this.assigned.get(w.name) ?? 0) + 1)
     const local = new AbortController()
     const onAbort = () => local.abort(signal.reason)
@@ -115,13 +128,13 @@ export class WorkerBackend implements GenerationBackend {
     const onState = (changed: PoolWorker) => {
       if (pulling && changed === prefillWorker && (changed.state === 'dead' || changed.state === 'stopped')) {
         const what = changed.problem ?? 'died'
-        local.abort(new ServeError(502, 'prefill_worker_died', `prefill worker ${changed.name} ${what} while request ${body.requestId} was pulling its cache`))
+        local.abort(new ServeError(502, 'prefill_worker_died', `prefill worker ${changed.name} ${what} while request ${request.requestId} was pulling its cache`))
       }
     }
     this.o.pool.on('state', onState)
     const idle = this.o.streamIdleTimeoutMs
     try {
-      const res = await this.client.open(`${w.controlUrl}${INTERNAL.generate}`, body, {timeoutMs: idle, signal: local.signal})
+      const res = await this.client.open(`${w.controlUrl}/v1/completions`, body, {timeoutMs: idle, signal: local.signal, headers: {[EVENTS_HEADER]: 'events', 'x-request-id': request.requestId}})
       if (!res.ok || !res.body) {
         const text = await withIdleTimeout(res.text(), idle, w.name, local.signal)
         const err = safeJson(text)?.error
@@ -130,7 +143,7 @@ export class WorkerBackend implements GenerationBackend {
       const lines = ndjsonLines<WorkerStreamEvent>(res.body)
       for (;;) {
         const next = await withIdleTimeout(lines.next(), idle, w.name, local.signal)
-        if (next.done) throw new ServeError(502, 'worker_stream_ended', `worker ${w.name} ended the stream of ${body.requestId} without finishing it`)
+        if (next.done) throw new ServeError(502, 'worker_stream_ended', `worker ${w.name} ended the stream of ${request.requestId} without finishing it`)
         const ev = next.value
         if (ev.type === 'transfer-done') pulling = false
         yield ev

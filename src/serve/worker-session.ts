@@ -8,7 +8,7 @@ import {hostname} from 'node:os'
 import {parseEtcdFlag} from '../cluster/etcd.js'
 import {checkClusterName} from '../cluster/record.js'
 import {UsageError} from '../errors.js'
-import {CLUSTER_TOKEN_ENV} from './auth.js'
+import {API_KEY_ENV, CLUSTER_TOKEN_ENV} from './auth.js'
 import {checkBind, isLoopback} from './bind-policy.js'
 import type {WorkerRole} from './protocol.js'
 import {readSecret} from './secrets.js'
@@ -33,6 +33,11 @@ export interface WorkerFlags {
   readonly kvBlocks?: number
   readonly requestTimeoutMs: number
   readonly authTokenFile?: string
+  /** File holding the API key unsigned clients must send on /v1/* (else HPD_API_KEY). */
+  readonly apiKeyFile?: string
+  /** Serve the OpenAI routes to unsigned clients without a key (a plain vLLM server's behaviour). */
+  readonly openApi: boolean
+  readonly kvLoadFailurePolicy: 'fail' | 'recompute'
   readonly insecure: boolean
 }
 
@@ -58,6 +63,7 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
   const advertise = flags.advertise === undefined ? undefined : parseHostPort('advertise', flags.advertise)
   const etcd = flags.etcd === undefined ? undefined : {urls: parseEtcdFlag(flags.etcd).urls, cluster: checkClusterName(flags.cluster)}
   const clusterToken = readSecret({flag: 'auth-token-file', file: flags.authTokenFile, envName: CLUSTER_TOKEN_ENV})
+  const apiKey = readSecret({flag: 'api-key-file', file: flags.apiKeyFile, envName: API_KEY_ENV})
   // A worker always belongs to a cluster of processes that must share the token.
   if (!clusterToken && !flags.insecure) {
     throw new UsageError('HPD_AUTH_REQUIRED', 'a worker needs the cluster token its router and peers use', {
@@ -94,10 +100,13 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
       transferTimeoutMs: Number(process.env.HPD_SERVE_TRANSFER_TIMEOUT_MS ?? 2000),
       // Test hook for fault tests (src/serve/README.md): pause before the KV read.
       pauseBeforeReadMs: Number(process.env.HPD_SERVE_PAUSE_BEFORE_READ_MS ?? 0) || undefined,
+      publicAccess: flags.openApi ? 'open' : 'signed',
+      kvLoadFailurePolicy: flags.kvLoadFailurePolicy,
       etcd,
     },
     clusterToken,
     log,
+    apiKey,
   )
   onReady({controlUrl: worker.controlUrl, engineId: worker.engineId})
   const stoppedBy = await new Promise<string>((resolve) => {

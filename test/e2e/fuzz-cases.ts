@@ -124,26 +124,49 @@ export function publicCases(seed: number, count: number): FuzzCase[] {
   return out
 }
 
-/** Internal worker routes with malformed bodies (sent with the cluster token). */
+/** KV fields of vLLM's contract, mutated: wrong types, odd values, unknown fields, forged addresses. */
+function fuzzedKvParams(r: Rand): unknown {
+  const base: Record<string, unknown> = {
+    do_remote_prefill: true,
+    do_remote_decode: false,
+    remote_engine_id: pick(r, ['prefill-0', 'nobody', '../x', 'prefill-0 ', '']),
+    remote_request_id: 'cmpl-r',
+    remote_block_ids: pick(r, [[[0]], [[-1]], [[1e12]], [], [[0], [1], [2]]]),
+    remote_host: pick(r, ['127.0.0.1', '169.254.169.254', 'file:///etc/passwd', '[::1]', 'a b']),
+    remote_port: pick(r, [1, 9, 65_536, 0, -1, 8101]),
+    tp_size: pick(r, [1, 0, 2000, 1.5]),
+    remote_num_tokens: 1,
+    hpd_engine_epoch: 'e',
+    hpd_compatibility_hash: 'h',
+    hpd_lease_expires_at_ms: Date.now() + 60_000,
+    hpd_grant: pick(r, ['00', 'not hex', '0'.repeat(32)]),
+  }
+  const which = Math.floor(r() * 5)
+  if (which === 0) base[pick(r, Object.keys(base))] = randomJson(r)
+  else if (which === 1) base[pick(r, ['nixl_agent', '__proto__', 'x'.repeat(100)])] = 1
+  else if (which === 2) delete base[pick(r, Object.keys(base))]
+  else if (which === 3) return randomJson(r)
+  else base.do_remote_decode = true
+  return base
+}
+
+/**
+ * Worker routes with malformed bodies: the public OpenAI route with vLLM's kv_transfer_params
+ * (both legs) and the internal lease and peer routes.
+ */
 export function internalCases(seed: number, count: number, routes: {prefill: string[]; decode: string[]}): FuzzCase[] {
   const r = rng(seed)
   const out: FuzzCase[] = []
-  const sampling = {temperature: 0, topP: 1, topK: 0, maxTokens: 2, ignoreEos: false}
   for (let i = 0; i < count; i++) {
     const toPrefill = r() < 0.5
     const path = pick(r, toPrefill ? routes.prefill : routes.decode)
     let body: unknown
-    if (path.endsWith('/generate')) {
-      body = {requestId: `fz-${seed}-${i}`, promptTokenIds: [65, 66], sampling: {...sampling}}
-      const b = body as Record<string, unknown>
-      const which = Math.floor(r() * 5)
-      if (which === 0) b[pick(r, ['requestId', 'promptTokenIds', 'sampling', 'transfer'])] = randomJson(r)
-      else if (which === 1) (b.sampling as Record<string, unknown>)[pick(r, ['temperature', 'topP', 'topK', 'maxTokens', 'seed', 'ignoreEos', 'extra'])] = pick(r, [...ODD_NUMBERS, ...ODD_STRINGS])
-      else if (which === 2) b.promptTokenIds = pick(r, [[], [-1], [1e9], Array.from({length: 9000}, () => 65), nested(30, 1)])
-      else if (which === 3) b.transfer = {engineId: pick(r, ['prefill-0', 'nobody', '../x']), engineEpoch: 'e', handshakeUrl: pick(r, ['http://127.0.0.1:1', 'file:///etc/passwd', 'http://169.254.169.254/']), requestId: 'r', blockIds: randomJson(r), tpSize: pick(r, ODD_NUMBERS), compatibilityHash: 'h', numComputedTokens: 1, leaseExpiresAtMs: 0}
-      else b.requestId = pick(r, ['', 'a b', 'x'.repeat(300), '\n', '../../'])
-    } else if (path.endsWith('/prefill')) {
-      body = pick(r, [{requestId: 'p', promptTokenIds: randomJson(r)}, {requestId: randomJson(r), promptTokenIds: [1, 2]}, randomJson(r), {requestId: 'p', promptTokenIds: [65], x: 1}, {requestId: 'p', promptTokenIds: Array.from({length: 9000}, () => 65)}])
+    if (path.endsWith('/v1/completions')) {
+      const b: Record<string, unknown> = {model: 'tiny-hybrid', prompt: [65, 66], max_tokens: 2, kv_transfer_params: fuzzedKvParams(r)}
+      const which = Math.floor(r() * 4)
+      if (which === 0) b.prompt = pick(r, [[], [-1], [1e9], Array.from({length: 9000}, () => 65), nested(30, 1)])
+      else if (which === 1) b[pick(r, ['max_tokens', 'temperature', 'n', 'stream'])] = pick(r, [...ODD_NUMBERS, ...ODD_STRINGS])
+      body = b
     } else if (path.endsWith('/peers')) {
       // Never a valid directory (that would re-point the decode worker for the rest of the run).
       const garbage = randomJson(r)
@@ -151,7 +174,7 @@ export function internalCases(seed: number, count: number, routes: {prefill: str
       body = pick(r, [{peers: notADirectory}, {peers: [{engineId: 'x', controlUrl: 'file:///etc/passwd'}]}, {peers: [{engineId: '', controlUrl: 'http://127.0.0.1:1'}]}, {peers: [{engineId: 'x', controlUrl: 'http://a@b'}]}])
     } else body = pick(r, [{requestId: randomJson(r)}, randomJson(r), {requestId: 'x'.repeat(400)}, {requestId: 'never-leased'}])
     const text = JSON.stringify(body) ?? 'null'
-    out.push({category: `internal ${path.split('/').slice(3).join('/')}`, method: 'POST', path, body: r() < 0.1 ? text.slice(0, -1) : text})
+    out.push({category: `worker ${path.split('/').slice(3).join('/')}`, method: 'POST', path, body: r() < 0.1 ? text.slice(0, -1) : text})
   }
   return out
 }

@@ -258,6 +258,14 @@ describe('streaming', () => {
   })
 })
 
+describe('kv_transfer_params', () => {
+  it('is the workers’ contract: the router runs it itself and refuses it from clients, by name (the worker side: test/e2e/vllm-contract.test.ts)', async () => {
+    cover('kv_transfer_params')
+    const e = await refused(complete({kv_transfer_params: {do_remote_decode: true, do_remote_prefill: false}}), 'kv_transfer_params')
+    expect(e.message).toContain('disaggregation contract')
+  })
+})
+
 describe('fields hpd does not implement are refused by name; harmless ones are accepted', () => {
   it('suffix, tools, tool_choice, functions, function_call, response_format (json_object, json_schema), store: 400 naming each', async () => {
     cover('suffix', 'tools', 'tool_choice', 'functions', 'function_call', 'response_format', 'store')

@@ -120,11 +120,11 @@ describe('hpd serve under fuzzed requests', () => {
 
     await runAll(s.url, publicCases(20261206, 1800), [200, 400, 404, 405, 413], () => ({}), tally)
     const routes = {
-      prefill: ['prefill', 'lease/extend', 'lease/release'].map((r) => `${prefillUrl}/v1/internal/${r}`),
-      decode: ['generate', 'peers'].map((r) => `${decodeUrl}/v1/internal/${r}`),
+      prefill: [`${prefillUrl}/v1/completions`, ...['lease/extend', 'lease/release'].map((r) => `${prefillUrl}/v1/internal/${r}`)],
+      decode: [`${decodeUrl}/v1/completions`, `${decodeUrl}/v1/internal/peers`],
     }
-    await runAll(s.url, internalCases(7, 900, routes), [200, 400, 404, 409, 410, 413], (c, u) => signedHeaders(TOKEN, c.method, u), tally)
-    const strangers = internalCases(8, 200, {prefill: [...routes.prefill, `${prefillUrl}/v1/internal/metadata`], decode: routes.decode}).map((c) => ({...c, category: 'internal without token'}))
+    await runAll(s.url, internalCases(7, 900, routes), [200, 400, 403, 404, 409, 410, 413], (c, u) => signedHeaders(TOKEN, c.method, u), tally)
+    const strangers = internalCases(8, 200, {prefill: [...routes.prefill, `${prefillUrl}/v1/internal/metadata`], decode: routes.decode}).map((c) => ({...c, category: 'worker routes without the token'}))
     await runAll(s.url, strangers, [401], () => ({}), tally)
 
     const raw = ['GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 'BREW /v1/completions HTTP/1.1\r\n\r\n', 'POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n', `GET /v1/models HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']

@@ -11,7 +11,8 @@ import {afterAll, describe, expect, it} from 'vitest'
 
 import {loadModelSpec} from '../../src/model/index.js'
 import {logicalBlockRanges, planEngineLayout} from '../../src/layout/index.js'
-import type {HandshakePayload, PrefillResponse} from '../../src/serve/protocol.js'
+import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../../src/serve/kv-contract.js'
+import type {HandshakePayload, TransferParams} from '../../src/serve/protocol.js'
 import {ENGINE_LAYOUT_OPTIONS} from '../../src/serve/worker/layout-options.js'
 import {TransferAgent} from '../../src/transport/index.js'
 import {isLoopback, listeners} from './proc-sockets.js'
@@ -49,7 +50,11 @@ describe('control-plane security', () => {
     // 2. Cannot pin blocks: prefill calls and lease beats are refused before the engine.
     const pins = await Promise.all(
       Array.from({length: 50}, (_, i) =>
-        fetch(`${prefill}/v1/internal/prefill`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({requestId: `pin-${i}`, promptTokenIds: Array.from({length: 400}, () => 65)})}).then((r) => r.status),
+        fetch(`${prefill}/v1/completions`, {
+          method: 'POST',
+          headers: {'content-type': 'application/json', 'x-request-id': `pin-${i}`},
+          body: JSON.stringify({model: 'tiny-hybrid', prompt: Array.from({length: 400}, () => 65), max_tokens: 1, kv_transfer_params: PREFILL_LEG_PARAMS}),
+        }).then((r) => r.status),
       ),
     )
     expect(new Set(pins)).toEqual(new Set([401]))
@@ -66,13 +71,13 @@ describe('control-plane security', () => {
     })
     await new Promise<void>((r) => trap.listen(0, '127.0.0.1', () => r()))
     const trapUrl = `http://127.0.0.1:${(trap.address() as {port: number}).port}`
-    const transfer = {engineId: 'prefill-0', engineEpoch: 'e', handshakeUrl: trapUrl, requestId: 'forged', blockIds: [[0]], tpSize: 1, compatibilityHash: 'h', numComputedTokens: 2, leaseExpiresAtMs: Date.now() + 60_000}
-    const forged = {requestId: 'forged', promptTokenIds: [65, 66, 67], sampling: {temperature: 0, topP: 1, topK: 0, maxTokens: 2, ignoreEos: false}, transfer}
-    const stranger = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(forged)})
+    const transfer: TransferParams = {engineId: 'prefill-0', engineEpoch: 'e', handshakeUrl: trapUrl, requestId: 'forged', blockIds: [[0]], tpSize: 1, compatibilityHash: 'h', numComputedTokens: 2, leaseExpiresAtMs: Date.now() + 60_000}
+    const decodeLeg = (t: TransferParams) => JSON.stringify({model: 'tiny-hybrid', prompt: [65, 66, 67], max_tokens: 2, kv_transfer_params: kvParamsOf(t)})
+    const stranger = await fetch(`${decode}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: decodeLeg(transfer)})
     expect(stranger.status).toBe(401)
-    const insider = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${decode}/v1/internal/generate`)}, body: JSON.stringify(forged)})
+    const insider = await fetch(`${decode}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${decode}/v1/completions`)}, body: decodeLeg(transfer)})
     expect(await insider.text()).toContain('unregistered_peer_url')
-    const unknownEngine = await fetch(`${decode}/v1/internal/generate`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${decode}/v1/internal/generate`)}, body: JSON.stringify({...forged, transfer: {...transfer, engineId: 'rogue'}})})
+    const unknownEngine = await fetch(`${decode}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${decode}/v1/completions`)}, body: decodeLeg({...transfer, engineId: 'rogue'})})
     expect(await unknownEngine.text()).toContain('unknown_prefill_engine')
     await new Promise((r) => setTimeout(r, 500))
     expect(trapped).toBe(0)
@@ -80,7 +85,7 @@ describe('control-plane security', () => {
 
     // 4. Refusals are counted and logged (rate-limited), not silent.
     const stats = await fetch(`${prefill}/v1/internal/stats`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/stats`)}).then((r) => r.json() as Promise<{refusedUnauthenticated: number}>)
-    expect(stats.refusedUnauthenticated).toBe(53)
+    expect(stats.refusedUnauthenticated).toBe(3 + 50)
     expect(s.lines.some((l) => l.includes('unauthenticated'))).toBe(true)
 
     // 5. No secret on any command line (ps shows argv to every user).
@@ -119,16 +124,16 @@ describe('control-plane security', () => {
     const prefill = s.controlUrls.get('prefill-0')!
     const handshake = (await (await fetch(`${prefill}/v1/internal/metadata`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/metadata`)})).json()) as HandshakePayload
     const info = handshake.transport as {agentMetadata: string; regionIds: number[][]; numLogicalBlocks: number}
-    const prefillOnce = async (requestId: string) =>
-      (
-        (await (
-          await fetch(`${prefill}/v1/internal/prefill`, {
-            method: 'POST',
-            headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/internal/prefill`)},
-            body: JSON.stringify({requestId, promptTokenIds: Array.from({length: 200}, (_, i) => 65 + (i % 26))}),
-          })
-        ).json()) as PrefillResponse
-      ).transfer
+    const prefillOnce = async (requestId: string): Promise<TransferParams> => {
+      const res = await fetch(`${prefill}/v1/completions`, {
+        method: 'POST',
+        headers: {'content-type': 'application/json', 'x-request-id': requestId, ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/completions`)},
+        body: JSON.stringify({model: 'tiny-hybrid', prompt: Array.from({length: 200}, (_, i) => 65 + (i % 26)), max_tokens: 1, kv_transfer_params: PREFILL_LEG_PARAMS}),
+      })
+      const leg = parseKvTransferParams(((await res.json()) as {kv_transfer_params: unknown}).kv_transfer_params)
+      if (leg.leg !== 'decode') throw new Error('the prefill leg answered no transfer')
+      return leg.transfer
+    }
     const mine = await prefillOnce('sec-mine')
     const theirs = await prefillOnce('sec-theirs')
     expect(mine.grant).toMatch(/^[0-9a-f]{32}$/)
@@ -162,7 +167,7 @@ describe('control-plane security', () => {
       await fetch(`${prefill}/v1/internal/lease/release`, {
         method: 'POST',
         headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/internal/lease/release`)},
-        body: JSON.stringify({requestId: 'sec-mine'}),
+        body: JSON.stringify({requestId: mine.requestId}),
       })
       expect(await readBlock(myBlock, mine.grant)).toEqual({ok: false, code: 'HPD_NATIVE_PERMISSION_DENIED'})
     } finally {

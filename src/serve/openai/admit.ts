@@ -4,6 +4,7 @@
  * refused here is an InvalidRequest naming its field; nothing reaches a worker unchecked.
  */
 import type {ServeTokenizer} from '../backend.js'
+import {KvParamsError, parseKvTransferParams, type KvLeg} from '../kv-contract.js'
 import type {SamplingParams} from '../protocol.js'
 import {InvalidRequest, parseChatBody, parseCompletionBody, type ParsedRequest, type PromptInput} from './request.js'
 
@@ -16,6 +17,11 @@ export interface AdmissionLimits {
   readonly vocabSize: number
   /** Default output length for chat requests without max_tokens (completions default to 16 as OpenAI's). */
   readonly defaultChatMaxTokens: number
+  /**
+   * Whether `kv_transfer_params` (vLLM's disaggregation contract) is taken: on workers, yes; the
+   * router runs the contract itself and refuses it from clients.
+   */
+  readonly acceptKvTransferParams: boolean
 }
 
 export interface AdmittedPrompt {
@@ -37,6 +43,8 @@ export interface AdmittedRequest {
    * router keeps the best n), max_tokens from the longest prompt's room.
    */
   readonly sampling: readonly SamplingParams[]
+  /** The P/D leg `kv_transfer_params` asks for (workers only; 'none' without it). */
+  readonly kv: KvLeg
 }
 
 export function admit(kind: RequestKind, body: unknown, tokenizer: ServeTokenizer, limits: AdmissionLimits): AdmittedRequest {
@@ -47,7 +55,32 @@ export function admit(kind: RequestKind, body: unknown, tokenizer: ServeTokenize
   checkVocabulary(parsed, limits.vocabSize)
   const prompts = parsed.prompts.map((p, i) => admitPrompt(parsed, p, i, tokenizer, limits))
   const sampling = prompts.map((p) => samplingOf(parsed, p.tokenIds.length, limits))
-  return {kind, parsed, model: parsed.model, prompts, promptTokens: prompts.reduce((a, p) => a + p.tokenIds.length, 0), sampling}
+  const kv = kvLegOf(parsed, prompts, limits)
+  return {kind, parsed, model: parsed.model, prompts, promptTokens: prompts.reduce((a, p) => a + p.tokenIds.length, 0), sampling, kv}
+}
+
+/** The contract's leg, checked against the request: one prompt, and the transferred length of it. */
+function kvLegOf(p: ParsedRequest, prompts: readonly AdmittedPrompt[], limits: AdmissionLimits): KvLeg {
+  if (p.kvTransferParams === undefined || p.kvTransferParams === null) return {leg: 'none'}
+  if (!limits.acceptKvTransferParams) {
+    throw new InvalidRequest("'kv_transfer_params' is part of the disaggregation contract between a proxy and hpd workers; the hpd router runs that contract itself, so send requests without it (or send it to a worker)", 'kv_transfer_params', 'unsupported_parameter')
+  }
+  let leg: KvLeg
+  try {
+    leg = parseKvTransferParams(p.kvTransferParams)
+  } catch (error) {
+    if (error instanceof KvParamsError) throw new InvalidRequest(error.message, error.param, 'invalid_value')
+    throw error
+  }
+  if (leg.leg !== 'none' && prompts.length > 1) throw new InvalidRequest("'kv_transfer_params' goes with one prompt; send batched prompts as separate requests", 'prompt', 'unsupported_value')
+  if (leg.leg === 'decode' && leg.transfer.numComputedTokens !== prompts[0].tokenIds.length - 1) {
+    throw new InvalidRequest(
+      `'kv_transfer_params.remote_num_tokens' is ${leg.transfer.numComputedTokens}, but this prompt's cache holds ${prompts[0].tokenIds.length - 1} tokens (its length minus the last, recomputed here): the decode leg must carry the prefill leg's prompt`,
+      'kv_transfer_params.remote_num_tokens',
+      'invalid_value',
+    )
+  }
+  return leg
 }
 
 function checkVocabulary(p: ParsedRequest, vocabSize: number): void {

@@ -104,6 +104,13 @@ export const FIELD_RULES: readonly FieldRule[] = [
   {name: 'echo', endpoints: ['completions'], status: 'honoured', accepts: 'boolean or null (not with logprobs: prompt logprobs are not computed)', schema: nullable(z.boolean())},
   {name: 'stream', endpoints: BOTH, status: 'honoured', accepts: 'boolean or null', schema: nullable(z.boolean())},
   {name: 'stream_options', endpoints: BOTH, status: 'honoured', accepts: '{include_usage?: boolean} or null; only with stream: true', schema: nullable(z.object({include_usage: nullable(z.boolean()).optional()}).strict())},
+  {
+    name: 'kv_transfer_params',
+    endpoints: BOTH,
+    status: 'honoured',
+    accepts: "object or null (vLLM's disaggregation contract: hpd workers take it, the hpd router refuses it; see 'Driving hpd workers')",
+    schema: nullable(z.record(z.string(), z.unknown())),
+  },
   {name: 'return_token_ids', endpoints: BOTH, status: 'honoured', accepts: 'boolean or null (vLLM extension: prompt and output token ids)', schema: nullable(z.boolean())},
   {name: 'suffix', endpoints: ['completions'], status: 'neutral-only', accepts: 'null', schema: z.null(), instead: 'no insertion (fill-in-the-middle) mode is supported'},
   {name: 'tools', endpoints: ['chat'], status: 'neutral-only', accepts: '[] or null', schema: nullable(z.array(z.never()).max(0)), instead: TOOLS_INSTEAD},

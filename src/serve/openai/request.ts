@@ -51,6 +51,8 @@ export interface ParsedRequest {
   readonly includeUsage: boolean
   /** vLLM extension: echo prompt and output token ids in the response. */
   readonly returnTokenIds: boolean
+  /** vLLM's disaggregation contract, as sent (parsed by kv-contract.ts at admission). */
+  readonly kvTransferParams: unknown
 }
 
 export class InvalidRequest extends Error {
@@ -158,6 +160,7 @@ function common(b: Body, maxTokens: unknown, maxTokensParam: ParsedRequest['maxT
     stream,
     includeUsage: opts?.include_usage === true,
     returnTokenIds: b.return_token_ids === true,
+    kvTransferParams: b.kv_transfer_params,
   }
 }
 

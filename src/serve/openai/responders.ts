@@ -34,6 +34,8 @@ type ChoiceEnd = Extract<TextEvent, {type: 'choice-end'}>
 export interface Responder {
   text(ev: TextPiece): void
   choiceEnd(ev: ChoiceEnd): void
+  /** The prefill leg's kv_transfer_params (workers): carried at the top level of the response. */
+  kvParams(params: Record<string, unknown> | null): void
   /** Every choice ended: usage and the end of the response. */
   end(): void
   fail(status: number, code: string, message: string): void
@@ -69,6 +71,7 @@ function logprobEntry(o: ResponderOptions, tokenId: number, l: TokenLogprobs): L
 
 export function sseResponder(res: ServerResponse, o: ResponderOptions): Responder {
   let started = false
+  let kvTransferParams: Record<string, unknown> | null | undefined
   let outputTokens = 0
   const choices = o.prompts.length * o.perPrompt
   // Text offsets of completions logprobs, per choice (echo puts the prompt first).
@@ -101,8 +104,13 @@ export function sseResponder(res: ServerResponse, o: ResponderOptions): Responde
       outputTokens += ev.outputTokenIds.length
       res.write(o.kind === 'chat' ? chatChunk(o.who, ev.choice, {}, ev.finish) : completionChunk(o.who, ev.choice, '', ev.finish))
     },
+    kvParams(params) {
+      kvTransferParams = params
+    },
     end() {
       start()
+      // A streamed prefill leg carries its kv_transfer_params on a closing chunk of no choices.
+      if (kvTransferParams !== undefined) res.write(`data: ${JSON.stringify({id: o.who.id, object: o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: o.who.created, model: o.who.model, choices: [], kv_transfer_params: kvTransferParams})}\n\n`)
       if (o.includeUsage) res.write(usageChunk(o.who, o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', usage(o, outputTokens)))
       res.end(SSE_DONE)
     },
@@ -123,6 +131,7 @@ interface Collected {
 }
 
 export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogprobs: boolean): Responder {
+  let kvTransferParams: Record<string, unknown> | null | undefined
   const collected: Collected[] = Array.from({length: o.prompts.length * o.perPrompt}, () => ({text: '', logprobs: [], finish: 'abort', outputTokenIds: [], cumulativeLogprob: 0}))
   return {
     text(ev) {
@@ -135,6 +144,9 @@ export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogp
       c.finish = ev.finish
       c.outputTokenIds = ev.outputTokenIds
       c.cumulativeLogprob = ev.cumulativeLogprob
+    },
+    kvParams(params) {
+      kvTransferParams = params
     },
     end() {
       const bodies: ChoiceBody[] = []
@@ -155,7 +167,8 @@ export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogp
         })
       })
       const u = usage(o, collected.reduce((a, c) => a + c.outputTokenIds.length, 0))
-      sendJson(res, 200, o.kind === 'chat' ? chatBody(o.who, bodies, u, o.returnTokenIds ? o.prompts[0].tokenIds : undefined) : completionBody(o.who, bodies, u), o.headers)
+      const body = o.kind === 'chat' ? chatBody(o.who, bodies, u, o.returnTokenIds ? o.prompts[0].tokenIds : undefined) : completionBody(o.who, bodies, u)
+      sendJson(res, 200, kvTransferParams === undefined ? body : {...(body as object), kv_transfer_params: kvTransferParams}, o.headers)
     },
     fail(status, code, message) {
       if (!res.destroyed) sendError(res, status, message, null, code, o.headers)

@@ -169,10 +169,14 @@ export class DecodeRole {
     const lease = new LeaseHeartbeat(this.o.client, controlUrl, t, this.o.handshakeTimeoutMs, (error) => {
       this.o.log('lease-lost', {requestId: req.requestId, prefillEngine: t.engineId, message: error.message})
     })
+    let read = false
     try {
       const handshakeStart = performance.now()
       emit({type: 'phase', phase: 'handshake', atMs: Date.now()})
       const peer = await this.links.get(t, controlUrl)
+      // The params must come from that engine's answer for this request: the lease's grant
+      // proves it (a caller naming someone else's blocks cannot make this worker read them).
+      await lease.confirm()
       const handshakeMs = performance.now() - handshakeStart
       const local = await this.allocate(req, lease, signal)
       if (this.o.pauseBeforeReadMs) {
@@ -200,8 +204,12 @@ export class DecodeRole {
         this.o.log('notify-failed', {requestId: req.requestId, message: error.message})
       })
       emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads})
+      read = true
     } finally {
       lease.stop()
+      // Given up before the read (client gone, no blocks, an error): the prefill side may free
+      // its blocks now rather than at lease expiry (vLLM sends an empty-block notification).
+      if (!read) lease.release()
     }
   }
 
@@ -224,12 +232,20 @@ export class DecodeRole {
 class LeaseHeartbeat {
   private readonly timer: NodeJS.Timeout
   private lost: ServeError | undefined
+  private readonly body: {requestId: string; grant?: string}
 
-  constructor(client: ControlClient, controlUrl: string, t: TransferParams, timeoutMs: number, onLost: (error: ServeError) => void) {
+  constructor(
+    private readonly client: ControlClient,
+    private readonly controlUrl: string,
+    private readonly t: TransferParams,
+    private readonly timeoutMs: number,
+    onLost: (error: ServeError) => void,
+  ) {
+    this.body = {requestId: t.requestId, ...(t.grant ? {grant: t.grant} : {})}
     const leaseMs = Math.max(150, t.leaseExpiresAtMs - Date.now())
     const beatMs = Math.max(50, Math.floor(leaseMs / 3))
     this.timer = setInterval(() => {
-      client.call(`${controlUrl}${INTERNAL.leaseExtend}`, {requestId: t.requestId}, {timeoutMs: Math.min(timeoutMs, beatMs), retryOnReset: true}).catch((error: Error) => {
+      client.call(`${controlUrl}${INTERNAL.leaseExtend}`, this.body, {timeoutMs: Math.min(timeoutMs, beatMs), retryOnReset: true}).catch((error: Error) => {
         if (this.lost) return
         this.lost = new ServeError(503, 'lease_lost', `the prefill lease of ${t.requestId} on ${t.engineId} could not be extended: ${error.message}`)
         onLost(this.lost)
@@ -238,9 +254,24 @@ class LeaseHeartbeat {
     this.timer.unref()
   }
 
+  /** One beat now, awaited: the lease exists and the params' grant is its grant (403 otherwise). */
+  async confirm(): Promise<void> {
+    try {
+      await this.client.call(`${this.controlUrl}${INTERNAL.leaseExtend}`, this.body, {timeoutMs: this.timeoutMs, retryOnReset: true})
+    } catch (error) {
+      const e = error as ServeError
+      throw new ServeError(e.status === 403 ? 403 : 503, e.code === 'grant_mismatch' ? 'grant_mismatch' : 'lease_lost', `the prefill lease of ${this.t.requestId} on ${this.t.engineId} cannot be used: ${e.message}`)
+    }
+  }
+
   /** Throws once the lease is lost. */
   check(): void {
     if (this.lost) throw this.lost
+  }
+
+  /** Tells the prefill side it may free the blocks now (best effort: the lease frees them otherwise). */
+  release(): void {
+    this.client.call(`${this.controlUrl}${INTERNAL.leaseRelease}`, this.body, {timeoutMs: this.timeoutMs}).catch(() => undefined)
   }
 
   stop(): void {

@@ -10,6 +10,7 @@
  */
 import {HybridEngine} from '../../engine/engine.js'
 import {loadModel} from '../../engine/load-model.js'
+import {serveTokenizer} from '../serve-model.js'
 import {SequenceSampler} from '../../engine/sampler.js'
 import {StepScheduler} from '../../engine/step-scheduler.js'
 import {compatibilityHash, logicalBlockRanges, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
@@ -113,6 +114,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     compatibilityHash: hash,
     eosTokenId,
     limits: {maxModelLen: config.maxModelLen, vocabSize: model.spec.vocabSize},
+    tokenizer: serveTokenizer(model.tokenizer),
     kvUsage: () => engine.usage(),
 
     async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {

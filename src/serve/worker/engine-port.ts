@@ -4,6 +4,7 @@
  * tests of the worker logic implement it in memory. Block ids are logical, per KV-cache group.
  */
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
+import type {ServeTokenizer} from '../backend.js'
 import type {ProtocolLimits} from '../protocol-schema.js'
 
 export type GroupBlockIds = readonly (readonly number[])[]
@@ -41,6 +42,8 @@ export interface WorkerEngine {
   readonly eosTokenId: number
   /** Context length and vocabulary: every control message is checked against them. */
   readonly limits: ProtocolLimits
+  /** The model's tokenizer, for the worker's own OpenAI routes. */
+  readonly tokenizer: ServeTokenizer
   kvUsage(): {readonly usedBlocks: number; readonly totalBlocks: number}
 
   // ── prefill side ──

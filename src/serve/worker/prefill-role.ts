@@ -106,14 +106,27 @@ export class PrefillRole {
     }
   }
 
-  extend(requestId: string): {leaseExpiresAtMs: number} {
+  /**
+   * Pushes a lease back. With `grant`, it must be the lease's own: the decode side proves its
+   * params came from this worker's answer for that request (403 `grant_mismatch` otherwise).
+   */
+  extend(requestId: string, grant?: string): {leaseExpiresAtMs: number} {
+    this.checkGrant(requestId, grant)
     const at = this.leases.extend(requestId)
     if (at === undefined) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
     return {leaseExpiresAtMs: at}
   }
 
-  release(requestId: string): {released: boolean} {
+  release(requestId: string, grant?: string): {released: boolean} {
+    this.checkGrant(requestId, grant)
     return {released: this.leases.release(requestId)}
+  }
+
+  private checkGrant(requestId: string, grant: string | undefined): void {
+    const own = this.grants.get(requestId)
+    if (grant !== undefined && own !== undefined && grant !== own) {
+      throw new ServeError(403, 'grant_mismatch', `the grant presented for request ${requestId} is not the one its lease was given`)
+    }
   }
 
   close(): void {

@@ -1,24 +1,49 @@
 import {afterEach, describe, expect, it} from 'vitest'
 
+import type {ServeTokenizer} from '../backend.js'
 import {ControlClient, ndjsonLines} from '../http-json.js'
-import {INTERNAL, type PrefillResponse, type SamplingParams, type WorkerStats, type WorkerStreamEvent} from '../protocol.js'
+import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../kv-contract.js'
+import {bodyOfSampling} from '../openai/sampling-body.js'
+import {INTERNAL, type SamplingParams, type TransferParams, type WorkerStats, type WorkerStreamEvent} from '../protocol.js'
+import {EVENTS_HEADER} from '../router.js'
 import type {DecodeEntry, GroupBlockIds, PeerLink, WorkerEngine} from './engine-port.js'
+import type {KvLoadFailurePolicy} from './local-backend.js'
 import {startWorkerServer, type RunningWorker} from './worker-server.js'
 
 /**
  * Unit seam: an in-memory engine whose "cache" is the token history and whose "model" is
  * next = (sum of history + 7) mod 251. The roles, leases, handshake and streams around it are the
- * real ones over real loopback HTTP; real engines and transfers are exercised in test/e2e.
+ * real ones over real loopback HTTP, driven through the workers' contract (vLLM's
+ * kv_transfer_params on /v1/completions); real engines and transfers are exercised in test/e2e.
  */
+const bytes: ServeTokenizer = {
+  encode: (text) => [...Buffer.from(text, 'utf8')],
+  encodeChat: (messages) => [...Buffer.from(messages.map((m) => m.content).join(''), 'utf8')],
+  decode: (ids) => Buffer.from(ids.filter((t) => t < 256)).toString('utf8'),
+  createDecoder: () => ({push: () => '', flush: () => ''}),
+}
+
+/** The worker's own id for a request sent with X-Request-Id `xid` (it adds a suffix: ids stay unique). */
+function workerIdOf(engine: {caches: Map<string, unknown>; seen: string[]}, xid: string): string {
+  const id = engine.seen.find((k) => k.startsWith(`cmpl-${xid}-`) && !k.includes(':'))
+  if (!id) throw new Error(`no request ${xid} on this engine`)
+  return id
+}
 const registry = new Map<string, MemoryEngine>()
 
 class MemoryEngine implements WorkerEngine {
   readonly tpSize = 1
   readonly eosTokenId = 257
   readonly limits = {maxModelLen: 64, vocabSize: 300}
-  /** Requests whose sampling fails (the in-memory stand-in for a native sampler error). */
+  readonly tokenizer = bytes
+  /**
+   * Requests whose sampling fails (the in-memory stand-in for a native sampler error), by their
+   * X-Request-Id, optionally with a continuation suffix (`s2:n1`).
+   */
   readonly poisoned = new Set<string>()
   readonly caches = new Map<string, number[]>()
+  /** Every request id this engine held blocks for, in order. */
+  readonly seen: string[] = []
   private listeners: ((m: string) => void)[] = []
   constructor(
     readonly engineId: string,
@@ -33,6 +58,7 @@ class MemoryEngine implements WorkerEngine {
   /** grant id → the request it covers (the stand-in for the agent's served-read grants). */
   readonly grants = new Map<string, string>()
   async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
+    this.seen.push(requestId)
     this.caches.set(requestId, [...tokenIds])
     const grant = `${this.engineId.replace(/[^0-9a-f]/g, 'a')}${this.grants.size}`.padEnd(32, '0').slice(0, 32)
     this.grants.set(grant, requestId)
@@ -49,6 +75,7 @@ class MemoryEngine implements WorkerEngine {
   }
   allocate(requestId: string): GroupBlockIds | null {
     if (this.caches.size >= this.totalBlocks) return null
+    this.seen.push(requestId)
     this.caches.set(requestId, [])
     return [[this.caches.size - 1]]
   }
@@ -79,6 +106,7 @@ class MemoryEngine implements WorkerEngine {
     for (const c of childIds) this.caches.set(c, [...this.caches.get(requestId)!])
   }
   async prefillLocal(requestId: string, tokenIds: readonly number[], forks: readonly string[]) {
+    this.seen.push(requestId)
     this.caches.set(requestId, [...tokenIds.slice(0, -1)])
     for (const f of forks) this.caches.set(f, [...tokenIds.slice(0, -1)])
     return this.decodeStep([requestId, ...forks].map((id) => ({requestId: id, tokenId: tokenIds[tokenIds.length - 1]})))
@@ -87,7 +115,7 @@ class MemoryEngine implements WorkerEngine {
     return entries.map((e) => {
       const h = this.caches.get(e.requestId)!
       h.push(e.tokenId)
-      if (this.poisoned.has(e.requestId)) return new Error(`sampling failed for ${e.requestId}`)
+      if ([...this.poisoned].some((p) => poisons(p, e.requestId))) return new Error(`sampling failed for ${e.requestId}`)
       return {tokenId: (h.reduce((a, b) => a + b, 0) + 7 + (this.sequences.get(e.requestId) ?? 0)) % 251}
     })
   }
@@ -96,6 +124,12 @@ class MemoryEngine implements WorkerEngine {
     this.sequences.delete(requestId)
   }
   async close() {}
+}
+
+/** Poison `xid` or `xid:suffix` matches the worker's id cmpl-<xid>-<8 hex>[<:suffix>]. */
+function poisons(poison: string, id: string): boolean {
+  const [xid, suffix] = poison.split(':')
+  return new RegExp(`^cmpl-${xid}-[0-9a-f]{8}${suffix ? `:${suffix}` : ''}$`).test(id)
 }
 
 const running: RunningWorker[] = []
@@ -110,11 +144,13 @@ const control = new ControlClient(TOKEN)
 const callJson = <T>(url: string, body: unknown, timeoutMs: number) => control.call<T>(url, body, {timeoutMs})
 const prefills: RunningWorker[] = []
 
-async function worker(role: 'prefill' | 'decode' | 'colocated', engine: MemoryEngine, leaseMs = 10_000) {
+async function worker(role: 'prefill' | 'decode' | 'colocated', engine: MemoryEngine, leaseMs = 10_000, kvLoadFailurePolicy: KvLoadFailurePolicy = 'fail') {
   const w = await startWorkerServer({
     role,
     engine,
     engineEpoch: `${engine.engineId}-epoch`,
+    modelNames: ['tiny'],
+    kvLoadFailurePolicy,
     host: '127.0.0.1',
     clusterToken: TOKEN,
     leaseMs,
@@ -140,12 +176,36 @@ function registryIdOf(w: RunningWorker): string {
 
 const greedy: SamplingParams = {temperature: 0, topP: 1, topK: 0, seed: undefined, maxTokens: 5, ignoreEos: true}
 
-async function generate(url: string, body: unknown): Promise<WorkerStreamEvent[]> {
-  const res = await control.open(`${url}${INTERNAL.generate}`, body, {timeoutMs: 5000})
-  if (!res.ok) return [{type: 'error', status: res.status, ...((await res.json()) as {error: {code: string; message: string}}).error}]
+interface Leg {
+  readonly requestId: string
+  readonly promptTokenIds: readonly number[]
+  readonly sampling: SamplingParams
+  readonly transfer?: TransferParams
+  /** Raw kv_transfer_params instead of `transfer`'s. */
+  readonly kv?: unknown
+}
+
+/** A request through the worker's contract, answered as its events (hpd's router reads those). */
+async function generate(url: string, leg: Leg): Promise<WorkerStreamEvent[]> {
+  const kv = leg.kv ?? (leg.transfer ? kvParamsOf(leg.transfer) : undefined)
+  const body = {model: 'tiny', prompt: leg.promptTokenIds, ...bodyOfSampling(leg.sampling), ...(kv !== undefined ? {kv_transfer_params: kv} : {})}
+  const res = await control.open(`${url}/v1/completions`, body, {timeoutMs: 5000, headers: {[EVENTS_HEADER]: 'events', 'x-request-id': leg.requestId}})
+  if (!res.ok) {
+    const {code, message} = ((await res.json()) as {error: {code: string; message: string}}).error
+    return [{type: 'error', status: res.status, code, message}]
+  }
   const out: WorkerStreamEvent[] = []
   for await (const ev of ndjsonLines<WorkerStreamEvent>(res.body!)) out.push(ev)
   return out
+}
+
+/** The contract's prefill leg, as vLLM's proxy sends it; the decode leg's transfer (undefined: nothing to transfer). */
+async function prefill(url: string, requestId: string, promptTokenIds: readonly number[]): Promise<{transfer: TransferParams}> {
+  const body = {model: 'tiny', prompt: promptTokenIds, max_tokens: 1, stream: false, kv_transfer_params: PREFILL_LEG_PARAMS}
+  const answer = await control.call<{kv_transfer_params: unknown}>(`${url}/v1/completions`, body, {timeoutMs: 5000, headers: {'x-request-id': requestId}})
+  const leg = parseKvTransferParams(answer.kv_transfer_params)
+  if (leg.leg !== 'decode') throw new Error(`the prefill leg answered ${JSON.stringify(answer.kv_transfer_params)}`)
+  return {transfer: leg.transfer}
 }
 
 const tokens = (evs: WorkerStreamEvent[]) => evs.flatMap((e) => (e.type === 'token' ? [e.tokenId] : []))
@@ -160,9 +220,9 @@ describe('prefill + decode worker roles', () => {
     const pEngine = new MemoryEngine('p0', 'h1')
     const p = await worker('prefill', pEngine)
     const d = await worker('decode', new MemoryEngine('d0', 'h1'))
-    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'r1', promptTokenIds: prompt}, 5000)
+    const pre = await prefill(p.controlUrl, 'r1', prompt)
     expect(pre.transfer).toMatchObject({engineId: 'p0', numComputedTokens: 3, tpSize: 1, compatibilityHash: 'h1'})
-    expect(pEngine.caches.get('r1')).toEqual([10, 20, 30])
+    expect(pEngine.caches.get(workerIdOf(pEngine, 'r1'))).toEqual([10, 20, 30])
     const evs = await generate(d.controlUrl, {requestId: 'r1', promptTokenIds: prompt, sampling: greedy, transfer: pre.transfer})
     expect(tokens(evs)).toEqual(expected)
     expect(evs.map((e) => e.type)).toEqual(['phase', 'phase', 'transfer-done', 'phase', 'token', 'token', 'token', 'token', 'token', 'done'])
@@ -189,7 +249,7 @@ describe('prefill + decode worker roles', () => {
     const p = await worker('prefill', pEngine)
     const dEngine = new MemoryEngine('dn', 'h1')
     const d = await worker('decode', dEngine)
-    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'n1', promptTokenIds: prompt}, 5000)
+    const pre = await prefill(p.controlUrl, 'n1', prompt)
     const evs = await generate(d.controlUrl, {requestId: 'n1', promptTokenIds: prompt, sampling, transfer: pre.transfer})
     expect(byIndex(evs)).toEqual(expected)
     expect(dEngine.caches.size).toBe(0)
@@ -212,7 +272,8 @@ describe('prefill + decode worker roles', () => {
 
   it('refuses sampling fields outside their ranges before the engine sees them', async () => {
     const c = await worker('colocated', new MemoryEngine('cv', 'h'))
-    for (const bad of [{presencePenalty: 3}, {repetitionPenalty: 0}, {logitBias: {'999': 1}}, {logitBias: {'5': 101}}, {minTokens: 9}, {stopTokenIds: [300]}, {logprobs: 21}, {n: 0}, {minP: 2}]) {
+    const bads: Partial<SamplingParams>[] = [{presencePenalty: 3}, {repetitionPenalty: 0}, {logitBias: {'999': 1}}, {logitBias: {'5': 101}}, {minTokens: 9}, {stopTokenIds: [300]}, {logprobs: 21}, {n: 0}, {minP: 2}]
+    for (const bad of bads) {
       const evs = await generate(c.controlUrl, {requestId: 'bad', promptTokenIds: [1], sampling: {...greedy, ...bad}})
       expect(evs[0], JSON.stringify(bad)).toMatchObject({type: 'error', status: 400})
     }
@@ -221,7 +282,7 @@ describe('prefill + decode worker roles', () => {
   it('refuses a prefill engine with another compatibility hash', async () => {
     const p = await worker('prefill', new MemoryEngine('p1', 'hash-A'))
     const d = await worker('decode', new MemoryEngine('d1', 'hash-B'))
-    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'r2', promptTokenIds: [1, 2, 3]}, 5000)
+    const pre = await prefill(p.controlUrl, 'r2', [1, 2, 3])
     const evs = await generate(d.controlUrl, {requestId: 'r2', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: pre.transfer})
     expect(evs.at(-1)).toMatchObject({type: 'error', code: 'compatibility_mismatch'})
     expect((evs.at(-1) as {message: string}).message).toContain('hash-A')
@@ -230,7 +291,7 @@ describe('prefill + decode worker roles', () => {
   it('reclaims prefill blocks by lease expiry when no decode side ever reads them', async () => {
     const pEngine = new MemoryEngine('p2', 'h')
     const p = await worker('prefill', pEngine, 200)
-    await callJson(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'r3', promptTokenIds: [1, 2, 3]}, 5000)
+    await prefill(p.controlUrl, 'r3', [1, 2, 3])
     expect(pEngine.caches.size).toBe(1)
     let stats: WorkerStats | undefined
     for (let i = 0; i < 40 && (stats?.leasesExpired ?? 0) === 0; i++) {
@@ -246,7 +307,7 @@ describe('prefill + decode worker roles', () => {
     const p = await worker('prefill', pEngine, 900)
     const d = await worker('decode', dEngine)
     dEngine.caches.set('hog', [])
-    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'r4', promptTokenIds: [5, 6, 7]}, 5000)
+    const pre = await prefill(p.controlUrl, 'r4', [5, 6, 7])
     // Held for more than twice the lease: only the heartbeats keep the prefill blocks.
     setTimeout(() => dEngine.free('hog'), 2000)
     const evs = await generate(d.controlUrl, {requestId: 'r4', promptTokenIds: [5, 6, 7], sampling: greedy, transfer: pre.transfer})
@@ -288,37 +349,81 @@ describe('prefill + decode worker roles', () => {
     expect(stats).toMatchObject({kvBlocksUsed: 0, inFlight: 0, ok: true})
   })
 
-  it('refuses a duplicate request id without touching the running one', async () => {
+  it('keeps requests apart that share an X-Request-Id (each gets its own id and its own blocks)', async () => {
     const pEngine = new MemoryEngine('p7', 'h')
     const p = await worker('prefill', pEngine)
-    await callJson(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'dup', promptTokenIds: [1, 2, 3]}, 5000)
-    await expect(callJson(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'dup', promptTokenIds: [4, 5, 6]}, 5000)).rejects.toMatchObject({status: 409, code: 'duplicate_request'})
-    expect(pEngine.caches.get('dup')).toEqual([1, 2])
+    const a = await prefill(p.controlUrl, 'dup', [1, 2, 3])
+    const b = await prefill(p.controlUrl, 'dup', [4, 5, 6])
+    expect(a.transfer.requestId).not.toBe(b.transfer.requestId)
+    expect(pEngine.caches.get(a.transfer.requestId)).toEqual([1, 2])
+    expect(pEngine.caches.get(b.transfer.requestId)).toEqual([4, 5])
   })
 
-  it('validates every control message before the engine sees it', async () => {
+  it('validates every request before the engine sees it, kv_transfer_params included', async () => {
     const p = await worker('prefill', new MemoryEngine('p8', 'h'))
     const d = await worker('decode', new MemoryEngine('d8', 'h'))
-    const bad = [
-      {requestId: 'x', promptTokenIds: [1, 400]},
-      {requestId: 'x y', promptTokenIds: [1, 2]},
-      {requestId: 'x', promptTokenIds: Array.from({length: 64}, () => 1)},
-      {requestId: 'x', promptTokenIds: [1]},
-      {requestId: 'x', promptTokenIds: [1, 2], extra: true},
-    ]
-    for (const body of bad) await expect(callJson(`${p.controlUrl}${INTERNAL.prefill}`, body, 5000)).rejects.toMatchObject({status: 400})
     const gen = [
       {requestId: 'g', promptTokenIds: [1, 2], sampling: {...greedy, maxTokens: 1_000_000}},
       {requestId: 'g', promptTokenIds: [1, 2], sampling: {...greedy, topK: 1e20}},
       {requestId: 'g', promptTokenIds: [1, 2], sampling: {...greedy, temperature: -1}},
+      {requestId: 'g', promptTokenIds: [1, 400], sampling: greedy},
+      {requestId: 'g', promptTokenIds: Array.from({length: 64}, () => 1), sampling: greedy},
+      {requestId: 'g', promptTokenIds: [1, 2], sampling: greedy, kv: {do_remote_decode: true, nixl_metadata: 'x'}},
+      {requestId: 'g', promptTokenIds: [1, 2], sampling: greedy, kv: {do_remote_decode: 'yes'}},
+      {requestId: 'g', promptTokenIds: [1, 2], sampling: greedy, kv: [1]},
     ]
-    for (const body of gen) expect((await generate(d.controlUrl, body))[0]).toMatchObject({type: 'error', status: 400})
+    for (const leg of gen) {
+      for (const url of [p.controlUrl, d.controlUrl]) expect((await generate(url, leg))[0], JSON.stringify(leg)).toMatchObject({type: 'error', status: 400})
+    }
+    const pre = await prefill(p.controlUrl, 'n', [1, 2, 3])
+    const wrongLength = await generate(d.controlUrl, {requestId: 'n', promptTokenIds: [1, 2, 3, 4], sampling: greedy, transfer: pre.transfer})
+    expect(wrongLength[0]).toMatchObject({type: 'error', status: 400, code: 'invalid_value'})
+  })
+
+  it('a one-token prompt has nothing to transfer: the prefill leg answers null params', async () => {
+    const p = await worker('prefill', new MemoryEngine('p11', 'h'))
+    const answer = await control.call<{kv_transfer_params: unknown; choices: unknown[]}>(
+      `${p.controlUrl}/v1/completions`,
+      {model: 'tiny', prompt: [65], max_tokens: 1, stream: false, kv_transfer_params: PREFILL_LEG_PARAMS},
+      {timeoutMs: 5000},
+    )
+    expect(answer.kv_transfer_params).toBeNull()
+  })
+
+  it('refuses params naming someone else’s blocks: the grant must be the lease’s own', async () => {
+    const p = await worker('prefill', new MemoryEngine('p12', 'h'))
+    const dEngine = new MemoryEngine('d12', 'h')
+    const d = await worker('decode', dEngine)
+    const mine = await prefill(p.controlUrl, 'mine', [1, 2, 3])
+    const theirs = await prefill(p.controlUrl, 'theirs', [4, 5, 6])
+    const stolen = await generate(d.controlUrl, {requestId: 'thief', promptTokenIds: [4, 5, 6], sampling: greedy, transfer: {...theirs.transfer, grant: mine.transfer.grant}})
+    expect(stolen.at(-1)).toMatchObject({type: 'error', code: 'grant_mismatch'})
+    expect(dEngine.caches.size).toBe(0)
+  })
+
+  it('computes locally, logging and counting it, when a decode leg’s params lack fields; recompute policy survives a failed pull', async () => {
+    const dEngine = new MemoryEngine('d13', 'h')
+    const d = await worker('decode', dEngine)
+    const colo = await worker('colocated', new MemoryEngine('c13', 'h'))
+    const expected = tokens(await generate(colo.controlUrl, {requestId: 'e', promptTokenIds: [7, 8, 9], sampling: greedy}))
+    const incomplete = await generate(d.controlUrl, {requestId: 'i', promptTokenIds: [7, 8, 9], sampling: greedy, kv: {do_remote_prefill: true, remote_engine_id: 'p'}})
+    expect(tokens(incomplete)).toEqual(expected)
+    expect(await (await fetch(`${d.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_params_incomplete_total 1$/m)
+
+    const p = await worker('prefill', new MemoryEngine('p13', 'h-other-layout'))
+    const lenient = await worker('decode', new MemoryEngine('d13b', 'h'), 10_000, 'recompute')
+    const pre = await prefill(p.controlUrl, 'r', [7, 8, 9])
+    const strict = await generate(d.controlUrl, {requestId: 'r', promptTokenIds: [7, 8, 9], sampling: greedy, transfer: pre.transfer})
+    expect(strict.at(-1)).toMatchObject({type: 'error', code: 'compatibility_mismatch'})
+    const recomputed = await generate(lenient.controlUrl, {requestId: 'r', promptTokenIds: [7, 8, 9], sampling: greedy, transfer: pre.transfer})
+    expect(tokens(recomputed)).toEqual(expected)
+    expect(await (await fetch(`${lenient.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_load_failures_total 1$/m)
   })
 
   it('contacts only registered prefill engines, at their registered address', async () => {
     const p = await worker('prefill', new MemoryEngine('p9', 'h'))
     const d = await worker('decode', new MemoryEngine('d9', 'h'))
-    const pre = await callJson<PrefillResponse>(`${p.controlUrl}${INTERNAL.prefill}`, {requestId: 'ssrf', promptTokenIds: [1, 2, 3]}, 5000)
+    const pre = await prefill(p.controlUrl, 'ssrf', [1, 2, 3])
     const forged = await generate(d.controlUrl, {requestId: 'ssrf', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: {...pre.transfer, handshakeUrl: 'http://127.0.0.1:9'}})
     expect(forged.at(-1)).toMatchObject({type: 'error', code: 'unregistered_peer_url'})
     const stranger = await generate(d.controlUrl, {requestId: 'ssrf2', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: {...pre.transfer, engineId: 'elsewhere'}})

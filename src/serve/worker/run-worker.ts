@@ -25,7 +25,7 @@ export interface RunningWorkerProcess {
   close(): Promise<void>
 }
 
-export async function runWorker(config: WorkerConfig, clusterToken: string | undefined, log: WorkerLog): Promise<RunningWorkerProcess> {
+export async function runWorker(config: WorkerConfig, clusterToken: string | undefined, log: WorkerLog, apiKey?: string): Promise<RunningWorkerProcess> {
   // etcd first: a worker that cannot register fails before it loads a model.
   let client: Etcd3 | undefined
   if (config.etcd) {
@@ -50,6 +50,10 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
       role: config.role,
       engine,
       engineEpoch,
+      modelNames: [config.modelName],
+      apiKey,
+      publicAccess: config.publicAccess,
+      kvLoadFailurePolicy: config.kvLoadFailurePolicy,
       host: config.host,
       port: config.port,
       advertise: config.advertise,

@@ -33,6 +33,10 @@ export interface WorkerConfig {
   readonly handshakeTimeoutMs: number
   readonly transferTimeoutMs: number
   readonly pauseBeforeReadMs?: number
+  /** Who may call the public OpenAI routes: 'signed' (the router; default) or 'open' (any client). */
+  readonly publicAccess?: 'signed' | 'open'
+  /** What a decode leg whose KV pull fails does: fail the request (default) or compute it here. */
+  readonly kvLoadFailurePolicy?: 'fail' | 'recompute'
   /** Register in etcd (and, on decode workers, learn the prefill engines from it). */
   readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
   /** Chunked prefill: tokens per engine step and per long-prompt chunk (undefined: the engine's defaults). */

@@ -34,6 +34,8 @@ export class WorkerMetrics {
   private readonly promptTokens: Counter
   private readonly generationTokens: Counter
   private readonly transferFailures: Counter
+  private readonly paramsIncomplete: Counter
+  private readonly loadFailures: Counter
 
   constructor(load: WorkerLoad) {
     const reg = [this.registry]
@@ -50,9 +52,19 @@ export class WorkerMetrics {
     this.promptTokens = new Counter({name: 'vllm:prompt_tokens_total', help: 'Prompt tokens processed.', registers: reg})
     this.generationTokens = new Counter({name: 'vllm:generation_tokens_total', help: 'Tokens generated.', registers: reg})
     this.transferFailures = new Counter({name: 'hpd_kv_transfer_failures_total', help: 'KV pulls that failed (the request failed with kv_transfer_failed).', registers: reg})
+    this.paramsIncomplete = new Counter({name: 'hpd_kv_params_incomplete_total', help: 'Decode legs whose kv_transfer_params lacked a field: computed locally.', registers: reg})
+    this.loadFailures = new Counter({name: 'hpd_kv_load_failures_total', help: 'Decode legs whose KV pull failed (failed, or recomputed with --kv-load-failure-policy recompute).', registers: reg})
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by this worker.', () => load.transferBytes())
     counter('hpd_kv_transfer_seconds_total', 'Time this worker spent pulling KV cache and SSM state.', () => load.transferSeconds())
     counter('hpd_leases_expired_total', 'Prefill leases that ran out (blocks reclaimed without a read-done notification).', () => load.leasesExpired())
+  }
+
+  kvParamsIncomplete(): void {
+    this.paramsIncomplete.inc()
+  }
+
+  kvLoadFailed(): void {
+    this.loadFailures.inc()
   }
 
   countPrompt(tokens: number): void {
@@ -61,7 +73,7 @@ export class WorkerMetrics {
 
   /** Follows one request's events from its arrival; returns the function to pass them through. */
   follow(promptTokens: number): (ev: WorkerStreamEvent) => void {
-    this.countPrompt(promptTokens)
+    if (promptTokens > 0) this.countPrompt(promptTokens)
     const arrived = performance.now()
     let last: number | undefined
     return (ev) => {

@@ -1,47 +1,69 @@
 /**
- * A worker's control server: health and stats for every role; handshake, prefill and lease calls
- * on prefill workers; the NDJSON token stream and the peer directory on decode and colocated
- * workers. Routes are listed in ../protocol.ts (INTERNAL). Every route requires the cluster
- * token; every body is bounded (http-hygiene.ts) and validated (protocol-schema.ts) before the
- * engine sees it.
+ * A worker's one HTTP server, three kinds of route:
+ * - public, as a vLLM engine serves them: the OpenAI routes (POST /v1/completions,
+ *   /v1/chat/completions, GET /v1/models, /tokenize, …) with vLLM's `kv_transfer_params`
+ *   contract (local-backend.ts), GET /health and GET /metrics (the names schedulers read). An API
+ *   key guards /v1/* when set; a call signed with the cluster token (hpd's router) gets the proof;
+ * - internal, hpd to hpd, every call signed with the cluster token (routes in ../protocol.ts
+ *   INTERNAL): the transfer handshake, lease beats and release, the peer directory, health and
+ *   stats for the router's pool;
+ * Every body is bounded (http-hygiene.ts) and validated (the public API's schema, or
+ * protocol-schema.ts) before the engine sees it. Every worker can serve every leg: its role is
+ * what it registers as, and where routers send which leg.
  */
 import type {IncomingMessage, Server, ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {HpdError} from '../../errors.js'
-import {AUTH_HEADER, CallVerifier, PROOF_HEADER} from '../auth.js'
+import {AUTH_HEADER, bearerMatches, CallVerifier, PROOF_HEADER} from '../auth.js'
 import {ServeError} from '../backend.js'
 import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, WORKER_HYGIENE} from '../http-hygiene.js'
 import {ControlClient, sendJson, sendServeError} from '../http-json.js'
+import {ServeMetrics} from '../metrics.js'
 import {INTERNAL, type WorkerHealth, type WorkerRole, type WorkerStats} from '../protocol.js'
-import {parseGenerateRequest, parseLeaseRequest, parsePeers, parsePrefillRequest} from '../protocol-schema.js'
+import {parseLeaseRequest, parsePeers} from '../protocol-schema.js'
+import {openAiHandler} from '../router.js'
 import {DecodeRole} from './decode-role.js'
 import type {WorkerEngine} from './engine-port.js'
 import {LeakWatch} from './leak-watch.js'
-import {WorkerMetrics} from './worker-metrics.js'
+import {LocalBackend, type KvLoadFailurePolicy} from './local-backend.js'
 import {PeerDirectory} from './peer-directory.js'
 import {PrefillRole} from './prefill-role.js'
+import {WorkerMetrics} from './worker-metrics.js'
 
 export interface WorkerServerOptions {
   readonly role: WorkerRole
   readonly engine: WorkerEngine
   readonly engineEpoch: string
+  /** Names clients pass as `model` (the first is the one responses carry). */
+  readonly modelNames: readonly string[]
   readonly host: string
   /** 0: any free port. */
   readonly port?: number
   /** `host:port` others reach this server at (the control URL handed out), when not host:port. */
   readonly advertise?: string
   /**
-   * The cluster token every call must be signed with (auth.ts). Undefined only with
+   * The cluster token every internal call must be signed with (auth.ts). Undefined only with
    * `hpd worker --insecure`: every call is then accepted unsigned.
    */
   readonly clusterToken: string | undefined
+  /** When set, the public /v1/* routes take `Authorization: Bearer <apiKey>` from unsigned callers. */
+  readonly apiKey?: string
+  /**
+   * Who may call the public OpenAI routes: 'signed' (default): calls signed with the cluster token
+   * (hpd's router), or carrying the API key when one is set; 'open': anyone, as a plain vLLM server
+   * (for proxies that send neither, on a network you trust).
+   */
+  readonly publicAccess?: 'signed' | 'open'
+  /** What a decode leg whose pull fails does: fail the request (default) or compute it here. */
+  readonly kvLoadFailurePolicy?: KvLoadFailurePolicy
   readonly leaseMs: number
   /** Longest a prefill lease may be held, extensions included. */
   readonly maxLeaseMs: number
   readonly maxBatch: number
   readonly handshakeTimeoutMs: number
   readonly transferTimeoutMs: number
+  /** Bound on one request on the public routes. */
+  readonly requestTimeoutMs?: number
   readonly pauseBeforeReadMs?: number
   readonly log: (event: string, fields: Record<string, unknown>) => void
 }
@@ -57,38 +79,53 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
   let controlUrl = ''
   const peers = new PeerDirectory()
   const client = new ControlClient(o.clusterToken)
-  const prefill =
-    o.role === 'prefill'
-      ? new PrefillRole({engine: o.engine, engineEpoch: o.engineEpoch, controlUrl: () => controlUrl, leaseMs: o.leaseMs, maxLeaseMs: o.maxLeaseMs, log: o.log})
-      : undefined
-  const decode =
-    o.role === 'prefill'
-      ? undefined
-      : new DecodeRole({
-          engine: o.engine,
-          client,
-          peers,
-          maxBatch: o.maxBatch,
-          handshakeTimeoutMs: o.handshakeTimeoutMs,
-          transferTimeoutMs: o.transferTimeoutMs,
-          allocRetryMs: 20,
-          pauseBeforeReadMs: o.pauseBeforeReadMs,
-          log: o.log,
-        })
-  const running = () => (prefill?.inFlight ?? 0) + (prefill?.leases.held ?? 0) + (decode?.inFlight ?? 0) + (decode?.batcher.size ?? 0)
+  const prefill = new PrefillRole({engine: o.engine, engineEpoch: o.engineEpoch, controlUrl: () => controlUrl, leaseMs: o.leaseMs, maxLeaseMs: o.maxLeaseMs, log: o.log})
+  const decode = new DecodeRole({
+    engine: o.engine,
+    client,
+    peers,
+    maxBatch: o.maxBatch,
+    handshakeTimeoutMs: o.handshakeTimeoutMs,
+    transferTimeoutMs: o.transferTimeoutMs,
+    allocRetryMs: 20,
+    pauseBeforeReadMs: o.pauseBeforeReadMs,
+    log: o.log,
+  })
+  const running = () => prefill.inFlight + prefill.leases.held + decode.inFlight + decode.batcher.size
   const metrics = new WorkerMetrics({
-    running: () => (prefill?.inFlight ?? 0) + (decode?.batcher.size ?? 0),
-    waiting: () => Math.max(0, (decode?.inFlight ?? 0) - (decode?.batcher.size ?? 0)),
+    running: () => prefill.inFlight + decode.batcher.size,
+    waiting: () => Math.max(0, decode.inFlight - decode.batcher.size),
     kvUsage: () => {
       const kv = o.engine.kvUsage()
       return kv.totalBlocks > 0 ? kv.usedBlocks / kv.totalBlocks : 0
     },
-    leasesExpired: () => prefill?.leases.expired ?? 0,
-    transferBytes: () => decode?.transferBytes ?? 0,
-    transferSeconds: () => (decode?.transferMs ?? 0) / 1000,
+    leasesExpired: () => prefill.leases.expired,
+    transferBytes: () => decode.transferBytes,
+    transferSeconds: () => decode.transferMs / 1000,
   })
   const leaks = new LeakWatch(() => o.engine.kvUsage().usedBlocks, running)
   const refusals = new RefusalLog(o.log)
+  const verifier = o.clusterToken === undefined ? undefined : new CallVerifier(o.clusterToken)
+
+  const backend = new LocalBackend({prefill, decode, failurePolicy: o.kvLoadFailurePolicy ?? 'fail', metrics, problem: () => leaks.problem(), log: o.log})
+  const publicRoutes = openAiHandler({
+    backend,
+    tokenizer: o.engine.tokenizer,
+    modelName: o.modelNames[0],
+    servedModelNames: o.modelNames,
+    maxModelLen: o.engine.limits.maxModelLen,
+    vocabSize: o.engine.limits.vocabSize,
+    // The OpenAI layer's own counters; what schedulers read is `metrics` above.
+    metrics: new ServeMetrics(),
+    requestTimeoutMs: o.requestTimeoutMs,
+    // The key is checked above (signed calls need none).
+    acceptKvTransferParams: true,
+    verifier,
+    hygiene: WORKER_HYGIENE,
+    log: (e) => {
+      if (e.event !== 'request-done') o.log(e.event, {requestId: e.requestId, status: e.status, code: e.code, message: e.message})
+    },
+  })
 
   const stats = (): WorkerStats => {
     const kv = o.engine.kvUsage()
@@ -98,23 +135,22 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       engineId: o.engine.engineId,
       ok: problem === undefined,
       ...(problem ? {problem} : {}),
-      inFlight: (prefill?.inFlight ?? 0) + (decode?.inFlight ?? 0),
+      inFlight: prefill.inFlight + decode.inFlight,
       kvBlocksUsed: kv.usedBlocks,
       kvBlocksTotal: kv.totalBlocks,
-      leasesHeld: prefill?.leases.held ?? 0,
-      leasesExpired: prefill?.leases.expired ?? 0,
-      leasesReleased: prefill?.leases.released ?? 0,
-      transferBytes: decode?.transferBytes ?? 0,
-      transferMs: decode?.transferMs ?? 0,
-      handshakes: decode?.links.handshakes ?? 0,
-      decodeBatchMax: decode?.batcher.maxBatchSeen ?? 0,
+      leasesHeld: prefill.leases.held,
+      leasesExpired: prefill.leases.expired,
+      leasesReleased: prefill.leases.released,
+      transferBytes: decode.transferBytes,
+      transferMs: decode.transferMs,
+      handshakes: decode.links.handshakes,
+      decodeBatchMax: decode.batcher.maxBatchSeen,
       refusedUnauthenticated: refusals.count,
     }
   }
-  const limits = o.engine.limits
-  const body = (req: IncomingMessage) => readJsonBody(req, {maxBytes: 16 * 1024 * 1024, timeoutMs: WORKER_HYGIENE.bodyTimeoutMs, maxDepth: 8})
+  const body = (req: IncomingMessage) => readJsonBody(req, {maxBytes: 1024 * 1024, timeoutMs: WORKER_HYGIENE.bodyTimeoutMs, maxDepth: 8})
 
-  const route = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+  const internal = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
     if (path === INTERNAL.health) {
       const problem = leaks.problem()
       const h: WorkerHealth = {
@@ -129,45 +165,23 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       return sendJson(res, 200, h)
     }
     if (path === INTERNAL.stats) return sendJson(res, 200, stats())
-    if (prefill) {
-      if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
-      if (path === INTERNAL.prefill) {
-        const request = parsePrefillRequest(await body(req), limits)
-        metrics.countPrompt(request.promptTokenIds.length)
-        return sendJson(res, 200, await prefill.prefill(request))
-      }
-      if (path === INTERNAL.leaseExtend) return sendJson(res, 200, prefill.extend(parseLeaseRequest(await body(req)).requestId))
-      if (path === INTERNAL.leaseRelease) return sendJson(res, 200, prefill.release(parseLeaseRequest(await body(req)).requestId))
+    if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
+    if (path === INTERNAL.leaseExtend) {
+      const l = parseLeaseRequest(await body(req))
+      return sendJson(res, 200, prefill.extend(l.requestId, l.grant))
     }
-    if (decode && path === INTERNAL.peers && req.method === 'POST') {
+    if (path === INTERNAL.leaseRelease) {
+      const l = parseLeaseRequest(await body(req))
+      return sendJson(res, 200, prefill.release(l.requestId, l.grant))
+    }
+    if (path === INTERNAL.peers && req.method === 'POST') {
       peers.replace(parsePeers(await body(req)).peers)
       return sendJson(res, 200, {peers: peers.size})
     }
-    if (decode && path === INTERNAL.generate) {
-      const request = parseGenerateRequest(await body(req), limits)
-      decode.admit(request.requestId)
-      const abort = new AbortController()
-      res.on('close', () => {
-        if (!res.writableFinished) abort.abort(new ServeError(499, 'router_closed', 'the router closed the stream'))
-      })
-      res.writeHead(200, {'content-type': 'application/x-ndjson'})
-      const observe = metrics.follow(request.promptTokenIds.length)
-      await decode.generate(
-        request,
-        (ev) => {
-          observe(ev)
-          res.write(`${JSON.stringify(ev)}\n`)
-        },
-        abort.signal,
-      )
-      res.end()
-      return
-    }
     req.resume()
-    throw new ServeError(404, 'no_route', `${o.role} worker has no route ${path.slice(0, 200)}`)
+    throw new ServeError(404, 'no_route', `no internal route ${path.slice(0, 200)}`)
   }
 
-  const verifier = o.clusterToken === undefined ? undefined : new CallVerifier(o.clusterToken)
   const server = createHardenedServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     // Schedulers and probes read these without the cluster token (as vLLM serves them): counts
@@ -184,6 +198,21 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       })
       return
     }
+    if (!path.startsWith('/v1/internal/')) {
+      // The prefill leg holds blocks and the decode leg makes this worker read: strangers may not
+      // call them unless the operator opened the routes (the router's calls are signed).
+      const signed = req.headers[AUTH_HEADER] !== undefined
+      const keyed = o.apiKey !== undefined && bearerMatches(req.headers.authorization, o.apiKey)
+      // Without a cluster token (--insecure) nothing is signed: the routes are open.
+      const access = o.clusterToken === undefined ? 'open' : (o.publicAccess ?? 'signed')
+      if (!signed && !keyed && access === 'signed' && !unguarded(path)) {
+        req.resume()
+        refusals.note(req, path, o.apiKey ? 'no API key' : 'unsigned')
+        sendJson(res, 401, {error: {message: o.apiKey ? 'a valid API key is required: send `Authorization: Bearer <key>`' : 'this worker serves calls signed with its cluster token only (start it with --open-api or --api-key-file for other clients)', type: 'authentication_error', param: null, code: 'unauthorized'}})
+        return
+      }
+      return publicRoutes(req, res)
+    }
     if (verifier) {
       const verdict = verifier.verify(req.headers[AUTH_HEADER], req.method ?? 'GET', req.url ?? '/')
       if (!verdict.ok) {
@@ -194,13 +223,13 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       }
       res.setHeader(PROOF_HEADER, verdict.proof)
     }
-    void route(req, res, path).catch((error: unknown) => {
+    void internal(req, res, path).catch((error: unknown) => {
       if (res.headersSent) return void res.end()
       if (error instanceof HttpRefusal) {
         if (closesConnection(error)) closeAfterAnswer(req, res)
         return sendJson(res, error.status, {error: {code: error.code, message: error.message}})
       }
-      sendServeError(res, asServeError(error))
+      sendServeError(res, error)
     })
   }, WORKER_HYGIENE)
   await new Promise<void>((resolve, reject) => {
@@ -214,18 +243,16 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     controlUrl,
     peers,
     close: async () => {
-      prefill?.close()
+      prefill.close()
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
 }
 
-/** Engine errors a caller can act on keep their meaning across the wire. */
-function asServeError(error: unknown): unknown {
-  if (error instanceof HpdError && error.code === 'HPD_ENGINE_POOL_FULL') return new ServeError(503, 'kv_pool_full', error.message)
-  return error
-}
+/** Public routes that hold nothing and read nothing: probes and metadata, open to all. */
+const UNGUARDED = new Set(['/v1/models', '/version'])
+const unguarded = (path: string) => UNGUARDED.has(path) || path.startsWith('/v1/models/')
 
 /** Logs refused unauthenticated calls at most once a second, with how many were refused meanwhile. */
 class RefusalLog {
