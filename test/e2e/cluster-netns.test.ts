@@ -23,6 +23,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {etcdMissing, startEtcd, type Etcd} from './etcd-harness.js'
 import {createNetwork, netnsUnavailable, type HostProcess, type NetHost, type TestNetwork} from './netns-harness.js'
 import {CACHE_DIR, ROOT, startServe, tmpDir, until, type ServeProcess, workerMetric} from './serve-harness.js'
+import {startProxy} from './vllm-proxy.js'
 
 const skip = netnsUnavailable() ?? etcdMissing()
 const TOKEN = 'cluster-netns-test-token-0123456789abcdef'
@@ -58,10 +59,10 @@ function host(name: string): NetHost {
   return net.hosts.get(name)!
 }
 
-async function worker(on: string, role: string, cluster: string, model: string, tp: number, env: Record<string, string> = {}): Promise<HostProcess> {
+async function worker(on: string, role: string, cluster: string, model: string, tp: number, env: Record<string, string> = {}, extra: string[] = []): Promise<HostProcess> {
   const h = host(on)
   const p = h.spawn(
-    [process.execPath, BIN, 'worker', '--role', role, '--model', model, '--tp', String(tp), '--name', `${on}-${cluster}`, '--listen', `${h.address}:8101`, '--etcd', etcd.url, '--cluster', cluster, '--transport', 'tcp', '--auth-token-file', tokenFile],
+    [process.execPath, BIN, 'worker', '--role', role, '--model', model, '--tp', String(tp), '--name', `${on}-${cluster}`, '--listen', `${h.address}:8101`, '--etcd', etcd.url, '--cluster', cluster, '--transport', 'tcp', '--auth-token-file', tokenFile, ...extra],
     {HPD_CACHE_DIR: CACHE_DIR, ...env},
   )
   await p.waitFor((l) => l.includes('"event":"ready"'))
@@ -134,6 +135,23 @@ describe.skipIf(skip)(`across hosts (network namespaces)${skip ? ` — skipped: 
       expect(r.p.lines.some((l) => l.includes('kv_transfer_failed'))).toBe(false)
     } finally {
       await Promise.all([r.p.stop(), ...workers.map((w) => w.stop())])
+    }
+  }, 240_000)
+
+  it("vLLM's contract across hosts: a proxy that knows nothing of hpd drives workers on two hosts, token-identical to colocated", async () => {
+    const cluster = 'contract'
+    const model = 'tiny-hybrid'
+    const expected = await colocated(model)
+    const workers = await Promise.all([worker('prefillA', 'prefill', cluster, model, 1, {}, ['--open-api']), worker('decode', 'decode', cluster, model, 1, {}, ['--open-api'])])
+    const proxy = await startProxy([`http://${host('prefillA').address}:8101`], [`http://${host('decode').address}:8101`])
+    try {
+      // The decode worker learns the prefill worker from etcd: wait for the first pull to work.
+      await until(async () => ((await client(proxy.url).completions.create({model, prompt: 'warm up', max_tokens: 1}).then(() => true, () => undefined)) ? true : undefined), 20_000, 'the decode worker to know the prefill worker')
+      expect(await outputsOf(client(proxy.url), model)).toEqual(expected)
+      expect(proxy.legs.filter((l) => l.kind === 'decode').every((l) => (l.body.kv_transfer_params as {remote_host?: string}).remote_host === host('prefillA').address)).toBe(true)
+    } finally {
+      await proxy.close()
+      await Promise.all(workers.map((w) => w.stop()))
     }
   }, 240_000)
 

@@ -11,11 +11,15 @@ import type {PeerEntry} from '../protocol-schema.js'
 
 export class PeerDirectory {
   private readonly byEngine = new Map<string, string>()
+  /** Engines registered in the cluster whose caches cannot be read by this one, and why. */
+  private readonly incompatible = new Map<string, string>()
 
   /** Replaces the whole directory (the launcher always sends all of it). */
-  replace(peers: readonly PeerEntry[]): void {
+  replace(peers: readonly PeerEntry[], incompatible: ReadonlyMap<string, string> = new Map()): void {
     this.byEngine.clear()
+    this.incompatible.clear()
     for (const p of peers) this.byEngine.set(p.engineId, p.controlUrl)
+    for (const [engineId, why] of incompatible) this.incompatible.set(engineId, why)
   }
 
   set(engineId: string, controlUrl: string): void {
@@ -33,6 +37,10 @@ export class PeerDirectory {
   /** The registered control URL of the params' engine; refuses an unknown engine or a URL that is not its own. */
   controlUrlOf(t: TransferParams): string {
     const url = this.byEngine.get(t.engineId)
+    const why = this.incompatible.get(t.engineId)
+    if (url === undefined && why !== undefined) {
+      throw new ServeError(502, 'compatibility_mismatch', `prefill engine ${t.engineId} is registered, but this decode engine cannot read its cache: ${why}`)
+    }
     if (url === undefined) {
       throw new ServeError(400, 'unknown_prefill_engine', `prefill engine ${t.engineId} is not a registered worker of this cluster; refusing to contact it`)
     }

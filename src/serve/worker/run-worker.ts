@@ -74,11 +74,15 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
         const directory = await ClusterDirectory.start({client, cluster, log})
         closers.push(() => directory.close())
         const learn = () => {
-          const entries = directory
-            .records()
-            .filter((r) => r.role === 'prefill' && r.compatibilityHash === e.compatibilityHash && r.protocolVersion === PROTOCOL_VERSION)
-            .map((r) => ({engineId: r.engineId, controlUrl: r.controlUrl}))
-          worker.peers.replace(entries)
+          const prefills = directory.records().filter((r) => r.role === 'prefill')
+          const fits = (r: (typeof prefills)[number]) => r.compatibilityHash === e.compatibilityHash && r.protocolVersion === PROTOCOL_VERSION
+          const entries = prefills.filter(fits).map((r) => ({engineId: r.engineId, controlUrl: r.controlUrl}))
+          const misfits = new Map(
+            prefills
+              .filter((r) => !fits(r))
+              .map((r) => [r.engineId, r.protocolVersion !== PROTOCOL_VERSION ? `it speaks protocol ${r.protocolVersion}, this worker ${PROTOCOL_VERSION}` : `its compatibility hash is ${r.compatibilityHash.slice(0, 16)}…, this engine's ${e.compatibilityHash.slice(0, 16)}… (model, dtypes or layout differ)`]),
+          )
+          worker.peers.replace(entries, misfits)
         }
         directory.on('added', learn)
         directory.on('removed', learn)
