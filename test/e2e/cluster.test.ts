@@ -112,7 +112,7 @@ describe.skipIf(skip)(`cluster mode on one host${skip ? ` — skipped: ${skip}` 
       serves.push(s)
       await until(async () => ((await fetch(`${s.url}/health`)).status === 200 ? true : undefined), 20_000, 'the router to admit p0 and d0')
       const c = new OpenAI({baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 30_000})
-      for (let i = 0; i < 4; i++) expect((await c.completions.create({model: 'tiny-hybrid', prompt: `routed ${i}`, max_tokens: 3})).usage?.completion_tokens).toBe(3)
+      for (let i = 0; i < 4; i++) expect((await c.completions.create({model: 'tiny-hybrid', prompt: `routed ${i}`, max_tokens: 3, temperature: 0, ignore_eos: true} as never)).usage?.completion_tokens).toBe(3)
       const ignored = s.lines.filter((l) => l.includes('worker-ignored'))
       expect(ignored.some((l) => l.includes('other-model') && l.includes('model another-model'))).toBe(true)
       expect(ignored.some((l) => l.includes('other-layout') && l.includes('compatibility hash'))).toBe(true)

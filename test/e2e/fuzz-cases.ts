@@ -24,7 +24,7 @@ type Rand = () => number
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]
 
 const ODD_NUMBERS = [1e20, 1e308, -1e308, 2 ** 53 + 2, -(2 ** 53) - 2, -1, -0.5, 0.5, 1.5, 2.0000001, 1e-320, -0, 0, 3, 2147483648, 4294967296, 9007199254740993]
-const ODD_STRINGS = ['', ' ', 'x'.repeat(5000), '\u0000', '\uFFFD\uD800', '<script>', '../../etc/passwd', 'http://169.254.169.254/', '%00', '𝓗'.repeat(100)]
+const ODD_STRINGS = ['', ' ', 'x'.repeat(9000), '\u0000', '\uFFFD\uD800', '<script>', '../../etc/passwd', 'http://169.254.169.254/', '%00', '𝓗'.repeat(100)]
 const PROTO_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf']
 
 function randomJson(r: Rand, depth = 0): unknown {
@@ -92,7 +92,7 @@ export function publicCases(seed: number, count: number): FuzzCase[] {
           const key = kind === 'chat' ? 'messages' : 'prompt'
           const rest = JSON.stringify({...b, [key]: 0}).replace(`"${key}":0`, `"${key}":${'['.repeat(depth)}${leaf}${']'.repeat(depth)}`)
           out.push({category, method: 'POST', path, body: rest})
-        } else if (which === 2) out.push({category, method: 'POST', path, body: JSON.stringify({...b, [kind === 'chat' ? 'messages' : 'prompt']: Array.from({length: pick(r, [0, 2, 5000])}, () => (kind === 'chat' ? randomJson(r) : 65))})})
+        } else if (which === 2) out.push({category, method: 'POST', path, body: JSON.stringify({...b, [kind === 'chat' ? 'messages' : 'prompt']: Array.from({length: pick(r, [0, 2, 9000])}, () => (kind === 'chat' ? randomJson(r) : 65))})})
         else if (which === 3) out.push({category, method: 'POST', path, body: JSON.stringify({...b, messages: [{role: pick(r, ['tool', 'wizard', 'function', '']), content: randomJson(r)}]})})
         else out.push({category, method: 'POST', path, body: JSON.stringify({...b, prompt: [[1, 2], [3, 4]], messages: [{role: 'user', content: [{type: 'image_url', image_url: 'x'}]}]})})
         break
