@@ -30,6 +30,7 @@ export default class Worker extends HpdCommand<WorkerResult> {
     'open-api': Flags.boolean({description: 'serve the OpenAI routes to unsigned clients without a key, as a plain vLLM server (a network you trust)', default: false}),
     'kv-load-failure-policy': Flags.string({description: 'a decode leg whose KV pull fails: fail the request, or recompute the prompt here', options: ['fail', 'recompute'], default: 'fail', env: 'HPD_KV_LOAD_FAILURE_POLICY'}),
     insecure: Flags.boolean({description: 'run without the cluster token (unauthenticated control plane), knowingly', default: false}),
+    'verify-transfers': Flags.boolean({description: 'decode/colocated: digest both sides of every KV transfer; a mismatch fails that request (never served)', default: false, env: 'HPD_VERIFY_TRANSFERS'}),
   }
 
   async run(): Promise<WorkerResult> {
@@ -55,6 +56,7 @@ export default class Worker extends HpdCommand<WorkerResult> {
         openApi: flags['open-api'],
         kvLoadFailurePolicy: flags['kv-load-failure-policy'] as 'fail' | 'recompute',
         insecure: flags.insecure,
+        verifyTransfers: flags['verify-transfers'],
       },
       log,
       (ready) => log('ready', {...ready, role: flags.role}),

@@ -5,7 +5,7 @@ import {HpdError} from '../errors.js'
 import {CONFIG_LIMITS, findPreset, loadModelSpec, parseModelConfig} from '../model/index.js'
 import {thrown} from '../testing/thrown.js'
 import {LAYOUT_LIMITS} from './bounds.js'
-import {planEngineLayout, planLayout, planRequestReads, summarizeRequestReads} from './index.js'
+import {planEngineLayout, planLayout, planRequestReads, summarizeRequestReads, transferredTokens} from './index.js'
 import {inspectLayout} from './present/inspect-result.js'
 
 const tiny = loadModelSpec('tiny-hybrid')
@@ -24,10 +24,10 @@ describe('planner inputs have maxima (checked before anything is sized)', () => 
     const plan = planLayout({model: tiny, prefillTp: 1, decodeTp: 1, attentionBackend: 'cpu'})
     for (const promptTokens of [LAYOUT_LIMITS.promptTokens + 1, 1e12, 2 ** 53 + 2, Number.NaN, Number.POSITIVE_INFINITY, 1.5]) {
       const started = performance.now()
-      expect(thrown(() => summarizeRequestReads(plan, {promptTokens})).code).toBe('HPD_USAGE_BAD_PROMPT_TOKENS')
+      expect(thrown(() => summarizeRequestReads(plan, {transferredTokens: promptTokens})).code).toBe('HPD_USAGE_BAD_PROMPT_TOKENS')
       expect(performance.now() - started).toBeLessThan(1000)
     }
-    expect(summarizeRequestReads(plan, {promptTokens: LAYOUT_LIMITS.promptTokens}).promptTokens).toBe(LAYOUT_LIMITS.promptTokens)
+    expect(summarizeRequestReads(plan, {transferredTokens: LAYOUT_LIMITS.promptTokens - 1}).transferredTokens).toBe(LAYOUT_LIMITS.promptTokens - 1)
   })
 
   it('a page over 64 GiB is refused, naming the flag to lower', () => {
@@ -41,12 +41,12 @@ describe('planner inputs have maxima (checked before anything is sized)', () => 
   it("a request's blocks, bytes and listed reads are bounded before the lists exist", () => {
     const many = parseModelConfig({...llama, num_hidden_layers: 4096, num_attention_heads: 64, num_key_value_heads: 64, head_dim: 256})
     const plan = planLayout({model: many, prefillTp: 1, decodeTp: 1, attentionBackend: 'cpu'})
-    const bytes = thrown(() => summarizeRequestReads(plan, {promptTokens: LAYOUT_LIMITS.promptTokens}))
+    const bytes = thrown(() => summarizeRequestReads(plan, {transferredTokens: LAYOUT_LIMITS.promptTokens - 1}))
     expect([bytes.code, bytes.details?.maxBytes]).toEqual(['HPD_LAYOUT_SIZE_LIMIT', LAYOUT_LIMITS.requestBytes])
     const sd = planLayout({model: h8b, prefillTp: 1, decodeTp: 1, convLayout: 'SD', attentionBackend: 'cpu'})
-    const reads = thrown(() => summarizeRequestReads(sd, {promptTokens: LAYOUT_LIMITS.promptTokens}))
+    const reads = thrown(() => summarizeRequestReads(sd, {transferredTokens: LAYOUT_LIMITS.promptTokens - 1}))
     expect([reads.code, reads.details?.maxReads]).toEqual(['HPD_LAYOUT_SIZE_LIMIT', LAYOUT_LIMITS.pairReads])
-    expect(thrown(() => planRequestReads(sd, {promptTokens: LAYOUT_LIMITS.promptTokens})).code).toBe('HPD_LAYOUT_SIZE_LIMIT')
+    expect(thrown(() => planRequestReads(sd, {transferredTokens: LAYOUT_LIMITS.promptTokens - 1})).code).toBe('HPD_LAYOUT_SIZE_LIMIT')
   })
 
   it('--descriptors: the table size is refused before a row is made', () => {
@@ -108,7 +108,7 @@ describe('at the limits every size is exact', () => {
               for (const v of [e.pageBytes, e.kernelPageBytes, e.mambaPageBytes, e.paddingBytes, e.logicalBlockSize]) expect(Number.isSafeInteger(v)).toBe(true)
               expect(e.pageBytes).toBeLessThanOrEqual(LAYOUT_LIMITS.pageBytes)
             }
-            const reads = summarizeRequestReads(plan, {promptTokens})
+            const reads = summarizeRequestReads(plan, {transferredTokens: transferredTokens(promptTokens)})
             for (const b of reads.bytesPerDecodeRank) expect(Number.isSafeInteger(b)).toBe(true)
             expect(reads.bytesPerDecodeRank.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(LAYOUT_LIMITS.requestBytes)
             planned++

@@ -2,6 +2,7 @@ import {UsageError} from '../errors.js'
 import {CONFIG_LIMITS} from '../model/index.js'
 import {blocksNeeded} from './block-ids.js'
 import {ssmRegionsPerTensor} from './descriptor-ids.js'
+import {MAX_PROMPT_TOKENS} from './transferred-tokens.js'
 import type {EngineLayout, LayoutPlan} from './types.js'
 
 /**
@@ -20,8 +21,8 @@ export const LAYOUT_LIMITS = {
   tp: 1024,
   /** --block-size in tokens (vLLM's hybrid blocks reach a few thousand tokens). */
   blockSize: 1_048_576,
-  /** --prompt-tokens (the longest published context is 10M tokens). */
-  promptTokens: CONFIG_LIMITS.contextTokens,
+  /** --prompt-tokens (the longest published context is 10M tokens); a request transfers N−1 of them. */
+  promptTokens: MAX_PROMPT_TOKENS,
   /** One logical page on one rank. */
   pageBytes: 2 ** 36,
   /** One request's cache on one engine: pages × tensors × ranks. */
@@ -69,21 +70,22 @@ export function checkEngineSize(engine: EngineLayout, side: 'prefill' | 'decode'
   }
 }
 
-/** Prompt length and the request's size, checked before any per-block list is made (requestContext). */
-export function checkRequestInputs(plan: LayoutPlan, promptTokens: number): void {
-  const minTokens = plan.prefill.hybrid ? 2 : 1
-  if (!Number.isInteger(promptTokens) || promptTokens < minTokens || promptTokens > LAYOUT_LIMITS.promptTokens) {
-    throw new UsageError(
-      'HPD_USAGE_BAD_PROMPT_TOKENS',
-      `--prompt-tokens ${promptTokens}: need an integer in [${minTokens}, ${LAYOUT_LIMITS.promptTokens}]${plan.prefill.hybrid ? ' (a hybrid transfers N−1 tokens)' : ''}`,
-      {hint: 'Pass the prompt length in tokens.', details: {value: promptTokens, max: LAYOUT_LIMITS.promptTokens}},
-    )
+/**
+ * The transferred-token count (N−1 of an N-token prompt, `transferredTokens`) and the request's
+ * size, checked before any per-block list is made (requestContext).
+ */
+export function checkRequestInputs(plan: LayoutPlan, tokens: number): void {
+  const max = LAYOUT_LIMITS.promptTokens - 1
+  if (!Number.isInteger(tokens) || tokens < 1 || tokens > max) {
+    throw new UsageError('HPD_USAGE_BAD_PROMPT_TOKENS', `${tokens} transferred tokens: need an integer in [1, ${max}] (N−1 of an N-token prompt)`, {
+      hint: 'Pass the prompt length in tokens (at least 2).',
+      details: {value: tokens, max},
+    })
   }
-  const tokens = plan.prefill.hybrid ? promptTokens - 1 : promptTokens
   for (const [side, engine] of [['prefill', plan.prefill], ['decode', plan.decode]] as const) {
     const blocks = blocksNeeded(engine, tokens).reduce((a, b) => a + b, 0)
     if (blocks > LAYOUT_LIMITS.requestBlocks) {
-      throw sizeLimit(`${promptTokens} prompt tokens take ${blocks} ${side} blocks; hpd's limit is ${LAYOUT_LIMITS.requestBlocks}`, 'Lower --prompt-tokens or raise --block-size.', {
+      throw sizeLimit(`${tokens} transferred tokens take ${blocks} ${side} blocks; hpd's limit is ${LAYOUT_LIMITS.requestBlocks}`, 'Lower --prompt-tokens or raise --block-size.', {
         side,
         blocks,
         maxBlocks: LAYOUT_LIMITS.requestBlocks,
@@ -91,7 +93,7 @@ export function checkRequestInputs(plan: LayoutPlan, promptTokens: number): void
     }
     const bytes = blocks * engine.numTensors * engine.pageBytes * engine.tp
     if (bytes > LAYOUT_LIMITS.requestBytes) {
-      throw sizeLimit(`${promptTokens} prompt tokens take ${bytes} bytes of ${side} cache; hpd's limit is ${LAYOUT_LIMITS.requestBytes}`, 'Lower --prompt-tokens.', {
+      throw sizeLimit(`${tokens} transferred tokens take ${bytes} bytes of ${side} cache; hpd's limit is ${LAYOUT_LIMITS.requestBytes}`, 'Lower --prompt-tokens.', {
         side,
         bytes,
         maxBytes: LAYOUT_LIMITS.requestBytes,
@@ -105,16 +107,15 @@ export function checkRequestInputs(plan: LayoutPlan, promptTokens: number): void
  * when that exceeds LAYOUT_LIMITS.descriptorRows, before any row is made. The transfer summary
  * without --descriptors has the counts at any size.
  */
-export function checkDescriptorTables(plan: LayoutPlan, promptTokens: number): void {
-  checkRequestInputs(plan, promptTokens)
-  const tokens = plan.prefill.hybrid ? promptTokens - 1 : promptTokens
+export function checkDescriptorTables(plan: LayoutPlan, tokens: number): void {
+  checkRequestInputs(plan, tokens)
   const rows = (engine: EngineLayout): number => {
     const numLogicalBlocks = blocksNeeded(engine, tokens).reduce((a, b) => a + b, 0)
     return engine.numTensors * numLogicalBlocks * (2 * engine.blocksPerLogical + ssmRegionsPerTensor(engine))
   }
   const total = plan.mapping.pairs.length * (rows(plan.prefill) + rows(plan.decode))
   if (total > LAYOUT_LIMITS.descriptorRows) {
-    throw new UsageError('HPD_USAGE_DESCRIPTORS_TOO_LARGE', `--descriptors would list ${total} descriptor rows for ${promptTokens} prompt tokens; hpd's limit is ${LAYOUT_LIMITS.descriptorRows}`, {
+    throw new UsageError('HPD_USAGE_DESCRIPTORS_TOO_LARGE', `--descriptors would list ${total} descriptor rows for ${tokens} transferred tokens; hpd's limit is ${LAYOUT_LIMITS.descriptorRows}`, {
       hint: 'Lower --prompt-tokens for the tables, or drop --descriptors: the transfer summary has the counts at any length.',
       details: {rows: total, maxRows: LAYOUT_LIMITS.descriptorRows},
     })

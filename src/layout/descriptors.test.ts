@@ -21,7 +21,7 @@ describe('descriptor views (§3.2, §6.2)', () => {
   for (const [preset, P, D] of [['nemotron-h-8b', 1, 2], ['nemotron-h-8b', 2, 1], ['tiny-hybrid-g1', 1, 2], ['tiny-hybrid-g1', 2, 1], ['tiny-llama', 2, 1]] as const) {
     it(`${preset} ${P}→${D}: vLLM id pairs select, through the pair's views, a superset of hpd's reads`, () => {
       const plan = planLayout({model: loadModelSpec(preset), prefillTp: P, decodeTp: D, attentionBackend: 'cpu'})
-      const req = planRequestReads(plan, {promptTokens: 300, descriptorIds: true})
+      const req = planRequestReads(plan, {transferredTokens: 299, descriptorIds: true})
       for (const pair of req.pairs) {
         const mapped = plan.mapping.pairs.find((p) => p.decodeRank === pair.decodeRank && p.prefillRank === pair.prefillRank)!
         const views = pairDescriptorViews(mapped, plan.prefill, plan.decode, req.prefillNumLogicalBlocks, req.decodeNumLogicalBlocks)

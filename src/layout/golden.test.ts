@@ -81,7 +81,7 @@ describe('§6.1 per-rank geometry', () => {
 describe('§6.3 one request: 3000-token prompt', () => {
   it('H-8B TP1→TP1: 1656 vLLM pairs, offsets K@0 V@32768 x@0 B@49152 C@55296 SSM@61440', () => {
     const plan = planLayout({model: h8b, prefillTp: 1, decodeTp: 1})
-    const req = planRequestReads(plan, {promptTokens: 3000})
+    const req = planRequestReads(plan, {transferredTokens: 2999})
     expect(req.transferredTokens).toBe(2999)
     expect(req.vllmKernelBlocks).toBe(195)
     expect(req.vllmDescriptorPairs).toBe(1656)
@@ -107,7 +107,7 @@ describe('§6.3 one request: 3000-token prompt', () => {
 
   it('H-8B TP2→TP2: each rank K@0 V@16384 x@0 B@24576 C@27648 SSM@30720, 51,068,928 SSM bytes', () => {
     const plan = planLayout({model: h8b, prefillTp: 2, decodeTp: 2})
-    const req = planRequestReads(plan, {promptTokens: 3000})
+    const req = planRequestReads(plan, {transferredTokens: 2999})
     expect(req.pairs.map((p) => [p.decodeRank, p.prefillRank, p.vllmDescriptorPairs])).toEqual([[0, 0, 1656], [1, 1, 1656]])
     for (const pair of plan.mapping.pairs) {
       expect(pair.pageReads.map((r) => r.remoteOffsetBytes)).toEqual([0, 16_384, 0, 24_576, 27_648, 30_720])
@@ -130,7 +130,7 @@ describe('§6.3 one request: 3000-token prompt', () => {
         ['ssm', 61_440 + j * 2_097_152, 30_720, 2_097_152],
       ])
     }
-    const req = planRequestReads(plan, {promptTokens: 3000})
+    const req = planRequestReads(plan, {transferredTokens: 2999})
     expect(req.pairs.map((p) => p.vllmDescriptorPairs)).toEqual([1656, 1656])
     expect(req.notificationsPerPrefillRank).toEqual([2])
   })
@@ -149,14 +149,14 @@ describe('§6.3 one request: 3000-token prompt', () => {
         ['ssm', 30_720, 61_440 + p * 2_097_152, 2_097_152],
       ])
     }
-    const req = planRequestReads(plan, {promptTokens: 3000})
+    const req = planRequestReads(plan, {transferredTokens: 2999})
     expect(req.pairs.map((p) => p.vllmDescriptorPairs)).toEqual([1656, 1656])
     expect(req.notificationsPerPrefillRank).toEqual([1, 1])
   })
 
   it('Nano-9B-v2 TP1: 984 FA pairs × 65,536 B, 112 SSM pairs over 28 slots (one padding, never read by hpd)', () => {
     const plan = planLayout({model: nano, prefillTp: 1, decodeTp: 1})
-    const req = planRequestReads(plan, {promptTokens: 3000})
+    const req = planRequestReads(plan, {transferredTokens: 2999})
     expect(req.vllmKernelBlocks).toBe(123)
     expect(req.vllmDescriptorPairs).toBe(984 + 112)
     expect(984 * plan.decode.kvHalfBytes).toBe(64_487_424)

@@ -31,7 +31,7 @@ describe('different kernel blocks (issue 13)', () => {
       [1, 2, true, true],
       [1, 3, false, true],
     ])
-    const req = planRequestReads(plan, {promptTokens: 100})
+    const req = planRequestReads(plan, {transferredTokens: 99})
     const pair = req.pairs[0]
     // Request token chunk c (tokens 16c … 16c+15) → D kernel block c (K half 4096 B) from P kernel
     // block ⌊c/2⌋ (page 16,384 B, K half 8192 B) at token offset 16·(c mod 2).
@@ -52,14 +52,14 @@ describe('different kernel blocks (issue 13)', () => {
     // the D pages are adjacent too (consecutive ids), so those merge: 3 per tensor for 7 chunks. The
     // state parts of one P rank are a slice of D's x|B|C|ssm, never adjacent on D: no merges.
     expect([pair.reads.count, pair.runs.count]).toEqual([152, 152 - 3 * 4])
-    const summary = summarizeRequestReads(plan, {promptTokens: 100})
+    const summary = summarizeRequestReads(plan, {transferredTokens: 99})
     expect(summary.pairs.map((p) => [p.reads, p.runs])).toEqual(req.pairs.map((p) => [p.reads.count, p.runs.count]))
   })
 
   it('the other direction (TP 2 → 4): D kernel 32 takes two 16-token chunks per head from two P kernel blocks', () => {
     const plan = planLayout({model: kv2, prefillTp: 2, decodeTp: 4})
     expect(plan.mapping.attention).toMatchObject({prefillKernelBlockSize: 16, decodeKernelBlockSize: 32, tokensPerRead: 16})
-    const req = planRequestReads(plan, {promptTokens: 100})
+    const req = planRequestReads(plan, {transferredTokens: 99})
     const first = Array.from({length: 4}, (_, i) => readAt(req.pairs[0].reads, i)).map((r) => [r.part, r.remoteOffsetBytes, r.localOffsetBytes])
     // D page: [K 32 tok (8192 B) | V 32 tok]; P page: [K 16 tok (4096 B) | V 16 tok] (8192 B).
     expect(first).toEqual([

@@ -32,7 +32,7 @@ describe('checkPairMappable', () => {
     // another --block-size on the decode side: different logical (and kernel) blocks, still mapped
     const blocks = pair({blockSize: 64})
     expect(blocks.decode.logicalBlockSize).not.toBe(blocks.prefill.logicalBlockSize)
-    expect(planRequestReads(blocks, {promptTokens: 200}).bytesPerDecodeRank[0]).toBeGreaterThan(0)
+    expect(planRequestReads(blocks, {transferredTokens: 199}).bytesPerDecodeRank[0]).toBeGreaterThan(0)
     // a decode config with another MLP width: same cache geometry
     const wider = pair({model: variant({intermediate_size: 1024})})
     expect(wider.decodeModel.name).toBe('variant')

@@ -42,7 +42,7 @@ describe('planLayout', () => {
     expect(plan.prefill.logicalBlockSize).not.toBe(plan.decode.logicalBlockSize)
     expect(plan.prefill.kernelBlockSize).toBe(plan.decode.kernelBlockSize)
     expect(plan.vllmPitfalls.map((p) => p.code)).toContain('VLLM_BLOCK_RATIO_MISMATCH')
-    const req = planRequestReads(plan, {promptTokens: 500})
+    const req = planRequestReads(plan, {transferredTokens: 499})
     expect(req.bytesPerDecodeRank[0]).toBeGreaterThan(0)
   })
 
@@ -52,7 +52,7 @@ describe('planLayout', () => {
     expect(plan.prefill.kernelBlockSize).not.toBe(plan.decode.kernelBlockSize)
     expect(plan.mapping.attention.readUnit).toBe('head')
     expect(plan.vllmPitfalls.map((p) => p.code)).toContain('VLLM_KERNEL_BLOCK_MISMATCH')
-    expect(planRequestReads(plan, {promptTokens: 300}).bytesPerDecodeRank[0]).toBeGreaterThan(0)
+    expect(planRequestReads(plan, {transferredTokens: 299}).bytesPerDecodeRank[0]).toBeGreaterThan(0)
   })
 
   it('TP sizes that do not divide one another → HPD_LAYOUT_TP_NOT_DIVISIBLE', () => {
@@ -66,8 +66,8 @@ describe('planLayout', () => {
     expect(thrown(() => planEngineLayout({model: loadModelSpec('tiny-llama'), tp: 1, blockSize: 24, attentionBackend: 'triton'})).code).toBe('HPD_LAYOUT_NO_KERNEL_BLOCK')
     expect(thrown(() => planEngineLayout({model: tiny, tp: 1, mambaSsmDtype: 'fp8'})).code).toBe('HPD_USAGE_BAD_DTYPE')
     const plan = planLayout({model: tiny, prefillTp: 1, decodeTp: 1})
-    expect(thrown(() => planRequestReads(plan, {promptTokens: 1})).code).toBe('HPD_USAGE_BAD_PROMPT_TOKENS')
-    expect(thrown(() => planRequestReads(plan, {promptTokens: 100, decodeBlockIds: [[0, 1], [1], [2]]})).code).toBe('HPD_LAYOUT_BAD_BLOCK_IDS')
+    expect(thrown(() => planRequestReads(plan, {transferredTokens: 0})).code).toBe('HPD_USAGE_BAD_PROMPT_TOKENS')
+    expect(thrown(() => planRequestReads(plan, {transferredTokens: 99, decodeBlockIds: [[0, 1], [1], [2]]})).code).toBe('HPD_LAYOUT_BAD_BLOCK_IDS')
   })
 
   it('SD conv layout: x/B/C are strided over d_conv−1 rows, one read per row, still exact', () => {

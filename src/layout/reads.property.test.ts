@@ -5,7 +5,7 @@ import {HpdError} from '../errors.js'
 import {parseModelConfig} from '../model/index.js'
 import type {GroupBlockIds} from './block-ids.js'
 import {blocksNeeded} from './block-ids.js'
-import {planEngineLayout, planLayout, planRequestReads, readAt, summarizeRequestReads} from './index.js'
+import {planEngineLayout, planLayout, planRequestReads, readAt, summarizeRequestReads, transferredTokens} from './index.js'
 import {requestContext} from './request-context.js'
 import {countPairRuns} from './run-count.js'
 import type {ReadList} from './read-list.js'
@@ -152,22 +152,22 @@ describe('read plans (property)', () => {
         }
         if (plan.prefill.kernelBlockSize !== plan.decode.kernelBlockSize) mismatched++
         checked.push(`${plan.model.family} ${sc.prefillTp}->${sc.decodeTp}`)
-        const tokens = plan.prefill.hybrid ? sc.promptTokens - 1 : sc.promptTokens
+        const tokens = transferredTokens(sc.promptTokens)
         const pIds = shuffledIds(plan.prefill, tokens, sc.prefillSeed)
         const dIds = shuffledIds(plan.decode, tokens, sc.decodeSeed)
         const pNum = 2 + Math.max(...pIds.flat())
         const dNum = 1 + Math.max(...dIds.flat())
-        const options = {promptTokens: sc.promptTokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum}
+        const options = {transferredTokens: tokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum}
         const req = planRequestReads(plan, options)
         // The streaming summary (what inspect-layout prints) counts exactly what the lists hold.
         const summary = summarizeRequestReads(plan, options)
         expect(summary.pairs).toEqual(req.pairs.map((p) => ({decodeRank: p.decodeRank, prefillRank: p.prefillRank, reads: p.reads.count, runs: p.runs.count, bytes: p.bytes, vllmDescriptorPairs: p.vllmDescriptorPairs})))
-        const sequential = summarizeRequestReads(plan, {promptTokens: sc.promptTokens})
-        const sequentialLists = planRequestReads(plan, {promptTokens: sc.promptTokens})
+        const sequential = summarizeRequestReads(plan, {transferredTokens: tokens})
+        const sequentialLists = planRequestReads(plan, {transferredTokens: tokens})
         expect([sequential.reads, sequential.coalescedRuns]).toEqual([sequentialLists.reads, sequentialLists.coalescedRuns])
         // Ascending ids with gaps: reads come in local order, so the stretch arithmetic of
         // countPairRuns (no lists) is what runs; it must agree with the lists, stretch edges included.
-        const gapped = {promptTokens: sc.promptTokens, prefillBlockIds: gappedIds(plan.prefill, tokens, sc.prefillSeed), decodeBlockIds: gappedIds(plan.decode, tokens, sc.decodeSeed)}
+        const gapped = {transferredTokens: tokens, prefillBlockIds: gappedIds(plan.prefill, tokens, sc.prefillSeed), decodeBlockIds: gappedIds(plan.decode, tokens, sc.decodeSeed)}
         const gappedLists = planRequestReads(plan, gapped)
         const ctx = requestContext(plan, gapped)
         for (const pair of plan.mapping.pairs) {

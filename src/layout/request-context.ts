@@ -5,7 +5,7 @@ import type {LayoutPlan} from './types.js'
 
 /** What every read of one request shares: token count, block ids per group on both sides, kernel block counts. */
 export interface RequestContext {
-  readonly promptTokens: number
+  /** Transferred tokens (the caller applied `transferredTokens`). */
   readonly tokens: number
   readonly pIds: GroupBlockIds
   readonly dIds: GroupBlockIds
@@ -17,9 +17,8 @@ export interface RequestContext {
 
 export function requestContext(plan: LayoutPlan, options: RequestReadsOptions): RequestContext {
   const {prefill, decode} = plan
-  const N = options.promptTokens
-  checkRequestInputs(plan, N)
-  const tokens = prefill.hybrid ? N - 1 : N
+  const tokens = options.transferredTokens
+  checkRequestInputs(plan, tokens)
   const pIds = options.prefillBlockIds ?? defaultBlockIds(prefill, tokens)
   const dIds = options.decodeBlockIds ?? defaultBlockIds(decode, tokens)
   const pNum = options.prefillNumLogicalBlocks ?? maxId(pIds) + 1
@@ -27,7 +26,6 @@ export function requestContext(plan: LayoutPlan, options: RequestReadsOptions): 
   checkBlockIds(prefill, 'prefill', pIds, tokens, pNum)
   checkBlockIds(decode, 'decode', dIds, tokens, dNum)
   return {
-    promptTokens: N,
     tokens,
     pIds,
     dIds,
@@ -40,8 +38,11 @@ export function requestContext(plan: LayoutPlan, options: RequestReadsOptions): 
 
 
 export interface RequestReadsOptions {
-  /** N: prompt tokens. Hybrids transfer N−1 (P computes h(N−1), D recomputes the last token). */
-  readonly promptTokens: number
+  /**
+   * Tokens whose cache goes over the wire: `transferredTokens(N)` of an N-token prompt (the N−1
+   * rule lives there, transferred-tokens.ts; the planner never rederives it).
+   */
+  readonly transferredTokens: number
   /** Per group, the prefill side's logical block ids; default: sequential from 0 in group order. */
   readonly prefillBlockIds?: GroupBlockIds
   readonly decodeBlockIds?: GroupBlockIds

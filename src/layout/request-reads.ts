@@ -38,8 +38,7 @@ export interface RequestReadSummary extends Omit<RequestReadPlan, 'pairs'> {
 }
 
 export interface RequestReadPlan {
-  readonly promptTokens: number
-  /** Tokens whose K/V (and resulting state) go over the wire: N−1 for hybrids, N otherwise. */
+  /** Tokens whose K/V (and resulting state) go over the wire, as the caller gave them (N−1 of the prompt). */
   readonly transferredTokens: number
   /** Decode kernel blocks hpd reads into per FA layer: cdiv(transferredTokens, decode kernel block). */
   readonly kernelBlocksRead: number
@@ -103,7 +102,6 @@ function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadC
   const bytesPerDecodeRank = Array.from({length: plan.decode.tp}, () => 0)
   for (const p of pairs) bytesPerDecodeRank[p.decodeRank] += p.bytes
   return {
-    promptTokens: ctx.promptTokens,
     transferredTokens: ctx.tokens,
     kernelBlocksRead: ctx.kernelBlocksRead,
     tokensPerFaRead: plan.mapping.attention.tokensPerRead,

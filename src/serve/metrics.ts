@@ -7,23 +7,15 @@
  */
 import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 
+import {percentiles} from '../percentiles.js'
+
+export {percentiles}
+
 /** Latency bucket bounds in seconds: wide enough for a CPU model, fine enough near the ms range. */
 export const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
 /** How many recent samples a window keeps for the dashboard's percentiles (older ones fall off). */
 const RECENT_SAMPLES = 4096
-
-/** Nearest-rank-with-interpolation percentiles, as numpy's default (what vllm bench reports). */
-export function percentiles(samples: readonly number[], ps: readonly number[]): (number | undefined)[] {
-  if (samples.length === 0) return ps.map(() => undefined)
-  const sorted = [...samples].sort((a, b) => a - b)
-  return ps.map((p) => {
-    const pos = (p / 100) * (sorted.length - 1)
-    const lo = Math.floor(pos)
-    const hi = Math.ceil(pos)
-    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo)
-  })
-}
 
 /** One latency: a Prometheus histogram and the dashboard's window of recent samples. */
 export class Latency {

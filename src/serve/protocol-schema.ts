@@ -6,9 +6,10 @@
  */
 import {z} from 'zod'
 
+import {MIN_TRANSFER_PROMPT_TOKENS, transferredTokens} from '../layout/index.js'
 import {ServeError} from './backend.js'
 import {MAX_LOGIT_BIAS_ENTRIES, MAX_LOGPROBS, MAX_N, MAX_STOP_TOKEN_IDS, MAX_TOP_K} from './openai/params.js'
-import type {GenerateRequest, LeaseRequest, PrefillRequest, SamplingParams, TransferParams} from './protocol.js'
+import type {DigestsRequest, GenerateRequest, LeaseRequest, PrefillRequest, SamplingParams, TransferParams} from './protocol.js'
 
 /** What the worker's model allows: messages are checked against it. */
 export interface ProtocolLimits {
@@ -79,19 +80,23 @@ export function parseGenerateRequest(body: unknown, l: ProtocolLimits): Generate
       if (r.promptTokenIds.length + r.sampling.maxTokens > l.maxModelLen) {
         ctx.addIssue({code: 'custom', path: ['sampling', 'maxTokens'], message: `prompt (${r.promptTokenIds.length}) + maxTokens (${r.sampling.maxTokens}) exceeds the context length ${l.maxModelLen}`})
       }
-      if (r.transfer && r.transfer.numComputedTokens !== r.promptTokenIds.length - 1) {
-        ctx.addIssue({code: 'custom', path: ['transfer', 'numComputedTokens'], message: `must be the prompt length minus one (${r.promptTokenIds.length - 1})`})
+      if (r.transfer && r.transfer.numComputedTokens !== transferredTokens(r.promptTokenIds.length)) {
+        ctx.addIssue({code: 'custom', path: ['transfer', 'numComputedTokens'], message: `must be the prompt's transferred tokens (${transferredTokens(r.promptTokenIds.length)}, N−1)`})
       }
     })
   return check(schema, body) as GenerateRequest
 }
 
 export function parsePrefillRequest(body: unknown, l: ProtocolLimits): PrefillRequest {
-  return check(z.object({requestId: ID, promptTokenIds: tokenIds(l, 2)}).strict(), body)
+  return check(z.object({requestId: ID, promptTokenIds: tokenIds(l, MIN_TRANSFER_PROMPT_TOKENS)}).strict(), body)
 }
 
 export function parseLeaseRequest(body: unknown): LeaseRequest {
   return check(z.object({requestId: ID, grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional()}).strict(), body)
+}
+
+export function parseDigestsRequest(body: unknown): DigestsRequest {
+  return check(z.object({requestId: ID, decodeTp: z.number().int().min(1).max(1024), grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional()}).strict(), body)
 }
 
 export interface PeerEntry {

@@ -103,6 +103,22 @@ export interface LeaseExtendResponse {
   readonly leaseExpiresAtMs: number
 }
 
+/**
+ * Decode worker → prefill worker, with `--verify-transfers`, after the read and before "read
+ * done": the prefill side's digests of the request's reads by a decode engine of `decodeTp` ranks.
+ */
+export interface DigestsRequest {
+  readonly requestId: string
+  readonly decodeTp: number
+  /** The grant from the transfer params: must be the lease's own (as for lease calls). */
+  readonly grant?: string
+}
+
+export interface DigestsResponse {
+  /** Per (decode rank, prefill rank) pair, base64 u64 digests in the KV link's canonical read order (src/kvlink/verify.ts). */
+  readonly pairs: unknown
+}
+
 /** One NDJSON line of a worker's token stream. */
 export type WorkerStreamEvent =
   | {readonly type: 'phase'; readonly phase: 'handshake' | 'transfer' | 'decode'; readonly atMs: number}
@@ -166,6 +182,9 @@ export interface WorkerStats {
   readonly decodeBatchMax: number
   /** Calls refused for a missing or wrong cluster token since the worker started. */
   readonly refusedUnauthenticated: number
+  /** --verify-transfers: transfers verified, and the milliseconds verifying took in all. */
+  readonly verifiedTransfers?: number
+  readonly verifyMs?: number
 }
 
 /** The handshake payload a prefill worker serves (reference §5.1: hash checked before anything else). */
@@ -182,9 +201,8 @@ export interface HandshakePayload {
   readonly transport: unknown
 }
 
-/** Ready line a worker prints on stdout once it accepts control traffic. */
+/** What a worker reports as ready (the child-process kit's ready line) once it accepts control traffic. */
 export interface WorkerReadyLine {
-  readonly hpdWorkerReady: true
   readonly role: WorkerRole
   readonly controlUrl: string
   readonly engineId: string
@@ -197,5 +215,6 @@ export const INTERNAL = {
   metadata: '/v1/internal/metadata',
   leaseExtend: '/v1/internal/lease/extend',
   leaseRelease: '/v1/internal/lease/release',
+  digests: '/v1/internal/digests',
   peers: '/v1/internal/peers',
 } as const

@@ -56,6 +56,8 @@ export interface ServeOptions {
   readonly steps?: StepSchedulerOptions
   /** Test hook passed to decode workers (see DecodeRoleOptions.pauseBeforeReadMs). */
   readonly pauseBeforeReadMs?: number
+  /** Decode workers digest both sides of every transfer and fail a request whose digests differ (DecodeRoleOptions.verifyTransfers). */
+  readonly verifyTransfers?: boolean
   readonly onWorkerLog?: (worker: string, line: string) => void
   readonly onRequestLog?: (event: RouterLogEvent) => void
   readonly onWorkerState?: (worker: string, role: string, state: WorkerState, pid: number | undefined) => void
@@ -164,7 +166,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       ? Array.from({length: o.decodeWorkers}, (_, i) => worker('colocated', i, o.decodeTp))
       : [
           ...Array.from({length: o.prefillWorkers}, (_, i) => worker('prefill', i, o.prefillTp)),
-          ...Array.from({length: o.decodeWorkers}, (_, i) => ({...worker('decode', i, o.decodeTp), pauseBeforeReadMs: o.pauseBeforeReadMs})),
+          ...Array.from({length: o.decodeWorkers}, (_, i) => ({...worker('decode', i, o.decodeTp), pauseBeforeReadMs: o.pauseBeforeReadMs, ...(o.verifyTransfers ? {verifyTransfers: true} : {})})),
         ]
   // A taken port fails here, before any worker starts (a race with another binder is still
   // caught by the real listen below).

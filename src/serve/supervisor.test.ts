@@ -8,8 +8,8 @@ import {Supervisor} from './supervisor.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
 /**
- * Unit seam: a stand-in worker entry (ready line + health/stats routes, and on request a crash or
- * a clean refusal) so the supervisor's process handling is tested without loading a model. Real
+ * Unit seam: a stand-in worker entry speaking the child-process kit's lines (src/child/lines.ts:
+ * ready line + health/stats routes, and on request a crash or a clean refusal) so the supervisor's process handling is tested without loading a model. Real
  * workers under the supervisor are exercised in test/e2e/serve*.test.ts.
  */
 const dir = mkdtempSync(join(tmpdir(), 'hpd-supervisor-'))
@@ -23,7 +23,7 @@ import {existsSync, writeFileSync} from 'node:fs'
 const proof = (header) => createHmac('sha256', process.env.HPD_AUTH_TOKEN).update('hpd-v1-proof\\n' + String(header).split(' ')[2]).digest('base64url')
 const mode = process.env.TEST_MODE
 if (mode === 'crash-once' && !existsSync(process.env.TEST_MARKER)) { writeFileSync(process.env.TEST_MARKER, 'x'); process.kill(process.pid, 'SIGSEGV') }
-if (mode === 'refuse') { process.stderr.write(JSON.stringify({event: 'failed', code: 'HPD_TEST_REFUSED', message: 'model directory is empty', hint: 'pass a model'}) + '\\n'); process.exit(1) }
+if (mode === 'refuse') { process.stderr.write(JSON.stringify({hpdError: {kind: 'UsageError', code: 'HPD_TEST_REFUSED', message: 'model directory is empty', hint: 'pass a model'}}) + '\\n'); process.exit(2) }
 const server = createServer((req, res) => {
   res.setHeader('content-type', 'application/json')
   res.setHeader('x-hpd-auth-proof', proof(req.headers['x-hpd-auth']))
@@ -31,7 +31,7 @@ const server = createServer((req, res) => {
     ? {ok: true, role: 'prefill', engineId: 'w', engineEpoch: String(process.pid), tpSize: 1, compatibilityHash: 'h'}
     : {role: 'prefill', engineId: 'w', ok: true, refusedUnauthenticated: 0, inFlight: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, leasesHeld: 0, leasesExpired: 0, leasesReleased: 0, transferBytes: 0, transferMs: 0, handshakes: 0, decodeBatchMax: 0}))
 })
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({hpdWorkerReady: true, role: 'prefill', controlUrl: 'http://127.0.0.1:' + server.address().port, engineId: 'w', pid: process.pid})))
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({hpdReady: {role: 'prefill', controlUrl: 'http://127.0.0.1:' + server.address().port, engineId: 'w', pid: process.pid}})))
 process.stdin.on('end', () => process.exit(0)); process.stdin.resume()
 process.on('SIGTERM', () => process.exit(0))
 `,

@@ -1,5 +1,5 @@
 /**
- * Worker processes (execa): launched in parallel, each ready only after its ready line AND a
+ * Worker processes (the child-process kit, src/child): launched in parallel, each ready only after its ready line AND a
  * health check; output prefixed with the worker name and passed to one sink; health polled on a
  * fixed beat; a dead worker is seen at once (process exit) and restarted with a fresh engine
  * epoch. `stop()` sends SIGTERM to all and SIGKILL to whatever is still alive after
@@ -17,11 +17,11 @@
  * supervisor (POST /v1/internal/peers) before any prefill worker is marked ready.
  */
 import {EventEmitter} from 'node:events'
-import {createInterface} from 'node:readline'
 
-import {execa, type ResultPromise} from 'execa'
+import type {ResultPromise} from 'execa'
 
-import {EnvironmentError} from '../errors.js'
+import {type ChildHandle, spawnChild} from '../child/index.js'
+import {EnvironmentError, type HpdError} from '../errors.js'
 import {CLUSTER_TOKEN_ENV} from './auth.js'
 import {ControlClient} from './http-json.js'
 import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole} from './protocol.js'
@@ -142,44 +142,31 @@ export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
   }
 
   private async launch(w: ManagedWorker): Promise<void> {
-    const p = execa(process.execPath, [this.o.entryPath, '--config', JSON.stringify(w.config)], {
-      stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
-      cleanup: true,
-      env: {UCX_HANDLE_ERRORS: 'none', ...this.o.env, ...(this.o.clusterToken === undefined ? {} : {[CLUSTER_TOKEN_ENV]: this.o.clusterToken})},
+    // The child-process kit (src/child): ready line, error line, lifeline (stdin), output lines.
+    const child = spawnChild<WorkerReadyLine>({
+      name: `worker ${w.name}`,
+      entry: this.o.entryPath,
+      args: ['--config', JSON.stringify(w.config)],
+      env: {...this.o.env, ...(this.o.clusterToken === undefined ? {} : {[CLUSTER_TOKEN_ENV]: this.o.clusterToken})},
+      startTimeoutMs: this.o.startupTimeoutMs ?? 120_000,
+      onOutput: (line) => this.output(w, line),
     })
+    const p = child.process
     this.processes.set(w.name, p)
     w.pid = p.pid
     w.controlUrl = undefined
     this.setState(w, 'starting')
 
-    const timeoutMs = this.o.startupTimeoutMs ?? 120_000
-    const readyLine = new Promise<WorkerReadyLine>((resolve, reject) => {
-      const timer = setTimeout(() => reject(this.startError(w, `did not report ready within ${timeoutMs} ms`)), timeoutMs)
-      createInterface({input: p.stdout!}).on('line', (line) => {
-        if (line.startsWith('{"hpdWorkerReady"')) {
-          clearTimeout(timer)
-          resolve(JSON.parse(line) as WorkerReadyLine)
-        } else this.output(w, line)
-      })
-      void p.then((result) => {
-        clearTimeout(timer)
-        const error = this.startError(w, `exited with ${result.signal ?? `code ${result.exitCode}`} before it was ready`)
-        if (result.signal && result.signal !== 'SIGTERM' && result.signal !== 'SIGINT') Object.assign(error, {crashSignal: result.signal})
-        reject(error)
-      })
+    const readyLine = child.ready.catch((error: unknown) => {
+      throw this.startError(w, child, error)
     })
-    createInterface({input: p.stderr!}).on('line', (line) => this.output(w, line))
-    void p.then((result) => {
+    void child.exited.then((result) => {
       if (this.processes.get(w.name) !== p) return
       this.processes.delete(w.name)
       if (this.stopping) return
       // Died while starting: launch() rejects and its caller decides (retry or fail the start).
       const wasServing = w.state !== 'starting'
-      this.output(w, `exited (${result.signal ?? `code ${result.exitCode}`})`)
+      this.output(w, `exited (${result.signal ?? `code ${result.code}`})`)
       this.setState(w, 'dead')
       if (wasServing) this.restartLater(w)
     })
@@ -289,25 +276,23 @@ export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
     this.emit('state', w)
   }
 
-  private startError(w: ManagedWorker, what: string): EnvironmentError {
-    // A worker that failed cleanly logged {"event":"failed", code, message, hint}: pass that on.
-    for (const line of [...w.recentOutput].reverse()) {
-      try {
-        const ev = JSON.parse(line) as {event?: string; code?: string; message?: string; hint?: string}
-        if (ev.event === 'failed') {
-          return new EnvironmentError('HPD_SERVE_WORKER_START', `worker ${w.name} failed to start: ${ev.code ? `${ev.code}: ` : ''}${ev.message}`, {
-            hint: ev.hint ?? 'Check the worker output above.',
-            details: {worker: w.name, role: w.role, workerCode: ev.code},
-          })
-        }
-      } catch {
-        // not a JSON line
-      }
+  /** Why a worker did not start, as the serve error: its own error when it reported one, else what the kit saw. */
+  private startError(w: ManagedWorker, child: ChildHandle<WorkerReadyLine>, error: unknown): EnvironmentError {
+    const own = child.childError
+    if (own) {
+      return new EnvironmentError('HPD_SERVE_WORKER_START', `worker ${w.name} failed to start: ${own.code}: ${own.message}`, {
+        hint: own.hint ?? 'Check the worker output above.',
+        details: {worker: w.name, role: w.role, workerCode: own.code},
+      })
     }
-    const tail = w.recentOutput.slice(-5).join('\n')
-    return new EnvironmentError('HPD_SERVE_WORKER_START', `worker ${w.name} ${what}${tail ? `; its last output:\n${tail}` : ''}`, {
+    const e = error as HpdError
+    const signal = e.details?.signal as string | undefined
+    const out = new EnvironmentError('HPD_SERVE_WORKER_START', e.message, {
       hint: 'Check the worker output above; `hpd doctor` checks UCX and the native addon.',
       details: {worker: w.name, role: w.role},
     })
+    // A native crash while starting is retried (launchRetryingCrashes); a clean refusal is not.
+    if (signal && signal !== 'SIGTERM' && signal !== 'SIGINT') Object.assign(out, {crashSignal: signal})
+    return out
   }
 }

@@ -39,6 +39,8 @@ export interface WorkerFlags {
   readonly openApi: boolean
   readonly kvLoadFailurePolicy: 'fail' | 'recompute'
   readonly insecure: boolean
+  /** Digest both sides of every transfer this (decode) worker pulls; a mismatch fails the request. */
+  readonly verifyTransfers?: boolean
 }
 
 export interface WorkerResult {
@@ -102,6 +104,7 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
       pauseBeforeReadMs: Number(process.env.HPD_SERVE_PAUSE_BEFORE_READ_MS ?? 0) || undefined,
       publicAccess: flags.openApi ? 'open' : 'signed',
       kvLoadFailurePolicy: flags.kvLoadFailurePolicy,
+      ...(flags.verifyTransfers ? {verifyTransfers: true} : {}),
       etcd,
     },
     clusterToken,

@@ -1,15 +1,29 @@
-import {planLayout, planRequestReads, type LayoutPlan, type RequestReadPlan, tensorSizeBytes} from '../../layout/index.js'
+import {blocksNeeded, type EngineLayout, planLayout, planRequestReads, type LayoutPlan, type RequestReadPlan, tensorSizeBytes, transferredTokens} from '../../layout/index.js'
 import {loadModelSpec} from '../../model/index.js'
 import type {BenchTransferOptions} from './types.js'
 
 /** The layout engine's plans for every case; both workers compute the same (pure, deterministic). */
 export interface BenchPlan {
   readonly plan: LayoutPlan
-  /** [case] → the request's reads (default block ids, the same for every request of a case). */
+  /** [case] → the request's reads over contiguous block ids (--path case reads exactly these). */
   readonly requests: readonly RequestReadPlan[]
-  /** Size of each shared tensor on one prefill / decode rank: enough for the largest case. */
+  /** [case] → prompt tokens (N; the plans transfer N−1). */
+  readonly promptTokens: readonly number[]
+  /** Logical blocks per shared tensor on each side: --path serve's pool, or enough for the largest case. */
+  readonly prefillBlocks: number
+  readonly decodeBlocks: number
+  /** Size of each shared tensor on one prefill / decode rank. */
   readonly prefillTensorBytes: number
   readonly decodeTensorBytes: number
+}
+
+/**
+ * The serve path's pool: three times the largest request, so requests land on scattered blocks
+ * of a pool that is mostly free (a server's steady state), and at least 16 blocks.
+ */
+function poolBlocks(engine: EngineLayout, tokens: readonly number[]): number {
+  const largest = Math.max(...tokens.map((t) => blocksNeeded(engine, t).reduce((a, b) => a + b, 0)))
+  return Math.max(16, 3 * largest)
 }
 
 export function planBench(options: BenchTransferOptions): BenchPlan {
@@ -22,10 +36,23 @@ export function planBench(options: BenchTransferOptions): BenchPlan {
     kvCacheDtype: options.kvCacheDtype,
     blockSize: options.blockSize,
   })
-  const requests = options.promptTokens.map((promptTokens) => planRequestReads(plan, {promptTokens}))
-  const prefillTensorBytes = Math.max(...requests.map((r) => tensorSizeBytes(plan.prefill, r.prefillNumLogicalBlocks)))
-  const decodeTensorBytes = Math.max(...requests.map((r) => tensorSizeBytes(plan.decode, r.decodeNumLogicalBlocks)))
-  return {plan, requests, prefillTensorBytes, decodeTensorBytes}
+  const tokens = options.promptTokens.map(transferredTokens)
+  const requests = tokens.map((t) => planRequestReads(plan, {transferredTokens: t}))
+  const prefillBlocks = options.path === 'serve' ? poolBlocks(plan.prefill, tokens) : Math.max(...requests.map((r) => r.prefillNumLogicalBlocks))
+  const decodeBlocks = options.path === 'serve' ? poolBlocks(plan.decode, tokens) : Math.max(...requests.map((r) => r.decodeNumLogicalBlocks))
+  // --path case: every case's offsets use its own block count (kv-first tensors depend on it), so the
+  // tensors are sized for the largest; --path serve: every request's use the pool's.
+  const size = (engine: EngineLayout, blocks: number, each: (r: RequestReadPlan) => number) =>
+    options.path === 'serve' ? tensorSizeBytes(engine, blocks) : Math.max(...requests.map((r) => tensorSizeBytes(engine, each(r))))
+  return {
+    plan,
+    requests,
+    promptTokens: options.promptTokens,
+    prefillBlocks,
+    decodeBlocks,
+    prefillTensorBytes: size(plan.prefill, prefillBlocks, (r) => r.prefillNumLogicalBlocks),
+    decodeTensorBytes: size(plan.decode, decodeBlocks, (r) => r.decodeNumLogicalBlocks),
+  }
 }
 
 /** Where injected faults strike: the middle read of the last rank pair that reads anything, in case 0, request 0. */
@@ -40,10 +67,7 @@ export function previousRequest(request: number): number {
   return request === 0 ? 0xffffffff : request - 1
 }
 
-/** Notification payloads between decode and prefill ranks. */
-export function readDoneMessage(caseIndex: number, request: number): string {
-  return JSON.stringify({read: [caseIndex, request]})
-}
-export function freedMessage(caseIndex: number, request: number): string {
-  return JSON.stringify({freed: [caseIndex, request]})
+/** The KV link's request id of (case, request). */
+export function linkRequestId(caseIndex: number, request: number): string {
+  return `c${caseIndex}r${request}`
 }

@@ -2,7 +2,6 @@ import {describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../errors.js'
 import {benchTransferOptions, type BenchTransferFlags} from './options.js'
-import {percentile} from './stats.js'
 
 const flags: BenchTransferFlags = {
   model: 'tiny-hybrid',
@@ -41,13 +40,5 @@ describe('benchTransferOptions', () => {
   ])('rejects %o naming the flag', (patch, message) => {
     expect(() => benchTransferOptions({...flags, ...patch})).toThrow(UsageError)
     expect(() => benchTransferOptions({...flags, ...patch})).toThrow(message)
-  })
-})
-
-describe('percentile', () => {
-  it('is nearest-rank', () => {
-    expect(percentile([5, 1, 4, 2, 3], 50)).toBe(3)
-    expect(percentile([5, 1, 4, 2, 3], 99)).toBe(5)
-    expect(percentile([], 50)).toBe(0)
   })
 })

@@ -1,8 +1,14 @@
+import {parseEtcdFlag} from '../../cluster/etcd.js'
+import {checkClusterName} from '../../cluster/record.js'
 import {UsageError} from '../../errors.js'
-import {ATTENTION_BACKENDS, type AttentionBackend} from '../../layout/index.js'
-import {READ_PROTOCOLS, type ReadProtocol, TRANSPORT_KINDS, type TransportKind} from '../../transport/index.js'
+import {LIST_STRATEGIES, type ListStrategy} from '../../kvlink/index.js'
+import {ATTENTION_BACKENDS, type AttentionBackend, MIN_TRANSFER_PROMPT_TOKENS} from '../../layout/index.js'
 import {flagDtypeChoice} from '../../model/index.js'
-import {type BenchTransferOptions, INJECTED_FAULTS, type InjectedFault, VERIFY_MODES, type VerifyMode} from './types.js'
+import {CLUSTER_TOKEN_ENV} from '../../serve/auth.js'
+import {readSecret} from '../../serve/secrets.js'
+import {parseHostPort} from '../../serve/worker-session.js'
+import {READ_PROTOCOLS, type ReadProtocol, TRANSPORT_KINDS, type TransportKind} from '../../transport/index.js'
+import {BENCH_PATHS, type BenchCluster, type BenchPath, type BenchTransferOptions, INJECTED_FAULTS, type InjectedFault, VERIFY_MODES, type VerifyMode} from './types.js'
 
 /** What the command line gives, before validation. */
 export interface BenchTransferFlags {
@@ -21,6 +27,17 @@ export interface BenchTransferFlags {
   readonly kvCacheDtype: string
   readonly blockSize: number | undefined
   readonly timeoutMs: number
+  readonly path?: string
+  readonly lists?: string
+  readonly seed?: number
+  /** Across hosts: etcd endpoints, cluster, this process's side, where it listens, the token. */
+  readonly etcd?: string
+  readonly cluster?: string
+  readonly role?: string
+  readonly listen?: string
+  readonly authTokenFile?: string
+  readonly insecure?: boolean
+  readonly waitMs?: number
 }
 
 function bad(flag: string, message: string, hint: string): UsageError {
@@ -39,11 +56,12 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
   if (f.blockSize !== undefined) positive('block-size', f.blockSize, 1 << 20)
   const promptTokens = f.promptTokens.split(',').map((s) => s.trim())
   const parsed = promptTokens.map(Number)
+  // A prompt of N tokens transfers N−1 (src/layout/transferred-tokens.ts): at least one must travel.
   parsed.forEach((n, i) => {
-    if (!Number.isSafeInteger(n) || n < 2 || n > 1_048_576) throw bad('prompt-tokens', `takes a comma-separated list of integers in [2, 1048576], got "${promptTokens[i]}"`, 'Example: --prompt-tokens 512,4096,32768')
+    if (!Number.isSafeInteger(n) || n < MIN_TRANSFER_PROMPT_TOKENS || n > 1_048_576) throw bad('prompt-tokens', `takes a comma-separated list of integers in [${MIN_TRANSFER_PROMPT_TOKENS}, 1048576], got "${promptTokens[i]}"`, 'Example: --prompt-tokens 512,4096,32768')
   })
   if (!TRANSPORT_KINDS.includes(f.transport as TransportKind)) throw bad('transport', `must be one of ${TRANSPORT_KINDS.join('|')}, got "${f.transport}"`, 'auto lets UCX pick shared memory or TCP.')
-  if (!VERIFY_MODES.includes(f.verify as VerifyMode)) throw bad('verify', `must be one of ${VERIFY_MODES.join('|')}, got "${f.verify}"`, 'full checks every byte; digest compares per-block digests.')
+  if (!VERIFY_MODES.includes(f.verify as VerifyMode)) throw bad('verify', `must be one of ${VERIFY_MODES.join('|')}, got "${f.verify}"`, 'full checks every byte; digest compares per-read digests of both sides.')
   if (f.injectFault !== undefined && !INJECTED_FAULTS.includes(f.injectFault as InjectedFault)) {
     throw bad('inject-fault', `must be one of ${INJECTED_FAULTS.join('|')}, got "${f.injectFault}"`, 'See `hpd bench transfer --help`.')
   }
@@ -59,6 +77,17 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
   if (!READ_PROTOCOLS.includes(f.readProtocol as ReadProtocol)) {
     throw bad('read-protocol', `must be one of ${READ_PROTOCOLS.join('|')}, got "${f.readProtocol}"`, 'auto serves reads over TCP and uses one-sided GETs over shared memory and RDMA.')
   }
+  const path = (f.path ?? 'case') as BenchPath
+  if (!BENCH_PATHS.includes(path)) throw bad('path', `must be one of ${BENCH_PATHS.join('|')}, got "${f.path}"`, 'serve runs serving\'s per-request path; case the transport\'s best case.')
+  const lists = (f.lists ?? 'request') as ListStrategy
+  if (!LIST_STRATEGIES.includes(lists)) throw bad('lists', `must be one of ${LIST_STRATEGIES.join('|')}, got "${f.lists}"`, 'request: lists per request; pair: per engine pair, as NIXL.')
+  if (f.lists !== undefined && path !== 'serve') throw bad('lists', 'applies to --path serve only', '--path case prepares each case\'s lists once.')
+  if (f.injectFault === 'short' && path === 'serve') throw bad('inject-fault', 'short is injected on --path case only (it shortens one descriptor of the case\'s lists)', 'Use --path case, or corrupt / stale / kill-peer.')
+  const seed = f.seed ?? 1
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw bad('seed', `must be an integer in [0, 4294967295], got ${seed}`, 'Any 32-bit value.')
+  const cluster = f.etcd === undefined ? undefined : clusterOptions(f)
+  if (cluster === undefined && f.role !== undefined) throw bad('role', 'needs --etcd (the two sides meet there)', 'Pass --etcd URL --cluster NAME --role prefill|decode on each host.')
+  if (cluster && f.injectFault === 'kill-peer') throw bad('inject-fault', 'kill-peer needs both sides on this host (it kills the prefill process)', 'Run it without --etcd.')
   return {
     model: f.model,
     prefillTp: f.tp,
@@ -74,5 +103,29 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
     ...(f.blockSize === undefined ? {} : {blockSize: f.blockSize}),
     ...(f.injectFault === undefined ? {} : {fault: f.injectFault as InjectedFault}),
     timeoutMs: f.timeoutMs,
+    path,
+    lists,
+    seed,
+    ...(cluster ? {cluster} : {}),
   }
+}
+
+/** --etcd URL --cluster NAME --role prefill|decode --listen HOST[:PORT], and the cluster token. */
+function clusterOptions(f: BenchTransferFlags): BenchCluster {
+  const {urls} = parseEtcdFlag(f.etcd!)
+  const cluster = checkClusterName(f.cluster ?? 'default')
+  if (f.role !== 'prefill' && f.role !== 'decode') throw bad('role', `must be prefill or decode with --etcd, got ${JSON.stringify(f.role ?? '')}`, 'Run `--role prefill` on one host and `--role decode` on the other.')
+  if (f.listen === undefined) throw bad('listen', 'is required with --etcd: an address of this host the other side can reach', 'Pass --listen 10.0.0.11 (prefill: also a port, e.g. 10.0.0.11:7400; 0 picks one).')
+  const listen = parseHostPort('listen', f.listen.includes(':') && !f.listen.startsWith('[') && f.listen.split(':').length === 2 ? f.listen : `${f.listen.includes(':') && !f.listen.startsWith('[') ? `[${f.listen}]` : f.listen}:0`)
+  if (listen.host === '0.0.0.0' || listen.host === '::') throw bad('listen', `${f.listen} is not an address the other side can reach`, 'Pass one address of this host.')
+  const waitMs = f.waitMs ?? 120_000
+  if (!Number.isSafeInteger(waitMs) || waitMs < 1000 || waitMs > 3_600_000) throw bad('wait-ms', `must be an integer in [1000, 3600000], got ${waitMs}`, 'How long one side waits for the other.')
+  const token = readSecret({flag: 'auth-token-file', file: f.authTokenFile, envName: CLUSTER_TOKEN_ENV})
+  if (token === undefined && !f.insecure) {
+    throw new UsageError('HPD_AUTH_REQUIRED', 'bench transfer across hosts needs the cluster token: its control socket hands out the transfer agents\' metadata', {
+      hint: 'Give it with --auth-token-file F (or HPD_AUTH_TOKEN; the same on both hosts), or pass --insecure to run unauthenticated knowingly.',
+      details: {flag: 'auth-token-file'},
+    })
+  }
+  return {urls, cluster, role: f.role, host: listen.host, port: listen.port, token, waitMs}
 }

@@ -1,147 +1,126 @@
-import {fillPattern, digestRanges, type Grant, type Peer, type Region, TransferAgent} from '../../transport/index.js'
-import type {RequestReadPlan} from '../../layout/index.js'
-import {type BenchPlan, faultTarget, freedMessage, previousRequest, planBench} from './cases.js'
+import {hostname} from 'node:os'
+
+import {encodeDigests, type LinkInfo, LinkOwner, RegionTable} from '../../kvlink/index.js'
+import {type GroupBlockIds, planRequestReads, type RequestReadPlan} from '../../layout/index.js'
+import {fillPattern, TransferAgent} from '../../transport/index.js'
+import {errorToJson} from '../../child/index.js'
+import {type BenchPlan, faultTarget, linkRequestId, planBench, previousRequest} from './cases.js'
 import {byTensor, locatePrefillByte, prefillParts, PREFILL_ENGINE} from './geometry.js'
-import {type AgentAnnouncement, type FromWorker, serializeError} from './protocol.js'
+import {ShuffledPool} from './pool.js'
+import type {FromWorker, WorkerReady} from './protocol.js'
 import type {BenchTransferOptions} from './types.js'
 
 /**
- * The prefill side: one agent per TP rank (as on separate GPUs), each with its own shared tensors
- * allocated through the agent exactly as the layout sizes them. Fills a request's blocks with the
- * position-keyed pattern and grants each reading decode rank exactly the ranges it will read (as
- * serving grants a request's blocks); frees a request, revoking its grants, once every decode
- * rank that read it has notified.
+ * The prefill side: its engine's shared tensors allocated through its transfer agents exactly as
+ * the layout sizes them (--path case: one agent per TP rank, as on separate GPUs; --path serve: one
+ * agent for all ranks, as a serve worker), owned through the KV link (src/kvlink): fills a
+ * request's blocks with the position-keyed pattern, holds them for the reader under grants (as
+ * serving does), digests them for --verify digest, and frees them once every reader said "read
+ * done", answering "freed".
  */
 export class PrefillWorker {
   private readonly bench: BenchPlan
   private readonly agents: TransferAgent[] = []
-  private readonly tensors: Region[][] = []
-  private readonly received = new Map<string, number[]>()
-  /** `${rank}/${case}/${request}` → that rank's grants for the request, revoked when it is freed. */
-  private readonly grants = new Map<string, Grant[]>()
-  /** [rank] → decode-rank peers by id (as connect() returned them). */
-  private readonly peers: Map<number, Peer>[] = []
+  private regions!: RegionTable
+  private owner!: LinkOwner
+  private pool: ShuffledPool | undefined
+  /** --path serve: the blocks each held request took from the pool. */
+  private readonly taken = new Map<string, GroupBlockIds>()
 
-  constructor(private readonly options: BenchTransferOptions, private readonly send: (m: FromWorker) => void) {
+  constructor(
+    private readonly options: BenchTransferOptions,
+    private readonly send: (m: FromWorker) => void,
+  ) {
     this.bench = planBench(options)
   }
 
-  init(): FromWorker {
+  init(): WorkerReady {
     const t0 = performance.now()
-    const {plan, prefillTensorBytes} = this.bench
-    for (let rank = 0; rank < plan.prefill.tp; rank++) {
-      const agent = TransferAgent.create({name: `prefill-r${rank}`, transport: this.options.transport, tcpSegmentBytes: this.options.tcpSegmentBytes, defaultTimeoutMs: this.options.timeoutMs})
-      this.agents.push(agent)
-      this.tensors.push(Array.from({length: plan.prefill.numTensors}, () => agent.allocRegion(prefillTensorBytes)))
+    const {plan, prefillTensorBytes, prefillBlocks} = this.bench
+    const agentOptions = {transport: this.options.transport, tcpSegmentBytes: this.options.tcpSegmentBytes, defaultTimeoutMs: this.options.timeoutMs, ...(this.options.cluster ? {bindAddress: this.options.cluster.host} : {})}
+    if (this.options.path === 'serve') {
+      this.agents.push(TransferAgent.create({name: 'prefill', ...agentOptions}))
+      this.regions = RegionTable.oneAgent(this.agents[0], plan.prefill.tp, plan.prefill.numTensors)
+      this.pool = new ShuffledPool(plan.prefill, prefillBlocks, this.options.seed)
+    } else {
+      for (let rank = 0; rank < plan.prefill.tp; rank++) this.agents.push(TransferAgent.create({name: `prefill-r${rank}`, ...agentOptions}))
+      this.regions = RegionTable.agentPerRank(this.agents, plan.prefill.numTensors)
     }
-    const registrationMs = performance.now() - t0
-    const agents: AgentAnnouncement[] = this.agents.map((a, rank) => ({
-      rank,
-      metadata: Buffer.from(a.metadata()).toString('base64'),
-      regionIds: this.tensors[rank].map((r) => r.id),
-    }))
-    return {type: 'ready', agents, registrationMs}
+    for (let rank = 0; rank < plan.prefill.tp; rank++) {
+      for (let t = 0; t < plan.prefill.numTensors; t++) this.regions.set(rank, t, this.regions.agentOf(rank).allocRegion(prefillTensorBytes))
+    }
+    this.owner = new LinkOwner({
+      regions: this.regions,
+      layout: plan.prefill,
+      numLogicalBlocks: prefillBlocks,
+      onReadDone: (id) => {
+        const ids = this.taken.get(id)
+        this.taken.delete(id)
+        if (ids) this.pool!.release(ids)
+      },
+      onProblem: (error) => this.send({type: 'error', error: errorToJson(error)}),
+    })
+    return {link: this.owner.handshake(), registrationMs: performance.now() - t0, host: hostname()}
   }
 
-  /** Connects back to every decode rank (for the "freed" notifications) and listens. */
-  connect(peers: readonly AgentAnnouncement[]): FromWorker {
+  /** Connects back to the decode side's agents, for the "freed" answers. */
+  connect(peer: LinkInfo): FromWorker {
     const t0 = performance.now()
-    this.agents.forEach((agent, rank) => {
-      const byId = new Map<number, Peer>()
-      for (const p of peers) {
-        const peer = agent.connect(Buffer.from(p.metadata, 'base64'))
-        byId.set(peer.id, peer)
-      }
-      this.peers[rank] = byId
-      agent.onNotification((n) => void this.onNotification(rank, n.peer, n.payload))
-    })
+    this.owner.connectBack(peer)
     return {type: 'connected', handshakeMs: performance.now() - t0, prepareMs: 0}
   }
 
-  private async onNotification(rank: number, peerId: number | undefined, payload: Uint8Array): Promise<void> {
-    const message = JSON.parse(new TextDecoder().decode(payload)) as {read?: [number, number]}
-    if (!message.read || peerId === undefined) return
-    const [caseIndex, request] = message.read
-    const key = `${rank}/${caseIndex}/${request}`
-    const senders = this.received.get(key) ?? []
-    senders.push(peerId)
-    this.received.set(key, senders)
-    const expected = this.bench.requests[caseIndex].notificationsPerPrefillRank[rank]
-    if (senders.length < expected) return
-    this.received.delete(key)
-    // Every reader is done: the request's blocks may be reused, and nobody may read them any more.
-    for (const g of this.grants.get(key) ?? []) this.agents[rank].revokeGrant(g)
-    this.grants.delete(key)
-    // Tell each reader.
-    try {
-      await Promise.all(senders.map((id) => this.agents[rank].notify(this.peers[rank].get(id)!, freedMessage(caseIndex, request))))
-    } catch (error) {
-      this.send({type: 'error', error: serializeError(error)})
-    }
-  }
-
+  /** The request's blocks (the case's contiguous ids, or taken from the pool), filled, digested, held. */
   async fill(caseIndex: number, request: number, wantDigests: boolean): Promise<FromWorker> {
-    const {plan, requests} = this.bench
-    const req = requests[caseIndex]
-    const injectNow = caseIndex === 0 && request === 0
-    const target = faultTarget(req)
+    const {plan} = this.bench
+    const id = linkRequestId(caseIndex, request)
+    const req = this.requestPlan(caseIndex, id)
     await Promise.all(
-      this.tensors.map(async (regions, rank) => {
+      Array.from({length: plan.prefill.tp}, async (_, rank) => {
         const parts = byTensor(prefillParts(plan, req, rank, request), plan.prefill.numTensors)
-        await Promise.all(parts.map((ranges, t) => fillPattern(regions[t].buffer, ranges)))
+        await Promise.all(parts.map((ranges, t) => (ranges.length === 0 ? undefined : fillPattern(this.regions.region(rank, t).buffer, ranges))))
       }),
     )
+    const grants = this.owner.hold(id, {blockIds: req.prefillBlockIds, transferredTokens: req.transferredTokens})
     // Digests describe what the prefill side wrote; faults strike after them, as in-flight or
     // late-writer damage would.
-    const digests = !wantDigests ? undefined : await Promise.all(
-      req.pairs.map(async (p) => {
-        const out = new BigUint64Array(p.reads.count)
-        const ranges = Array.from({length: p.reads.count}, (_, i) => ({tensorIndex: p.reads.tensorIndex[i], index: i, offsetBytes: p.reads.remoteOffsetBytes[i], sizeBytes: p.reads.lengthBytes[i]}))
-        const groups = byTensor(ranges, plan.prefill.numTensors)
-        await Promise.all(
-          groups.map(async (g, t) => {
-            if (g.length === 0) return
-            const d = await digestRanges(this.tensors[p.prefillRank][t].buffer, g)
-            g.forEach((r, j) => (out[r.index] = d[j]))
-          }),
-        )
-        return Buffer.from(out.buffer).toString('base64')
-      }),
-    )
-    const grants = req.pairs.map((p) => this.grantReads(caseIndex, request, p))
-    const pair = req.pairs[target.pairIndex]
-    if (injectNow && (this.options.fault === 'corrupt' || this.options.fault === 'stale') && pair.reads.count > 0) {
-      const i = target.readIndex
-      const t = pair.reads.tensorIndex[i]
-      const buffer = this.tensors[pair.prefillRank][t].buffer
-      const offset = pair.reads.remoteOffsetBytes[i]
-      const length = pair.reads.lengthBytes[i]
-      if (this.options.fault === 'corrupt') {
-        new Uint8Array(buffer)[offset + Math.floor(length / 2)] ^= 0x5a
-      } else {
-        const loc = locatePrefillByte(plan, req, pair.prefillRank, pair.reads.partIndex[i], offset)
-        const key = {engine: PREFILL_ENGINE, request: previousRequest(request), rank: pair.prefillRank, tensor: t, block: loc.block, part: loc.partIndex}
-        await fillPattern(buffer, [{offsetBytes: offset, sizeBytes: length, key, partOffsetBytes: loc.partOffsetBytes}])
-      }
-    }
-    return digests ? {type: 'filled', digests, grants} : {type: 'filled', grants}
-  }
-
-  /** The prefill rank's grant over exactly the ranges this pair's decode rank will read. */
-  private grantReads(caseIndex: number, request: number, p: RequestReadPlan['pairs'][number]): string | null {
-    if (p.reads.count === 0) return null
-    const ranges = Array.from({length: p.reads.count}, (_, i) => ({
-      region: this.tensors[p.prefillRank][p.reads.tensorIndex[i]],
-      offsetBytes: p.reads.remoteOffsetBytes[i],
-      sizeBytes: p.reads.lengthBytes[i],
-    }))
-    const grant = this.agents[p.prefillRank].grant(ranges)
-    const key = `${p.prefillRank}/${caseIndex}/${request}`
-    this.grants.set(key, [...(this.grants.get(key) ?? []), grant])
-    return grant.id
+    const digests = wantDigests ? encodeDigests(await this.owner.digests(id, plan)) : undefined
+    if (caseIndex === 0 && request === 0) await this.injectFault(req, request)
+    return {type: 'filled', grants, ...(this.pool ? {blockIds: req.prefillBlockIds} : {}), ...(digests ? {digests} : {})}
   }
 
   close(): void {
+    this.owner?.close()
     for (const a of this.agents) a.close()
   }
+
+  /** The prefill side's view of the request: its block ids (the decode side's are its own business). */
+  private requestPlan(caseIndex: number, id: string): RequestReadPlan {
+    const req = this.bench.requests[caseIndex]
+    if (!this.pool) return req
+    const blockIds = this.pool.take(req.transferredTokens)
+    this.taken.set(id, blockIds)
+    return planRequestReads(this.bench.plan, {transferredTokens: req.transferredTokens, prefillBlockIds: blockIds, prefillNumLogicalBlocks: this.bench.prefillBlocks})
+  }
+
+  private async injectFault(req: RequestReadPlan, request: number): Promise<void> {
+    const fault = this.options.fault
+    if (fault !== 'corrupt' && fault !== 'stale') return
+    const target = faultTarget(req)
+    const pair = req.pairs[target.pairIndex]
+    if (pair.reads.count === 0) return
+    const i = target.readIndex
+    const t = pair.reads.tensorIndex[i]
+    const buffer = this.regions.region(pair.prefillRank, t).buffer
+    const offset = pair.reads.remoteOffsetBytes[i]
+    const length = pair.reads.lengthBytes[i]
+    if (fault === 'corrupt') {
+      new Uint8Array(buffer)[offset + Math.floor(length / 2)] ^= 0x5a
+      return
+    }
+    const loc = locatePrefillByte(this.bench.plan, req, pair.prefillRank, pair.reads.partIndex[i], offset)
+    const key = {engine: PREFILL_ENGINE, request: previousRequest(request), rank: pair.prefillRank, tensor: t, block: loc.block, part: loc.partIndex}
+    await fillPattern(buffer, [{offsetBytes: offset, sizeBytes: length, key, partOffsetBytes: loc.partOffsetBytes}])
+  }
 }
+

@@ -1,71 +1,60 @@
-import {BugError, EnvironmentError, HpdError, ModelConfigError, NativeError, UsageError, VerificationError} from '../../errors.js'
-import type {BenchTransferOptions} from './types.js'
+import type {ErrorJson} from '../../child/index.js'
+import type {LinkInfo} from '../../kvlink/index.js'
+import type {GroupBlockIds} from '../../layout/index.js'
 
 /**
- * Messages between the orchestrator and the two worker processes (Node IPC channel). Binary
- * blobs (agent metadata, digests) travel as base64.
+ * Messages between the orchestrator and the two bench workers: over the child-process kit's IPC
+ * channel for local workers, as NDJSON over an authenticated socket for a prefill side on another
+ * host (remote.ts). Binary blobs (digests) travel as base64 inside the KV link's JSON.
  */
 export type WorkerRole = 'prefill' | 'decode'
 
-export interface AgentAnnouncement {
-  readonly rank: number
-  readonly metadata: string
-  /** Region id of each shared tensor, [tensorIndex]. */
-  readonly regionIds: readonly number[]
+/** What a worker reports as ready: its engine's KV-link handshake. */
+export interface WorkerReady {
+  readonly link: LinkInfo
+  /** Allocating (registering) every rank's tensors. */
+  readonly registrationMs: number
+  /** The host it runs on (os.hostname()). */
+  readonly host: string
 }
 
 export type ToWorker =
-  | {readonly type: 'init'; readonly role: WorkerRole; readonly options: BenchTransferOptions}
-  | {readonly type: 'connect'; readonly peers: readonly AgentAnnouncement[]}
+  | {readonly type: 'connect'; readonly peer: LinkInfo}
   | {readonly type: 'fill'; readonly caseIndex: number; readonly request: number; readonly digests: boolean}
   | {
       readonly type: 'read'
       readonly caseIndex: number
       readonly request: number
-      readonly digests?: readonly string[]
-      /** [pair] the prefill rank's grant for that pair's reads (null: nothing to read). */
-      readonly grants?: readonly (string | null)[]
+      /** [owner agent] the prefill side's grant for this request. */
+      readonly grants: readonly string[]
+      /** --path serve: the prefill side's block ids of this request. */
+      readonly prefillBlockIds?: GroupBlockIds
+      /** --verify digest: the prefill side's digests (KV link wire form). */
+      readonly digests?: unknown
     }
-  | {readonly type: 'close'}
+  /** The run is over; `error` says why when it failed (a remote prefill side exits with it). */
+  | {readonly type: 'close'; readonly error?: ErrorJson}
 
 export interface ReadReport {
-  /** Wall time on the decode worker's event loop, first post to last promise settled. */
+  /** Wall time on the decode worker's event loop: --path serve includes planning and preparing lists. */
   readonly latencyMs: number
   /** Longest pair, post to completion on the agents' progress threads (no event-loop delivery). */
   readonly transferMs: number
   /** The memcpy reference, measured like transferMs. */
   readonly copyMs: number
+  /** --path serve: planning the request and preparing (or selecting) its lists. */
+  readonly prepareMs: number
+  /** --verify digest: digesting both sides and comparing. */
+  readonly verifyMs?: number
   readonly bytes: number
   readonly runs: number
+  /** The layout's coalesced runs of this request's plan (the agent's merging must agree). */
+  readonly plannedRuns: number
   readonly verifiedBytes: number
 }
 
 export type FromWorker =
-  | {readonly type: 'ready'; readonly agents: readonly AgentAnnouncement[]; readonly registrationMs: number}
   | {readonly type: 'connected'; readonly handshakeMs: number; readonly prepareMs: number; readonly readProtocol?: 'get' | 'served' | 'mixed'}
-  | {readonly type: 'filled'; readonly digests?: readonly string[]; readonly grants: readonly (string | null)[]}
-  | {readonly type: 'read-done'; readonly report: ReadReport}
-  | {readonly type: 'error'; readonly error: SerializedError}
-
-export interface SerializedError {
-  readonly kind: string
-  readonly code: string
-  readonly message: string
-  readonly hint?: string
-  readonly details?: Record<string, unknown>
-}
-
-export function serializeError(error: unknown): SerializedError {
-  if (error instanceof HpdError) {
-    return {kind: error.constructor.name, code: error.code, message: error.message, ...(error.hint ? {hint: error.hint} : {}), ...(error.details ? {details: {...error.details}} : {})}
-  }
-  const e = error as {code?: string; message?: string}
-  return {kind: 'BugError', code: typeof e?.code === 'string' ? e.code : 'HPD_BUG', message: String(e?.message ?? error)}
-}
-
-const KINDS: Record<string, typeof HpdError> = {UsageError, ModelConfigError, EnvironmentError, NativeError, VerificationError, BugError, TransportError: NativeError}
-
-export function deserializeError(e: SerializedError, extraDetails: Record<string, unknown> = {}): HpdError {
-  const Kind = KINDS[e.kind] ?? (e.code.startsWith('HPD_NATIVE_') ? NativeError : BugError)
-  return new Kind(e.code, e.message, {...(e.hint ? {hint: e.hint} : {}), details: {...e.details, ...extraDetails}})
-}
+  | {readonly type: 'filled'; readonly grants: readonly string[]; readonly blockIds?: GroupBlockIds; readonly digests?: unknown}
+  | {readonly type: 'read-done'; readonly report: ReadReport; readonly pairListPrepares?: number}
+  | {readonly type: 'error'; readonly error: ErrorJson}

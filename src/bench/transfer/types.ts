@@ -1,3 +1,4 @@
+import type {ListStrategy} from '../../kvlink/index.js'
 import type {AttentionBackend, AttentionRunShape} from '../../layout/index.js'
 import type {DtypeChoice} from '../../model/index.js'
 import type {ReadProtocol, TransportKind} from '../../transport/index.js'
@@ -6,6 +7,31 @@ export type VerifyMode = 'full' | 'digest' | 'off'
 export const VERIFY_MODES: readonly VerifyMode[] = ['full', 'digest', 'off']
 export type InjectedFault = 'corrupt' | 'stale' | 'short' | 'kill-peer'
 export const INJECTED_FAULTS: readonly InjectedFault[] = ['corrupt', 'stale', 'short', 'kill-peer']
+
+/**
+ * Which path a request takes:
+ * - `case`: one agent per TP rank, every request of a case over the same contiguous block ids and
+ *   lists prepared once per case (the transport's best case);
+ * - `serve`: serving's exact per-request path: one agent per worker process, block ids allocated
+ *   per request from a shuffled pool, the read planned and its lists made per request (`--lists
+ *   request`) or selected from per-engine-pair lists (`--lists pair`, as NIXL prepares them).
+ */
+export type BenchPath = 'case' | 'serve'
+export const BENCH_PATHS: readonly BenchPath[] = ['case', 'serve']
+
+/** Across hosts: this process runs one side and meets the other through etcd (`--etcd`, `--role`). */
+export interface BenchCluster {
+  readonly urls: readonly string[]
+  readonly cluster: string
+  readonly role: 'prefill' | 'decode'
+  /** Where this side's control socket (prefill) and transfer agents listen: an address of this host. */
+  readonly host: string
+  readonly port: number
+  /** The cluster token: the control socket admits only a peer that proves it. Undefined: --insecure. */
+  readonly token: string | undefined
+  /** How long the decode side waits for the prefill side to appear in etcd (and it for the run). */
+  readonly waitMs: number
+}
 
 export interface BenchTransferOptions {
   /** Preset name, config.json path or model directory (as `--model`). */
@@ -30,6 +56,13 @@ export interface BenchTransferOptions {
   readonly fault?: InjectedFault
   /** Deadline of every step (read, notification, worker answer). */
   readonly timeoutMs: number
+  readonly path: BenchPath
+  /** --path serve: how descriptor lists are made (src/kvlink/lists.ts). */
+  readonly lists: ListStrategy
+  /** Seed of the serve path's pool shuffle (both sides derive their pools from it). */
+  readonly seed: number
+  /** Across hosts through etcd; absent: both sides are child processes of this one. */
+  readonly cluster?: BenchCluster
 }
 
 /** One (prompt length) case, measured. Bytes are per request, summed over all rank pairs. */
@@ -62,9 +95,12 @@ export interface TransferCaseResult {
   readonly ratioBestToMemcpy: number
   /** The first (unmeasured) request: endpoint wire-up, segment attach, page faults. */
   readonly warmupMs: number
+  /** --path case: preparing the case's lists, once. --path serve: p50 of planning + preparing per request. */
   readonly prepareMs: number
   readonly verify: VerifyMode
   readonly verifiedBytes: number
+  /** --verify digest: p50 per request of digesting both sides and comparing (the KV link's check, as --verify-transfers runs it). */
+  readonly verifyMsP50?: number
 }
 
 export interface BenchTransferResult {
@@ -84,6 +120,13 @@ export interface BenchTransferResult {
   readonly registrationMs: number
   /** Decode side: connecting every decode rank to its prefill ranks (metadata → endpoints, rkeys). */
   readonly firstHandshakeMs: number
+  readonly path: BenchPath
+  /** --path serve: the list strategy, the pool size per rank, and lists (re)prepared by per-pair caches in the whole run. */
+  readonly lists?: ListStrategy
+  readonly poolBlocks?: number
+  readonly pairListPrepares?: number
+  /** Across hosts: where the two sides ran. */
+  readonly hosts?: {readonly prefill: string; readonly decode: string}
   readonly cases: readonly TransferCaseResult[]
 }
 

@@ -1,44 +1,29 @@
-// Entry of a bench worker process (spawned by orchestrator.ts with an IPC channel). Answers one
-// message at a time; any failure goes back as a typed error message, never a stack trace.
-import {DecodeWorker} from './decode-worker.js'
-import {PrefillWorker} from './prefill-worker.js'
-import {type FromWorker, serializeError, type ToWorker} from './protocol.js'
+// Entry of a bench worker process (spawned by orchestrator.ts through the child-process kit,
+// src/child): `--role prefill|decode --options <json>`. Its ready line carries the engine's KV-link
+// handshake; then it answers one IPC message at a time; any failure goes back as a typed error
+// message, never a stack trace. It exits when the orchestrator goes (the kit's lifeline).
+import {errorToJson, onParentMessage, runChild, sendToParent} from '../../child/index.js'
+import {WorkerSession} from './worker-session.js'
+import type {BenchTransferOptions} from './types.js'
+import type {FromWorker, ToWorker, WorkerReady, WorkerRole} from './protocol.js'
 
-const send = (m: FromWorker): void => {
-  if (process.connected) process.send?.(m)
-}
-let worker: PrefillWorker | DecodeWorker | undefined
-let queue: Promise<void> = Promise.resolve()
+const arg = (name: string) => process.argv[process.argv.indexOf(name) + 1]
+const role = arg('--role') as WorkerRole
+const options = JSON.parse(arg('--options')) as BenchTransferOptions
+const send = (m: FromWorker): void => sendToParent(m)
 
-async function handle(m: ToWorker): Promise<FromWorker | undefined> {
-  switch (m.type) {
-    case 'init':
-      worker = m.role === 'prefill' ? new PrefillWorker(m.options, send) : new DecodeWorker(m.options, send)
-      return worker.init()
-    case 'connect':
-      return worker!.connect(m.peers)
-    case 'fill':
-      return (worker as PrefillWorker).fill(m.caseIndex, m.request, m.digests)
-    case 'read':
-      return (worker as DecodeWorker).read(m.caseIndex, m.request, m.digests, m.grants)
-    case 'close':
-      worker?.close()
-      process.exit(0)
-  }
-}
-
-process.on('message', (raw) => {
-  queue = queue.then(async () => {
-    try {
-      const reply = await handle(raw as ToWorker)
-      if (reply) send(reply)
-    } catch (error) {
-      send({type: 'error', error: serializeError(error)})
-    }
-  })
-})
-// Never outlive the orchestrator.
-process.on('disconnect', () => {
-  worker?.close()
-  process.exit(0)
+let session: WorkerSession | undefined
+runChild<WorkerReady>({
+  async start() {
+    session = new WorkerSession(role, options, send)
+    const ready = session.init()
+    onParentMessage((m) => {
+      session!.handle(m as ToWorker).then(
+        (reply) => reply && send(reply),
+        (error: unknown) => send({type: 'error', error: errorToJson(error)}),
+      )
+    })
+    return ready
+  },
+  stop: () => session?.close(),
 })

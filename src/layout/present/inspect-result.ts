@@ -3,6 +3,7 @@ import {checkDescriptorTables} from '../bounds.js'
 import {localDescriptorView, pairDescriptorViews} from '../descriptor-ids.js'
 import {planLayout as planLayoutImpl} from '../plan-layout.js'
 import {planRequestReads, type RequestReadPlan, type RequestReadSummary, summarizeRequestReads} from '../request-reads.js'
+import {checkPromptTokens, transferredTokens} from '../transferred-tokens.js'
 import type {AttentionRunShape, CachePart, EngineLayout, LayoutPlan, PageRead, PlanLayoutOptions, VllmPitfall, VllmVersionJudgement} from '../types.js'
 
 /** `hpd inspect-layout --json` result. Field names are a contract: scripts rely on them. */
@@ -120,7 +121,7 @@ export interface DescriptorTables {
   }[]
 }
 
-export function buildInspectResult(plan: LayoutPlan, reads: RequestReadSummary, descriptorReads?: RequestReadPlan): InspectLayoutResult {
+export function buildInspectResult(plan: LayoutPlan, promptTokens: number, reads: RequestReadSummary, descriptorReads?: RequestReadPlan): InspectLayoutResult {
   const m = plan.model
   return {
     model: {name: m.name, family: m.family, architecture: m.architecture, dtype: m.dtype, numLayers: m.layers.length, pattern: pattern(m), source: m.source},
@@ -128,7 +129,7 @@ export function buildInspectResult(plan: LayoutPlan, reads: RequestReadSummary, 
     prefill: engineSummary(plan.prefill),
     decode: engineSummary(plan.decode),
     transfer: {
-      promptTokens: reads.promptTokens,
+      promptTokens,
       transferredTokens: reads.transferredTokens,
       tpRatio: plan.mapping.tpRatio,
       attention: plan.mapping.attention,
@@ -245,12 +246,14 @@ function descriptorTables(plan: LayoutPlan, reads: RequestReadPlan): DescriptorT
 /** Everything `inspect-layout` shows, from a model and the layout options. Pure. */
 export function inspectLayout(options: PlanLayoutOptions & {readonly promptTokens: number; readonly descriptors?: boolean}): InspectLayoutResult {
   const {promptTokens, descriptors = false, ...layout} = options
+  checkPromptTokens(promptTokens)
   const plan = planLayoutImpl(layout)
+  const tokens = transferredTokens(promptTokens)
   // The counts stream (no lists kept); the full lists are built only when descriptor ids are asked for.
   if (descriptors) {
-    checkDescriptorTables(plan, promptTokens)
-    const full = planRequestReads(plan, {promptTokens, descriptorIds: true})
-    return buildInspectResult(plan, summarizeRequestReads(plan, {promptTokens}), full)
+    checkDescriptorTables(plan, tokens)
+    const full = planRequestReads(plan, {transferredTokens: tokens, descriptorIds: true})
+    return buildInspectResult(plan, promptTokens, summarizeRequestReads(plan, {transferredTokens: tokens}), full)
   }
-  return buildInspectResult(plan, summarizeRequestReads(plan, {promptTokens}))
+  return buildInspectResult(plan, promptTokens, summarizeRequestReads(plan, {transferredTokens: tokens}))
 }

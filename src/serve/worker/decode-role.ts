@@ -9,14 +9,14 @@
  * call that may allocate them until the batcher takes them over; every exit path in between frees
  * them (engine.free is a no-op for ids it does not hold).
  */
+import {VerificationError} from '../../errors.js'
 import {ServeError} from '../backend.js'
 import type {ControlClient} from '../http-json.js'
-import {INTERNAL, type FinishReason, type GenerateRequest, type SamplingParams, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
+import {INTERNAL, type DigestsResponse, type FinishReason, type GenerateRequest, type SamplingParams, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
 import {ContinuousBatcher, endOf} from './batcher.js'
-import type {GroupBlockIds, SampledToken, WorkerEngine} from './engine-port.js'
+import type {GroupBlockIds, PullOptions, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
 import {PeerCache} from './peer-cache.js'
 import type {PeerDirectory} from './peer-directory.js'
-import {READ_DONE_PREFIX} from './prefill-role.js'
 
 export interface DecodeRoleOptions {
   readonly engine: WorkerEngine
@@ -30,6 +30,11 @@ export interface DecodeRoleOptions {
   readonly log: (event: string, fields: Record<string, unknown>) => void
   /** Test hook: pause after the handshake, before the read (lets fault tests kill a peer mid-transfer). */
   readonly pauseBeforeReadMs?: number
+  /**
+   * `--verify-transfers`: after each read both sides digest the request's reads (the prefill
+   * side's answer comes over the control plane) and a mismatch fails the request, never served.
+   */
+  readonly verifyTransfers?: boolean
 }
 
 export type Emit = (event: WorkerStreamEvent) => void
@@ -41,6 +46,9 @@ export class DecodeRole {
   private readonly active = new Set<string>()
   transferBytes = 0
   transferMs = 0
+  /** --verify-transfers: requests verified, and the time it took (digests of both sides + the round trip). */
+  verifiedTransfers = 0
+  verifyMs = 0
 
   constructor(private readonly o: DecodeRoleOptions) {
     this.batcher = new ContinuousBatcher(o.engine, o.maxBatch)
@@ -187,22 +195,26 @@ export class DecodeRole {
       lease.check()
       emit({type: 'phase', phase: 'transfer', atMs: Date.now()})
       const transferStart = performance.now()
-      let pulled
+      let pulled: PullResult
       try {
-        pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs)
+        pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs, this.verifyOptions(t, controlUrl))
       } catch (error) {
-        await this.links.drop(t.engineId)
-        throw new ServeError(502, 'kv_transfer_failed', `pulling request ${req.requestId} from prefill engine ${t.engineId} failed: ${(error as Error).message}`)
+        // Verified or not, the read is over: the prefill side may free its blocks now.
+        if (error instanceof VerifyFailed || error instanceof VerificationError) this.readDone(peer, req.requestId, t)
+        else await this.links.drop(t.engineId)
+        throw asTransferError(req.requestId, t, error)
       }
       lease.stop()
       const transferMs = performance.now() - transferStart
       this.transferBytes += pulled.bytes
       this.transferMs += transferMs
+      if (pulled.verifyMs !== undefined) {
+        this.verifiedTransfers++
+        this.verifyMs += pulled.verifyMs
+      }
       this.o.engine.adopt(req.requestId, t.numComputedTokens)
       // The prefill side frees its blocks on this; if it is lost, the lease frees them anyway.
-      this.o.engine.notify(peer, `${READ_DONE_PREFIX}${t.requestId}`).catch((error: Error) => {
-        this.o.log('notify-failed', {requestId: req.requestId, message: error.message})
-      })
+      this.readDone(peer, req.requestId, t)
       emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads})
       read = true
     } finally {
@@ -210,6 +222,28 @@ export class DecodeRole {
       // Given up before the read (client gone, no blocks, an error): the prefill side may free
       // its blocks now rather than at lease expiry (vLLM sends an empty-block notification).
       if (!read) lease.release()
+    }
+  }
+
+  private readDone(peer: Parameters<WorkerEngine['readDone']>[0], requestId: string, t: TransferParams): void {
+    this.o.engine.readDone(peer, t.requestId).catch((error: Error) => {
+      this.o.log('notify-failed', {requestId, message: error.message})
+    })
+  }
+
+  /** With --verify-transfers: how the engine gets the prefill side's digests of this request's reads. */
+  private verifyOptions(t: TransferParams, controlUrl: string): PullOptions {
+    if (!this.o.verifyTransfers) return {}
+    return {
+      verify: (decodeTp) =>
+        this.o.client
+          .call<DigestsResponse>(`${controlUrl}${INTERNAL.digests}`, {requestId: t.requestId, decodeTp, ...(t.grant ? {grant: t.grant} : {})}, {timeoutMs: this.o.transferTimeoutMs, retryOnReset: true})
+          .then(
+            (r) => r.pairs,
+            (error: Error) => {
+              throw new VerifyFailed(`the prefill side could not digest request ${t.requestId}: ${error.message}`)
+            },
+          ),
     }
   }
 
@@ -223,6 +257,18 @@ export class DecodeRole {
       await sleep(this.o.allocRetryMs, signal)
     }
   }
+}
+
+/** The prefill side's digests could not be had: the transfer cannot be verified, so it is not served. */
+class VerifyFailed extends Error {}
+
+/** A failed pull as the request's error: a verification failure says so (never served), others are transfer failures. */
+function asTransferError(requestId: string, t: TransferParams, error: unknown): ServeError {
+  const message = (error as Error)?.message ?? String(error)
+  if (error instanceof VerificationError || error instanceof VerifyFailed) {
+    return new ServeError(502, 'kv_verify_failed', `request ${requestId} from prefill engine ${t.engineId} failed verification, not served: ${message}`)
+  }
+  return new ServeError(502, 'kv_transfer_failed', `pulling request ${requestId} from prefill engine ${t.engineId} failed: ${message}`)
 }
 
 /**

@@ -1,38 +1,26 @@
 /**
  * WorkerEngine over the real pieces: the CPU engine (src/engine) whose cache tensors are regions
- * of this worker's transfer agent (src/transport), and the layout engine's read plan
- * (src/layout) executed as one batched READ per (decode rank, prefill rank).
+ * of this worker's transfer agent (src/transport), moved by the KV link (src/kvlink), which runs
+ * the layout engine's read plan (src/layout) as one batched READ per (decode rank, prefill rank).
  *
  * One transfer agent per worker process; every TP rank's shared tensors are separate regions of
- * it (as if each rank were on its own GPU), named in the handshake by (rank, tensor). Descriptor
- * lists are prepared per request from the plan's coalesced runs and released after the read:
- * the runs differ per request, and on the tiny models preparing costs microseconds.
+ * it (as if each rank were on its own GPU), named in the handshake by (rank, tensor).
  */
 import {HybridEngine} from '../../engine/engine.js'
 import {loadModel} from '../../engine/load-model.js'
 import {serveTokenizer} from '../serve-model.js'
 import {SequenceSampler} from '../../engine/sampler.js'
 import {StepScheduler} from '../../engine/step-scheduler.js'
-import {compatibilityHash, logicalBlockRanges, planLayout, planRequestReads, type LayoutPlan} from '../../layout/index.js'
-import {TransferAgent, type Descriptor, type Peer} from '../../transport/index.js'
+import {compareDigests, decodeDigests, encodeDigests, LinkOwner, LinkReader, parseLinkInfo, readerDigests, RegionTable, type RemoteEngine} from '../../kvlink/index.js'
+import {compatibilityHash, planLayout, type LayoutPlan} from '../../layout/index.js'
+import {type Region, TransferAgent} from '../../transport/index.js'
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
 import {ENGINE_LAYOUT_OPTIONS} from './layout-options.js'
-import type {DecodeEntry, GroupBlockIds, PeerLink, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
+import type {DecodeEntry, GroupBlockIds, PeerLink, PullOptions, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
 import type {WorkerConfig} from './worker-config.js'
 
-/** What a prefill engine publishes in its handshake (HandshakePayload.transport). */
-interface TransportInfo {
-  /** base64 of TransferAgent.metadata() */
-  readonly agentMetadata: string
-  /** [rank][tensorIndex] → region id in that agent */
-  readonly regionIds: readonly (readonly number[])[]
-  readonly numLogicalBlocks: number
-}
-
 interface BoundPeer extends PeerLink {
-  readonly peer: Peer
-  readonly info: TransportInfo
-  readonly plan: LayoutPlan
+  readonly remote: RemoteEngine
 }
 
 const LAYOUT_OPTIONS = ENGINE_LAYOUT_OPTIONS
@@ -41,8 +29,8 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
   const model = loadModel(config.model)
   // The agent listens where the control server does (loopback unless told otherwise).
   const agent = TransferAgent.create({name: config.name, transport: config.transport, bindAddress: config.host})
-  const regionIds: number[][] = []
   let engine: HybridEngine
+  const pending: {rank: number; tensorIndex: number; region: Region}[] = []
   try {
     engine = new HybridEngine({
       spec: model.spec,
@@ -53,7 +41,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
       allocator: {
         allocate: ({rank, tensorIndex, sizeBytes}) => {
           const region = agent.allocRegion(sizeBytes)
-          ;(regionIds[rank] ??= [])[tensorIndex] = region.id
+          pending.push({rank, tensorIndex, region})
           return {buffer: region.buffer, release: () => agent.freeRegion(region)}
         },
       },
@@ -62,6 +50,33 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     agent.close()
     throw error
   }
+  // The table is sized once the engine says how many shared tensors a rank has.
+  const table = RegionTable.oneAgent(agent, config.tp, engine.layout.numTensors)
+  for (const p of pending.splice(0)) table.set(p.rank, p.tensorIndex, p.region)
+  const readDone = new Set<(requestId: string) => void>()
+  const owner = new LinkOwner({
+    regions: table,
+    layout: engine.layout,
+    numLogicalBlocks: engine.numBlocks,
+    onReadDone: (id) => {
+      for (const l of readDone) l(id)
+    },
+  })
+  const reader = new LinkReader({regions: table, numLogicalBlocks: engine.numBlocks})
+  // Plans with this engine on one side, by the other side's TP size (pure; cached).
+  const plans = new Map<string, LayoutPlan>()
+  const planOf = (prefillTp: number, decodeTp: number): LayoutPlan => {
+    const key = `${prefillTp}/${decodeTp}`
+    let plan = plans.get(key)
+    if (!plan) {
+      plan = planLayout({model: model.spec, prefillTp, decodeTp, ...LAYOUT_OPTIONS})
+      plans.set(key, plan)
+    }
+    return plan
+  }
+  // Fault-injection hook (tests only, src/serve/README.md): the decode side flips one byte of what
+  // it read for requests whose id contains this marker, as damage in flight would.
+  const corruptFor = process.env.HPD_TEST_CORRUPT_TRANSFER_FOR
   const hash = compatibilityHash(model.spec, engine.layout)
   // Every engine computation goes through the scheduler: chunked prefill mixed with decode
   // steps under a token budget, each step off the event loop (src/engine/step-scheduler.ts).
@@ -120,83 +135,43 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
       await scheduler.prefill(requestId, tokenIds, {wantLogits: false})
       const blockIds = engine.blockIds(requestId)
-      // Every page of the request's blocks, in every (rank, tensor) region: all a reader of this
-      // request may have served, whatever its TP (the layout engine says where a block's bytes are).
-      const blocks = [...new Set(blockIds.flat())]
-      const ranges = regionIds.flatMap((tensors) =>
-        tensors.flatMap((region) => blocks.flatMap((b) => logicalBlockRanges(engine.layout, b, engine.numBlocks).map((r) => ({region, ...r})))),
-      )
-      return {blockIds, grant: agent.grant(ranges).id}
+      const [grant] = owner.hold(requestId, {blockIds, transferredTokens: tokenIds.length})
+      return {blockIds, grant}
     },
-    revokeGrant: (grant) => {
-      agent.revokeGrant(grant)
+    endTransfer: (requestId) => {
+      owner.end(requestId)
     },
-    transportInfo: (): TransportInfo => ({
-      agentMetadata: Buffer.from(agent.metadata()).toString('base64'),
-      regionIds,
-      numLogicalBlocks: engine.numBlocks,
-    }),
-    onNotification(listener) {
-      agent.onNotification((n) => listener(new TextDecoder().decode(n.payload)))
+    transportInfo: () => owner.handshake(),
+    onReadDone(listener) {
+      readDone.add(listener)
+    },
+    async transferDigests(requestId: string, decodeTp: number) {
+      return encodeDigests(await owner.digests(requestId, planOf(config.tp, decodeTp)))
     },
 
     allocate: (requestId, numTokens) => engine.allocate(requestId, numTokens),
     async connect(h: HandshakePayload): Promise<PeerLink> {
-      const info = h.transport as TransportInfo
-      const plan = planLayout({model: model.spec, prefillTp: h.tpSize, decodeTp: config.tp, ...LAYOUT_OPTIONS})
-      const peer = agent.connect(new Uint8Array(Buffer.from(info.agentMetadata, 'base64')))
-      const link: BoundPeer = {
-        engineId: h.engineId,
-        engineEpoch: h.engineEpoch,
-        peer,
-        info,
-        plan,
-        close: () => {
-          try {
-            agent.disconnect(peer)
-          } catch {
-            // already gone with its peer
-          }
-        },
-      }
+      const plan = planOf(h.tpSize, config.tp)
+      const remote = reader.connect(parseLinkInfo(h.transport, {tp: h.tpSize, numTensors: plan.prefill.numTensors}), plan)
+      const link: BoundPeer = {engineId: h.engineId, engineEpoch: h.engineEpoch, remote, close: () => remote.close()}
       return link
     },
-    async pull(link: PeerLink, local: GroupBlockIds, remote: TransferParams, timeoutMs: number): Promise<PullResult> {
-      const {peer, info, plan} = link as BoundPeer
-      const reads = planRequestReads(plan, {
-        // The plan speaks of N prompt tokens and transfers N−1 for hybrids, N otherwise; the
-        // prefill side computed exactly numComputedTokens.
-        promptTokens: plan.prefill.hybrid ? remote.numComputedTokens + 1 : remote.numComputedTokens,
-        prefillBlockIds: remote.blockIds,
-        decodeBlockIds: local,
-        prefillNumLogicalBlocks: info.numLogicalBlocks,
-        decodeNumLogicalBlocks: engine.numBlocks,
-      })
-      const results = await Promise.all(
-        reads.pairs.map(async (pair) => {
-          const runs = pair.runs
-          const localDescs: Descriptor[] = []
-          const remoteDescs: Descriptor[] = []
-          for (let i = 0; i < runs.count; i++) {
-            const t = runs.tensorIndex[i]
-            localDescs.push({region: regionIds[pair.decodeRank][t], offsetBytes: runs.localOffsetBytes[i], sizeBytes: runs.lengthBytes[i]})
-            remoteDescs.push({region: info.regionIds[pair.prefillRank][t], offsetBytes: runs.remoteOffsetBytes[i], sizeBytes: runs.lengthBytes[i]})
-          }
-          const localList = agent.prepareLocal(localDescs)
-          const remoteList = agent.prepareRemote(peer, remoteDescs)
-          try {
-            const idx = Array.from({length: runs.count}, (_, i) => i)
-            return await agent.read(localList, idx, remoteList, idx, {timeoutMs, grant: remote.grant})
-          } finally {
-            agent.releaseList(localList)
-            agent.releaseList(remoteList)
-          }
-        }),
-      )
-      return {bytes: results.reduce((a, r) => a + r.bytes, 0), reads: results.length}
+    async pull(link: PeerLink, local: GroupBlockIds, t: TransferParams, timeoutMs: number, o: PullOptions = {}): Promise<PullResult> {
+      const {remote} = link as BoundPeer
+      // The prefill side computed exactly the transferred tokens (transferredTokens(N), src/layout).
+      const {reads, result} = await remote.pull({transferredTokens: t.numComputedTokens, localBlockIds: local, remoteBlockIds: t.blockIds}, {grants: t.grant ? [t.grant] : [], timeoutMs})
+      if (corruptFor && t.requestId.includes(corruptFor)) {
+        const pair = reads.pairs.find((p) => p.reads.count > 0)!
+        new Uint8Array(table.region(pair.decodeRank, pair.reads.tensorIndex[0]).buffer)[pair.reads.localOffsetBytes[0]] ^= 0x5a
+      }
+      if (!o.verify) return {bytes: result.bytes, reads: result.reads}
+      const started = performance.now()
+      const [ours, theirs] = await Promise.all([readerDigests(table, reads), o.verify(config.tp).then(decodeDigests)])
+      compareDigests(t.requestId, remote.plan, reads, ours, theirs)
+      return {bytes: result.bytes, reads: result.reads, verifyMs: performance.now() - started}
     },
-    async notify(link: PeerLink, message: string): Promise<void> {
-      await agent.notify((link as BoundPeer).peer, message, {timeoutMs: 2000})
+    async readDone(link: PeerLink, requestId: string): Promise<void> {
+      await (link as BoundPeer).remote.readDone(requestId, undefined, {timeoutMs: 2000})
     },
     adopt: (requestId, numTokens) => engine.adopt(requestId, numTokens),
 
@@ -223,6 +198,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     async close(): Promise<void> {
       // A step may be computing into the cache off the main thread: let it end before the memory goes.
       await scheduler.close()
+      owner.close()
       engine.close()
       agent.close()
     },

@@ -20,6 +20,17 @@ export interface PullResult {
   readonly bytes: number
   /** Batched reads issued: one per (decode rank, prefill rank) pair. */
   readonly reads: number
+  /** With `verify`: digesting both sides and comparing (the prefill side's answer included). */
+  readonly verifyMs?: number
+}
+
+export interface PullOptions {
+  /**
+   * Verify the transfer (`--verify-transfers`): fetches the prefill side's digests of the
+   * request's reads for a decode engine of `decodeTp` ranks (opaque JSON, as `transferDigests`
+   * returns it); a mismatch rejects the pull with HPD_KVLINK_DIGEST_MISMATCH (a VerificationError).
+   */
+  readonly verify?: (decodeTp: number) => Promise<unknown>
 }
 
 export interface DecodeEntry {
@@ -53,20 +64,23 @@ export interface WorkerEngine {
    * reads check every piece against it). Revoke the grant before freeing the blocks.
    */
   prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<{readonly blockIds: GroupBlockIds; readonly grant: string}>
-  revokeGrant(grant: string): void
+  /** Ends the request's transfer: its grant is revoked (call before freeing its blocks; idempotent). */
+  endTransfer(requestId: string): void
   /** Transfer metadata served in the handshake (JSON; the decode engine's connect() reads it). */
   transportInfo(): unknown
-  /** Messages peers sent through the transfer agent (decode → prefill: "read done"). */
-  onNotification(listener: (message: string) => void): void
+  /** Every reader of a request reported it read (the KV link's "read done"): its blocks may go. */
+  onReadDone(listener: (requestId: string) => void): void
+  /** This side's digests of a held request's reads by a decode engine of `decodeTp` ranks (JSON). */
+  transferDigests(requestId: string, decodeTp: number): Promise<unknown>
 
   // ── decode side ──
   /** Allocates blocks for a transferred request of `numTokens` cached tokens; null when the pool is full now. */
   allocate(requestId: string, numTokens: number): GroupBlockIds | null
   connect(handshake: HandshakePayload): Promise<PeerLink>
   /** Runs the layout engine's read plan for the request: one batched read per (decode rank, prefill rank). */
-  pull(peer: PeerLink, local: GroupBlockIds, remote: TransferParams, timeoutMs: number): Promise<PullResult>
-  /** Tells the prefill engine (through the transfer agent) that it may free `remote.requestId`. */
-  notify(peer: PeerLink, message: string): Promise<void>
+  pull(peer: PeerLink, local: GroupBlockIds, remote: TransferParams, timeoutMs: number, options?: PullOptions): Promise<PullResult>
+  /** Tells the prefill engine (the KV link's "read done") that it may free `requestId` (its id there). */
+  readDone(peer: PeerLink, requestId: string): Promise<void>
   /** Adopts the pulled cache as request state holding `numTokens` tokens. */
   adopt(requestId: string, numTokens: number): void
 

@@ -13,6 +13,7 @@
  * or is computed here instead (`recompute`), logged and counted either way.
  */
 import {HpdError} from '../../errors.js'
+import {transferredTokens} from '../../layout/index.js'
 import {ServeError, type BackendRequest, type GenerationBackend} from '../backend.js'
 import {kvParamsOf} from '../kv-contract.js'
 import type {WorkerStreamEvent} from '../protocol.js'
@@ -25,6 +26,8 @@ export type KvLoadFailurePolicy = 'fail' | 'recompute'
 /** Failures of the pull itself (before any token): what `recompute` recovers from. */
 const PULL_FAILURES = new Set([
   'kv_transfer_failed',
+  // --verify-transfers: the bytes arrived wrong; they are never served, and `recompute` computes the prompt here.
+  'kv_verify_failed',
   'lease_lost',
   'grant_mismatch',
   'compatibility_mismatch',
@@ -97,11 +100,12 @@ export class LocalBackend implements GenerationBackend {
 
   /** The prefill leg: N−1 tokens computed and leased; the decode leg's params as the answer. */
   private async *prefillLeg(request: BackendRequest): AsyncGenerator<WorkerStreamEvent> {
-    if (request.promptTokenIds.length < 2) {
-      // N−1 = 0 tokens: nothing to transfer; a decode leg without params computes the prompt.
+    const tokens = transferredTokens(request.promptTokenIds.length)
+    if (tokens === 0) {
+      // Nothing to transfer (a one-token prompt): a decode leg without params computes the prompt.
       yield {type: 'kv-params', params: null}
     } else {
-      this.o.metrics.countPrompt(request.promptTokenIds.length - 1)
+      this.o.metrics.countPrompt(tokens)
       let transfer
       try {
         ;({transfer} = await this.o.prefill.prefill({requestId: request.requestId, promptTokenIds: request.promptTokenIds}))

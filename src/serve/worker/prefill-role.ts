@@ -7,13 +7,11 @@
  * that fails frees what it allocated. A lease can be extended, but never past `maxLeaseMs` after
  * it began: a caller that keeps beating cannot pin blocks forever.
  */
+import {transferredTokens} from '../../layout/index.js'
 import {ServeError} from '../backend.js'
 import {PROTOCOL_VERSION, type HandshakePayload, type PrefillRequest, type PrefillResponse} from '../protocol.js'
 import type {WorkerEngine} from './engine-port.js'
 import {LeaseTable} from './lease-table.js'
-
-/** Notification text the decode side sends once it has read a request's cache. */
-export const READ_DONE_PREFIX = 'hpd-read-done:'
 
 export interface PrefillRoleOptions {
   readonly engine: WorkerEngine
@@ -30,7 +28,7 @@ export class PrefillRole {
   private readonly sweeper: NodeJS.Timeout
   /** Requests being prefilled now (their blocks are not under a lease yet). */
   private readonly computing = new Set<string>()
-  /** The served-read grant of each leased request (revoked with the lease, before its blocks are freed). */
+  /** The served-read grant of each leased request: a decode leg proves its params with it (the KV link revokes it with the lease). */
   private readonly grants = new Map<string, string>()
 
   constructor(private readonly o: PrefillRoleOptions) {
@@ -38,9 +36,9 @@ export class PrefillRole {
       durationMs: o.leaseMs,
       maxHoldMs: o.maxLeaseMs,
       onEnd: (requestId, why) => {
-        const grant = this.grants.get(requestId)
         this.grants.delete(requestId)
-        if (grant !== undefined) o.engine.revokeGrant(grant)
+        // The grant goes before the blocks: nobody may be served them once they can be reused.
+        o.engine.endTransfer(requestId)
         o.engine.free(requestId)
         o.log(why === 'expired' ? 'lease-expired' : 'lease-released', {requestId})
       },
@@ -48,9 +46,7 @@ export class PrefillRole {
     // Sweep a few times per lease so expiry is late by at most a quarter of it.
     this.sweeper = setInterval(() => this.leases.sweep(), Math.max(50, Math.floor(o.leaseMs / 4)))
     this.sweeper.unref()
-    o.engine.onNotification((message) => {
-      if (message.startsWith(READ_DONE_PREFIX)) this.leases.release(message.slice(READ_DONE_PREFIX.length))
-    })
+    o.engine.onReadDone((requestId) => this.leases.release(requestId))
   }
 
   get inFlight(): number {
@@ -75,12 +71,13 @@ export class PrefillRole {
       throw new ServeError(409, 'duplicate_request', `request ${req.requestId} is already prefilled or being prefilled on this worker`)
     }
     const started = performance.now()
-    const computed = req.promptTokenIds.slice(0, -1)
+    const computed = req.promptTokenIds.slice(0, transferredTokens(req.promptTokenIds.length))
     this.computing.add(req.requestId)
     let prefilled
     try {
       prefilled = await this.o.engine.prefillForTransfer(req.requestId, computed)
     } catch (error) {
+      this.o.engine.endTransfer(req.requestId)
       this.o.engine.free(req.requestId)
       throw error
     } finally {
@@ -120,6 +117,13 @@ export class PrefillRole {
   release(requestId: string, grant?: string): {released: boolean} {
     this.checkGrant(requestId, grant)
     return {released: this.leases.release(requestId)}
+  }
+
+  /** The prefill side's digests of a leased request's reads (a verifying decode worker asks before "read done"). */
+  async digests(requestId: string, decodeTp: number, grant?: string): Promise<{pairs: unknown}> {
+    this.checkGrant(requestId, grant)
+    if (!this.leases.has(requestId)) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
+    return {pairs: await this.o.engine.transferDigests(requestId, decodeTp)}
   }
 
   private checkGrant(requestId: string, grant: string | undefined): void {

@@ -44,7 +44,7 @@ class MemoryEngine implements WorkerEngine {
   readonly caches = new Map<string, number[]>()
   /** Every request id this engine held blocks for, in order. */
   readonly seen: string[] = []
-  private listeners: ((m: string) => void)[] = []
+  private listeners: ((requestId: string) => void)[] = []
   constructor(
     readonly engineId: string,
     readonly compatibilityHash: string,
@@ -64,14 +64,17 @@ class MemoryEngine implements WorkerEngine {
     this.grants.set(grant, requestId)
     return {blockIds: [[this.caches.size - 1]] as GroupBlockIds, grant}
   }
-  revokeGrant(grant: string) {
-    this.grants.delete(grant)
+  endTransfer(requestId: string) {
+    for (const [grant, id] of this.grants) if (id === requestId) this.grants.delete(grant)
   }
   transportInfo() {
     return {engineId: this.engineId}
   }
-  onNotification(l: (m: string) => void) {
+  onReadDone(l: (requestId: string) => void) {
     this.listeners.push(l)
+  }
+  async transferDigests(requestId: string) {
+    return [{requestId, sum: this.caches.get(requestId)?.reduce((a, b) => a + b, 0)}]
   }
   allocate(requestId: string): GroupBlockIds | null {
     if (this.caches.size >= this.totalBlocks) return null
@@ -91,8 +94,8 @@ class MemoryEngine implements WorkerEngine {
     return {bytes: src.length * 4, reads: 1}
   }
   private pending: number[] = []
-  async notify(peer: PeerLink, message: string) {
-    for (const l of registry.get(peer.engineId)!.listeners) l(message)
+  async readDone(peer: PeerLink, requestId: string) {
+    for (const l of registry.get(peer.engineId)!.listeners) l(requestId)
   }
   adopt(requestId: string) {
     this.caches.set(requestId, this.pending)

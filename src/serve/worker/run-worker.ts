@@ -64,6 +64,7 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
       handshakeTimeoutMs: config.handshakeTimeoutMs,
       transferTimeoutMs: config.transferTimeoutMs,
       pauseBeforeReadMs: config.pauseBeforeReadMs,
+      verifyTransfers: config.verifyTransfers,
       log,
     })
     closers.push(() => worker.close())

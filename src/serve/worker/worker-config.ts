@@ -37,6 +37,8 @@ export interface WorkerConfig {
   readonly publicAccess?: 'signed' | 'open'
   /** What a decode leg whose KV pull fails does: fail the request (default) or compute it here. */
   readonly kvLoadFailurePolicy?: 'fail' | 'recompute'
+  /** Decode side: digest both sides of every transfer and fail a request whose digests differ. */
+  readonly verifyTransfers?: boolean
   /** Register in etcd (and, on decode workers, learn the prefill engines from it). */
   readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
   /** Chunked prefill: tokens per engine step and per long-prompt chunk (undefined: the engine's defaults). */

@@ -20,7 +20,7 @@ import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, r
 import {ControlClient, sendJson, sendServeError} from '../http-json.js'
 import {ServeMetrics} from '../metrics.js'
 import {INTERNAL, type WorkerHealth, type WorkerRole, type WorkerStats} from '../protocol.js'
-import {parseLeaseRequest, parsePeers} from '../protocol-schema.js'
+import {parseDigestsRequest, parseLeaseRequest, parsePeers} from '../protocol-schema.js'
 import {openAiHandler} from '../router.js'
 import {DecodeRole} from './decode-role.js'
 import type {WorkerEngine} from './engine-port.js'
@@ -65,6 +65,8 @@ export interface WorkerServerOptions {
   /** Bound on one request on the public routes. */
   readonly requestTimeoutMs?: number
   readonly pauseBeforeReadMs?: number
+  /** Decode side: verify every transfer (DecodeRoleOptions.verifyTransfers). */
+  readonly verifyTransfers?: boolean
   readonly log: (event: string, fields: Record<string, unknown>) => void
 }
 
@@ -89,6 +91,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     transferTimeoutMs: o.transferTimeoutMs,
     allocRetryMs: 20,
     pauseBeforeReadMs: o.pauseBeforeReadMs,
+    verifyTransfers: o.verifyTransfers,
     log: o.log,
   })
   const running = () => prefill.inFlight + prefill.leases.held + decode.inFlight + decode.batcher.size
@@ -146,6 +149,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       handshakes: decode.links.handshakes,
       decodeBatchMax: decode.batcher.maxBatchSeen,
       refusedUnauthenticated: refusals.count,
+      ...(o.verifyTransfers ? {verifiedTransfers: decode.verifiedTransfers, verifyMs: decode.verifyMs} : {}),
     }
   }
   const body = (req: IncomingMessage) => readJsonBody(req, {maxBytes: 1024 * 1024, timeoutMs: WORKER_HYGIENE.bodyTimeoutMs, maxDepth: 8})
@@ -169,6 +173,10 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     if (path === INTERNAL.leaseExtend) {
       const l = parseLeaseRequest(await body(req))
       return sendJson(res, 200, prefill.extend(l.requestId, l.grant))
+    if (path === INTERNAL.digests) {
+      const r = parseDigestsRequest(await body(req))
+      return sendJson(res, 200, await prefill.digests(r.requestId, r.decodeTp, r.grant))
+    }
     }
     if (path === INTERNAL.leaseRelease) {
       const l = parseLeaseRequest(await body(req))
