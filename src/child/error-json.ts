@@ -25,7 +25,7 @@ const KINDS: Readonly<Record<string, new (code: string, message: string, options
   TransportError: NativeError,
 }
 
-/** Anything thrown → ErrorJson; a non-HpdError keeps its `code` when it has one, as a BugError. */
+/** Anything thrown → ErrorJson; a non-HpdError keeps its `code` when it has one (HPD_NATIVE_* as a NativeError, others as a BugError). */
 export function errorToJson(error: unknown): ErrorJson {
   if (error instanceof HpdError) {
     return {
@@ -37,9 +37,11 @@ export function errorToJson(error: unknown): ErrorJson {
     }
   }
   const e = error as {code?: unknown; message?: unknown; hint?: unknown} | undefined
+  const code = typeof e?.code === 'string' ? e.code : 'HPD_BUG'
   return {
-    kind: 'BugError',
-    code: typeof e?.code === 'string' ? e.code : 'HPD_BUG',
+    // A native status that escaped untyped is still a native failure (exit 5), as toHpdError says.
+    kind: code.startsWith('HPD_NATIVE_') ? 'NativeError' : 'BugError',
+    code,
     message: String(e?.message ?? error),
     ...(typeof e?.hint === 'string' ? {hint: e.hint} : {}),
   }

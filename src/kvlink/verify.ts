@@ -1,4 +1,4 @@
-import {CACHE_PARTS, type LayoutPlan, type PairReadPlan, type ReadList, type RequestReadPlan} from '../layout/index.js'
+import {CACHE_PARTS, type PairReadPlan, type ReadList, type RequestReadPlan} from '../layout/index.js'
 import {digestRanges} from '../transport/index.js'
 import {digestMismatch, protocolError} from './errors.js'
 import type {RegionTable} from './regions.js'
@@ -67,7 +67,7 @@ export function ownerDigests(regions: RegionTable, reads: RequestReadPlan): Prom
  * digests differ (tensor, layer, part, remote offset, length); HPD_KVLINK_PROTOCOL when the owner
  * answered for other pairs or another number of reads.
  */
-export function compareDigests(requestId: string, plan: LayoutPlan, reads: RequestReadPlan, ours: readonly PairDigests[], theirs: readonly PairDigests[]): void {
+export function compareDigests(requestId: string, reads: RequestReadPlan, ours: readonly PairDigests[], theirs: readonly PairDigests[]): void {
   for (const mine of ours) {
     const other = theirs.find((t) => t.decodeRank === mine.decodeRank && t.prefillRank === mine.prefillRank)
     if (!other || other.digests.length !== mine.digests.length) {
@@ -76,12 +76,12 @@ export function compareDigests(requestId: string, plan: LayoutPlan, reads: Reque
     for (let pos = 0; pos < mine.digests.length; pos++) {
       if (mine.digests[pos] === other.digests[pos]) continue
       const pair = reads.pairs.find((p) => p.decodeRank === mine.decodeRank && p.prefillRank === mine.prefillRank)!
-      throw mismatchAt(requestId, plan, pair, canonicalOrder(pair.reads)[pos])
+      throw mismatchAt(requestId, pair, canonicalOrder(pair.reads)[pos])
     }
   }
 }
 
-function mismatchAt(requestId: string, plan: LayoutPlan, pair: PairReadPlan, i: number) {
+function mismatchAt(requestId: string, pair: PairReadPlan, i: number) {
   const r = pair.reads
   const part = CACHE_PARTS[r.partIndex[i]]
   const details = {
@@ -97,7 +97,7 @@ function mismatchAt(requestId: string, plan: LayoutPlan, pair: PairReadPlan, i: 
     lengthBytes: r.lengthBytes[i],
   }
   return digestMismatch(
-    `request ${requestId}: decode rank ${pair.decodeRank} ← prefill rank ${pair.prefillRank}: tensor ${details.tensor} layer ${details.layer} part ${part} (${details.lengthBytes} bytes at prefill offset ${details.remoteOffsetBytes}, ${plan.model.name}): the digest of the bytes read differs from the prefill side's`,
+    `decode rank ${pair.decodeRank} ← prefill rank ${pair.prefillRank}: tensor ${details.tensor} layer ${details.layer} part ${part} (${details.lengthBytes} bytes at prefill offset ${details.remoteOffsetBytes}): the digest of the bytes read differs from the prefill side's`,
     details,
   )
 }

@@ -212,7 +212,7 @@ export class DecodeWorker {
   private async verifyDigests(id: string, caseIndex: number, request: number, req: RequestReadPlan, digests: unknown): Promise<number> {
     const {plan} = this.bench
     try {
-      compareDigests(id, plan, req, await readerDigests(this.regions, req), decodeDigests(digests ?? []))
+      compareDigests(id, req, await readerDigests(this.regions, req), decodeDigests(digests ?? []))
     } catch (error) {
       if (!(error instanceof VerificationError) || error.code !== KVLINK_CODES.digestMismatch) throw error
       const d = error.details as {decodeRank: number; prefillRank: number; read: number; tensor: number; layer: number; part: string; lengthBytes: number}

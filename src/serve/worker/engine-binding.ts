@@ -167,7 +167,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
       if (!o.verify) return {bytes: result.bytes, reads: result.reads}
       const started = performance.now()
       const [ours, theirs] = await Promise.all([readerDigests(table, reads), o.verify(config.tp).then(decodeDigests)])
-      compareDigests(t.requestId, remote.plan, reads, ours, theirs)
+      compareDigests(t.requestId, reads, ours, theirs)
       return {bytes: result.bytes, reads: result.reads, verifyMs: performance.now() - started}
     },
     async readDone(link: PeerLink, requestId: string): Promise<void> {
