@@ -7,7 +7,7 @@ const RUN = new URL('../../bin/run.js', import.meta.url).pathname
 
 interface Envelope {
   ok: boolean
-  result?: {readProtocol: string; cases: {promptTokens: number; bytesPerRequest: number; readsPerRequest: number; runsPerRequest: number; plannedRunsPerRequest: number; rankPairs: number; verifiedBytes: number; gbPerSecond: number; memcpyGbPerSecond: number}[]}
+  result?: {readProtocol: string; path: string; lists?: string; poolBlocks?: number; pairListPrepares?: number; cases: {promptTokens: number; bytesPerRequest: number; readsPerRequest: number; runsPerRequest: number; plannedRunsPerRequest: number; rankPairs: number; verifiedBytes: number; gbPerSecond: number; memcpyGbPerSecond: number; prepareMs: number; verifyMsP50?: number}[]}
   error?: {code: string; message: string; details?: Record<string, unknown>}
 }
 
@@ -72,6 +72,41 @@ describe('hpd bench transfer (real processes, real UCX)', () => {
     expect(envelope.error!.details).toMatchObject({peer: 'prefill-r0', injectedFault: 'kill-peer'})
     // Measured and reported (the bench's --timeout-ms of 10 s did not fire first).
     expect(typeof envelope.error!.details!.detectionMs).toBe('number')
+  })
+
+  // Serving's exact per-request path: one agent per process, block ids from a shuffled pool per
+  // request, the read planned and its lists made (or selected from per-pair lists) per request,
+  // grants per request, the KV link's digest check as --verify-transfers runs it.
+  it.each([
+    ['tiny-hybrid', 2, 1, 'request', 'digest', 'auto'],
+    ['tiny-hybrid', 1, 2, 'pair', 'full', 'auto'],
+    ['tiny-hybrid-g1', 2, 1, 'pair', 'digest', 'tcp'],
+    ['tiny-llama', 1, 2, 'request', 'full', 'tcp'],
+  ])('--path serve: %s TP %i → %i, lists per %s, --verify %s (transport %s)', async (model, tp, decodeTp, lists, verify, transport) => {
+    const {exitCode, envelope} = await bench(['--model', model, '--tp', String(tp), '--decode-tp', String(decodeTp), '--prompt-tokens', '40,300', '--requests', '3', '--path', 'serve', '--lists', lists, '--verify', verify, '--transport', transport])
+    expect(envelope.error).toBeUndefined()
+    expect(exitCode).toBe(0)
+    const r = envelope.result!
+    expect(r).toMatchObject({path: 'serve', lists})
+    expect(r.poolBlocks).toBeGreaterThanOrEqual(16)
+    if (lists === 'pair') expect(r.pairListPrepares).toBeGreaterThan(0)
+    for (const c of r.cases) {
+      expect(c.verifiedBytes).toBe(4 * c.bytesPerRequest)
+      // Scattered pool blocks: the agent's merging agrees with the layout's coalescing of this request's own plan.
+      expect(c.runsPerRequest).toBe(c.plannedRunsPerRequest)
+      expect(c.prepareMs).toBeGreaterThan(0)
+      if (verify === 'digest') expect(c.verifyMsP50).toBeGreaterThan(0)
+    }
+  })
+
+  it.each([
+    ['corrupt', 'digest'],
+    ['stale', 'full'],
+  ])('--path serve: --inject-fault %s is caught by --verify %s (exit 6)', async (fault, verify) => {
+    const {exitCode, envelope} = await bench(['--model', 'tiny-hybrid', '--tp', '2', '--decode-tp', '1', '--prompt-tokens', '100', '--requests', '1', '--path', 'serve', '--verify', verify, '--inject-fault', fault])
+    expect(exitCode).toBe(6)
+    expect(envelope.error!.code).toMatch(/^HPD_BENCH_(VERIFY|DIGEST)_MISMATCH$/)
+    expect(envelope.error!.message).toMatch(/decode rank 0 ← prefill rank 1: tensor \d+ layer \d+ block \d+ part (K|V|x|B|C|ssm)/)
   })
 
   it('rejects bad flags with exit 2 and the flag named', async () => {

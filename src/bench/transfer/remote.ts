@@ -95,6 +95,8 @@ class LineSocket {
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 1000)
     const rl = createInterface({input: socket, crlfDelay: Number.POSITIVE_INFINITY})
+    // The socket's own 'error' (below) ends the channel; readline re-emits it and must not throw.
+    rl.on('error', () => undefined)
     rl.on('line', (text) => {
       if (text.length > MAX_LINE_BYTES) return this.destroy('a line over the size bound')
       let line: Line
