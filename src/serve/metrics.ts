@@ -84,6 +84,9 @@ export interface WorkerGauge {
   readonly leasesExpired: number
   readonly transferBytes: number
   readonly transferMs: number
+  /** --verify-transfers: transfers verified, and the milliseconds verifying took in all. */
+  readonly verifiedTransfers?: number
+  readonly verifyMs?: number
   readonly restarts: number
   readonly budgetExhausted: number
 }
@@ -158,6 +161,8 @@ export class ServeMetrics {
     perWorker('gauge', 'hpd_kv_blocks_capacity', 'KV pool blocks per worker.', (g) => g.kvBlocksTotal)
     perWorker('gauge', 'hpd_leases_held', 'Prefill-side block leases held per worker.', (g) => g.leasesHeld)
     perWorker('counter', 'hpd_leases_expired_total', 'Prefill-side leases that ran out (blocks reclaimed without a decode notification), since the worker started.', (g) => g.leasesExpired)
+    perWorker('counter', 'hpd_kv_verified_transfers_total', 'Transfers a decode worker verified (--verify-transfers: the digests of both sides compared).', (g) => g.verifiedTransfers ?? 0)
+    perWorker('counter', 'hpd_kv_verify_seconds_total', 'Time those verifications took (both sides\' digests and the round trip to the prefill worker).', (g) => (g.verifyMs ?? 0) / 1000)
     perWorker('counter', 'hpd_worker_restarts_total', 'Restarts of a worker after it died while serving.', (g) => g.restarts)
     perWorker('counter', 'hpd_worker_restart_budget_exhausted_total', 'Restarts past the restart budget (each waited an exponential backoff).', (g) => g.budgetExhausted)
   }

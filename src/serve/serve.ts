@@ -254,6 +254,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       leasesExpired: w.stats?.leasesExpired ?? 0,
       transferBytes: w.stats?.transferBytes ?? 0,
       transferMs: w.stats?.transferMs ?? 0,
+      verifiedTransfers: w.stats?.verifiedTransfers ?? 0,
+      verifyMs: w.stats?.verifyMs ?? 0,
     }))
     metrics.workers = workers
     if (pool instanceof ClusterPool) metrics.etcdUp = pool.etcdUp ? 1 : 0

@@ -18,12 +18,23 @@ export interface BenchPlan {
 }
 
 /**
- * The serve path's pool: three times the largest request, so requests land on scattered blocks
- * of a pool that is mostly free (a server's steady state), and at least 16 blocks.
+ * The serve path's pool: POOL_FACTOR times the largest request, so requests land on scattered
+ * blocks of a pool that is mostly free (a server's steady state), and at least 16 blocks.
  */
+const POOL_FACTOR = 3
+
 function poolBlocks(engine: EngineLayout, tokens: readonly number[]): number {
   const largest = Math.max(...tokens.map((t) => blocksNeeded(engine, t).reduce((a, b) => a + b, 0)))
-  return Math.max(16, 3 * largest)
+  return Math.max(16, POOL_FACTOR * largest)
+}
+
+/**
+ * Unmeasured requests before each case's measured ones: endpoint wire-up, segment attach, first
+ * touches. The serve path's pool hands blocks out first in, first out, so its first POOL_FACTOR
+ * requests touch every block once, as a running server long has; the case path reuses one set.
+ */
+export function warmupRequests(options: BenchTransferOptions): number {
+  return options.path === 'serve' ? POOL_FACTOR : 1
 }
 
 export function planBench(options: BenchTransferOptions): BenchPlan {

@@ -62,6 +62,9 @@ export class DecodeWorker {
       const t0 = performance.now()
       for (let t = 0; t < plan.decode.numTensors; t++) this.regions.set(rank, t, agent.allocRegion(decodeTensorBytes))
       registrationMs += performance.now() - t0
+      // A serving pool's pages were all written long ago; without this the first read into each
+      // scattered block would pay its page faults inside the measured transfer.
+      if (this.options.path === 'serve') for (let t = 0; t < plan.decode.numTensors; t++) new Uint8Array(this.regions.region(rank, t).buffer).fill(0)
       const mirrors = Array.from({length: plan.prefill.numTensors}, () => agent.allocRegion(prefillTensorBytes))
       // Written once so the reference copies materialized pages, as the reads do (never-written
       // shared memory can be served from one zero page, which would flatter memcpy).

@@ -1,6 +1,6 @@
 import {BugError, HpdError, NativeError} from '../../errors.js'
 import {percentiles} from '../../percentiles.js'
-import {planBench} from './cases.js'
+import {planBench, warmupRequests} from './cases.js'
 import {localWorker, type WorkerEndpoint, workerError} from './endpoint.js'
 import {bytesByView} from './geometry.js'
 import type {FromWorker, ReadReport, ToWorker} from './protocol.js'
@@ -108,7 +108,8 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
       const reports: ReadReport[] = []
       let warmupMs = 0
       let verifiedBytes = 0
-      for (let request = 0; request <= options.requests; request++) {
+      const warmups = warmupRequests(options)
+      for (let request = 0; request < warmups + options.requests; request++) {
         const filled = await step(prefill.request({type: 'fill', caseIndex: index, request, digests: options.verify === 'digest'}, 'filled', stepTimeoutMs))
         if (options.fault === 'kill-peer' && index === 0 && request === 0) {
           prefillEndpoint.kill!()
@@ -123,12 +124,12 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
         )
         verifiedBytes += done.report.verifiedBytes
         if (done.pairListPrepares !== undefined) pairListPrepares = done.pairListPrepares
-        if (request === 0) {
-          warmupMs = done.report.latencyMs
+        if (request < warmups) {
+          if (request === 0) warmupMs = done.report.latencyMs
           continue
         }
         reports.push(done.report)
-        yield {type: 'progress', index, done: request, requests: options.requests, latencyMs: done.report.latencyMs}
+        yield {type: 'progress', index, done: request - warmups + 1, requests: options.requests, latencyMs: done.report.latencyMs}
       }
       const result = caseResult(promptTokens, req, reports, warmupMs, options.path === 'case' ? dConnected.prepareMs : undefined, options, verifiedBytes)
       cases.push(result)

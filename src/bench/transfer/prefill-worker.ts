@@ -48,6 +48,8 @@ export class PrefillWorker {
     }
     for (let rank = 0; rank < plan.prefill.tp; rank++) {
       for (let t = 0; t < plan.prefill.numTensors; t++) this.regions.set(rank, t, this.regions.agentOf(rank).allocRegion(prefillTensorBytes))
+      // As on the decode side: a serving pool's pages are not first-touched by the request being measured.
+      if (this.pool) for (let t = 0; t < plan.prefill.numTensors; t++) new Uint8Array(this.regions.region(rank, t).buffer).fill(0)
     }
     this.owner = new LinkOwner({
       regions: this.regions,
