@@ -55,6 +55,14 @@ describe('hpd serve --verify-transfers', () => {
     // The failed request's blocks went back on both sides (decode frees its own; "read done" frees the prefill's).
     await until(async () => ((await metric(s, 'hpd_kv_blocks_used', 'decode-0')) === 0 && (await metric(s, 'hpd_kv_blocks_used', 'prefill-0')) === 0 ? true : undefined), 10_000, 'KV blocks back to 0 on both sides')
     expect((await complete(s, 'still serving after it')).status).toBe(200)
+    // The router's /metrics says how many transfers were verified and what it cost (stats poll: about a second late).
+    const verified = await until(async () => {
+      const text = await (await fetch(`${s.url}/metrics`)).text()
+      const n = Number(/^hpd_kv_verified_transfers_total\{worker="decode-0",role="decode"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+      const seconds = Number(/^hpd_kv_verify_seconds_total\{worker="decode-0",role="decode"\} (\S+)$/m.exec(text)?.[1] ?? 0)
+      return n >= 8 ? {n, seconds} : undefined
+    }, 10_000, 'the verified transfers in /metrics')
+    expect(verified.seconds).toBeGreaterThan(0)
   })
 
   it('without it, the same damaged transfer is served', async () => {

@@ -36,6 +36,7 @@ export class WorkerMetrics {
   private readonly transferFailures: Counter
   private readonly paramsIncomplete: Counter
   private readonly loadFailures: Counter
+  private readonly verifyFailures: Counter
 
   constructor(load: WorkerLoad) {
     const reg = [this.registry]
@@ -54,6 +55,7 @@ export class WorkerMetrics {
     this.transferFailures = new Counter({name: 'hpd_kv_transfer_failures_total', help: 'KV pulls that failed (the request failed with kv_transfer_failed).', registers: reg})
     this.paramsIncomplete = new Counter({name: 'hpd_kv_params_incomplete_total', help: 'Decode legs whose kv_transfer_params lacked a field: computed locally.', registers: reg})
     this.loadFailures = new Counter({name: 'hpd_kv_load_failures_total', help: 'Decode legs whose KV pull failed (failed, or recomputed with --kv-load-failure-policy recompute).', registers: reg})
+    this.verifyFailures = new Counter({name: 'hpd_kv_verify_failures_total', help: 'KV pulls whose digests did not match the prefill side\'s (--verify-transfers; the bytes are never served: the request failed with kv_verify_failed, or was recomputed with --kv-load-failure-policy recompute).', registers: reg})
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by this worker.', () => load.transferBytes())
     counter('hpd_kv_transfer_seconds_total', 'Time this worker spent pulling KV cache and SSM state.', () => load.transferSeconds())
     counter('hpd_leases_expired_total', 'Prefill leases that ran out (blocks reclaimed without a read-done notification).', () => load.leasesExpired())
@@ -89,6 +91,7 @@ export class WorkerMetrics {
       } else if (ev.type === 'error') {
         this.failed.inc({code: ev.code})
         if (ev.code === 'kv_transfer_failed') this.transferFailures.inc()
+        if (ev.code === 'kv_verify_failed') this.verifyFailures.inc()
       }
     }
   }
