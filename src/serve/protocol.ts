@@ -3,7 +3,8 @@
  * NDJSON). Every message type lives here so both ends agree by construction; README.md draws the
  * sequence. Bump PROTOCOL_VERSION when a field changes meaning.
  */
-export const PROTOCOL_VERSION = 1
+/** 2: the handshake's `transport` is the KV link's LinkInfo and "read done" says how many to expect (src/kvlink). */
+export const PROTOCOL_VERSION = 2
 
 export type WorkerRole = 'prefill' | 'decode' | 'colocated'
 

@@ -16,6 +16,7 @@ import {Etcd3} from 'etcd3'
 import OpenAI from 'openai'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {PROTOCOL_VERSION} from '../../src/serve/protocol.js'
 import {etcdMissing, freePort, startEtcd, type Etcd} from './etcd-harness.js'
 import {CACHE_DIR, ROOT, startServe, tmpDir, until, type ServeProcess} from './serve-harness.js'
 import {spawn, type ChildProcess} from 'node:child_process'
@@ -99,7 +100,7 @@ describe.skipIf(skip)(`cluster mode on one host${skip ? ` — skipped: ${skip}` 
       const records = await client.getAll().prefix(`/hpd/${cluster}/workers/`).strings()
       expect(Object.keys(records).sort()).toEqual([`/hpd/${cluster}/workers/decode/d0`, `/hpd/${cluster}/workers/prefill/p0`])
       const record = JSON.parse(records[`/hpd/${cluster}/workers/prefill/p0`]) as Record<string, unknown>
-      expect(record).toMatchObject({engineId: 'p0', role: 'prefill', model: 'tiny-hybrid', tp: 1, protocolVersion: 1})
+      expect(record).toMatchObject({engineId: 'p0', role: 'prefill', model: 'tiny-hybrid', tp: 1, protocolVersion: PROTOCOL_VERSION})
       expect(JSON.stringify(record)).not.toContain(TOKEN)
 
       // Strangers in the same prefix: a record of another model, one of another cache layout, and junk.
