@@ -9,6 +9,7 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
+import type {LinkInfo} from '../../src/kvlink/index.js'
 import {loadModelSpec} from '../../src/model/index.js'
 import {logicalBlockRanges, planEngineLayout} from '../../src/layout/index.js'
 import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../../src/serve/kv-contract.js'
@@ -123,7 +124,7 @@ describe('control-plane security', () => {
     // An insider: it signs with the token, gets the metadata and a request prefilled for it.
     const prefill = s.controlUrls.get('prefill-0')!
     const handshake = (await (await fetch(`${prefill}/v1/internal/metadata`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/metadata`)})).json()) as HandshakePayload
-    const info = handshake.transport as {agentMetadata: string; regionIds: number[][]; numLogicalBlocks: number}
+    const info = handshake.transport as LinkInfo
     const prefillOnce = async (requestId: string): Promise<TransferParams> => {
       const res = await fetch(`${prefill}/v1/completions`, {
         method: 'POST',
@@ -142,12 +143,12 @@ describe('control-plane security', () => {
     const reader = TransferAgent.create({name: 'insider', transport: 'tcp'})
     try {
       const dst = reader.allocRegion(layout.pageBytes)
-      const peer = reader.connect(new Uint8Array(Buffer.from(info.agentMetadata, 'base64')))
+      const peer = reader.connect(new Uint8Array(Buffer.from(info.agents[info.ranks[0].agent], 'base64')))
       expect(peer.readProtocol).toBe('served')
       const readBlock = async (block: number, grant: string | undefined) => {
         const [range] = logicalBlockRanges(layout, block, info.numLogicalBlocks)
         const local = reader.prepareLocal([{region: dst.id, offsetBytes: 0, sizeBytes: range.sizeBytes}])
-        const remote = reader.prepareRemote(peer, [{region: info.regionIds[0][0], offsetBytes: range.offsetBytes, sizeBytes: range.sizeBytes}])
+        const remote = reader.prepareRemote(peer, [{region: info.ranks[0].regionIds[0], offsetBytes: range.offsetBytes, sizeBytes: range.sizeBytes}])
         try {
           return await reader.read(local, [0], remote, [0], {timeoutMs: 5000, grant}).then(
             (r) => ({ok: true as const, bytes: r.bytes}),
