@@ -29,6 +29,8 @@ describe('hpd bench transfer (real processes, real UCX)', () => {
     ['tiny-llama', 1, 2, 'full', 'auto'],
     ['tiny-hybrid', 2, 1, 'full', 'tcp'],
     ['tiny-hybrid-g1', 1, 2, 'digest', 'tcp'],
+    // kv-first tensors (attention only): grants, digests, fill and reads agree on one block count.
+    ['tiny-llama', 2, 1, 'digest', 'tcp'],
   ]
   it.each(topologies)('%s TP %i → %i moves and verifies every planned byte (%s, transport %s)', async (model, tp, decodeTp, verify, transport) => {
     const {exitCode, envelope} = await bench(['--model', model, '--tp', String(tp), '--decode-tp', String(decodeTp), '--prompt-tokens', '40,300', '--requests', '1', '--verify', verify, '--transport', transport])

@@ -48,21 +48,21 @@ export function planBench(options: BenchTransferOptions): BenchPlan {
     blockSize: options.blockSize,
   })
   const tokens = options.promptTokens.map(transferredTokens)
-  const requests = tokens.map((t) => planRequestReads(plan, {transferredTokens: t}))
-  const prefillBlocks = options.path === 'serve' ? poolBlocks(plan.prefill, tokens) : Math.max(...requests.map((r) => r.prefillNumLogicalBlocks))
-  const decodeBlocks = options.path === 'serve' ? poolBlocks(plan.decode, tokens) : Math.max(...requests.map((r) => r.decodeNumLogicalBlocks))
-  // --path case: every case's offsets use its own block count (kv-first tensors depend on it), so the
-  // tensors are sized for the largest; --path serve: every request's use the pool's.
-  const size = (engine: EngineLayout, blocks: number, each: (r: RequestReadPlan) => number) =>
-    options.path === 'serve' ? tensorSizeBytes(engine, blocks) : Math.max(...requests.map((r) => tensorSizeBytes(engine, each(r))))
+  const sequential = tokens.map((t) => planRequestReads(plan, {transferredTokens: t}))
+  // One block count per side for every case and request: kv-first tensors (attention-only models)
+  // place a block's bytes by it, so the owner's grants and digests, the fill and the reads must
+  // all use the same one. --path serve: the pool; --path case: enough for the largest case.
+  const prefillBlocks = options.path === 'serve' ? poolBlocks(plan.prefill, tokens) : Math.max(...sequential.map((r) => r.prefillNumLogicalBlocks))
+  const decodeBlocks = options.path === 'serve' ? poolBlocks(plan.decode, tokens) : Math.max(...sequential.map((r) => r.decodeNumLogicalBlocks))
+  const requests = tokens.map((t) => planRequestReads(plan, {transferredTokens: t, prefillNumLogicalBlocks: prefillBlocks, decodeNumLogicalBlocks: decodeBlocks}))
   return {
     plan,
     requests,
     promptTokens: options.promptTokens,
     prefillBlocks,
     decodeBlocks,
-    prefillTensorBytes: size(plan.prefill, prefillBlocks, (r) => r.prefillNumLogicalBlocks),
-    decodeTensorBytes: size(plan.decode, decodeBlocks, (r) => r.decodeNumLogicalBlocks),
+    prefillTensorBytes: tensorSizeBytes(plan.prefill, prefillBlocks),
+    decodeTensorBytes: tensorSizeBytes(plan.decode, decodeBlocks),
   }
 }
 
