@@ -6,7 +6,8 @@ import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../kv-contr
 import {bodyOfSampling} from '../openai/sampling-body.js'
 import {INTERNAL, type SamplingParams, type TransferParams, type WorkerStats, type WorkerStreamEvent} from '../protocol.js'
 import {EVENTS_HEADER} from '../router.js'
-import type {DecodeEntry, GroupBlockIds, PeerLink, WorkerEngine} from './engine-port.js'
+import {VerificationError} from '../../errors.js'
+import type {DecodeEntry, GroupBlockIds, PeerLink, PullOptions, PullResult, WorkerEngine} from './engine-port.js'
 import type {KvLoadFailurePolicy} from './local-backend.js'
 import {startWorkerServer, type RunningWorker} from './worker-server.js'
 
@@ -85,13 +86,20 @@ class MemoryEngine implements WorkerEngine {
   async connect(h: {engineId: string; engineEpoch: string}): Promise<PeerLink> {
     return {engineId: h.engineId, engineEpoch: h.engineEpoch, close: () => undefined}
   }
-  async pull(peer: PeerLink, _local: GroupBlockIds, remote: {requestId: string; grant?: string}): Promise<{bytes: number; reads: number}> {
+  /** Prefill-side request ids whose pulled copy arrives damaged (the stand-in for HPD_TEST_CORRUPT_TRANSFER_FOR). */
+  readonly damaged = new Set<string>()
+  async pull(peer: PeerLink, _local: GroupBlockIds, remote: {requestId: string; grant?: string}, _timeoutMs: number, o: PullOptions = {}): Promise<PullResult> {
     const owner = registry.get(peer.engineId)
     if (owner?.grants.get(remote.grant ?? '') !== remote.requestId) throw new Error(`the read of ${remote.requestId} carries no grant for it`)
     const src = owner.caches.get(remote.requestId)
     if (!src) throw new Error(`remote blocks of ${remote.requestId} are gone`)
     this.pending = [...src]
-    return {bytes: src.length * 4, reads: 1}
+    if (this.damaged.has(remote.requestId)) this.pending[0] ^= 1
+    if (!o.verify) return {bytes: src.length * 4, reads: 1}
+    // The stand-in digest: the sum of the tokens, ours against the owner's answer over the control plane.
+    const [theirs] = (await o.verify(this.tpSize)) as {sum: number}[]
+    if (theirs.sum !== this.pending.reduce((a, b) => a + b, 0)) throw new VerificationError('HPD_KVLINK_DIGEST_MISMATCH', `the digest of ${remote.requestId} differs from the prefill side's`)
+    return {bytes: src.length * 4, reads: 1, verifyMs: 0.1}
   }
   private pending: number[] = []
   async readDone(peer: PeerLink, requestId: string) {
@@ -147,13 +155,14 @@ const control = new ControlClient(TOKEN)
 const callJson = <T>(url: string, body: unknown, timeoutMs: number) => control.call<T>(url, body, {timeoutMs})
 const prefills: RunningWorker[] = []
 
-async function worker(role: 'prefill' | 'decode' | 'colocated', engine: MemoryEngine, leaseMs = 10_000, kvLoadFailurePolicy: KvLoadFailurePolicy = 'fail') {
+async function worker(role: 'prefill' | 'decode' | 'colocated', engine: MemoryEngine, leaseMs = 10_000, kvLoadFailurePolicy: KvLoadFailurePolicy = 'fail', verifyTransfers = false) {
   const w = await startWorkerServer({
     role,
     engine,
     engineEpoch: `${engine.engineId}-epoch`,
     modelNames: ['tiny'],
     kvLoadFailurePolicy,
+    verifyTransfers,
     host: '127.0.0.1',
     clusterToken: TOKEN,
     leaseMs,
@@ -421,6 +430,37 @@ describe('prefill + decode worker roles', () => {
     const recomputed = await generate(lenient.controlUrl, {requestId: 'r', promptTokenIds: [7, 8, 9], sampling: greedy, transfer: pre.transfer})
     expect(tokens(recomputed)).toEqual(expected)
     expect(await (await fetch(`${lenient.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_load_failures_total 1$/m)
+  })
+
+  it('--verify-transfers: the prefill side digests over the control plane (the lease\'s grant presented); a mismatch fails the request (kv_verify_failed) or, with recompute, computes it here; the prefill blocks go either way', async () => {
+    const pEngine = new MemoryEngine('p14', 'h')
+    const p = await worker('prefill', pEngine)
+    const dEngine = new MemoryEngine('d14', 'h')
+    const d = await worker('decode', dEngine, 10_000, 'fail', true)
+    const lenientEngine = new MemoryEngine('d14b', 'h')
+    const lenient = await worker('decode', lenientEngine, 10_000, 'recompute', true)
+    const colo = await worker('colocated', new MemoryEngine('c14', 'h'))
+    const expected = tokens(await generate(colo.controlUrl, {requestId: 'e', promptTokenIds: [5, 6, 7, 8], sampling: greedy}))
+
+    const good = await prefill(p.controlUrl, 'v-good', [5, 6, 7, 8])
+    expect(tokens(await generate(d.controlUrl, {requestId: 'v-good', promptTokenIds: [5, 6, 7, 8], sampling: greedy, transfer: good.transfer}))).toEqual(expected)
+
+    const bad = await prefill(p.controlUrl, 'v-bad', [5, 6, 7, 8])
+    dEngine.damaged.add(bad.transfer.requestId)
+    const failed = await generate(d.controlUrl, {requestId: 'v-bad', promptTokenIds: [5, 6, 7, 8], sampling: greedy, transfer: bad.transfer})
+    expect(failed.at(-1)).toMatchObject({type: 'error', code: 'kv_verify_failed'})
+    expect(tokens(failed)).toEqual([])
+
+    const again = await prefill(p.controlUrl, 'v-again', [5, 6, 7, 8])
+    lenientEngine.damaged.add(again.transfer.requestId)
+    expect(tokens(await generate(lenient.controlUrl, {requestId: 'v-again', promptTokenIds: [5, 6, 7, 8], sampling: greedy, transfer: again.transfer}))).toEqual(expected)
+
+    // "read done" went out after each verification, failed or not: no lease is left.
+    for (let i = 0; i < 50 && pEngine.caches.size > 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(pEngine.caches.size).toBe(0)
+    const stats = await callJson<WorkerStats>(`${d.controlUrl}${INTERNAL.stats}`, undefined, 1000)
+    expect(stats).toMatchObject({verifiedTransfers: 1})
+    expect(await (await fetch(`${d.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_verify_failures_total 1$/m)
   })
 
   it('contacts only registered prefill engines, at their registered address', async () => {

@@ -173,10 +173,10 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     if (path === INTERNAL.leaseExtend) {
       const l = parseLeaseRequest(await body(req))
       return sendJson(res, 200, prefill.extend(l.requestId, l.grant))
+    }
     if (path === INTERNAL.digests) {
       const r = parseDigestsRequest(await body(req))
       return sendJson(res, 200, await prefill.digests(r.requestId, r.decodeTp, r.grant))
-    }
     }
     if (path === INTERNAL.leaseRelease) {
       const l = parseLeaseRequest(await body(req))
