@@ -16,7 +16,7 @@ export default class Serve extends HpdCommand<ServeResult> {
     `curl -s localhost:8000/v1/completions -H 'content-type: application/json' -d '{"model":"tiny-hybrid","prompt":"Hello","max_tokens":16}'`,
   ]
   static override flags = {
-    model: Flags.string({description: 'tiny preset (tiny-hybrid, tiny-hybrid-g1, tiny-llama) or model directory', default: 'tiny-hybrid', env: 'HPD_MODEL'}),
+    model: Flags.string({description: 'tiny preset (tiny-hybrid, tiny-hybrid-g1, tiny-llama, tiny-granite-h, tiny-falcon-h1, tiny-qwen3-next, tiny-nemotron-h-moe) or model directory', default: 'tiny-hybrid', env: 'HPD_MODEL'}),
     'prefill-tp': Flags.integer({description: 'tensor-parallel ranks per prefill worker', default: 1, env: 'HPD_PREFILL_TP'}),
     'decode-tp': Flags.integer({description: 'tensor-parallel ranks per decode worker', default: 1, env: 'HPD_DECODE_TP'}),
     'prefill-workers': Flags.integer({description: 'prefill worker processes', default: 1, env: 'HPD_PREFILL_WORKERS'}),

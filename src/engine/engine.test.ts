@@ -3,7 +3,7 @@ import {describe, expect, it} from 'vitest'
 import {HybridEngine} from './engine.js'
 import {referenceForward} from './reference-forward.js'
 import {Sampler} from './sampler.js'
-import {tinyModel} from './test-models.js'
+import {copyPages, tinyModel} from './test-models.js'
 
 const MODELS = ['tiny-hybrid', 'tiny-hybrid-g1', 'tiny-llama'] as const
 
@@ -44,7 +44,7 @@ describe('engine vs the scalar reference forward', () => {
     const tokens = prompt(70)
     const steps = 14 // 84 positions: crosses the 80-token logical block of the hybrids
     const run = greedy(engine, 'r', tokens, steps)
-    const ref = referenceForward(m.dims, m.weights, [...tokens, ...run.tokens])
+    const ref = referenceForward(m.spec, m.weights, [...tokens, ...run.tokens])
     for (let i = 0; i <= steps; i++) expect(relErr(run.logits[i], ref[tokens.length - 1 + i])).toBeLessThan(1e-3)
     expect(new Set(run.tokens).size).toBeGreaterThan(3) // non-degenerate: greedy output varies
     engine.close()
@@ -66,33 +66,6 @@ describe('tensor parallelism', () => {
     }
   })
 })
-
-/**
- * Copies a request's cache like a pull would: every logical block of every group, every tensor,
- * every rank. Blocks-first (hybrid) pages are contiguous; kv-first (pure attention) blocks are a
- * K range in the first half of the tensor and a V range in the second.
- */
-function copyPages(from: HybridEngine, fromId: string, to: HybridEngine, toIds: readonly (readonly number[])[]): void {
-  const pageElems = from.layout.pageBytes / 4
-  const ranges = (engine: HybridEngine, block: number): [number, number][] =>
-    engine.layout.kvLayout === 'blocks-first'
-      ? [[block * pageElems, pageElems]]
-      : [
-          [(block * pageElems) / 2, pageElems / 2],
-          [(engine.numBlocks * pageElems) / 2 + (block * pageElems) / 2, pageElems / 2],
-        ]
-  const src = from.blockIds(fromId)
-  from.caches.forEach((rankCache, rank) => {
-    rankCache.tensors.forEach((tensor, t) => {
-      src.forEach((blocks, g) =>
-        blocks.forEach((b, j) => {
-          const dst = ranges(to, toIds[g][j])
-          ranges(from, b).forEach(([offset, length], k) => to.caches[rank].tensors[t].set(tensor.subarray(offset, offset + length), dst[k][0]))
-        }),
-      )
-    })
-  })
-}
 
 describe('state handover', () => {
   it.each([
@@ -205,7 +178,7 @@ describe('Llama with tied embeddings', () => {
       const m = loadModel(dir)
       expect(m.weights.tensors.has('lm_head.weight')).toBe(false)
       const tokens = prompt(20, 8)
-      const ref = referenceForward(m.dims, m.weights, tokens)
+      const ref = referenceForward(m.spec, m.weights, tokens)
       for (const tp of [1, 2]) {
         const engine = new HybridEngine({spec: m.spec, weights: m.weights, tp, numBlocks: 4})
         expect(relErr(engine.prefill('r', tokens)!, ref.at(-1)!)).toBeLessThan(1e-3)

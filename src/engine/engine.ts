@@ -422,7 +422,7 @@ export class HybridEngine {
   }
 
   private zeroStatePages(state: RequestState): void {
-    if (!this.dims.mamba) return
+    // State groups (Mamba2 or Gated DeltaNet): conv and SSM state start at zero.
     this.layout.groups.forEach((g, gi) => {
       if (g.kind !== 'state') return
       const page = state.blocks[gi][0]

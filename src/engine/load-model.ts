@@ -5,7 +5,7 @@ import {loadModelSpecAt, locateModel, type ModelSpec} from '../model/index.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {ensureTinyModel} from './tiny-models.js'
 import {loadTokenizer, type TextTokenizer} from './tokenizer.js'
-import {loadWeights, type Weights} from './weights.js'
+import {loadWeights, type LoadWeightsOptions, type Weights} from './weights.js'
 
 /** A model that can run: its name, the directory holding its files, and its validated spec. */
 export interface ModelDirectory {
@@ -36,7 +36,7 @@ export function resolveModelDir(model: string): ModelDirectory {
     const dir = ensureTinyModel(preset.name)
     if (!dir) {
       throw new ModelConfigError('HPD_ENGINE_PRESET_WITHOUT_WEIGHTS', `preset ${preset.name} describes a layout only; hpd has no weights for it`, {
-        hint: 'Use --model tiny (or tiny-hybrid-g1, tiny-llama), or a local Hugging Face model directory.',
+        hint: 'Use a tiny preset (tiny, tiny-hybrid-g1, tiny-llama, tiny-granite-h, tiny-falcon-h1, tiny-qwen3-next, tiny-nemotron-h-moe), or a local Hugging Face model directory.',
         details: {flag: 'model', value: preset.name},
       })
     }
@@ -50,10 +50,11 @@ export function resolveModelDir(model: string): ModelDirectory {
 
 /**
  * `--model` → everything the engine needs: the resolved directory, its dims (the engine's view of
- * the spec), weights checked tensor by tensor against the config, and the tokenizer.
+ * the spec), weights checked tensor by tensor against the config (bf16 kept as bf16 unless
+ * `weightDtype: 'fp32'`), and the tokenizer.
  */
-export function loadModel(model: string): LoadedModel {
+export function loadModel(model: string, options: LoadWeightsOptions = {}): LoadedModel {
   const resolved = resolveModelDir(model)
   const dims = dimsFromSpec(resolved.spec)
-  return {...resolved, dims, weights: loadWeights(resolved.dir, dims), tokenizer: loadTokenizer(resolved.dir)}
+  return {...resolved, dims, weights: loadWeights(resolved.dir, dims, options), tokenizer: loadTokenizer(resolved.dir)}
 }

@@ -1,14 +1,25 @@
-import {ModelConfigError} from '../errors.js'
-import {badConfigKey} from '../model/index.js'
-import type {ModelSpec} from '../model/model-spec.js'
-
 /**
  * What the engine computes with, projected from a validated ModelSpec (src/model parses and
- * validates config.json; this file only reads the few compute keys the layout does not need,
- * from `spec.config`). Two families: Nemotron-H (one mixer per layer) and Llama (attention + MLP
- * per layer).
+ * validates config.json and the layout geometry; this file and families/ read the compute keys
+ * the layout does not need: multipliers, norms, RoPE, MoE routing).
+ *
+ * Every family is described the same way: a layer is a list of residual blocks; a block is one
+ * pre-norm and the ops whose outputs are summed into the residual stream (Nemotron-H: one block
+ * of one op per layer; Llama, Granite, Qwen3-Next: a mixer block then an FFN block; Falcon-H1:
+ * Mamba2 and attention in parallel in one block, then the MLP). The runner only knows ops.
  */
-export type MixerKind = 'mamba' | 'attention' | 'mlp' | 'llama'
+export type EngineFamily = 'nemotron-h' | 'llama' | 'granite-4.0-h' | 'falcon-h1' | 'qwen3-next'
+
+export type OpKind = 'mamba' | 'attention' | 'gdn' | 'mlp' | 'moe'
+
+export interface BlockDims {
+  /** Ops of the block, summed (each output times its own outScale). */
+  readonly ops: readonly OpKind[]
+}
+
+export interface LayerDims {
+  readonly blocks: readonly BlockDims[]
+}
 
 export interface MambaDims {
   readonly numHeads: number
@@ -20,119 +31,101 @@ export interface MambaDims {
   readonly useConvBias: boolean
   /** I = numHeads · headDim. */
   readonly inner: number
+  /**
+   * The gated RMSNorm after the scan: `gate-first` y·silu(z) then normalise (Mamba2, Nemotron-H,
+   * Granite); `norm-first` normalise y then ·silu(z) (Falcon-H1 mamba_norm_before_gate); `none`
+   * y·silu(z) only (Falcon-H1 without mamba_rms_norm).
+   */
+  readonly normMode: 'gate-first' | 'norm-first' | 'none'
+  /** Contiguous channel groups the norm's statistics cover (n_groups, or 1 for a full-width norm). */
+  readonly normGroups: number
+  /** Per in_proj row multipliers [z | x | B | C | dt] (Falcon-H1 ssm_multipliers × ssm_in_multiplier), or null. */
+  readonly projMultipliers: readonly [number, number, number, number, number] | null
+  readonly outScale: number
 }
 
 export interface AttentionDims {
   readonly numHeads: number
   readonly numKvHeads: number
   readonly headDim: number
+  /** Softmax scale (head_dim^-0.5, or Granite's attention_multiplier). */
+  readonly softmaxScale: number
+  /** NeoX RoPE on the first rotaryDim dims of each head, or none (NoPE). */
+  readonly rope: {readonly theta: number; readonly rotaryDim: number} | null
+  /** Qwen3-Next: per-head RMSNorm (zero-centred weight) on q and k before RoPE. */
+  readonly qkNorm: boolean
+  /** Qwen3-Next: q_proj also emits a per-head gate; output · sigmoid(gate) before o_proj. */
+  readonly outputGate: boolean
+  /** Falcon-H1: input multiplier (all of q, k, v) and key multiplier (k). */
+  readonly inputScale: number
+  readonly keyScale: number
+  readonly outScale: number
+}
+
+export interface GdnDims {
+  readonly numKeyHeads: number
+  readonly numValueHeads: number
+  readonly keyHeadDim: number
+  readonly valueHeadDim: number
+  readonly convKernel: number
+  /** Chunk length of the WY prefill (FLA's 64). */
+  readonly chunkSize: number
+  readonly outScale: number
+}
+
+export interface MlpDims {
+  /** relu2: down(relu(up x)²) (Nemotron-H); swiglu: down(silu(gate x)·(up x)). */
+  readonly activation: 'relu2' | 'swiglu'
+  readonly intermediateSize: number
+  /** Falcon-H1: gate multiplier (on gate x, before silu). */
+  readonly gateScale: number
+  readonly outScale: number
+}
+
+export interface MoeDims {
+  readonly numExperts: number
+  readonly topK: number
+  /** Expert intermediate width; experts are gated (swiglu) or relu2 like the family's MLP. */
+  readonly expertSize: number
+  readonly activation: 'relu2' | 'swiglu'
+  readonly router: 'softmax-topk' | 'topk-softmax' | 'sigmoid-bias'
+  readonly normTopk: boolean
+  readonly nGroup: number
+  readonly topkGroup: number
+  readonly routedScale: number
+  /** Shared expert (always on) of this width, or 0. */
+  readonly sharedSize: number
+  /** Qwen3-Next: the shared expert's output · sigmoid(shared_expert_gate · x). */
+  readonly sharedGate: boolean
+  readonly outScale: number
 }
 
 export interface ModelDims {
-  readonly family: 'nemotron-h' | 'llama'
+  readonly family: EngineFamily
   readonly hiddenSize: number
   readonly vocabSize: number
-  /** One mixer per layer (Llama layers are 'llama': attention then SwiGLU MLP). */
-  readonly layers: readonly MixerKind[]
+  readonly layers: readonly LayerDims[]
   readonly attention: AttentionDims | undefined
   readonly mamba: MambaDims | undefined
-  /** MLP width (relu² for Nemotron-H, SwiGLU for Llama). */
-  readonly intermediateSize: number
-  /** RMSNorm epsilon (layer_norm_epsilon / rms_norm_eps). */
+  readonly gdn: GdnDims | undefined
+  readonly mlp: MlpDims | undefined
+  readonly moe: MoeDims | undefined
+  /** RMSNorm epsilon of the block norms and the final norm. */
   readonly normEps: number
-  /** RoPE base (Llama only). */
-  readonly ropeTheta: number
+  /** Qwen3-Next: RMSNorm weights are zero-centred (scale 1 + w). */
+  readonly zeroCenteredNorms: boolean
+  readonly embeddingScale: number
+  /** Logits multiplier (Falcon-H1 lm_head_multiplier, 1 / Granite logits_scaling). */
+  readonly logitsScale: number
   readonly tieWordEmbeddings: boolean
+  /** The family's checkpoint naming variant (`qwen3.5`: Qwen3.5's language_model prefix and split GDN projections). */
+  readonly tensorNaming: 'default' | 'qwen3.5'
 }
-
-function num(spec: ModelSpec, keys: readonly string[], fallback: number): number {
-  for (const key of keys) {
-    const v = spec.config[key]
-    if (v === undefined || v === null) continue
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw badConfigKey(spec.architecture, key, v, 'a number')
-    return v
-  }
-  return fallback
-}
-
-function bool(spec: ModelSpec, keys: readonly string[], fallback: boolean): boolean {
-  for (const key of keys) {
-    const v = spec.config[key]
-    if (typeof v === 'boolean') return v
-  }
-  return fallback
-}
-
-/**
- * Config switches the engine does not implement: refused by name rather than silently ignored.
- * (Nemotron-H's `mamba_proj_bias` is stored but unused by every reference mixer, so it is not here.)
- */
-const UNSUPPORTED_TRUE_KEYS = ['attention_bias', 'mlp_bias', 'use_bias'] as const
 
 /** The engine's view of a ModelSpec; ModelConfigError for families/layers it cannot run. */
-export function dimsFromSpec(spec: ModelSpec): ModelDims {
-  for (const key of UNSUPPORTED_TRUE_KEYS) {
-    if (spec.config[key] === true) throw unsupported(spec, `\`${key}: true\` (projection biases are not implemented)`)
-  }
-  const scaling = spec.config.rope_scaling ?? spec.config.rope_parameters
-  if (spec.family === 'llama' && scaling !== undefined && scaling !== null) {
-    const type = (scaling as {rope_type?: unknown; type?: unknown}).rope_type ?? (scaling as {type?: unknown}).type
-    if (type !== 'default') throw unsupported(spec, `rope scaling ${JSON.stringify(type)} (only plain RoPE is implemented)`)
-  }
-  const attention = spec.attention && {numHeads: spec.attention.numHeads, numKvHeads: spec.attention.numKvHeads, headDim: spec.attention.headDim}
-  if (spec.family === 'llama') {
-    if (!attention) throw unsupported(spec, 'a Llama config without attention heads')
-    return {
-      family: 'llama',
-      hiddenSize: spec.hiddenSize,
-      vocabSize: spec.vocabSize,
-      layers: spec.layers.map(() => 'llama'),
-      attention,
-      mamba: undefined,
-      intermediateSize: num(spec, ['intermediate_size'], 0) || missing('intermediate_size'),
-      normEps: num(spec, ['rms_norm_eps'], 1e-6),
-      ropeTheta: num(spec, ['rope_theta'], 10000),
-      tieWordEmbeddings: bool(spec, ['tie_word_embeddings'], false),
-    }
-  }
-  if (spec.family !== 'nemotron-h') throw unsupported(spec, `the ${spec.family} family`)
-  const layers = spec.layers.map((l): MixerKind => {
-    const kind = l.kinds[0]
-    if (kind === 'mamba2') return 'mamba'
-    if (kind === 'attention' || kind === 'mlp') return kind
-    throw unsupported(spec, `layer ${l.index} of kind ${kind} (MoE layers are not implemented)`)
-  })
-  const m = spec.stateMixer
-  if (m && m.kind !== 'mamba2') throw unsupported(spec, `a ${m.kind} state mixer`)
-  return {
-    family: 'nemotron-h',
-    hiddenSize: spec.hiddenSize,
-    vocabSize: spec.vocabSize,
-    layers,
-    attention,
-    mamba: m && {
-      numHeads: m.numHeads,
-      headDim: m.headDim,
-      nGroups: m.nGroups,
-      stateSize: m.stateSize,
-      convKernel: m.convKernel,
-      chunkSize: num(spec, ['chunk_size', 'mamba_chunk_size'], 128),
-      useConvBias: bool(spec, ['use_conv_bias', 'mamba_conv_bias'], true),
-      inner: m.numHeads * m.headDim,
-    },
-    intermediateSize: layers.includes('mlp') ? num(spec, ['intermediate_size'], 0) || missing('intermediate_size') : 0,
-    normEps: num(spec, ['layer_norm_epsilon'], 1e-5),
-    ropeTheta: 0,
-    tieWordEmbeddings: false,
-  }
-}
+export {dimsFromSpec} from './families/index.js'
 
-function unsupported(spec: ModelSpec, what: string): ModelConfigError {
-  return new ModelConfigError('HPD_ENGINE_UNSUPPORTED_MODEL', `the CPU engine cannot run ${what} (${spec.architecture})`, {
-    hint: 'The engine runs Nemotron-H (Mamba2 + attention + MLP) and Llama-style models; try --model tiny.',
-  })
-}
-
-function missing(key: string): never {
-  throw new ModelConfigError('HPD_MODEL_MISSING_KEY', `config.json has no \`${key}\``, {hint: `Add \`${key}\` to config.json.`, details: {key}})
+/** Every op of every layer, in order (layer, block, op). */
+export function layerOps(d: ModelDims, layer: number): OpKind[] {
+  return d.layers[layer].blocks.flatMap((b) => b.ops)
 }

@@ -107,22 +107,34 @@ function parseEntry(path: string, name: string, value: unknown): TensorEntry {
 
 /** Reads one tensor of a validated file as fp32. */
 export function readTensorF32(header: SafetensorsHeader, name: string): Float32Array {
+  return readTensor(header, name, {keepBf16: false}) as Float32Array
+}
+
+/**
+ * Reads one tensor of a validated file: BF16 as its raw bit patterns (a Uint16Array, half the
+ * memory of fp32) when `keepBf16`, otherwise widened; F16 is always converted to fp32; F32 copied.
+ */
+export function readTensor(header: SafetensorsHeader, name: string, options: {keepBf16: boolean}): Float32Array | Uint16Array {
   const entry = header.entries.get(name)
   if (!entry) throw new ModelConfigError('HPD_WEIGHTS_MISSING_TENSOR', `${header.path} has no tensor ${name}`, {details: {tensor: name}})
   const sizeBytes = entry.endBytes - entry.beginBytes
-  const raw = Buffer.alloc(sizeBytes)
+  // Read straight into the memory the tensor is returned in (F32, or BF16 kept): no staging copy,
+  // so loading a checkpoint peaks at its own size. BF16 widened and F16 stage their 2-byte values.
+  const direct = entry.dtype === 'F32' ? new Float32Array(sizeBytes / 4) : new Uint16Array(sizeBytes / 2)
+  const bytes = new Uint8Array(direct.buffer)
   const {fd} = openRegularFile(header.path, 'safetensors')
   try {
     let done = 0
     while (done < sizeBytes) {
-      const n = readSync(fd, raw, done, sizeBytes - done, header.dataStartBytes + entry.beginBytes + done)
+      const n = readSync(fd, bytes, done, sizeBytes - done, header.dataStartBytes + entry.beginBytes + done)
       if (n === 0) throw corrupt(header.path, `tensor ${name} is truncated`, {tensor: name})
       done += n
     }
   } finally {
     closeSync(fd)
   }
-  return toF32(raw, entry.dtype)
+  if (direct instanceof Float32Array || (entry.dtype === 'BF16' && options.keepBf16)) return direct
+  return toF32(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), entry.dtype)
 }
 
 function toF32(raw: Buffer, dtype: SafetensorsDtype): Float32Array {

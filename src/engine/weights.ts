@@ -3,37 +3,74 @@ import {join} from 'node:path'
 
 import {ModelConfigError} from '../errors.js'
 import {FILE_LIMITS, readModelJson} from '../model/index.js'
+import type {WeightArray} from '../native/kernels-binding.js'
+import {widenBf16} from './bf16.js'
 import type {ModelDims} from './model-dims.js'
-import {readSafetensorsHeader, readTensorF32, type SafetensorsHeader} from './safetensors.js'
+import {readSafetensorsHeader, readTensor, type SafetensorsHeader} from './safetensors.js'
 import {expectedTensors} from './weight-names.js'
 
-/** A full (unsharded) fp32 checkpoint, by tensor name. Shapes were checked against the config. */
+/**
+ * A full (unsharded) checkpoint, by tensor name; shapes were checked against the config. Tensors
+ * are held in their checkpoint dtype: fp32 (`Float32Array`), or bf16 bit patterns (`Uint16Array`)
+ * which the kernels widen on the fly (fp16 is widened on load).
+ */
 export interface Weights {
-  readonly tensors: ReadonlyMap<string, Float32Array>
-  get(name: string): Float32Array
+  readonly tensors: ReadonlyMap<string, WeightArray>
+  /** The tensor as held (fp32 or bf16). */
+  get(name: string): WeightArray
+  /** The tensor as fp32 (the same array when held as fp32; a widened copy, memoised, for bf16). */
+  f32(name: string): Float32Array
+  has(name: string): boolean
+  /** Bytes held by the tensors. */
+  readonly bytes: number
 }
 
-export function weightsFromMap(tensors: ReadonlyMap<string, Float32Array>): Weights {
+export function weightsFromMap(tensors: ReadonlyMap<string, WeightArray>): Weights {
+  const widened = new Map<string, Float32Array>()
+  const get = (name: string): WeightArray => {
+    const t = tensors.get(name)
+    if (!t) throw new ModelConfigError('HPD_WEIGHTS_MISSING_TENSOR', `the checkpoint has no tensor ${name}`, {details: {tensor: name}})
+    return t
+  }
   return {
     tensors,
-    get(name) {
-      const t = tensors.get(name)
-      if (!t) throw new ModelConfigError('HPD_WEIGHTS_MISSING_TENSOR', `the checkpoint has no tensor ${name}`, {details: {tensor: name}})
-      return t
+    get,
+    f32(name) {
+      const t = get(name)
+      if (t instanceof Float32Array) return t
+      let w = widened.get(name)
+      if (!w) {
+        w = widenBf16(t)
+        widened.set(name, w)
+      }
+      return w
     },
+    has: (name) => tensors.has(name),
+    bytes: [...tensors.values()].reduce((n, t) => n + t.byteLength, 0),
   }
+}
+
+export interface LoadWeightsOptions {
+  /**
+   * `auto` (default): bf16 tensors stay bf16 in memory (half the bytes; the kernels compute in
+   * fp32 on widened values, so results equal the fp32 path up to summation order); `fp32`: widen
+   * everything on load.
+   */
+  readonly weightDtype?: 'auto' | 'fp32'
 }
 
 /**
  * Loads `<dir>/model.safetensors`, or the shards listed in `model.safetensors.index.json`, or
  * every `*.safetensors` in the directory, and checks each tensor the model needs is present
- * with the shape the config implies. Errors name the tensor and file.
+ * with the shape the config implies. Errors name the tensor and file. Tensors the model does not
+ * use (vision towers, MTP heads) are not read.
  */
-export function loadWeights(dir: string, dims: ModelDims): Weights {
+export function loadWeights(dir: string, dims: ModelDims, options: LoadWeightsOptions = {}): Weights {
   const headers = openShards(dir)
   const byName = new Map<string, SafetensorsHeader>()
   for (const h of headers) for (const name of h.entries.keys()) byName.set(name, h)
-  const tensors = new Map<string, Float32Array>()
+  const tensors = new Map<string, WeightArray>()
+  const keepBf16 = (options.weightDtype ?? 'auto') === 'auto'
   for (const want of expectedTensors(dims)) {
     const header = byName.get(want.name)
     if (!header) {
@@ -50,7 +87,7 @@ export function loadWeights(dir: string, dims: ModelDims): Weights {
         {hint: 'config.json and the weights disagree; check hidden_size, heads and the layer pattern.', details: {tensor: want.name, got, expected: want.shape}},
       )
     }
-    tensors.set(want.name, readTensorF32(header, want.name))
+    tensors.set(want.name, readTensor(header, want.name, {keepBf16}))
   }
   return weightsFromMap(tensors)
 }

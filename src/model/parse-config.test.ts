@@ -68,6 +68,20 @@ describe('families', () => {
     expect(key).toBe('mamba_n_heads')
   })
 
+  it('Granite-4.0-H without num_local_experts has MoE layers (HF default 8); 0 experts means the shared MLP only', () => {
+    const {num_local_experts: _n, ...rest} = loadModelSpec(fixture('granite-4.0-h-shaped.json')).config
+    expect(parseModelConfig(rest).layers[0].kinds).toEqual(['mamba2', 'moe'])
+    expect(parseModelConfig({...rest, num_local_experts: 0}).layers[3].kinds).toEqual(['attention', 'mlp'])
+  })
+
+  it('Qwen3-Next: MoE where (layer + 1) % decoder_sparse_step == 0 and not in mlp_only_layers; without experts (Qwen3.5 dense) an MLP', () => {
+    const base = loadModelSpec(fixture('qwen3-next-shaped.json')).config
+    const m = parseModelConfig({...base, decoder_sparse_step: 2, mlp_only_layers: [3]})
+    expect(m.layers.map((l) => l.kinds[1])).toEqual(['mlp', 'moe', 'mlp', 'mlp', 'mlp', 'moe', 'mlp', 'moe'])
+    const {num_experts: _e, ...dense} = base
+    expect(parseModelConfig(dense).layers.every((l) => l.kinds[1] === 'mlp')).toBe(true)
+  })
+
   it('Bamba: attention at attn_layer_indices', () => {
     const m = loadModelSpec(fixture('bamba-shaped.json'))
     expect([m.family, layersWith(m, 'attention')]).toEqual(['bamba', [2, 5]])

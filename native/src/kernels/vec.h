@@ -26,6 +26,26 @@ inline float dot_f32(const float* a, const float* b, int64_t n) {
 
 inline float sumsq_f32(const float* a, int64_t n) { return dot_f32(a, a, n); }
 
+/** A bf16 bit pattern as fp32: exact (bf16 is the high half of an fp32). */
+inline float bf16_to_f32(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+/** out[i] = bf16_to_f32(in[i]), 8 at a time with AVX2. */
+inline void widen_bf16(const uint16_t* in, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)));
+  }
+#endif
+  for (; i < n; ++i) out[i] = bf16_to_f32(in[i]);
+}
+
 /**
  * exp(x) for activations and softmax: 2^(x·log2 e) split as 2^n · 2^f, f ∈ [-0.5, 0.5], with a
  * degree-6 Taylor polynomial for 2^f; inputs clamped to [-87, 88] (exp(-87) ≈ 1.6e-38 stands in

@@ -18,82 +18,13 @@
 
 #include "hpd/kernels.h"
 #include "hpd/thread_pool.h"
+#include "kernel_args.h"
 #include "module.h"
 
 namespace hpd::napi {
 namespace {
 
 namespace k = ::hpd::kernels;
-
-// Reads positional arguments; the first failure is thrown as HPD_NATIVE_INVALID_ARGUMENT and
-// every later read returns a harmless default, so a wrapper checks `ok()` once before running.
-class Args {
- public:
-  explicit Args(const Napi::CallbackInfo& info) : info_(info) {}
-  bool ok() const { return ok_; }
-
-  float* f32(size_t i, const char* name, int64_t min_elems) {
-    if (!ok_) return nullptr;
-    if (!info_[i].IsTypedArray() || info_[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      return fail(std::string(name) + " must be a Float32Array"), nullptr;
-    }
-    auto view = info_[i].As<Napi::Float32Array>();
-    if (static_cast<int64_t>(view.ElementLength()) < min_elems) {
-      return fail(std::string(name) + " has " + std::to_string(view.ElementLength()) + " elements, needs " +
-                  std::to_string(min_elems)),
-             nullptr;
-    }
-    return view.Data();
-  }
-  float* f32_or_null(size_t i, const char* name, int64_t min_elems) {
-    if (ok_ && (info_[i].IsNull() || info_[i].IsUndefined())) return nullptr;
-    return f32(i, name, min_elems);
-  }
-  int32_t* i32(size_t i, const char* name, int64_t* length) {
-    if (!ok_) return nullptr;
-    if (!info_[i].IsTypedArray() || info_[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      return fail(std::string(name) + " must be an Int32Array"), nullptr;
-    }
-    auto view = info_[i].As<Napi::Int32Array>();
-    *length = static_cast<int64_t>(view.ElementLength());
-    return view.Data();
-  }
-  int64_t int_(size_t i, const char* name, int64_t min = 0) {
-    if (!ok_) return 0;
-    if (!info_[i].IsNumber()) return fail(std::string(name) + " must be a number"), 0;
-    const double v = info_[i].As<Napi::Number>().DoubleValue();
-    if (v != std::floor(v) || v < static_cast<double>(min) || v > 9007199254740991.0) {
-      return fail(std::string(name) + " must be an integer >= " + std::to_string(min) + ", got " + std::to_string(v)), 0;
-    }
-    return static_cast<int64_t>(v);
-  }
-  double num(size_t i, const char* name) {
-    if (!ok_) return 0;
-    if (!info_[i].IsNumber()) return fail(std::string(name) + " must be a number"), 0;
-    return info_[i].As<Napi::Number>().DoubleValue();
-  }
-  bool flag(size_t i) { return ok_ && info_[i].ToBoolean().Value(); }
-  void check(bool condition, const std::string& message) {
-    if (ok_ && !condition) fail(message);
-  }
-  Napi::Value done() {
-    if (!ok_) status_to_error(info_.Env(), Status(StatusCode::kInvalidArgument, message_)).ThrowAsJavaScriptException();
-    return info_.Env().Undefined();
-  }
-
- private:
-  void fail(const std::string& message) {
-    ok_ = false;
-    message_ = message;
-  }
-  const Napi::CallbackInfo& info_;
-  bool ok_ = true;
-  std::string message_;
-};
-
-// Below this much work (multiply-adds or elements) a kernel runs on the calling thread alone:
-// waking the pool costs more than it saves (decode steps of small models are hundreds of tiny calls).
-constexpr int64_t kSerialWork = 1 << 16;
 
 // One kernel call with its arguments bound: fn(ith, nth) over `work` units (small work runs on
 // the calling thread alone; `serial` kernels never fan out).
@@ -123,8 +54,7 @@ struct Program {
 std::unique_ptr<Program> g_recording;
 std::atomic<bool> g_program_running{false};
 
-template <typename Fn>
-void dispatch(const Napi::CallbackInfo& info, int64_t work, Fn fn, bool serial = false) {
+void dispatch_impl(const Napi::CallbackInfo& info, int64_t work, std::function<void(int, int)> fn, bool serial) {
   if (!g_recording) {
     execute(Command{work, serial, fn});
     return;
@@ -132,7 +62,25 @@ void dispatch(const Napi::CallbackInfo& info, int64_t work, Fn fn, bool serial =
   for (size_t i = 0; i < info.Length(); ++i) {
     if (info[i].IsTypedArray()) g_recording->views.push_back(Napi::Persistent(info[i]));
   }
-  g_recording->commands.push_back(Command{work, serial, std::function<void(int, int)>(std::move(fn))});
+  g_recording->commands.push_back(Command{work, serial, std::move(fn)});
+}
+
+// Typed arrays inside an object or array argument (one level: {q, k, up: [..]}), kept alive by the recording.
+void retain_impl(const Napi::Value& value, int depth) {
+  if (!g_recording || value.IsEmpty() || value.IsUndefined() || value.IsNull()) return;
+  if (value.IsTypedArray()) {
+    g_recording->views.push_back(Napi::Persistent(value));
+    return;
+  }
+  if (depth > 1 || !value.IsObject()) return;
+  if (value.IsArray()) {
+    Napi::Array list = value.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) retain_impl(list.Get(i), depth + 1);
+    return;
+  }
+  Napi::Object obj = value.As<Napi::Object>();
+  Napi::Array keys = obj.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) retain_impl(obj.Get(keys.Get(i)), depth + 1);
 }
 
 class ProgramWorker : public Napi::AsyncWorker {
@@ -187,26 +135,37 @@ Napi::Value discard(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Elements a [rows, cols] view with row stride ld needs.
-int64_t strided(int64_t rows, int64_t ld, int64_t cols) { return rows == 0 ? 0 : (rows - 1) * ld + cols; }
+}  // namespace
 
-// linear(x, ldx, w, y, ldy, m, k, n, accumulate)
+void dispatch(const Napi::CallbackInfo& info, int64_t work, std::function<void(int, int)> fn, bool serial) {
+  dispatch_impl(info, work, std::move(fn), serial);
+}
+
+void retain(const Napi::Value& value) { retain_impl(value, 0); }
+
+bool recording() { return g_recording != nullptr; }
+
+namespace {
+
+
+// linear(x, ldx, w, y, ldy, m, k, n, accumulate, alpha?) — w fp32 (Float32Array) or bf16 (Uint16Array)
 Napi::Value linear(const Napi::CallbackInfo& info) {
   Args a(info);
   const int64_t ldx = a.int_(1, "ldx", 1), ldy = a.int_(4, "ldy", 1), m = a.int_(5, "m"), kk = a.int_(6, "k", 1),
                 n = a.int_(7, "n", 1);
   a.check(ldx >= kk && ldy >= n, "ldx must be >= k and ldy >= n");
   const float* x = a.f32(0, "x", strided(m, ldx, kk));
-  const float* w = a.f32(2, "w", n * kk);
+  const k::WeightView w = a.weight(2, "w", n * kk);
   float* y = a.f32(3, "y", strided(m, ldy, n));
   const bool acc = a.flag(8);
+  const float alpha = static_cast<float>(a.num_or(9, "alpha", 1.0));
   if (!a.ok()) return a.done();
   // Split output features over the pool; keep slices a multiple of 16 wide for the packing.
   dispatch(info, m * n * kk, [=](int ith, int nth) {
     const int64_t units = (n + 15) / 16;
     int64_t b, e;
     k::thread_slice(units, ith, nth, &b, &e);
-    k::linear_slice(x, ldx, w, y, ldy, m, kk, std::min(n, b * 16), std::min(n, e * 16), acc);
+    k::linear_rows(x, ldx, w, y, ldy, m, kk, std::min(n, b * 16), std::min(n, e * 16), acc, alpha);
   });
   return a.done();
 }
@@ -224,7 +183,7 @@ Napi::Value rms_norm(const Napi::CallbackInfo& info) {
   return a.done();
 }
 
-// gatedNormSumsq(y, z, ldz, out, sumsq, rows, dim, groupSize)
+// gatedNormSumsq(y, z, ldz, out, sumsq, rows, dim, groupSize, normFirst?) — normFirst: out = y, Σy² (z unused)
 Napi::Value gated_norm_sumsq(const Napi::CallbackInfo& info) {
   Args a(info);
   const int64_t ldz = a.int_(2, "ldz", 1), rows = a.int_(5, "rows"), dim = a.int_(6, "dim", 1),
@@ -235,11 +194,18 @@ Napi::Value gated_norm_sumsq(const Napi::CallbackInfo& info) {
   float* out = a.f32(3, "out", rows * dim);
   float* sumsq = a.f32(4, "sumsq", rows * (dim / (gs ? gs : 1)));
   if (!a.ok()) return a.done();
-  dispatch(info, rows * dim, [=](int ith, int nth) { k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth); });
+  const bool norm_first = a.flag(8);
+  dispatch(info, rows * dim, [=](int ith, int nth) {
+    if (norm_first) {
+      k::norm_first_sumsq(y, out, sumsq, rows, dim, gs, ith, nth);
+    } else {
+      k::gated_norm_sumsq(y, z, ldz, out, sumsq, rows, dim, gs, ith, nth);
+    }
+  });
   return a.done();
 }
 
-// gatedNormApply(out, sumsq, w, rows, dim, groupSize, normCount, eps)
+// gatedNormApply(out, sumsq, w, rows, dim, groupSize, normCount, eps, z?, ldz?) — z: times silu(z) after the norm
 Napi::Value gated_norm_apply(const Napi::CallbackInfo& info) {
   Args a(info);
   const int64_t rows = a.int_(3, "rows"), dim = a.int_(4, "dim", 1), gs = a.int_(5, "groupSize", 1),
@@ -249,8 +215,11 @@ Napi::Value gated_norm_apply(const Napi::CallbackInfo& info) {
   float* out = a.f32(0, "out", rows * dim);
   const float* sumsq = a.f32(1, "sumsq", rows * (dim / (gs ? gs : 1)));
   const float* w = a.f32(2, "w", dim);
+  const int64_t ldz = a.int_or(9, "ldz", dim, 1);
+  a.check(ldz >= dim, "ldz must be >= dim");
+  const float* z = a.f32_or_null(8, "z", strided(rows, ldz, dim));
   if (!a.ok()) return a.done();
-  dispatch(info, rows * dim, [=](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, ith, nth); });
+  dispatch(info, rows * dim, [=](int ith, int nth) { k::gated_norm_apply(out, sumsq, w, rows, dim, gs, count, eps, z, ldz, ith, nth); });
   return a.done();
 }
 
@@ -368,7 +337,7 @@ Napi::Value embedding(const Napi::CallbackInfo& info) {
   const int32_t* ids = a.i32(0, "ids", &tokens);
   const int64_t vb = a.int_(2, "vocabBegin"), ve = a.int_(3, "vocabEnd"), dim = a.int_(4, "dim", 1);
   a.check(ve >= vb, "vocabEnd must be >= vocabBegin");
-  const float* table = a.f32(1, "table", (ve - vb) * dim);
+  const k::WeightView table = a.weight(1, "table", (ve - vb) * dim);
   float* out = a.f32(5, "out", tokens * dim);
   if (!a.ok()) return a.done();
   dispatch(info, tokens * dim, [=](int, int) { k::embedding(ids, tokens, table, vb, ve, dim, out); }, true);
@@ -405,16 +374,18 @@ Napi::Value silu_mul(const Napi::CallbackInfo& info) {
   return a.done();
 }
 
-// ropeNeox(x, ldx, pos0, tokens, heads, headDim, theta)
+// ropeNeox(x, ldx, pos0, tokens, heads, headDim, theta, rotaryDim?)
 Napi::Value rope_neox(const Napi::CallbackInfo& info) {
   Args a(info);
   const int64_t ldx = a.int_(1, "ldx", 1), pos0 = a.int_(2, "pos0"), tokens = a.int_(3, "tokens"),
                 heads = a.int_(4, "heads", 1), hd = a.int_(5, "headDim", 2);
   const float theta = static_cast<float>(a.num(6, "theta"));
+  const int64_t rotary = a.int_or(7, "rotaryDim", hd, 2);
   a.check(hd % 2 == 0 && ldx >= heads * hd, "headDim must be even and ldx >= heads * headDim");
+  a.check(rotary % 2 == 0 && rotary <= hd, "rotaryDim must be even and <= headDim");
   float* x = a.f32(0, "x", strided(tokens, ldx, heads * hd));
   if (!a.ok()) return a.done();
-  dispatch(info, tokens * heads * hd, [=](int, int) { k::rope_neox(x, ldx, pos0, tokens, heads, hd, theta); }, true);
+  dispatch(info, tokens * heads * hd, [=](int, int) { k::rope_neox(x, ldx, pos0, tokens, heads, hd, theta, rotary); }, true);
   return a.done();
 }
 
@@ -511,6 +482,7 @@ void init_kernels(Napi::Env env, Napi::Object exports) {
   s.Set("poolThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
           return Napi::Number::New(info.Env(), k::pool_threads());
         }));
+  init_family_kernels(env, s);
   exports.Set("kernels", s);
 }
 

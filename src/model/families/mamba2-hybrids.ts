@@ -18,7 +18,8 @@ export function parseGranite4H(cfg: ConfigReader): FamilyParse {
   const types = cfg.stringArray('layer_types') ?? cfg.stringArray('layers_block_type')
   if (!types) throw cfg.missing(['layer_types'])
   checkLayerCount(cfg, types.length, 'layer_types')
-  const ffn: LayerKind = cfg.has('num_local_experts') && cfg.nonNegativeInt('num_local_experts', 0) > 0 ? 'moe' : 'mlp'
+  // HF's GraniteMoeHybridConfig defaults num_local_experts to 8: a config without the key has MoE layers.
+  const ffn: LayerKind = cfg.nonNegativeInt('num_local_experts', 8, CONFIG_LIMITS.count) > 0 ? 'moe' : 'mlp'
   const layers = types.map((t, index): LayerSpec => {
     if (t === 'mamba') return {index, kinds: ['mamba2', ffn]}
     if (t === 'attention') return {index, kinds: ['attention', ffn]}

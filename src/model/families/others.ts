@@ -45,8 +45,14 @@ export function parseQwen3Next(cfg: ConfigReader): FamilyParse {
   const types = cfg.stringArray('layer_types')
   const interval = cfg.positiveInt('full_attention_interval', 4)
   if (types) checkLayerCount(cfg, types.length, 'layer_types')
-  const ffn: LayerKind = cfg.positiveInt('num_experts', 1) > 1 ? 'moe' : 'mlp'
+  // Qwen3NextDecoderLayer: a sparse MoE block where num_experts > 0, the layer is not in
+  // mlp_only_layers and (layer + 1) % decoder_sparse_step == 0; a dense MLP elsewhere (Qwen3.5 dense has no experts).
+  const experts = cfg.nonNegativeInt('num_experts', 0)
+  const sparseStep = cfg.positiveInt('decoder_sparse_step', 1)
+  const mlpOnly = new Set(cfg.intArray('mlp_only_layers') ?? [])
+  const ffnOf = (index: number): LayerKind => (experts > 0 && !mlpOnly.has(index) && (index + 1) % sparseStep === 0 ? 'moe' : 'mlp')
   const layers = Array.from({length: count}, (_, index): LayerSpec => {
+    const ffn = ffnOf(index)
     const t = types ? types[index] : (index + 1) % interval === 0 ? 'full_attention' : 'linear_attention'
     if (t === 'full_attention') return {index, kinds: ['attention', ffn]}
     if (t === 'linear_attention') return {index, kinds: ['gdn', ffn]}

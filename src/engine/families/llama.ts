@@ -1,0 +1,77 @@
+import type {ModelSpec} from '../../model/model-spec.js'
+import type {ModelDims} from '../model-dims.js'
+import type {RankDims} from '../rank-weights.js'
+import type {ExpectedTensor} from '../weight-names.js'
+import type {Weights} from '../weights.js'
+import {attentionDims, baseDims, ComputeKeys, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, unsupported} from './common.js'
+import type {FamilyModule, RankShard} from './index.js'
+import {normWeight, rows, shardAttention, shardMlp} from './shard.js'
+
+/** Llama (`LlamaForCausalLM`, model-forward.md §4.2, §5.2): RoPE attention block, then a SwiGLU MLP block. */
+function dims(spec: ModelSpec): ModelDims {
+  refuseUnsupportedSwitches(spec)
+  const keys = new ComputeKeys(spec)
+  requireActivation(spec, keys, 'hidden_act', 'silu')
+  if (!spec.attention) throw unsupported(spec, 'a Llama config without attention heads')
+  const rope = keys.rope(10000)
+  return {
+    ...baseDims(spec),
+    family: 'llama',
+    layers: spec.layers.map(() => ({blocks: [{ops: ['attention']}, {ops: ['mlp']}]})),
+    attention: attentionDims(spec, {rope: {theta: rope.theta, rotaryDim: rotaryDim(spec.attention.headDim, rope.partialRotaryFactor)}}),
+    mlp: {activation: 'swiglu', intermediateSize: keys.int('intermediate_size', 0) || (() => { throw missingKey('intermediate_size') })(), gateScale: 1, outScale: 1},
+    normEps: keys.positive('rms_norm_eps', 1e-6),
+    tieWordEmbeddings: keys.bool('tie_word_embeddings', false),
+  }
+}
+
+function tensors(d: ModelDims): ExpectedTensor[] {
+  const D = d.hiddenSize
+  const a = d.attention!
+  const I = d.mlp!.intermediateSize
+  const out: ExpectedTensor[] = [{name: 'model.embed_tokens.weight', shape: [d.vocabSize, D]}]
+  d.layers.forEach((_l, i) => {
+    const p = `model.layers.${i}.`
+    out.push(
+      {name: `${p}input_layernorm.weight`, shape: [D]},
+      {name: `${p}self_attn.q_proj.weight`, shape: [a.numHeads * a.headDim, D]},
+      {name: `${p}self_attn.k_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
+      {name: `${p}self_attn.v_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
+      {name: `${p}self_attn.o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
+      {name: `${p}post_attention_layernorm.weight`, shape: [D]},
+      {name: `${p}mlp.gate_proj.weight`, shape: [I, D]},
+      {name: `${p}mlp.up_proj.weight`, shape: [I, D]},
+      {name: `${p}mlp.down_proj.weight`, shape: [D, I]},
+    )
+  })
+  out.push({name: 'model.norm.weight', shape: [D]})
+  if (!d.tieWordEmbeddings) out.push({name: 'lm_head.weight', shape: [d.vocabSize, D]})
+  return out
+}
+
+function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
+  const D = d.hiddenSize
+  const {vocabBegin, vocabEnd} = rd.vocab
+  const layers = d.layers.map((_l, i) => {
+    const p = `model.layers.${i}.`
+    return [
+      {
+        norm: normWeight(w, `${p}input_layernorm.weight`, false),
+        ops: [shardAttention(d, w, {q: `${p}self_attn.q_proj.weight`, k: `${p}self_attn.k_proj.weight`, v: `${p}self_attn.v_proj.weight`, o: `${p}self_attn.o_proj.weight`}, rd)],
+      },
+      {
+        norm: normWeight(w, `${p}post_attention_layernorm.weight`, false),
+        ops: [shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, {gate: `${p}mlp.gate_proj.weight`, up: `${p}mlp.up_proj.weight`, down: `${p}mlp.down_proj.weight`}, rd)],
+      },
+    ]
+  })
+  const embed = 'model.embed_tokens.weight'
+  return {
+    embedding: rows(w.get(embed), D, vocabBegin, vocabEnd - vocabBegin),
+    layers,
+    finalNorm: normWeight(w, 'model.norm.weight', false),
+    lmHead: rows(w.get(d.tieWordEmbeddings ? embed : 'lm_head.weight'), D, vocabBegin, vocabEnd - vocabBegin),
+  }
+}
+
+export const llama: FamilyModule = {family: 'llama', dims, tensors, shard}
