@@ -156,6 +156,25 @@ describe.each(FAMILIES)('%s off the main thread', (name) => {
     sync.close()
     async_.close()
   })
+
+  it('fork (n > 1) copies every group\'s pages, state pages included: each child continues as the parent does', () => {
+    const m = tinyModel(name)
+    const engine = new HybridEngine({spec: m.spec, weights: m.weights, numBlocks: 32})
+    engine.prefill('p', prompt(45))
+    engine.fork('p', ['c1', 'c2'])
+    const rows = engine.decodeStep([
+      {requestId: 'p', tokenId: 3},
+      {requestId: 'c1', tokenId: 3},
+      {requestId: 'c2', tokenId: 4},
+    ])
+    expect(rows[1]).toEqual(rows[0])
+    const solo = new HybridEngine({spec: m.spec, weights: m.weights, numBlocks: 32})
+    solo.prefill('s', prompt(45))
+    const [other] = solo.decodeStep([{requestId: 's', tokenId: 4}])
+    expect(rows[2]).toEqual(other)
+    engine.close()
+    solo.close()
+  })
 })
 
 describe('family variants against their references', () => {
