@@ -48,6 +48,7 @@ describe('tokenizers', () => {
     expect(t.encode('<s>hello', {addSpecialTokens: false})).toEqual([3, 0])
     expect(t.eosId).toBe(4)
     expect(t.applyChatTemplate!([{role: 'user', content: 'hello'}])).toBe('<s>[user] hello [assistant]')
+    expect(t.decode([])).toBe('') // the library throws on an empty list; no ids is no text
   })
 
   it('a directory without tokenizer.json is a ModelConfigError naming it', () => {

@@ -71,7 +71,8 @@ export function loadTokenizer(dir: string): TextTokenizer {
     bosId: idOf(config.bos_token),
     eosId: idOf(config.eos_token),
     encode: (text, options) => hf.encode(text, {add_special_tokens: options?.addSpecialTokens !== false}).ids,
-    decode: (ids) => hf.decode([...ids], {skip_special_tokens: true}),
+    // @huggingface/tokenizers throws on an empty list; no ids is no text (a prefill leg's empty output).
+    decode: (ids) => (ids.length === 0 ? '' : hf.decode([...ids], {skip_special_tokens: true})),
     applyChatTemplate: template
       ? (messages) =>
           template.render({

@@ -42,10 +42,6 @@ void linear_slice_bf16(const float* x, int64_t ldx, const uint16_t* w, float* y,
 struct WeightView {
   const float* f32 = nullptr;
   const uint16_t* bf16 = nullptr;
-  /** The view `offset` elements further (an expert inside a stacked tensor). */
-  WeightView at(int64_t offset) const {
-    return WeightView{f32 ? f32 + offset : nullptr, bf16 ? bf16 + offset : nullptr};
-  }
 };
 /** linear_slice or linear_slice_bf16, by the weight's dtype. */
 void linear_rows(const float* x, int64_t ldx, WeightView w, float* y, int64_t ldy, int64_t m, int64_t k,

@@ -83,11 +83,6 @@ export function projection(cols: number, segments: readonly Segment[]): Projecti
   return {parts, width: dst, order: inOrder ? null : Int32Array.from(runs)}
 }
 
-/** fp32 values (small vectors: norms, conv, dt_bias, A_log, routers). */
-export function f32(w: Weights, name: string): Float32Array {
-  return w.f32(name)
-}
-
 /** Rows runs of a small fp32 matrix, copied contiguous (conv weights: the kernel reads [channels, K]). */
 function f32Rows(w: Float32Array, cols: number, runs: readonly Rows[]): Float32Array {
   const out = new Float32Array(runs.reduce((n, [, count]) => n + count * cols, 0))

@@ -1,6 +1,6 @@
 import {ROUTER_KIND} from '../../native/kernels-binding.js'
 import type {MlpRankWeights, MoeRankWeights} from '../rank-weights.js'
-import {type Batch, type Op, opWeights, project, type RunnerContext} from './context.js'
+import {type Op, opWeights, project, type RunnerContext} from './context.js'
 
 /** relu²: down(relu(up·u)²); SwiGLU: down(silu(gate·u)·(up·u)) with Falcon-H1's gate multiplier. Into `out` (alpha = scale). */
 function mlpInto(ctx: RunnerContext, rank: number, w: MlpRankWeights, activation: 'relu2' | 'swiglu', inter: number, u: Float32Array, R: number, out: Float32Array, accumulate: boolean, scale: number): void {
@@ -79,4 +79,3 @@ export const moeOp: Op = {
   },
 }
 
-export type {Batch}
