@@ -41,8 +41,10 @@ void linear_slice(const float* x, int64_t ldx, const float* w, float* y, int64_t
 namespace {
 
 // Dots of MM activation rows with each weight row of [n_begin, n_end), the weight row widened
-// 8 bf16 at a time (a bf16 is the high half of an fp32).
-template <int MM>
+// 8 bf16 at a time (a bf16 is the high half of an fp32). U independent accumulators per row
+// (MM·U ≤ 8 + operands fit the 16 AVX2 registers) keep the FMA pipeline full: with one chain per
+// row a decode step (MM = 1) would wait on each FMA's latency.
+template <int MM, int U>
 void bf16_dots(const float* x, int64_t ldx, const uint16_t* w, float* y, int64_t ldy, int64_t k, int64_t n_begin,
                int64_t n_end, bool accumulate, float alpha) {
   for (int64_t n = n_begin; n < n_end; ++n) {
@@ -50,16 +52,26 @@ void bf16_dots(const float* x, int64_t ldx, const uint16_t* w, float* y, int64_t
     float sums[MM];
     int64_t c = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    __m256 acc[MM];
-    for (int r = 0; r < MM; ++r) acc[r] = _mm256_setzero_ps();
+    __m256 acc[MM][U];
+    for (int r = 0; r < MM; ++r) {
+      for (int u = 0; u < U; ++u) acc[r][u] = _mm256_setzero_ps();
+    }
+    for (; c + 8 * U <= k; c += 8 * U) {
+      for (int u = 0; u < U; ++u) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + c + 8 * u));
+        const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+        for (int r = 0; r < MM; ++r) acc[r][u] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * ldx + c + 8 * u), acc[r][u]);
+      }
+    }
     for (; c + 8 <= k; c += 8) {
       const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + c));
       const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
-      for (int r = 0; r < MM; ++r) acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * ldx + c), acc[r]);
+      for (int r = 0; r < MM; ++r) acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * ldx + c), acc[r][0]);
     }
     for (int r = 0; r < MM; ++r) {
+      for (int u = 1; u < U; ++u) acc[r][0] = _mm256_add_ps(acc[r][0], acc[r][u]);
       float lanes[8];
-      _mm256_storeu_ps(lanes, acc[r]);
+      _mm256_storeu_ps(lanes, acc[r][0]);
       sums[r] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
     }
 #else
@@ -83,17 +95,16 @@ void linear_slice_bf16(const float* x, int64_t ldx, const uint16_t* w, float* y,
   const int64_t n = n_end - n_begin;
   if (m <= 0 || n <= 0) return;
   if (m <= kBf16DotRows) {
-    // One pass over the weight slice for all m (<= 8) rows: 8 accumulators + 2 operands fit the
-    // 16 AVX2 registers.
+    // One pass over the weight slice for all m (<= 8) rows.
     switch (m) {
-      case 1: bf16_dots<1>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      case 2: bf16_dots<2>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      case 3: bf16_dots<3>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      case 4: bf16_dots<4>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      case 5: bf16_dots<5>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      case 6: bf16_dots<6>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      case 7: bf16_dots<7>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
-      default: bf16_dots<8>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 1: bf16_dots<1, 4>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 2: bf16_dots<2, 4>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 3: bf16_dots<3, 2>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 4: bf16_dots<4, 2>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 5: bf16_dots<5, 1>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 6: bf16_dots<6, 1>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      case 7: bf16_dots<7, 1>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
+      default: bf16_dots<8, 1>(x, ldx, w, y, ldy, k, n_begin, n_end, accumulate, alpha); break;
     }
     return;
   }
