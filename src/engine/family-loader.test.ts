@@ -6,6 +6,7 @@ import {afterAll, describe, expect, it} from 'vitest'
 
 import {publishedConfig, writePublishedCheckpoint} from '../testing/published-checkpoint.js'
 import {widenBf16} from './bf16.js'
+import {generate} from './generate.js'
 import {loadModel} from './load-model.js'
 import {readSafetensorsHeader, readTensor, type TensorToWrite, writeSafetensors} from './safetensors.js'
 
@@ -55,6 +56,12 @@ describe.each(CASES)('%s in its published layout', (_family, preset, variant, mi
     expect(m.tokenizer.kind).toBe('huggingface')
     expect(m.tokenizer.encode('Hi', {addSpecialTokens: false})).toEqual([72, 105])
     expect(m.tokenizer.applyChatTemplate!([{role: 'user', content: 'Hi'}])).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n')
+  })
+
+  it('hpd generate runs it (chat template, TP 2, greedy) with the tokens the engine gives for the same prompt', () => {
+    const r = generate({model: dir, prompt: 'Hi', maxTokens: 4, tp: 2, temperature: 0, topP: 1, topK: 0, seed: 0, ignoreEos: true, chat: true})
+    expect(r.tokenIds).toHaveLength(4)
+    expect(r.promptTokenIds.slice(0, 3)).toEqual([259, 117, 115]) // <|im_start|> u s (ChatML through tokenizer.json)
   })
 
   it('a missing tensor is HPD_WEIGHTS_MISSING_TENSOR naming it', () => {

@@ -47,5 +47,8 @@ describe('dimsFromSpec', () => {
     refused('tiny-granite-h', {mamba_proj_bias: true}, 'mamba_proj_bias')
     refused('tiny-falcon-h1', {projectors_bias: true}, 'projectors_bias')
     refused('tiny-qwen3-next', {hidden_act: 'gelu'}, 'hidden_act')
+    expect(() => dims('tiny-nemotron-h-moe', {n_routed_experts: 100_000, num_experts_per_tok: 4})).toThrow(
+      expect.objectContaining({code: 'HPD_MODEL_SIZE_LIMIT', message: expect.stringContaining('4 MoE layers × 100000 experts')}),
+    )
   })
 })

@@ -29,6 +29,11 @@ export const CONFIG_LIMITS = {
   expand: 1024,
   /** Other counts (expert counts, layer periods and offsets). */
   count: 2_147_483_647,
+  /**
+   * Routed experts summed over a model's MoE layers (each is two or three weight matrices the
+   * engine lists and loads one by one): the largest published, Qwen3-Next's 512 × 48, is 24576.
+   */
+  expertsPerModel: 262_144,
   /** Context length hpd serves (max_position_embeddings above it is capped to it) and the most prompt tokens it plans. */
   contextTokens: 16_777_216,
   /** Elements of attention K+V per token per layer before TP (2 · KV heads · head dim): 64 MiB at fp32. */

@@ -1,3 +1,5 @@
+import {ModelConfigError} from '../../errors.js'
+import {CONFIG_LIMITS} from '../../model/limits.js'
 import type {ModelFamily, ModelSpec} from '../../model/model-spec.js'
 import type {EngineFamily, ModelDims} from '../model-dims.js'
 import type {BlockRankWeights, RankDims} from '../rank-weights.js'
@@ -50,5 +52,15 @@ export function familyModule(family: EngineFamily): FamilyModule {
 export function dimsFromSpec(spec: ModelSpec): ModelDims {
   const family = BY_MODEL_FAMILY.get(spec.family)
   if (!family) throw unsupported(spec, `the ${spec.family} family`)
-  return familyModule(family).dims(spec)
+  const dims = familyModule(family).dims(spec)
+  // Every routed expert is a few tensors the engine lists and loads one by one: bound their number
+  // before anything is built from it.
+  const moeLayers = dims.layers.filter((l) => l.blocks.some((b) => b.ops.includes('moe'))).length
+  if (dims.moe && moeLayers * dims.moe.numExperts > CONFIG_LIMITS.expertsPerModel) {
+    throw new ModelConfigError('HPD_MODEL_SIZE_LIMIT', `${moeLayers} MoE layers × ${dims.moe.numExperts} experts exceed hpd's limit of ${CONFIG_LIMITS.expertsPerModel} routed experts per model`, {
+      hint: 'Check the expert count in config.json; see "Limits" in the README.',
+      details: {experts: dims.moe.numExperts, moeLayers, max: CONFIG_LIMITS.expertsPerModel},
+    })
+  }
+  return dims
 }
