@@ -47,6 +47,18 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return [...this.byKey.values()]
   }
 
+  /** Re-reads the prefix now (the watch keeps running): for a caller that cannot wait for it. */
+  async refresh(): Promise<void> {
+    const snapshot = await this.o.client.getAll().prefix(workersPrefix(this.o.cluster)).exec()
+    const seen = new Set<string>()
+    for (const kv of snapshot.kvs) {
+      const key = kv.key.toString()
+      seen.add(key)
+      this.upsert(key, kv.value.toString())
+    }
+    for (const key of [...this.byKey.keys()]) if (!seen.has(key)) this.remove(key)
+  }
+
   private async snapshotAndWatch(): Promise<void> {
     const prefix = workersPrefix(this.o.cluster)
     const snapshot = await this.o.client.getAll().prefix(prefix).exec()

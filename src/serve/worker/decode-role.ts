@@ -172,7 +172,7 @@ export class DecodeRole {
   private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
     const t = req.transfer!
     // Refuses engines nobody registered before anything is fetched or kept.
-    const controlUrl = this.o.peers.controlUrlOf(t)
+    const controlUrl = await this.o.peers.resolve(t)
     // From here until the read is done the prefill side must keep the blocks: heartbeat its lease.
     const lease = new LeaseHeartbeat(this.o.client, controlUrl, t, this.o.handshakeTimeoutMs, (error) => {
       this.o.log('lease-lost', {requestId: req.requestId, prefillEngine: t.engineId, message: error.message})

@@ -11,6 +11,7 @@ import type {PeerEntry} from '../protocol-schema.js'
 
 export class PeerDirectory {
   private readonly byEngine = new Map<string, string>()
+  private refresher: (() => Promise<void>) | undefined
   /** Engines registered in the cluster whose caches cannot be read by this one, and why. */
   private readonly incompatible = new Map<string, string>()
 
@@ -28,6 +29,20 @@ export class PeerDirectory {
 
   delete(engineId: string): void {
     this.byEngine.delete(engineId)
+  }
+
+  /**
+   * What to do when a request names an engine this directory does not know yet: re-read the
+   * registry once (a just-registered engine may not have reached the watch), then look again.
+   */
+  onMiss(refresh: () => Promise<void>): void {
+    this.refresher = refresh
+  }
+
+  /** controlUrlOf, after one registry re-read when the engine is unknown. */
+  async resolve(t: TransferParams): Promise<string> {
+    if (this.refresher && !this.byEngine.has(t.engineId) && !this.incompatible.has(t.engineId)) await this.refresher().catch(() => undefined)
+    return this.controlUrlOf(t)
   }
 
   get size(): number {

@@ -87,6 +87,7 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
         }
         directory.on('added', learn)
         directory.on('removed', learn)
+        worker.peers.onMiss(() => directory.refresh())
         learn()
       }
       const registration = await Registration.start({
