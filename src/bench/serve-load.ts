@@ -8,6 +8,7 @@
  * whose output cannot be counted is a failure, never zero tokens.
  */
 import {percentiles} from '../serve/metrics.js'
+import {uniformStream} from '../engine/random.js'
 
 export interface ServeLoadOptions {
   /** Base URL of the server, e.g. http://127.0.0.1:8000 */
@@ -85,7 +86,7 @@ export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLo
     queue.push(ev)
     wake?.()
   }
-  const rng = mulberry32(o.seed ?? 0)
+  const rng = uniformStream(o.seed ?? 0)
   const prompts = Array.from({length: o.requests}, () => Array.from({length: o.promptTokens}, () => Math.floor(rng() * (o.vocabLimit ?? 256))))
   const started = performance.now()
   const workerLoop = async () => {
@@ -206,7 +207,7 @@ export interface LongPromptLoopResult {
  */
 export async function runLongPromptLoop(o: LongPromptLoopOptions, signal: AbortSignal): Promise<LongPromptLoopResult> {
   const model = o.model ?? (await discoverModel(o.url))
-  const rng = mulberry32((o.seed ?? 0) + 7919)
+  const rng = uniformStream((o.seed ?? 0) + 7919)
   let completed = 0
   const failures: string[] = []
   while (!signal.aborted) {
@@ -287,14 +288,3 @@ async function discoverModel(url: string): Promise<string> {
   return id
 }
 
-/** Small seeded PRNG so two runs (disaggregated vs colocated) send identical prompts. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}

@@ -27,6 +27,12 @@ export class Rng {
   }
 }
 
+/** Uniform numbers in [0, 1) from `seed`, as a function (mulberry32: a seed names the stream exactly). */
+export function uniformStream(seed: number): () => number {
+  const r = new Rng(seed)
+  return () => r.next()
+}
+
 /** FNV-1a of `text`, mixed with `seed`: a stream id per (seed, tensor name). */
 export function streamSeed(seed: number, text: string): number {
   let h = 0x811c9dc5 ^ seed

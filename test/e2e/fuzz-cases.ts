@@ -3,7 +3,7 @@
  * (method, path, raw body) in a named category. Deterministic for a seed, so a failure names a
  * case that replays.
  */
-import {Rng} from '../../src/engine/random.js'
+import {uniformStream} from '../../src/engine/random.js'
 
 export interface FuzzCase {
   readonly category: string
@@ -14,11 +14,8 @@ export interface FuzzCase {
   readonly contentType?: string
 }
 
-/** The engine's seeded stream (mulberry32) as a function: a seed names a case list exactly. */
-export function rng(seed: number): () => number {
-  const r = new Rng(seed)
-  return () => r.next()
-}
+/** The engine's seeded stream: a seed names a case list exactly. */
+export const rng = uniformStream
 
 type Rand = () => number
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]

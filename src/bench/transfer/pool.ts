@@ -1,4 +1,5 @@
 import {blocksNeeded, type EngineLayout, type GroupBlockIds} from '../../layout/index.js'
+import {uniformStream} from '../../engine/random.js'
 
 /**
  * The serve path's block pool: a server's free list after a while, block ids in no order. The free
@@ -13,7 +14,7 @@ export class ShuffledPool {
     readonly numBlocks: number,
     seed: number,
   ) {
-    const rng = mulberry32(seed)
+    const rng = uniformStream(seed)
     this.free = Array.from({length: numBlocks}, (_, i) => i)
     for (let i = numBlocks - 1; i > 0; i--) {
       const j = Math.floor(rng() * (i + 1))
@@ -36,14 +37,3 @@ export class ShuffledPool {
   }
 }
 
-/** A small seeded PRNG (uniform in [0, 1)). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
