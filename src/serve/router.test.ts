@@ -7,17 +7,10 @@ import {ServeError, type BackendRequest, type GenerationBackend, type ServeToken
 import {ServeMetrics} from './metrics.js'
 import type {WorkerStreamEvent} from './protocol.js'
 import {createRouter} from './router.js'
+import {byteTokenizer} from '../testing/byte-tokenizer.js'
 
 // Unit seam: the router is tested against a scripted backend; the real workers are in test/e2e.
-const bytes: ServeTokenizer = {
-  encode: (text) => [...Buffer.from(text, 'utf8')],
-  encodeChat: (messages) => [...Buffer.from(messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', 'utf8')],
-  decode: (ids) => Buffer.from(ids.filter((t) => t < 256)).toString('utf8'),
-  createDecoder: () => {
-    const d = new TextDecoder()
-    return {push: (t) => d.decode(Uint8Array.of(t), {stream: true}), flush: () => d.decode()}
-  },
-}
+const bytes = byteTokenizer()
 
 class ScriptedBackend implements GenerationBackend {
   ready = true

@@ -7,6 +7,7 @@ import type {BackendRequest, GenerationBackend, ServeTokenizer} from '../backend
 import {ServeMetrics} from '../metrics.js'
 import type {WorkerStreamEvent} from '../protocol.js'
 import {createRouter} from '../router.js'
+import {byteTokenizer} from '../../testing/byte-tokenizer.js'
 
 /**
  * The OpenAI surface of the router over a scripted backend that honours n and logprobs the way the
@@ -14,15 +15,7 @@ import {createRouter} from '../router.js'
  * prompts, echo, best_of, logprobs shapes, per-choice stop handling, the utility routes. The real
  * workers are exercised in test/e2e/serve-conformance.test.ts.
  */
-const bytes: ServeTokenizer = {
-  encode: (text, o) => [...(o?.addSpecialTokens === false ? [] : [256]), ...Buffer.from(text, 'utf8')],
-  encodeChat: (messages) => [...Buffer.from(messages.map((m) => `<${m.role}>${m.content}`).join('') + '<assistant>', 'utf8')],
-  decode: (ids) => Buffer.from(ids.filter((t) => t < 256)).toString('utf8'),
-  createDecoder: () => {
-    const d = new TextDecoder()
-    return {push: (t) => (t < 256 ? d.decode(Uint8Array.of(t), {stream: true}) : ''), flush: () => d.decode()}
-  },
-}
+const bytes = byteTokenizer({bos: 256})
 
 /** Continuation j of every request says `c<j> hello world` (its logprob per token: −(j + 1)/10). */
 class ChoiceBackend implements GenerationBackend {

@@ -5,13 +5,9 @@ import type {ServeTokenizer} from '../backend.js'
 import type {SamplingParams} from '../protocol.js'
 import {admit} from './admit.js'
 import {bodyOfSampling} from './sampling-body.js'
+import {byteTokenizer} from '../../testing/byte-tokenizer.js'
 
-const bytes: ServeTokenizer = {
-  encode: (text) => [...Buffer.from(text, 'utf8')],
-  encodeChat: () => [],
-  decode: (ids) => Buffer.from(ids).toString('utf8'),
-  createDecoder: () => ({push: () => '', flush: () => ''}),
-}
+const bytes = byteTokenizer()
 const limits = {modelNames: ['m'], maxModelLen: 512, vocabSize: 300, defaultChatMaxTokens: 16, acceptKvTransferParams: false}
 
 /** SamplingParams as admission produces them: neutral values absent, every value in its range. */

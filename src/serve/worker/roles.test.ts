@@ -10,6 +10,7 @@ import {VerificationError} from '../../errors.js'
 import type {DecodeEntry, GroupBlockIds, PeerLink, PullOptions, PullResult, WorkerEngine} from './engine-port.js'
 import type {KvLoadFailurePolicy} from './local-backend.js'
 import {startWorkerServer, type RunningWorker} from './worker-server.js'
+import {byteTokenizer} from '../../testing/byte-tokenizer.js'
 
 /**
  * Unit seam: an in-memory engine whose "cache" is the token history and whose "model" is
@@ -17,12 +18,7 @@ import {startWorkerServer, type RunningWorker} from './worker-server.js'
  * real ones over real loopback HTTP, driven through the workers' contract (vLLM's
  * kv_transfer_params on /v1/completions); real engines and transfers are exercised in test/e2e.
  */
-const bytes: ServeTokenizer = {
-  encode: (text) => [...Buffer.from(text, 'utf8')],
-  encodeChat: (messages) => [...Buffer.from(messages.map((m) => m.content).join(''), 'utf8')],
-  decode: (ids) => Buffer.from(ids.filter((t) => t < 256)).toString('utf8'),
-  createDecoder: () => ({push: () => '', flush: () => ''}),
-}
+const bytes = byteTokenizer()
 
 /** The worker's own id for a request sent with X-Request-Id `xid` (it adds a suffix: ids stay unique). */
 function workerIdOf(engine: {caches: Map<string, unknown>; seen: string[]}, xid: string): string {
