@@ -3,7 +3,7 @@ import type {AddressInfo} from 'node:net'
 import OpenAI from 'openai'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {ServeError, type BackendRequest, type GenerationBackend, type ServeTokenizer} from './backend.js'
+import {ServeError, type BackendRequest, type GenerationBackend} from './backend.js'
 import {ServeMetrics} from './metrics.js'
 import type {WorkerStreamEvent} from './protocol.js'
 import {createRouter} from './router.js'

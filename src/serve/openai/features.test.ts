@@ -3,7 +3,7 @@ import type {AddressInfo} from 'node:net'
 import OpenAI from 'openai'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import type {BackendRequest, GenerationBackend, ServeTokenizer} from '../backend.js'
+import type {BackendRequest, GenerationBackend} from '../backend.js'
 import {ServeMetrics} from '../metrics.js'
 import type {WorkerStreamEvent} from '../protocol.js'
 import {createRouter} from '../router.js'

@@ -1,7 +1,6 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
-import type {ServeTokenizer} from '../backend.js'
 import type {SamplingParams} from '../protocol.js'
 import {admit} from './admit.js'
 import {bodyOfSampling} from './sampling-body.js'

@@ -1,6 +1,5 @@
 import {afterEach, describe, expect, it} from 'vitest'
 
-import type {ServeTokenizer} from '../backend.js'
 import {ControlClient, ndjsonLines} from '../http-json.js'
 import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../kv-contract.js'
 import {bodyOfSampling} from '../openai/sampling-body.js'
