@@ -1,5 +1,4 @@
 import {UsageError} from '../errors.js'
-import {CONFIG_LIMITS} from '../model/index.js'
 import {blocksNeeded} from './block-ids.js'
 import {ssmRegionsPerTensor} from './descriptor-ids.js'
 import {MAX_PROMPT_TOKENS} from './transferred-tokens.js'

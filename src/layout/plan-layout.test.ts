@@ -1,7 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
 import {thrown} from '../testing/thrown.js'
-import {HpdError} from '../errors.js'
 import {loadModelSpec, parseModelConfig} from '../model/index.js'
 import {compatibilityHash, planEngineLayout, planLayout, planRequestReads} from './index.js'
 
