@@ -65,6 +65,8 @@ describe('slowloris', () => {
       byStatus.set(`${status} ${code}`, (byStatus.get(`${status} ${code}`) ?? 0) + 1)
       expect(head).toMatch(/content-type: application\/json/i)
     }
+    const lastClose = Math.max(...held.map((h) => h.closedAt! - h.openedAt))
+    process.stdout.write(`\nslowloris, 2200 stalled connections: ${JSON.stringify(Object.fromEntries(byStatus))}; the last closed ${(lastClose / 1000).toFixed(1)} s after it opened\n`)
     // Past the cap at once; the rest when their bound ran out.
     expect([...byStatus.keys()].sort()).toEqual(['408 body_timeout', '408 request_timeout', '503 too_many_connections'])
     expect(byStatus.get('503 too_many_connections')).toBeGreaterThan(1000)

@@ -73,6 +73,7 @@ describe.concurrent('stalled workers', () => {
     safeKill(pid, 'SIGSTOP')
     const stoppedAt = performance.now()
     const inFlight = await Promise.all(Array.from({length: 4}, (_, i) => complete(s, `caught in the stall ${i}`, 4)))
+    process.stdout.write(`\nprefill stopped 40 s: in-flight requests ended after ${inFlight.map((r) => `${(r.ms / 1000).toFixed(1)} s (${r.status})`).join(', ')}\n`)
     for (const r of inFlight) {
       expect(r.status).toBeGreaterThanOrEqual(500)
       expect(r.ms).toBeLessThan(PREFILL_BOUND_MS + SLACK_MS)
@@ -81,6 +82,7 @@ describe.concurrent('stalled workers', () => {
     safeKill(pid, 'SIGCONT')
     await until(() => (s.workers.get('prefill-0')?.state === 'ready' ? true : undefined), 10_000, 'prefill-0 ready again')
     const counts = await burst(s, 3000)
+    process.stdout.write(`after SIGCONT of prefill: ${JSON.stringify(Object.fromEntries(counts))} in 3 s\n`)
     expect(counts.get(503) ?? 0).toBe(0)
     expect(counts.get(200)).toBeGreaterThan(0)
   }, 120_000)
@@ -94,6 +96,7 @@ describe.concurrent('stalled workers', () => {
     safeKill(pid, 'SIGSTOP')
     const stoppedAt = performance.now()
     const outcomes = await Promise.all(streams)
+    process.stdout.write(`\ndecode stopped 40 s: streams ended ${((performance.now() - stoppedAt) / 1000).toFixed(1)} s after the stop\n`)
     for (const r of outcomes) {
       // The stream started (200) and then ended with an error event within the bound.
       expect(r.body).toMatch(/worker decode-0 sent nothing for 30000 ms/)
