@@ -138,15 +138,16 @@ describe.skipIf(skip)(`across hosts (network namespaces)${skip ? ` — skipped: 
     }
   }, 240_000)
 
-  it("vLLM's contract across hosts: a proxy that knows nothing of hpd drives workers on two hosts, token-identical to colocated", async () => {
-    const cluster = 'contract'
-    const model = 'tiny-hybrid'
+  it.each([
+    ['tiny-hybrid', 1, 1],
+    ['tiny-hybrid', 2, 1],
+    ['tiny-hybrid-g1', 1, 2],
+  ] as const)("vLLM's contract across hosts, %s %d→%d: a proxy that knows nothing of hpd drives workers on two hosts, token-identical to colocated", async (model, prefillTp, decodeTp) => {
+    const cluster = `contract-${model}-${prefillTp}-${decodeTp}`
     const expected = await colocated(model)
-    const workers = await Promise.all([worker('prefillA', 'prefill', cluster, model, 1, {}, ['--open-api']), worker('decode', 'decode', cluster, model, 1, {}, ['--open-api'])])
+    const workers = await Promise.all([worker('prefillA', 'prefill', cluster, model, prefillTp, {}, ['--open-api']), worker('decode', 'decode', cluster, model, decodeTp, {}, ['--open-api'])])
     const proxy = await startProxy([`http://${host('prefillA').address}:8101`], [`http://${host('decode').address}:8101`])
     try {
-      // The decode worker learns the prefill worker from etcd: wait for the first pull to work.
-      await until(async () => ((await client(proxy.url).completions.create({model, prompt: 'warm up', max_tokens: 1}).then(() => true, () => undefined)) ? true : undefined), 20_000, 'the decode worker to know the prefill worker')
       expect(await outputsOf(client(proxy.url), model)).toEqual(expected)
       expect(proxy.legs.filter((l) => l.kind === 'decode').every((l) => (l.body.kv_transfer_params as {remote_host?: string}).remote_host === host('prefillA').address)).toBe(true)
     } finally {
