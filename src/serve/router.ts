@@ -309,5 +309,7 @@ export const EVENTS_HEADER = 'x-hpd-response'
 /** The id a request carries on the workers: the client's X-Request-Id (plus a suffix: ids must be unique) or a fresh one. */
 function requestIdFor(kind: RequestKind, clientId: string | undefined): string {
   const prefix = kind === 'chat' ? 'chatcmpl' : 'cmpl'
-  return clientId ? `${prefix}-${clientId}-${randomBytes(4).toString('hex')}` : `${prefix}-${randomUUID().replaceAll('-', '')}`
+  if (!clientId) return `${prefix}-${randomUUID().replaceAll('-', '')}`
+  // An id that already carries the prefix (hpd's router sends its own ids on) is not prefixed twice.
+  return `${clientId.startsWith(`${prefix}-`) ? '' : `${prefix}-`}${clientId}-${randomBytes(4).toString('hex')}`
 }
