@@ -2,9 +2,11 @@ import {BugError, HpdError, ModelConfigError, UsageError} from '../errors.js'
 import {planEngineLayout} from '../layout/engine-layout.js'
 import type {AttentionBackend, EngineLayout} from '../layout/types.js'
 import type {ModelSpec} from '../model/index.js'
+import {blockHashes, extendBlockHashes, type BlockHash} from './block-hash.js'
 import {BlockPool} from './block-pool.js'
 import {allocateRankCaches, arrayBufferAllocator, kernelBlockTable, mambaPageGeometry, pagedKvGeometry, type CacheAllocator, type RankCache} from './cache.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
+import {PrefixCache, type PrefixCacheEvent, type PrefixCacheStats} from './prefix-cache.js'
 import {ModelRunner, type SliceWork} from './runner.js'
 import {shardWeights} from './tp-shard.js'
 import type {Weights} from './weights.js'
@@ -31,6 +33,25 @@ export interface EngineOptions {
    * (~ tokens × in_proj width × 4 bytes per rank). Default 4096.
    */
   readonly maxPrefillTokens?: number
+  /**
+   * Prefix caching (vLLM V1's automatic prefix caching, "align" mode for hybrids): full logical
+   * blocks are indexed by a hash chain of their tokens and shared by later requests with the same
+   * prefix (reference counts, LRU eviction of free cached blocks). Default false here; workers
+   * turn it on unless `--no-prefix-caching`.
+   */
+  readonly prefixCaching?: boolean
+  /**
+   * Hybrids with prefix caching: save the Mamba / GDN state as a checkpoint at every
+   * `mambaCheckpointEvery`-th logical-block boundary a request passes (1 = every boundary), plus
+   * the latest boundary of each request (held by it, replaced as it moves on, left to the cache
+   * when it ends). Default 1. See src/engine/README.md "Prefix caching" for the memory cost.
+   */
+  readonly mambaCheckpointEvery?: number
+  /**
+   * Save checkpoints at all (default true). A decode-only worker turns them off: it pulls the final
+   * state of every request, so its attention blocks are what it reuses.
+   */
+  readonly mambaCheckpoints?: boolean
 }
 
 /** One request's part of an engine step: tokens fed at its cached length. */
@@ -50,6 +71,26 @@ interface RequestState {
   numTokens: number
   readonly blocks: number[][]
   tables: Map<number, Int32Array>
+  /**
+   * Prefix caching: the request's token ids (a prompt is known ahead of what is computed);
+   * undefined once they are not known (a cache adopted without its tokens): nothing is indexed.
+   */
+  tokens: number[] | undefined
+  /** The hash chain of its full blocks (as far as computed). */
+  readonly hashes: BlockHash[]
+  /** Full blocks already indexed in the attention groups. */
+  indexedBlocks: number
+  /** Per state group: the checkpoint this request holds (its latest boundary off the every-k grid). */
+  readonly held: Map<number, number>
+  /** Tokens its allocation found in the prefix cache. */
+  cachedTokens: number
+}
+
+/** What a prefix lookup at allocation gave a request. */
+export interface PrefixAllocation {
+  readonly blockIds: GroupBlockIds
+  /** Leading tokens whose cache the request already holds (a multiple of the logical block size). */
+  readonly cachedTokens: number
 }
 
 /**
@@ -98,6 +139,11 @@ export class HybridEngine {
   /** free() calls for requests of the running step: done when it ends. */
   private readonly freeAfterStep = new Set<string>()
   private stepping = false
+  /** The prefix cache's index (undefined: prefix caching off). */
+  private readonly prefixCache: PrefixCache | undefined
+  private readonly checkpointEvery: number
+  private readonly saveCheckpoints: boolean
+  private readonly cacheListeners = new Set<(event: PrefixCacheEvent) => void>()
 
   constructor(options: EngineOptions) {
     const tp = options.tp ?? 1
@@ -114,6 +160,12 @@ export class HybridEngine {
     const ranks = Array.from({length: tp}, (_x, r) => shardWeights(this.dims, options.weights, tp, r))
     this.runner = new ModelRunner(this.dims, ranks, this.layout, this.caches, this.numBlocks)
     this.pool = new BlockPool(this.numBlocks)
+    this.checkpointEvery = options.mambaCheckpointEvery ?? 1
+    if (!Number.isInteger(this.checkpointEvery) || this.checkpointEvery < 1) {
+      throw new UsageError('HPD_ENGINE_BAD_CHECKPOINT_EVERY', `mambaCheckpointEvery ${this.checkpointEvery} is not a positive integer`)
+    }
+    this.prefixCache = options.prefixCaching ? new PrefixCache(this.layout, this.pool, (e) => this.cacheListeners.forEach((l) => l(e))) : undefined
+    this.saveCheckpoints = (options.mambaCheckpoints ?? true) && this.prefixCache?.hasStateGroups === true
     this.maxPrefillTokens = options.maxPrefillTokens ?? 4096
     if (!Number.isInteger(this.maxPrefillTokens) || this.maxPrefillTokens < 1) {
       throw new UsageError('HPD_ENGINE_BAD_PREFILL_SLICE', `maxPrefillTokens ${this.maxPrefillTokens} is not a positive integer`)
@@ -126,6 +178,38 @@ export class HybridEngine {
 
   usage(): {usedBlocks: number; totalBlocks: number} {
     return {usedBlocks: this.pool.usedBlocks, totalBlocks: this.numBlocks}
+  }
+
+  /** Whether prefix caching is on. */
+  get prefixCaching(): boolean {
+    return this.prefixCache !== undefined
+  }
+
+  /** Prefix-cache counts and what it holds (undefined: prefix caching off). */
+  prefixCacheStats(): PrefixCacheStats | undefined {
+    return this.prefixCache?.stats()
+  }
+
+  /** Blocks stored in / removed from the prefix cache, as they happen (KV events). Returns the unsubscribe. */
+  onCacheEvent(listener: (event: PrefixCacheEvent) => void): () => void {
+    this.cacheListeners.add(listener)
+    return () => this.cacheListeners.delete(listener)
+  }
+
+  /**
+   * Where a prefill chunk starting at `position` must end at the latest: the next logical-block
+   * boundary when Mamba checkpoints are saved (a state can only be saved where a step ends), else
+   * undefined (any length). The step scheduler cuts chunks there ("align" mode).
+   */
+  chunkBoundary(position: number): number | undefined {
+    if (!this.saveCheckpoints) return undefined
+    const b = this.layout.logicalBlockSize
+    return (Math.floor(position / b) + 1) * b
+  }
+
+  /** Tokens request `requestId` found cached when it was allocated. */
+  cachedTokens(requestId: string): number {
+    return this.request(requestId).cachedTokens
   }
 
   /** Blocks a request of `numTokens` tokens needs in each group. */
@@ -149,10 +233,46 @@ export class HybridEngine {
       o += n
       return part
     })
-    const state: RequestState = {numTokens: 0, blocks, tables: new Map()}
+    const state = newRequestState(blocks, [])
     this.requests.set(requestId, state)
     this.zeroStatePages(state)
     return this.blockIds(requestId)
+  }
+
+  /**
+   * Allocates a new request for prompt `tokens` with what the prefix cache holds of it: the
+   * cached attention blocks are shared, the state pages start from the checkpoint at the end of
+   * the hit (copied), and only the rest needs computing. Returns the tokens already cached (0
+   * without prefix caching). `wantLogits`: the last token must be computed (its logits are
+   * needed), so the hit stops before it. All or nothing: HPD_ENGINE_POOL_FULL takes nothing.
+   */
+  admitPrompt(requestId: string, tokens: readonly number[], options: {wantLogits: boolean}): number {
+    if (this.requests.has(requestId)) throw new UsageError('HPD_ENGINE_DUPLICATE_REQUEST', `request ${requestId} already holds blocks`)
+    if (!this.prefixCache) {
+      if (this.allocate(requestId, tokens.length) === null) throw this.poolFull(requestId)
+      return 0
+    }
+    const maxHit = options.wantLogits ? tokens.length - 1 : tokens.length
+    const got = this.allocateWithPrefix(requestId, tokens, maxHit, true)
+    if (!got) throw this.poolFull(requestId)
+    return got.cachedTokens
+  }
+
+  /**
+   * Decode side of P/D: allocates a request whose first `tokens.length` tokens will be pulled,
+   * sharing the attention blocks this engine already caches for them (its own earlier turn). The
+   * state is always pulled (the prefill side's final state), never taken from here, so only
+   * attention blocks count. The pull skips the cached tokens (`planRequestReads`' cachedTokens).
+   * Null (nothing taken) when the pool is short.
+   */
+  allocateForPull(requestId: string, tokens: readonly number[]): PrefixAllocation | null {
+    if (this.requests.has(requestId)) throw new UsageError('HPD_ENGINE_DUPLICATE_REQUEST', `request ${requestId} already holds blocks`)
+    if (!this.prefixCache) {
+      const blockIds = this.allocate(requestId, tokens.length)
+      if (blockIds) this.request(requestId).tokens = [...tokens]
+      return blockIds && {blockIds, cachedTokens: 0}
+    }
+    return this.allocateWithPrefix(requestId, tokens, tokens.length, false)
   }
 
   blockIds(requestId: string): GroupBlockIds {
@@ -171,16 +291,21 @@ export class HybridEngine {
   prefill(requestId: string, tokens: readonly number[], options: {remoteDecode?: boolean} = {}): Float32Array | undefined {
     this.assertNotStepping('prefill')
     if (tokens.length === 0) throw new UsageError('HPD_ENGINE_EMPTY_PROMPT', `prefill of request ${requestId} with no tokens`)
-    if (!this.requests.has(requestId) && this.allocate(requestId, tokens.length) === null) throw this.poolFull(requestId)
-    const state = this.request(requestId)
-    this.ensureCapacity(requestId, state, state.numTokens + tokens.length)
     this.checkVocab(tokens)
+    let begin = 0
+    if (!this.requests.has(requestId)) begin = this.admitPrompt(requestId, tokens, {wantLogits: !options.remoteDecode})
+    const state = this.request(requestId)
+    this.ensureCapacity(requestId, state, state.numTokens + tokens.length - begin)
     let logits: Float32Array | undefined
-    for (let begin = 0; begin < tokens.length; begin += this.maxPrefillTokens) {
-      const part = tokens.slice(begin, begin + this.maxPrefillTokens)
-      const last = begin + part.length === tokens.length
+    while (begin < tokens.length) {
+      // Slices end at multiples of maxPrefillTokens from where they start, and at block
+      // boundaries when checkpoints are saved (so a slicing depends on positions only).
+      const end = Math.min(tokens.length, begin + this.maxPrefillTokens, this.sliceEnd(state.numTokens) - state.numTokens + begin)
+      const part = tokens.slice(begin, end)
+      const last = end === tokens.length
       ;[logits] = this.runner.forward([this.slice(state, Int32Array.from(part), last && !options.remoteDecode)])
-      state.numTokens += part.length
+      this.advance(state, part)
+      begin = end
     }
     return logits
   }
@@ -191,6 +316,9 @@ export class HybridEngine {
     const capacity = state.blocks.length === 0 ? 0 : this.capacityTokens(state)
     if (numTokens > capacity) throw new UsageError('HPD_ENGINE_ADOPT_TOO_LONG', `request ${requestId} holds ${capacity} tokens of blocks, cannot adopt ${numTokens}`)
     state.numTokens = numTokens
+    // Pulled blocks are indexed only now, when their bytes are in (tokens known from allocateForPull).
+    if (state.tokens && state.tokens.length < numTokens) state.tokens = undefined
+    this.indexBlocks(state)
   }
 
   /**
@@ -238,7 +366,7 @@ export class HybridEngine {
     if (slices.length > 0) {
       const logits = this.runner.forward(slices)
       runIndex.forEach((entry, k) => {
-        this.request(entries[entry].requestId).numTokens += 1
+        this.advance(this.request(entries[entry].requestId), [entries[entry].tokenId])
         out[entry] = logits[k]
       })
     }
@@ -281,7 +409,7 @@ export class HybridEngine {
       let k = 0
       for (const i of runIndex) {
         const state = this.requests.get(entries[i].requestId)
-        if (state) state.numTokens += entries[i].tokens.length
+        if (state) this.advance(state, entries[i].tokens)
         if (entries[i].wantLogits) out[i] = logits[k++]
       }
       return out
@@ -329,6 +457,10 @@ export class HybridEngine {
           parent.blocks[gi].forEach((src, j) => this.copyBlock(src, state.blocks[gi][j]))
         })
         state.numTokens = parent.numTokens
+        // The copies hold the parent's tokens; the parent's blocks stay the indexed ones.
+        state.tokens = parent.tokens && [...parent.tokens]
+        state.hashes.push(...parent.hashes)
+        state.indexedBlocks = Math.floor(parent.numTokens / this.layout.logicalBlockSize)
       }
     } catch (error) {
       for (const child of made) this.free(child)
@@ -344,7 +476,16 @@ export class HybridEngine {
     const state = this.requests.get(requestId)
     if (!state) return
     this.requests.delete(requestId)
-    this.pool.release(state.blocks.flat())
+    // Released in eviction order (first out first): its held checkpoints, then the attention
+    // blocks tail first (vLLM frees a request's blocks in reverse so its prefix outlives its tail).
+    const isCached = this.prefixCache?.isCached
+    this.pool.release([...state.held.values()], isCached)
+    this.layout.groups.forEach((g, gi) => {
+      if (g.kind === 'state') this.pool.release(state.blocks[gi], isCached)
+    })
+    this.layout.groups.forEach((g, gi) => {
+      if (g.kind === 'attention') this.pool.release([...state.blocks[gi]].reverse(), isCached)
+    })
   }
 
   /** Releases the cache memory (deregistration happens in the allocator). Idempotent. */
@@ -378,6 +519,137 @@ export class HybridEngine {
         }
       }
     })
+  }
+
+  /**
+   * A new request holding the cached prefix of `tokens` (at most `maxHitTokens` of them): shared
+   * attention blocks, and with `resume` the checkpointed state copied into its own state pages
+   * (else zeroed pages: the state is pulled). Null, nothing taken, when the pool is short.
+   */
+  private allocateWithPrefix(requestId: string, tokens: readonly number[], maxHitTokens: number, resume: boolean): PrefixAllocation | null {
+    const cache = this.prefixCache!
+    const B = this.layout.logicalBlockSize
+    const hashes = blockHashes(tokens, B)
+    const hit = cache.lookup(hashes.slice(0, Math.floor(Math.max(0, maxHitTokens) / B)), resume)
+    const h = resume ? hit.usableBlocks : hit.attentionBlocks
+    const need = this.blocksNeeded(tokens.length)
+    const shared = this.layout.groups.map((g) => (g.kind === 'attention' ? Array.from({length: h}, (_x, j) => cache.get(g.index, hashes[j])!) : []))
+    const sources = resume && h > 0 ? this.layout.groups.map((g) => (g.kind === 'state' ? cache.get(g.index, hashes[h - 1])! : -1)) : []
+    const pinned = [...shared.flat(), ...sources.filter((b) => b >= 0)]
+    const fresh = need.reduce((a, n, gi) => a + n - shared[gi].length, 0)
+    // Pinning takes evictable blocks out of the free count: what is left must cover the rest.
+    const pinnedFree = new Set(pinned.filter((b) => this.pool.isEvictable(b))).size
+    if (fresh > this.pool.freeBlocks - pinnedFree) return null
+    cache.count(tokens.length, hit.attentionBlocks * B, resume ? h * B : 0)
+    for (const b of pinned) this.pool.share(b)
+    const ids = this.pool.take(fresh)!
+    let o = 0
+    const blocks = need.map((n, gi) => {
+      const own = ids.slice(o, o + n - shared[gi].length)
+      o += own.length
+      return [...shared[gi], ...own]
+    })
+    const state = newRequestState(blocks, [...tokens])
+    state.hashes.push(...hashes)
+    state.indexedBlocks = h
+    state.cachedTokens = h * B
+    this.requests.set(requestId, state)
+    this.zeroStatePages(state)
+    if (sources.length > 0) {
+      this.layout.groups.forEach((g, gi) => {
+        if (g.kind === 'state') this.copyBlock(sources[gi], blocks[gi][0])
+      })
+      this.pool.release(sources.filter((b) => b >= 0), cache.isCached)
+    }
+    if (resume) state.numTokens = h * B
+    return {blockIds: this.blockIds(requestId), cachedTokens: h * B}
+  }
+
+  /** Where a slice starting at `position` must end at the latest (a block boundary when checkpoints are saved). */
+  private sliceEnd(position: number): number {
+    return this.chunkBoundary(position) ?? Number.MAX_SAFE_INTEGER
+  }
+
+  /** The request computed `tokens` at its cached length: count them, then index what became final. */
+  private advance(state: RequestState, tokens: readonly number[]): void {
+    const at = state.numTokens
+    if (state.tokens) {
+      if (state.tokens.length === at) state.tokens.push(...tokens)
+      else if (state.tokens.length < at + tokens.length || tokens.some((t, i) => state.tokens![at + i] !== t)) {
+        // Fed something else than the prompt it was admitted with: only what was fed counts.
+        state.tokens.length = at
+        state.tokens.push(...tokens)
+        state.hashes.length = Math.min(state.hashes.length, Math.floor(at / this.layout.logicalBlockSize))
+      }
+    }
+    state.numTokens = at + tokens.length
+    this.indexBlocks(state)
+    this.saveCheckpoint(state)
+  }
+
+  /** Indexes the request's attention blocks that became full (K/V final) and emits BlockStored. */
+  private indexBlocks(state: RequestState): void {
+    const cache = this.prefixCache
+    if (!cache || !state.tokens) return
+    const B = this.layout.logicalBlockSize
+    const full = Math.floor(state.numTokens / B)
+    if (full <= state.indexedBlocks) return
+    extendBlockHashes(state.hashes, state.tokens, B, full)
+    for (const g of this.layout.groups) {
+      if (g.kind !== 'attention') continue
+      let run: number[] = []
+      const flush = () => {
+        if (run.length === 0) return
+        const first = run[0]
+        this.emitCache({type: 'stored', group: g.index, kind: 'full_attention', hashes: run.map((j) => state.hashes[j]), parent: state.hashes[first - 1], tokenIds: state.tokens!.slice(first * B, (run.at(-1)! + 1) * B), blockSize: B})
+        run = []
+      }
+      for (let j = state.indexedBlocks; j < full; j++) {
+        if (cache.insert(g.index, state.hashes[j], state.blocks[g.index][j], false)) run.push(j)
+        else flush()
+      }
+      flush()
+    }
+    state.indexedBlocks = full
+  }
+
+  /**
+   * At a logical-block boundary, copies each state group's state into a checkpoint block indexed
+   * under the chain hash of the tokens so far. Policy: on every `checkpointEvery`-th boundary the
+   * checkpoint is left to the cache at once (evictable, LRU); any other boundary's is held by the
+   * request as its latest (the previous latest is dropped) until it ends. Best effort: with no
+   * block free, no checkpoint (hits fall back to an earlier one).
+   */
+  private saveCheckpoint(state: RequestState): void {
+    const cache = this.prefixCache
+    if (!cache || !this.saveCheckpoints || !state.tokens) return
+    const B = this.layout.logicalBlockSize
+    if (state.numTokens === 0 || state.numTokens % B !== 0) return
+    const b = state.numTokens / B
+    const hash = state.hashes[b - 1]
+    const onGrid = b % this.checkpointEvery === 0
+    for (const g of this.layout.groups) {
+      if (g.kind !== 'state' || cache.get(g.index, hash) !== undefined) continue
+      const [block] = this.pool.take(1) ?? []
+      if (block === undefined) return
+      this.copyBlock(state.blocks[g.index][0], block)
+      cache.insert(g.index, hash, block, true)
+      this.emitCache({type: 'stored', group: g.index, kind: 'mamba', hashes: [hash], parent: state.hashes[b - 2], tokenIds: state.tokens.slice((b - 1) * B, b * B), blockSize: B})
+      if (onGrid) {
+        this.pool.release([block], cache.isCached)
+        continue
+      }
+      const previous = state.held.get(g.index)
+      if (previous !== undefined) {
+        cache.drop(previous)
+        this.pool.release([previous])
+      }
+      state.held.set(g.index, block)
+    }
+  }
+
+  private emitCache(event: PrefixCacheEvent): void {
+    for (const l of this.cacheListeners) l(event)
   }
 
   private request(requestId: string): RequestState {
@@ -449,4 +721,8 @@ export class HybridEngine {
       hint: 'Free finished requests or create the engine with more numBlocks.',
     })
   }
+}
+
+function newRequestState(blocks: number[][], tokens: number[] | undefined): RequestState {
+  return {numTokens: 0, blocks, tables: new Map(), tokens, hashes: [], indexedBlocks: 0, held: new Map(), cachedTokens: 0}
 }

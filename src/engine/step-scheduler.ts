@@ -26,6 +26,13 @@ export interface SteppableEngine {
   step(entries: readonly StepEntry[]): Promise<StepOutcome[]>
   reserve(requestId: string, numTokens: number): void
   numCachedTokens(requestId: string): number
+  /**
+   * A new request for prompt `tokens` with what the prefix cache holds of it; returns the tokens
+   * already cached (they are not computed again). Absent: `reserve` (nothing cached).
+   */
+  admitPrompt?(requestId: string, tokens: readonly number[], options: {wantLogits: boolean}): number
+  /** The position a chunk starting at `position` must not run past (a Mamba checkpoint boundary), or undefined. */
+  chunkBoundary?(position: number): number | undefined
 }
 
 export interface StepSchedulerOptions {
@@ -43,6 +50,8 @@ const MAX_SKIPS = 3
 interface PrefillJob {
   readonly requestId: string
   readonly tokens: readonly number[]
+  /** Position of tokens[0] in the request (tokens it had cached before this prefill). */
+  readonly basePosition: number
   readonly wantLogits: boolean
   readonly order: number
   offset: number
@@ -94,19 +103,24 @@ export class StepScheduler {
     if (this.jobs.some((j) => j.requestId === requestId)) {
       return Promise.reject(new UsageError('HPD_ENGINE_DUPLICATE_REQUEST', `request ${requestId} is already being prefilled`))
     }
+    let basePosition = 0
+    let hit = 0
     try {
-      let cached = 0
+      let known = true
       try {
-        cached = this.engine.numCachedTokens(requestId)
+        basePosition = this.engine.numCachedTokens(requestId)
       } catch {
-        // a new request
+        known = false // a new request
       }
-      this.engine.reserve(requestId, cached + tokens.length)
+      if (!known && this.engine.admitPrompt) hit = this.engine.admitPrompt(requestId, tokens, {wantLogits: options.wantLogits})
+      else this.engine.reserve(requestId, basePosition + tokens.length)
     } catch (error) {
       return Promise.reject(error as Error)
     }
+    // A prefix-cache hit of the whole prompt (no logits wanted): nothing to compute.
+    if (hit === tokens.length) return Promise.resolve(undefined)
     return new Promise((resolve, reject) => {
-      this.jobs.push({requestId, tokens, wantLogits: options.wantLogits, order: this.arrivals++, offset: 0, skipped: 0, resolve, reject})
+      this.jobs.push({requestId, tokens, basePosition, wantLogits: options.wantLogits, order: this.arrivals++, offset: hit, skipped: 0, resolve, reject})
       this.kick()
     })
   }
@@ -221,7 +235,11 @@ export class StepScheduler {
     const picked: {job: PrefillJob; take: number; completes: boolean}[] = []
     for (const job of ordered) {
       if (left <= 0) break
-      const take = Math.min(remaining(job) > this.options.longPrefillTokens ? this.options.longPrefillTokens : remaining(job), left)
+      let take = Math.min(remaining(job) > this.options.longPrefillTokens ? this.options.longPrefillTokens : remaining(job), left)
+      // "align" mode: a chunk ends at the next Mamba checkpoint boundary at the latest.
+      const position = job.basePosition + job.offset
+      const boundary = this.engine.chunkBoundary?.(position)
+      if (boundary !== undefined) take = Math.min(take, boundary - position)
       picked.push({job, take, completes: take === remaining(job)})
       left -= take
     }
