@@ -24,6 +24,7 @@ with a code naming why. --format svg writes a picture to --output FILE, or to st
   static override examples = [
     '<%= config.bin %> inspect-layout --model nemotron-h-8b --tp 2 --decode-tp 1',
     '<%= config.bin %> inspect-layout --model nemotron-nano-9b-v2 --tp 8 --decode-tp 2 --prompt-tokens 131072 --json',
+    '<%= config.bin %> inspect-layout --model tiny-hybrid --attention-backend cpu --prompt-tokens 400 --cached-tokens 240',
     '<%= config.bin %> inspect-layout --model ./config.json --block-size 128 --format svg --output layout.svg',
     '<%= config.bin %> inspect-layout --model ./config.json --tp 4 --decode-tp 2 --vllm-version 0.22',
   ]
@@ -48,6 +49,7 @@ with a code naming why. --format svg writes a picture to --output FILE, or to st
     'decode-conv-layout': Flags.string({summary: 'Decode conv state layout (default: --conv-layout).', options: ['DS', 'SD'], env: 'HPD_DECODE_CONV_LAYOUT'}),
     'vllm-version': Flags.string({summary: `vLLM release to judge the pitfalls against, e.g. 0.22 (default: ${NEWEST_VLLM}, the newest hpd knows).`, env: 'HPD_VLLM_VERSION'}),
     'prompt-tokens': Flags.integer({summary: 'Prompt length N of the request to plan (hybrids transfer N−1), up to 16777216.', default: 3000, env: 'HPD_PROMPT_TOKENS'}),
+    'cached-tokens': Flags.integer({summary: 'Tokens the decode side already holds (its prefix-cache hit, whole decode logical blocks): their attention reads are skipped, the state is still read.', default: 0, env: 'HPD_CACHED_TOKENS'}),
     descriptors: Flags.boolean({summary: 'Also print the full descriptor tables (vLLM FA and SSM views), up to 1048576 rows.', default: false, env: 'HPD_DESCRIPTORS'}),
     format: Flags.string({summary: 'Output format.', options: ['table', 'svg'], default: 'table', env: 'HPD_FORMAT'}),
     output: Flags.string({char: 'o', summary: 'With --format svg: write the SVG to this file instead of stdout.', env: 'HPD_OUTPUT'}),
@@ -73,6 +75,7 @@ with a code naming why. --format svg writes a picture to --output FILE, or to st
       decode: decodeSide(flags),
       vllmVersion: flags['vllm-version'],
       promptTokens: flags['prompt-tokens'],
+      cachedTokens: flags['cached-tokens'],
       descriptors: flags.descriptors,
     })
     // The renderers load only when their output is wanted (keeps `--json` start-up lean).

@@ -87,6 +87,8 @@ export function faDescriptorIdsFor(
   pNum: number,
   dNum: number,
   tokens: number,
+  /** Kernel blocks the decode side holds already (prefix-cache hit): left out of both lists. */
+  skipKernelBlocks = 0,
 ): {local: Int32Array; remote: Int32Array} {
   checkKernelBlocksAgree(prefill, decode)
   const local: (readonly number[])[] = []
@@ -101,8 +103,8 @@ export function faDescriptorIdsFor(
       const d = expandToKernelBlocks(dIds[g.index].slice(0, cdiv(tokens, decode.logicalBlockSize)), decode.blocksPerLogical)
       const p = expandToKernelBlocks(pIds[g.index].slice(0, cdiv(tokens, prefill.logicalBlockSize)), prefill.blocksPerLogical)
       const n = Math.min(d.length, p.length)
-      local.push(d.slice(0, n))
-      remote.push(p.slice(0, n))
+      local.push(d.slice(skipKernelBlocks, n))
+      remote.push(p.slice(skipKernelBlocks, n))
     } else {
       local.push(dIds[g.index].slice(0, 1))
       remote.push(pIds[g.index].slice(0, 1))

@@ -9,9 +9,12 @@ export interface ReadSink {
   add(tensorIndex: number, group: number, layer: number, partIndex: number, remoteOffsetBytes: number, localOffsetBytes: number, lengthBytes: number): void
 }
 
-/** fa reads per template per attention layer: one per `tokensPerRead` tokens holding transferred tokens. */
-export function faReadsPerTemplate(mapping: TpMapping, tokens: number): number {
-  return cdiv(tokens, mapping.attention.tokensPerRead)
+/**
+ * fa reads per template per attention layer: one per `tokensPerRead` tokens holding transferred
+ * tokens, less those the decode side holds (`cachedTokens`, a multiple of every kernel block).
+ */
+export function faReadsPerTemplate(mapping: TpMapping, tokens: number, cachedTokens = 0): number {
+  return cdiv(tokens, mapping.attention.tokensPerRead) - cachedTokens / mapping.attention.tokensPerRead
 }
 
 /** How many reads `visitPairReads` makes for this pair (to size the lists once). */
@@ -40,7 +43,7 @@ export function countPairReads(pair: RankPair, decode: EngineLayout, faReads: nu
  * FA: the request's tokens are cut into chunks of `tokensPerRead` (a divisor of both kernel blocks,
  * so a chunk never straddles a kernel block on either side); token position t of the request sits in
  * kernel block ⌊t / k⌋ of the request at token offset t mod k, on each side with its own k and block
- * ids. Only chunks holding transferred tokens are read (the last may run into the tail of a partly
+ * ids. Chunks of tokens the decode side holds already (`ctx.cachedTokens`) are skipped. Only chunks holding transferred tokens are read (the last may run into the tail of a partly
  * filled block, as one whole kernel block does when the kernel blocks agree). blocks-first: decode
  * kernel block by block, each `[K | V]` page in template order; kv-first: all K, then all V.
  */
@@ -74,7 +77,7 @@ export function visitPairReads(pair: RankPair, mapping: TpMapping, prefill: Engi
         for (let q = 0; q < faPasses.length; q++) {
           const pass = faPasses[q]
           const passPart = passParts[q]
-          for (let i = 0; i * chunksPerDecodeBlock < chunks; i++) {
+          for (let i = ctx.firstKernelBlock; i * chunksPerDecodeBlock < chunks; i++) {
             // kernelBlockId, inlined: this loop runs ~10^5 times for a long prompt
             const dk = dl[Math.floor(i / rD)] * rD + (i % rD)
             const c0 = i * chunksPerDecodeBlock

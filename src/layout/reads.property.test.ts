@@ -108,6 +108,8 @@ const scenario = fc.record({
   ssm: fc.constantFrom('auto', 'fp32', 'bf16'),
   convLayout: fc.constantFrom('DS', 'SD'),
   promptTokens: fc.integer({min: 2, max: 700}),
+  // The decode side's prefix-cache hit, in whole decode blocks (0 half of the time).
+  cachedPick: fc.oneof(fc.constant(0), fc.integer({min: 0, max: 1 << 20})),
   prefillSeed: fc.integer({min: 0, max: 1 << 30}),
   decodeSeed: fc.integer({min: 0, max: 1 << 30}),
 })
@@ -157,7 +159,8 @@ describe('read plans (property)', () => {
         const dIds = shuffledIds(plan.decode, tokens, sc.decodeSeed)
         const pNum = 2 + Math.max(...pIds.flat())
         const dNum = 1 + Math.max(...dIds.flat())
-        const options = {transferredTokens: tokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum}
+        const cachedTokens = (sc.cachedPick % (Math.floor(tokens / plan.decode.logicalBlockSize) + 1)) * plan.decode.logicalBlockSize
+        const options = {transferredTokens: tokens, prefillBlockIds: pIds, decodeBlockIds: dIds, prefillNumLogicalBlocks: pNum, decodeNumLogicalBlocks: dNum, cachedTokens}
         const req = planRequestReads(plan, options)
         // The streaming summary (what inspect-layout prints) counts exactly what the lists hold.
         const summary = summarizeRequestReads(plan, options)
@@ -167,7 +170,7 @@ describe('read plans (property)', () => {
         expect([sequential.reads, sequential.coalescedRuns]).toEqual([sequentialLists.reads, sequentialLists.coalescedRuns])
         // Ascending ids with gaps: reads come in local order, so the stretch arithmetic of
         // countPairRuns (no lists) is what runs; it must agree with the lists, stretch edges included.
-        const gapped = {transferredTokens: tokens, prefillBlockIds: gappedIds(plan.prefill, tokens, sc.prefillSeed), decodeBlockIds: gappedIds(plan.decode, tokens, sc.decodeSeed)}
+        const gapped = {transferredTokens: tokens, cachedTokens, prefillBlockIds: gappedIds(plan.prefill, tokens, sc.prefillSeed), decodeBlockIds: gappedIds(plan.decode, tokens, sc.decodeSeed)}
         const gappedLists = planRequestReads(plan, gapped)
         const ctx = requestContext(plan, gapped)
         for (const pair of plan.mapping.pairs) {
@@ -201,7 +204,7 @@ describe('read plans (property)', () => {
             }
             expectSameBytes(pair.reads, pair.runs)
           }
-          const want = expectedState(plan.decode, d, dIds, dNum, tokens, plan.mapping.attention.tokensPerRead)
+          const want = expectedState(plan.decode, d, dIds, dNum, tokens, plan.mapping.attention.tokensPerRead, cachedTokens)
           for (let s = 0; s < plan.decode.numTensors; s++) {
             const intervals = (got.get(s) ?? []).sort((a, b) => a[0] - b[0])
             for (let i = 1; i < intervals.length; i++) if (intervals[i][0] < intervals[i - 1][1]) expect(intervals[i][0], `tensor ${s} overlap`).toBeGreaterThanOrEqual(intervals[i - 1][1])
@@ -255,11 +258,12 @@ function drawDivisor(n: number, pick: number): number {
 }
 
 /**
- * The decode rank's state bytes for this request: per FA kernel block holding tokens, every local
+ * The decode rank's state bytes for this request: per FA kernel block holding tokens it does not
+ * hold already (from cachedTokens on), every local
  * head's K and V rows up to the last read chunk (whole kernel blocks when the kernel blocks agree,
  * since a chunk is then a kernel block); Mamba pages up to the padding.
  */
-function expectedState(e: EngineLayout, rank: number, ids: GroupBlockIds, numLogical: number, tokens: number, tokensPerRead: number): Map<number, Interval[]> {
+function expectedState(e: EngineLayout, rank: number, ids: GroupBlockIds, numLogical: number, tokens: number, tokensPerRead: number, cachedTokens: number): Map<number, Interval[]> {
   const out = new Map<number, Interval[]>()
   const r = e.blocksPerLogical
   const Nk = numLogical * r
@@ -273,7 +277,7 @@ function expectedState(e: EngineLayout, rank: number, ids: GroupBlockIds, numLog
     for (const g of e.groups) {
       if (g.layers[s] === null) continue
       if (g.kind === 'attention') {
-        for (let i = 0; i < kernelBlocks; i++) {
+        for (let i = cachedTokens / k; i < kernelBlocks; i++) {
           const kb = ids[g.index][Math.floor(i / r)] * r + (i % r)
           const rows = Math.min(k, readTokens - i * k)
           for (const [plane, inPage] of [[0, 0], [1, e.kvHalfBytes]] as const) {

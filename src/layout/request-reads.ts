@@ -40,7 +40,9 @@ export interface RequestReadSummary extends Omit<RequestReadPlan, 'pairs'> {
 export interface RequestReadPlan {
   /** Tokens whose K/V (and resulting state) go over the wire, as the caller gave them (N−1 of the prompt). */
   readonly transferredTokens: number
-  /** Decode kernel blocks hpd reads into per FA layer: cdiv(transferredTokens, decode kernel block). */
+  /** Leading tokens the decode side holds already (prefix-cache hit): their attention reads are skipped. */
+  readonly cachedTokens: number
+  /** Decode kernel blocks hpd reads into per FA layer: cdiv(transferredTokens, decode kernel block) − cachedTokens / decode kernel block. */
   readonly kernelBlocksRead: number
   /** Tokens per FA read before coalescing (`TpMapping.attention.tokensPerRead`). */
   readonly tokensPerFaRead: number
@@ -73,7 +75,7 @@ export function planRequestReads(plan: LayoutPlan, options: RequestReadsOptions)
     const {reads, runs} = orderAndCoalesce(sink.build())
     const result = {decodeRank: pair.decodeRank, prefillRank: pair.prefillRank, reads, runs, bytes: sink.bytes, vllmDescriptorPairs: vllmPairs(pair, plan.decode, ctx.vllmKernelBlocks)}
     if (!options.descriptorIds) return result
-    return {...result, descriptorIds: faDescriptorIdsFor(pair, plan.prefill, plan.decode, ctx.pIds, ctx.dIds, ctx.pNum, ctx.dNum, ctx.tokens)}
+    return {...result, descriptorIds: faDescriptorIdsFor(pair, plan.prefill, plan.decode, ctx.pIds, ctx.dIds, ctx.pNum, ctx.dNum, ctx.tokens, ctx.firstKernelBlock)}
   })
   return {...totals(plan, ctx, pairs.map((p) => ({...p, reads: p.reads.count, runs: p.runs.count}))), pairs}
 }
@@ -103,6 +105,7 @@ function totals(plan: LayoutPlan, ctx: RequestContext, pairs: readonly PairReadC
   for (const p of pairs) bytesPerDecodeRank[p.decodeRank] += p.bytes
   return {
     transferredTokens: ctx.tokens,
+    cachedTokens: ctx.cachedTokens,
     kernelBlocksRead: ctx.kernelBlocksRead,
     tokensPerFaRead: plan.mapping.attention.tokensPerRead,
     vllmKernelBlocks: ctx.vllmKernelBlocks,
@@ -136,7 +139,7 @@ class ListSink extends ReadListBuilder implements ReadSink {
 }
 
 function listPairReads(plan: LayoutPlan, pair: RankPair, ctx: RequestContext): ListSink {
-  const sink = new ListSink(countPairReads(pair, plan.decode, faReadsPerTemplate(plan.mapping, ctx.tokens)))
+  const sink = new ListSink(countPairReads(pair, plan.decode, faReadsPerTemplate(plan.mapping, ctx.tokens, ctx.cachedTokens)))
   visitPairReads(pair, plan.mapping, plan.prefill, plan.decode, ctx, sink)
   return sink
 }

@@ -28,7 +28,8 @@ export function countPairRuns(pair: RankPair, mapping: TpMapping, prefill: Engin
   const fa = pair.pageReads.filter((r) => r.view === 'fa')
   const ssm = pair.pageReads.filter((r) => r.view === 'ssm')
   const counter = new SpanCounter()
-  const nk = ctx.kernelBlocksRead
+  const first = ctx.firstKernelBlock
+  const nk = first + ctx.kernelBlocksRead
   const rP = prefill.blocksPerLogical
   const rD = decode.blocksPerLogical
   const pNk = ctx.pNum * rP
@@ -55,13 +56,13 @@ export function countPairRuns(pair: RankPair, mapping: TpMapping, prefill: Engin
         continue
       }
       if (fa.length === 0) continue
-      reads += nk * fa.length
-      bytes += nk * faBytes
+      reads += ctx.kernelBlocksRead * fa.length
+      bytes += ctx.kernelBlocksRead * faBytes
       const pl = ctx.pIds[g.index]
       const dl = ctx.dIds[g.index]
       const pk = (i: number): number => pl[Math.floor(i / rP)] * rP + (i % rP)
       const dk = (i: number): number => dl[Math.floor(i / rD)] * rD + (i % rD)
-      const stretches = consecutiveStretches(nk, rP, rD, pk, dk)
+      const stretches = consecutiveStretches(first, nk, rP, rD, pk, dk)
       if (page) {
         const first = fa[0]
         const last = fa[fa.length - 1]
@@ -123,15 +124,15 @@ function pageTemplate(fa: readonly PageRead[], pKp: number, dKp: number): {runsP
 }
 
 /**
- * [a, b) ranges of request kernel blocks whose kernel ids are consecutive on both sides. Ids can
- * only jump where a logical block starts on either side (i a multiple of rP or rD), so only those
- * positions are examined.
+ * [a, b) ranges of request kernel blocks in [first, nk) whose kernel ids are consecutive on both
+ * sides. Ids can only jump where a logical block starts on either side (i a multiple of rP or rD),
+ * so only those positions are examined.
  */
-function consecutiveStretches(nk: number, rP: number, rD: number, pk: (i: number) => number, dk: (i: number) => number): [number, number][] {
+function consecutiveStretches(first: number, nk: number, rP: number, rD: number, pk: (i: number) => number, dk: (i: number) => number): [number, number][] {
   const out: [number, number][] = []
-  let start = 0
-  let nextP = rP
-  let nextD = rD
+  let start = first
+  let nextP = (Math.floor(first / rP) + 1) * rP
+  let nextD = (Math.floor(first / rD) + 1) * rD
   for (;;) {
     const c = Math.min(nextP, nextD)
     if (c >= nk) break
@@ -142,7 +143,7 @@ function consecutiveStretches(nk: number, rP: number, rD: number, pk: (i: number
       start = c
     }
   }
-  if (nk > 0) out.push([start, nk])
+  if (nk > start) out.push([start, nk])
   return out
 }
 

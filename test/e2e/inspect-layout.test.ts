@@ -19,6 +19,22 @@ function hpd(args: string[]) {
 }
 
 describe('hpd inspect-layout (process)', () => {
+  it('--cached-tokens C: the decode side\'s prefix hit skips exactly its attention reads; state reads stay; bad C is a usage error', async () => {
+    const base = ['--model', 'nemotron-h-8b', '--tp', '2', '--decode-tp', '1', '--prompt-tokens', '3000', '--json']
+    const [cold, warm, bad] = await Promise.all([hpd(base), hpd([...base, '--cached-tokens', '2080']), hpd([...base, '--cached-tokens', '1000'])])
+    const c = JSON.parse(cold.stdout).result.transfer
+    const w = JSON.parse(warm.stdout).result.transfer
+    // 2 of the 3 logical blocks (1040 tokens, 65 kernel blocks each) are held: 130 kernel blocks per FA layer skipped
+    expect(w).toMatchObject({cachedTokens: 2080, kernelBlocksRead: 188 - 130, skipped: {kernelBlocksPerFaLayer: 130}})
+    expect(c).toMatchObject({cachedTokens: 0, kernelBlocksRead: 188, skipped: {kernelBlocksPerFaLayer: 0, reads: 0, bytes: 0}})
+    expect(w.hpdReads + w.skipped.reads).toBe(c.hpdReads)
+    // FA bytes skipped: 130 kernel blocks × 4 FA layers (one per tensor) × 2 prefill ranks × 2 halves × 16 KiB; every state byte still read
+    expect(w.skipped.bytes).toBe(130 * 4 * 2 * 2 * 16_384)
+    expect(w.bytesPerDecodeRank[0]).toBe(c.bytesPerDecodeRank[0] - w.skipped.bytes)
+    expect(bad.exitCode).toBe(2)
+    expect(JSON.parse(bad.stdout).error).toMatchObject({code: 'HPD_USAGE_BAD_CACHED_TOKENS'})
+  })
+
   it('--json: the documented result names, reference numbers for H-8B TP2→TP1', async () => {
     const run = await hpd(['--model', 'nemotron-h-8b', '--tp', '2', '--decode-tp', '1', '--json'])
     expect(run.exitCode).toBe(0)

@@ -85,6 +85,13 @@ export interface TransferSummary {
   readonly attention: AttentionRunShape
   /** Mamba/GDN state: always one page per state group per request, whatever the block sizes. */
   readonly statePagesPerGroup: 1
+  /**
+   * The decode side's prefix-cache hit (`--cached-tokens`): tokens it holds already, whose
+   * attention reads are skipped (the state is always read: the prefill side's final state).
+   */
+  readonly cachedTokens: number
+  /** What the hit saves against a cold decode side: FA kernel blocks per layer [0, n), reads and bytes. */
+  readonly skipped: {readonly kernelBlocksPerFaLayer: number; readonly reads: number; readonly bytes: number}
   readonly kernelBlocksRead: number
   readonly vllmKernelBlocks: number
   readonly vllmDescriptorPairs: number
@@ -121,7 +128,7 @@ export interface DescriptorTables {
   }[]
 }
 
-export function buildInspectResult(plan: LayoutPlan, promptTokens: number, reads: RequestReadSummary, descriptorReads?: RequestReadPlan): InspectLayoutResult {
+export function buildInspectResult(plan: LayoutPlan, promptTokens: number, reads: RequestReadSummary, descriptorReads?: RequestReadPlan, cold: RequestReadSummary = reads): InspectLayoutResult {
   const m = plan.model
   return {
     model: {name: m.name, family: m.family, architecture: m.architecture, dtype: m.dtype, numLayers: m.layers.length, pattern: pattern(m), source: m.source},
@@ -134,6 +141,8 @@ export function buildInspectResult(plan: LayoutPlan, promptTokens: number, reads
       tpRatio: plan.mapping.tpRatio,
       attention: plan.mapping.attention,
       statePagesPerGroup: plan.mapping.statePagesPerGroup,
+      cachedTokens: reads.cachedTokens,
+      skipped: {kernelBlocksPerFaLayer: cold.kernelBlocksRead - reads.kernelBlocksRead, reads: cold.reads - reads.reads, bytes: sum(cold.bytesPerDecodeRank) - sum(reads.bytesPerDecodeRank)},
       kernelBlocksRead: reads.kernelBlocksRead,
       vllmKernelBlocks: reads.vllmKernelBlocks,
       vllmDescriptorPairs: reads.vllmDescriptorPairs,
@@ -244,16 +253,22 @@ function descriptorTables(plan: LayoutPlan, reads: RequestReadPlan): DescriptorT
 }
 
 /** Everything `inspect-layout` shows, from a model and the layout options. Pure. */
-export function inspectLayout(options: PlanLayoutOptions & {readonly promptTokens: number; readonly descriptors?: boolean}): InspectLayoutResult {
-  const {promptTokens, descriptors = false, ...layout} = options
+export function inspectLayout(options: PlanLayoutOptions & {readonly promptTokens: number; readonly cachedTokens?: number; readonly descriptors?: boolean}): InspectLayoutResult {
+  const {promptTokens, cachedTokens = 0, descriptors = false, ...layout} = options
   checkPromptTokens(promptTokens)
   const plan = planLayoutImpl(layout)
   const tokens = transferredTokens(promptTokens)
   // The counts stream (no lists kept); the full lists are built only when descriptor ids are asked for.
+  const reads = summarizeRequestReads(plan, {transferredTokens: tokens, cachedTokens})
+  const cold = cachedTokens === 0 ? reads : summarizeRequestReads(plan, {transferredTokens: tokens})
   if (descriptors) {
     checkDescriptorTables(plan, tokens)
-    const full = planRequestReads(plan, {transferredTokens: tokens, descriptorIds: true})
-    return buildInspectResult(plan, promptTokens, summarizeRequestReads(plan, {transferredTokens: tokens}), full)
+    const full = planRequestReads(plan, {transferredTokens: tokens, cachedTokens, descriptorIds: true})
+    return buildInspectResult(plan, promptTokens, reads, full, cold)
   }
-  return buildInspectResult(plan, promptTokens, summarizeRequestReads(plan, {transferredTokens: tokens}))
+  return buildInspectResult(plan, promptTokens, reads, undefined, cold)
+}
+
+function sum(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0)
 }

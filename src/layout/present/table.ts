@@ -46,6 +46,11 @@ export function renderInspectTable(r: InspectLayoutResult): string {
   const vllmRefuses = a.prefillKernelBlockSize !== a.decodeKernelBlockSize
   out.push(`request: ${t.promptTokens} prompt tokens, ${t.transferredTokens} transferred; ${t.kernelBlocksRead} decode kernel blocks read per FA layer${vllmRefuses ? '' : ` (vLLM ${t.vllmKernelBlocks})`}`)
   out.push(`  ${vllmRefuses ? 'vLLM refuses this pair (kernel blocks differ)' : `vLLM descriptor pairs ${t.vllmDescriptorPairs}`} · hpd reads ${t.hpdReads} · coalesced runs ${t.coalescedRuns}`)
+  if (t.cachedTokens > 0) {
+    out.push(
+      `  decode-side prefix hit: ${t.cachedTokens} tokens held → FA kernel blocks 0..${t.skipped.kernelBlocksPerFaLayer - 1} of every FA layer not read (${t.skipped.reads} reads, ${bytes(t.skipped.bytes)} skipped); the state pages are read (the prefill side's final state)`,
+    )
+  }
   out.push(
     `  attention: kernel blocks P ${a.prefillKernelBlockSize} / D ${a.decodeKernelBlockSize} tokens → one read = ${a.tokensPerRead} tokens × ${a.readUnit === 'head' ? '1 head' : 'the pair\'s head range'} × head_dim (K and V each)`,
   )
