@@ -41,6 +41,10 @@ export default class Serve extends HpdCommand<ServeResult> {
     'max-num-batched-tokens': Flags.integer({description: 'chunked prefill: most tokens one engine step computes, decode tokens included', default: DEFAULT_STEP_OPTIONS.maxStepTokens, env: 'HPD_MAX_NUM_BATCHED_TOKENS'}),
     'long-prefill-tokens': Flags.integer({description: 'chunked prefill: a prompt with more tokens left advances at most this many per step (smaller: other requests wait less behind it)', default: DEFAULT_STEP_OPTIONS.longPrefillTokens, env: 'HPD_LONG_PREFILL_TOKENS'}),
     'verify-transfers': Flags.boolean({description: 'decode workers digest both sides of every KV transfer; a mismatch fails that request (never served)', default: false, env: 'HPD_VERIFY_TRANSFERS'}),
+    'prefix-caching': Flags.boolean({description: 'prefix caching on every worker (vLLM V1’s default; hybrids checkpoint the Mamba state at block boundaries); --no-prefix-caching turns it off', default: true, allowNo: true, env: 'HPD_PREFIX_CACHING'}),
+    'mamba-checkpoint-every': Flags.integer({description: 'hybrids with prefix caching: keep a Mamba checkpoint at every k-th logical-block boundary (plus each request’s latest)', default: 1, env: 'HPD_MAMBA_CHECKPOINT_EVERY'}),
+    routing: Flags.string({description: 'how the router picks workers: by cached prefix (from the workers’ KV events) balanced against load, or round robin', options: ['prefix', 'round-robin'], env: 'HPD_ROUTING'}),
+    'prefix-routing-weight': Flags.string({description: 'prefix routing: weight of the cached-prefix fraction against load, 0..1', default: '0.75', env: 'HPD_PREFIX_ROUTING_WEIGHT'}),
   }
 
   async run(): Promise<ServeResult> {
@@ -71,6 +75,10 @@ export default class Serve extends HpdCommand<ServeResult> {
         servedModelNames: flags['served-model-name'],
         steps: {maxStepTokens: flags['max-num-batched-tokens'], longPrefillTokens: flags['long-prefill-tokens']},
         verifyTransfers: flags['verify-transfers'],
+        prefixCaching: flags['prefix-caching'],
+        mambaCheckpointEvery: flags['mamba-checkpoint-every'],
+        // Default: by prefix with prefix caching, round robin without (nothing to score).
+        routing: {policy: (flags.routing ?? (flags['prefix-caching'] ? 'prefix' : 'round-robin')) as 'prefix' | 'round-robin', prefixWeight: Number(flags['prefix-routing-weight'])},
       },
       serveLogSinks(style),
       (running) => presentServe(running, style),

@@ -31,6 +31,9 @@ export default class Worker extends HpdCommand<WorkerResult> {
     'kv-load-failure-policy': Flags.string({description: 'a decode leg whose KV pull fails: fail the request, or recompute the prompt here', options: ['fail', 'recompute'], default: 'fail', env: 'HPD_KV_LOAD_FAILURE_POLICY'}),
     insecure: Flags.boolean({description: 'run without the cluster token (unauthenticated control plane), knowingly', default: false}),
     'verify-transfers': Flags.boolean({description: 'decode/colocated: digest both sides of every KV transfer; a mismatch fails that request (never served)', default: false, env: 'HPD_VERIFY_TRANSFERS'}),
+    'prefix-caching': Flags.boolean({description: 'prefix caching (vLLM V1’s default); --no-prefix-caching turns it off', default: true, allowNo: true, env: 'HPD_PREFIX_CACHING'}),
+    'mamba-checkpoint-every': Flags.integer({description: 'hybrids with prefix caching: keep a Mamba checkpoint at every k-th logical-block boundary (plus each request’s latest)', default: 1, env: 'HPD_MAMBA_CHECKPOINT_EVERY'}),
+    'kv-events-endpoint': Flags.string({description: 'where to publish KV events (vLLM’s KVEventBatch over ZeroMQ PUB): tcp://HOST:PORT, PORT * for any free one (default: tcp://<--listen host>:*); "none" publishes nothing', env: 'HPD_KV_EVENTS_ENDPOINT'}),
   }
 
   async run(): Promise<WorkerResult> {
@@ -57,6 +60,9 @@ export default class Worker extends HpdCommand<WorkerResult> {
         kvLoadFailurePolicy: flags['kv-load-failure-policy'] as 'fail' | 'recompute',
         insecure: flags.insecure,
         verifyTransfers: flags['verify-transfers'],
+        prefixCaching: flags['prefix-caching'],
+        mambaCheckpointEvery: flags['mamba-checkpoint-every'],
+        kvEventsEndpoint: flags['kv-events-endpoint'],
       },
       log,
       (ready) => log('ready', {...ready, role: flags.role}),

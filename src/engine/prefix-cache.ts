@@ -45,6 +45,8 @@ export interface PrefixCacheStats {
   readonly hitTokens: {readonly attention: number; readonly state: number}
   readonly cachedAttentionBlocks: number
   readonly checkpointBlocks: number
+  /** Cached blocks evicted so far (handed out again under memory pressure). */
+  readonly evictedBlocks: number
   /** Memory the indexed checkpoints take: blocks × tensors × page bytes × TP ranks. */
   readonly checkpointBytes: number
 }
@@ -69,6 +71,7 @@ export class PrefixCache {
   private readonly attentionGroups: number[]
   private readonly stateGroups: number[]
   private checkpoints = 0
+  private evicted = 0
   private readonly queried = {attention: 0, state: 0}
   private readonly hits = {attention: 0, state: 0}
 
@@ -79,7 +82,10 @@ export class PrefixCache {
   ) {
     this.attentionGroups = layout.groups.filter((g) => g.kind === 'attention').map((g) => g.index)
     this.stateGroups = layout.groups.filter((g) => g.kind === 'state').map((g) => g.index)
-    pool.onEvict = (id) => this.drop(id)
+    pool.onEvict = (id) => {
+      this.evicted++
+      this.drop(id)
+    }
   }
 
   get hasStateGroups(): boolean {
@@ -156,6 +162,7 @@ export class PrefixCache {
       hitTokens: {...this.hits},
       cachedAttentionBlocks: this.byBlock.size - this.checkpoints,
       checkpointBlocks: this.checkpoints,
+      evictedBlocks: this.evicted,
       checkpointBytes: this.checkpoints * this.blockBytes,
     }
   }

@@ -91,10 +91,11 @@ export class LinkOwner {
    * The owner's digests of a held request's planned reads, for a reader whose plan is `plan`
    * (this engine as its prefill side): the same reads the reader's plan lists, digested here.
    */
-  async digests(requestId: string, plan: LayoutPlan): Promise<PairDigests[]> {
+  async digests(requestId: string, plan: LayoutPlan, cachedTokens = 0): Promise<PairDigests[]> {
     const h = this.held.get(requestId)
     if (!h) throw unknownRequest(requestId)
-    const reads = planRequestReads(plan, {transferredTokens: h.transferredTokens, prefillBlockIds: h.blockIds, prefillNumLogicalBlocks: this.o.numLogicalBlocks})
+    // `cachedTokens`: the reader's prefix-cache hit (it skipped those attention reads).
+    const reads = planRequestReads(plan, {transferredTokens: h.transferredTokens, cachedTokens, prefillBlockIds: h.blockIds, prefillNumLogicalBlocks: this.o.numLogicalBlocks})
     const d = await ownerDigests(this.o.regions, reads)
     // The request may have ended while the kernels ran: its blocks may hold another's bytes now.
     if (this.held.get(requestId) !== h) throw unknownRequest(requestId)

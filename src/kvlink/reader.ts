@@ -105,9 +105,11 @@ export class RemoteEngine {
   }
 
   /** The layout engine's read plan of one request (the planner is the only place the bytes are decided). */
-  planRequest(r: {readonly transferredTokens: number; readonly localBlockIds?: GroupBlockIds; readonly remoteBlockIds?: GroupBlockIds}): RequestReadPlan {
+  planRequest(r: {readonly transferredTokens: number; readonly cachedTokens?: number; readonly localBlockIds?: GroupBlockIds; readonly remoteBlockIds?: GroupBlockIds}): RequestReadPlan {
     return planRequestReads(this.plan, {
       transferredTokens: r.transferredTokens,
+      // The reader's prefix-cache hit: attention reads of tokens it holds are skipped.
+      ...(r.cachedTokens ? {cachedTokens: r.cachedTokens} : {}),
       ...(r.remoteBlockIds ? {prefillBlockIds: r.remoteBlockIds, prefillNumLogicalBlocks: this.info.numLogicalBlocks} : {}),
       ...(r.localBlockIds ? {decodeBlockIds: r.localBlockIds, decodeNumLogicalBlocks: this.reader.o.numLogicalBlocks} : {}),
     })
@@ -161,7 +163,7 @@ export class RemoteEngine {
 
   /** Plan → prepare → read → release: serving's per-request path. */
   async pull(
-    r: {readonly transferredTokens: number; readonly localBlockIds: GroupBlockIds; readonly remoteBlockIds: GroupBlockIds},
+    r: {readonly transferredTokens: number; readonly cachedTokens?: number; readonly localBlockIds: GroupBlockIds; readonly remoteBlockIds: GroupBlockIds},
     o: {readonly grants: readonly string[]; readonly timeoutMs: number},
   ): Promise<{readonly reads: RequestReadPlan; readonly result: ReadResult}> {
     const reads = this.planRequest(r)

@@ -53,6 +53,8 @@ const FIELDS = {
   hpd_compatibility_hash: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'a hash of 1..128 plain characters').nullable(),
   hpd_lease_expires_at_ms: z.number().finite().nullable(),
   hpd_grant: z.string().regex(/^[0-9a-f]{1,64}$/).nullable(),
+  /** Prompt tokens the prefill side found in its prefix cache (vLLM's `cached_tokens`; llm-d's sidecar copies it). */
+  cached_tokens: z.number().int().min(0).nullable(),
 } as const
 
 type Field = keyof typeof FIELDS
@@ -93,6 +95,7 @@ export function parseKvTransferParams(value: unknown): KvLeg {
       numComputedTokens: p.remote_num_tokens!,
       leaseExpiresAtMs: p.hpd_lease_expires_at_ms!,
       ...(p.hpd_grant ? {grant: p.hpd_grant} : {}),
+      ...(p.cached_tokens ? {cachedTokens: p.cached_tokens} : {}),
     },
   }
 }
@@ -114,6 +117,7 @@ export function kvParamsOf(t: TransferParams): Record<Field, unknown> {
     hpd_compatibility_hash: t.compatibilityHash,
     hpd_lease_expires_at_ms: t.leaseExpiresAtMs,
     hpd_grant: t.grant ?? null,
+    cached_tokens: t.cachedTokens ?? 0,
   }
 }
 

@@ -96,7 +96,7 @@ export function parseLeaseRequest(body: unknown): LeaseRequest {
 }
 
 export function parseDigestsRequest(body: unknown): DigestsRequest {
-  return check(z.object({requestId: ID, decodeTp: z.number().int().min(1).max(1024), grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional()}).strict(), body)
+  return check(z.object({requestId: ID, decodeTp: z.number().int().min(1).max(1024), cachedTokens: z.number().int().min(0).max(2 ** 31 - 1).optional(), grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional()}).strict(), body)
 }
 
 export interface PeerEntry {

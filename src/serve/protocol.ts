@@ -62,6 +62,8 @@ export interface TransferParams {
   readonly numComputedTokens: number
   /** Wall-clock ms (Date.now()) when the prefill side frees the blocks unless extended or released. */
   readonly leaseExpiresAtMs: number
+  /** Leading prompt tokens the prefill side found in its prefix cache (it computed only the rest). */
+  readonly cachedTokens?: number
   /**
    * Served reads only: the capability the prefill agent checks every piece against (hex). It
    * covers exactly this request's blocks and dies with its lease.
@@ -111,6 +113,8 @@ export interface LeaseExtendResponse {
 export interface DigestsRequest {
   readonly requestId: string
   readonly decodeTp: number
+  /** The decode side's prefix-cache hit: it skipped the attention reads of these leading tokens. */
+  readonly cachedTokens?: number
   /** The grant from the transfer params: must be the lease's own (as for lease calls). */
   readonly grant?: string
 }
@@ -129,6 +133,8 @@ export type WorkerStreamEvent =
       readonly transferMs: number
       readonly bytes: number
       readonly reads: number
+      /** Leading tokens the decode side held already (prefix cache): their attention blocks were not read. */
+      readonly cachedTokens?: number
     }
   | {
       readonly type: 'token'
@@ -186,6 +192,8 @@ export interface WorkerStats {
   /** --verify-transfers: transfers verified, and the milliseconds verifying took in all. */
   readonly verifiedTransfers?: number
   readonly verifyMs?: number
+  /** The worker's KV-event publisher (ZeroMQ PUB, vLLM's KVEventBatch), when it has one: what routers subscribe to. */
+  readonly kvEvents?: {readonly endpoint: string; readonly topic: string}
 }
 
 /** The handshake payload a prefill worker serves (reference §5.1: hash checked before anything else). */

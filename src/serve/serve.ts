@@ -21,7 +21,8 @@ import {modelCompatibilityHash} from './serve-model.js'
 import {Supervisor} from './supervisor.js'
 import type {WorkerPool, WorkerState} from './worker-pool.js'
 import type {StepSchedulerOptions} from '../engine/step-scheduler.js'
-import {WorkerBackend} from './worker-backend.js'
+import {KvEventFeed} from './routing/kv-event-feed.js'
+import {DEFAULT_ROUTING, type RoutingOptions, WorkerBackend} from './worker-backend.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
 export interface ServeOptions {
@@ -58,6 +59,12 @@ export interface ServeOptions {
   readonly pauseBeforeReadMs?: number
   /** Decode workers digest both sides of every transfer and fail a request whose digests differ (DecodeRoleOptions.verifyTransfers). */
   readonly verifyTransfers?: boolean
+  /** Prefix caching on every worker (default true, as vLLM V1; `--no-prefix-caching`). */
+  readonly prefixCaching?: boolean
+  /** Hybrids: a Mamba checkpoint every k-th logical-block boundary (default 1). */
+  readonly mambaCheckpointEvery?: number
+  /** How the router picks workers (default: by cached prefix and load, from the workers' KV events). */
+  readonly routing?: RoutingOptions
   readonly onWorkerLog?: (worker: string, line: string) => void
   readonly onRequestLog?: (event: RouterLogEvent) => void
   readonly onWorkerState?: (worker: string, role: string, state: WorkerState, pid: number | undefined) => void
@@ -100,6 +107,8 @@ export const SERVE_LIMITS = {
   timeoutMs: 86_400_000,
   /** Tokens of one engine step (chunked prefill). */
   stepTokens: 1_048_576,
+  /** Logical blocks between two grid Mamba checkpoints. */
+  checkpointEvery: 1_048_576,
 } as const
 
 /** Checks the counts and durations given (absent ones are skipped). */
@@ -123,6 +132,11 @@ export function validateServeOptions(o: Partial<ServeOptions>): void {
   range('port', o.port, 0, 65_535)
   range('max-num-batched-tokens', o.steps?.maxStepTokens, 1, SERVE_LIMITS.stepTokens)
   range('long-prefill-tokens', o.steps?.longPrefillTokens, 1, SERVE_LIMITS.stepTokens)
+  range('mamba-checkpoint-every', o.mambaCheckpointEvery, 1, SERVE_LIMITS.checkpointEvery)
+  const weight = o.routing?.prefixWeight
+  if (weight !== undefined && !(Number.isFinite(weight) && weight >= 0 && weight <= 1)) {
+    throw new UsageError('HPD_SERVE_BAD_FLAG', `--prefix-routing-weight must be a number 0..1, got ${weight}`, {hint: 'Pass --prefix-routing-weight between 0 (load only) and 1 (cached prefix only).', details: {flag: 'prefix-routing-weight'}})
+  }
   for (const name of o.servedModelNames ?? []) {
     if (name.length === 0 || name.length > 256 || /[\s\x00-\x1f]/.test(name)) {
       throw new UsageError('HPD_SERVE_BAD_FLAG', `--served-model-name must be 1..256 characters without spaces, got ${JSON.stringify(name.slice(0, 64))}`, {hint: 'Pass --served-model-name NAME once per name clients may use.', details: {flag: 'served-model-name'}})
@@ -156,6 +170,10 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     handshakeTimeoutMs: 5000,
     transferTimeoutMs: o.transferTimeoutMs,
     steps: o.steps,
+    prefixCaching: o.prefixCaching !== false,
+    ...(o.mambaCheckpointEvery === undefined ? {} : {mambaCheckpointEvery: o.mambaCheckpointEvery}),
+    // Local workers publish KV events on loopback (any free port); the router subscribes to them.
+    ...(o.prefixCaching !== false ? {kvEventsEndpoint: 'tcp://127.0.0.1:*'} : {}),
   }
   // In a cluster, local workers register in etcd under names unique across hosts.
   const prefix = o.etcd ? `${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-` : ''
@@ -211,6 +229,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   }
 
   const metrics = new ServeMetrics()
+  const routing = o.routing ?? (o.prefixCaching === false ? {...DEFAULT_ROUTING, policy: 'round-robin' as const} : DEFAULT_ROUTING)
+  const feed = routing.policy === 'prefix' ? new KvEventFeed(pool) : undefined
   const backend = new WorkerBackend({
     pool,
     modelName: o.model.name,
@@ -218,6 +238,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     mode: o.colocated ? 'colocated' : 'disaggregated',
     prefillTimeoutMs: Math.min(o.prefillTimeoutMs, o.requestTimeoutMs),
     streamIdleTimeoutMs: Math.min(o.requestTimeoutMs, 30_000),
+    routing,
+    feed,
   })
   const server = createRouter({
     backend,
@@ -234,6 +256,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   try {
     await listen(server, o.host, o.port)
   } catch (error) {
+    feed?.close()
     await stopWorkers()
     portError(o.host, o.port)(error)
   }
@@ -296,6 +319,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     close: () =>
       (closed ??= (async () => {
         clearInterval(refresher)
+        feed?.close()
         server.closeAllConnections()
         await new Promise<void>((resolve) => server.close(() => resolve()))
         await stopWorkers()

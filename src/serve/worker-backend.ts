@@ -15,6 +15,13 @@
  *
  * Bounds: the prefill leg has its own (`prefillTimeoutMs`); a decode stream must deliver each
  * next event (its headers and first token included) within `streamIdleTimeoutMs`.
+ *
+ * Prefix-aware routing (`routing.policy` 'prefix', the default with prefix caching): each worker's
+ * KV events (routing/kv-event-feed.ts) tell the router which prompt prefixes it holds; a worker's
+ * score is `w · cached / prompt + (1 − w) · (1 − load / most load)` (w = `prefixWeight`, load =
+ * this router's requests on it), the best wins, ties go round robin. Prefill and colocated workers
+ * count the prefix they could resume from (a Mamba checkpoint at its end); decode workers the
+ * attention blocks they hold (they always pull the final state). 'round-robin': as before.
  */
 import {ServeError, type BackendRequest, type GenerationBackend} from './backend.js'
 import {ControlClient, ndjsonLines, RESET, TIMEOUT, UNREACHABLE} from './http-json.js'
@@ -23,6 +30,17 @@ import {bodyOfSampling} from './openai/sampling-body.js'
 import type {WorkerStreamEvent} from './protocol.js'
 import {EVENTS_HEADER} from './router.js'
 import type {PoolWorker, WorkerPool} from './worker-pool.js'
+import type {KvEventFeed} from './routing/kv-event-feed.js'
+import {promptHashes} from './routing/prefix-index.js'
+
+export interface RoutingOptions {
+  /** 'prefix': score by cached prefix and load; 'round-robin': prefill round robin, decode least loaded. */
+  readonly policy: 'prefix' | 'round-robin'
+  /** Weight of the cached-prefix fraction against load, 0..1 (1: prefix only; 0: load only). */
+  readonly prefixWeight: number
+}
+
+export const DEFAULT_ROUTING: RoutingOptions = {policy: 'prefix', prefixWeight: 0.75}
 
 export interface WorkerBackendOptions {
   readonly pool: WorkerPool
@@ -33,6 +51,9 @@ export interface WorkerBackendOptions {
   readonly prefillTimeoutMs: number
   /** Bound on the wait for each next event of a decode stream (first token included). */
   readonly streamIdleTimeoutMs: number
+  readonly routing?: RoutingOptions
+  /** The workers' KV events (prefix-aware routing); absent: round robin / least loaded. */
+  readonly feed?: KvEventFeed
 }
 
 /** Prefill failures that say nothing about the request: the next prefill worker may take it. */
@@ -42,7 +63,12 @@ export class WorkerBackend implements GenerationBackend {
   private nextPrefill = 0
   private nextTieBreak = 0
   private readonly assigned = new Map<string, number>()
+  /** Prefill legs in flight per worker (this router's): the prefill side's load. */
+  private readonly prefilling = new Map<string, number>()
   private readonly client: ControlClient
+  /** Requests routed to a worker that held part of the prompt, and the prompt tokens it held. */
+  prefixRouted = 0
+  prefixRoutedTokens = 0
 
   constructor(private readonly o: WorkerBackendOptions) {
     this.client = new ControlClient(o.clusterToken)
@@ -64,16 +90,17 @@ export class WorkerBackend implements GenerationBackend {
   }
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent> {
+    const hashes = promptHashes(request.promptTokenIds)
     if (this.o.mode === 'colocated') {
-      yield* this.decodeLeg(this.leastLoaded('colocated'), request, null, signal, undefined)
+      yield* this.decodeLeg(this.pickDecode('colocated', request.promptTokenIds, hashes), request, null, signal, undefined)
       return
     }
-    const {worker: prefillWorker, params} = await this.prefillLeg(request, signal)
-    const decodeWorker = this.leastLoaded('decode')
+    const {worker: prefillWorker, params} = await this.prefillLeg(request, signal, hashes)
+    const decodeWorker = this.pickDecode('decode', request.promptTokenIds, hashes)
     yield* this.decodeLeg(decodeWorker, request, params, signal, params ? prefillWorker : undefined)
   }
 
-  private async prefillLeg(request: BackendRequest, signal: AbortSignal): Promise<{worker: PoolWorker; params: Record<string, unknown> | null}> {
+  private async prefillLeg(request: BackendRequest, signal: AbortSignal, hashes: (blockSize: number) => readonly bigint[]): Promise<{worker: PoolWorker; params: Record<string, unknown> | null}> {
     const tried: string[] = []
     const failures: string[] = []
     for (let attempt = 0; ; attempt++) {
@@ -82,8 +109,9 @@ export class WorkerBackend implements GenerationBackend {
         const why = failures.length > 0 ? failures.join('; ') : this.readiness().reason
         throw new ServeError(503, 'no_healthy_worker', `no healthy prefill worker can take the request: ${why}`)
       }
-      const w = candidates[this.nextPrefill++ % candidates.length]
+      const w = this.byPrefix(candidates, request.promptTokenIds, hashes, 'usable', (c) => this.prefilling.get(c.name) ?? 0) ?? candidates[this.nextPrefill++ % candidates.length]
       tried.push(w.name)
+      this.prefilling.set(w.name, (this.prefilling.get(w.name) ?? 0) + 1)
       try {
         const body = {model: this.o.modelName, prompt: request.promptTokenIds, max_tokens: 1, stream: false, kv_transfer_params: PREFILL_LEG_PARAMS}
         // Each attempt is its own request on the prefill side, so a late first attempt cannot collide with a retry.
@@ -102,8 +130,46 @@ export class WorkerBackend implements GenerationBackend {
           continue
         }
         throw error
+      } finally {
+        this.prefilling.set(w.name, (this.prefilling.get(w.name) ?? 1) - 1)
       }
     }
+  }
+
+  /** The decode (or colocated) worker: by cached prefix and load, or the least loaded. */
+  private pickDecode(role: 'decode' | 'colocated', tokens: readonly number[], hashes: (blockSize: number) => readonly bigint[]): PoolWorker {
+    const ready = this.o.pool.ready(role)
+    const load = (w: PoolWorker) => this.assigned.get(w.name) ?? 0
+    return this.byPrefix(ready, tokens, hashes, role === 'decode' ? 'attention' : 'usable', load) ?? this.leastLoaded(role)
+  }
+
+  /**
+   * Prefix-aware choice among `candidates` (undefined: policy round robin, no events, or no
+   * candidate holds any of the prompt — then the caller's usual choice applies).
+   */
+  private byPrefix(candidates: readonly PoolWorker[], tokens: readonly number[], hashes: (blockSize: number) => readonly bigint[], what: 'usable' | 'attention', load: (w: PoolWorker) => number): PoolWorker | undefined {
+    const routing = this.o.routing ?? DEFAULT_ROUTING
+    const feed = this.o.feed
+    if (routing.policy !== 'prefix' || !feed || candidates.length === 0) return undefined
+    feed.sync()
+    const held = candidates.map((w) => {
+      const m = feed.index.match(w.name, tokens, hashes)
+      return what === 'usable' ? m.usableTokens : m.attentionTokens
+    })
+    if (held.every((h) => h === 0)) return undefined
+    const loads = candidates.map(load)
+    const most = Math.max(...loads)
+    const w = routing.prefixWeight
+    const scores = candidates.map((_c, i) => w * (held[i] / Math.max(1, tokens.length)) + (1 - w) * (most === 0 ? 1 : 1 - loads[i] / most))
+    const best = Math.max(...scores)
+    const tied = candidates.filter((_c, i) => scores[i] >= best - 1e-9)
+    const chosen = tied[this.nextTieBreak++ % tied.length]
+    const h = held[candidates.indexOf(chosen)]
+    if (h > 0) {
+      this.prefixRouted++
+      this.prefixRoutedTokens += h
+    }
+    return chosen
   }
 
   /** The ready worker of `role` with the fewest requests from this router; ties go round robin. */

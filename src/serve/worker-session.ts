@@ -41,6 +41,11 @@ export interface WorkerFlags {
   readonly insecure: boolean
   /** Digest both sides of every transfer this (decode) worker pulls; a mismatch fails the request. */
   readonly verifyTransfers?: boolean
+  /** Prefix caching (default true; `--no-prefix-caching`). */
+  readonly prefixCaching?: boolean
+  readonly mambaCheckpointEvery?: number
+  /** `tcp://HOST:PORT` to publish KV events on ('none': no events; default tcp://<listen host>:*). */
+  readonly kvEventsEndpoint?: string
 }
 
 export interface WorkerResult {
@@ -77,7 +82,8 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
     throw new UsageError('HPD_SERVE_BAD_FLAG', `--listen ${flags.listen} is not an address other hosts can reach`, {hint: 'Pass --advertise HOST:PORT (the address and port peers should use), or --listen with one address of this host.', details: {flag: 'advertise'}})
   }
   if (etcd && advertise === undefined && isLoopback(listen.host)) log('warning', {message: `--listen ${flags.listen} is loopback: only workers and routers on this host can reach this worker`})
-  validateServeOptions({prefillTp: flags.tp, maxBatch: flags.maxBatch, kvBlocks: flags.kvBlocks, leaseMs: flags.leaseMs, requestTimeoutMs: flags.requestTimeoutMs, port: listen.port})
+  validateServeOptions({prefillTp: flags.tp, maxBatch: flags.maxBatch, kvBlocks: flags.kvBlocks, leaseMs: flags.leaseMs, requestTimeoutMs: flags.requestTimeoutMs, port: listen.port, mambaCheckpointEvery: flags.mambaCheckpointEvery})
+  const kvEventsEndpoint = flags.prefixCaching === false || flags.kvEventsEndpoint === 'none' ? undefined : checkKvEventsEndpoint(flags.kvEventsEndpoint ?? `tcp://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:*`)
   const model = resolveServeModel(flags.model)
   const engineId = flags.name ?? `${flags.role}-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${listen.port === 0 ? process.pid : listen.port}`
   if (!/^[A-Za-z0-9._:-]{1,128}$/.test(engineId)) throw new UsageError('HPD_SERVE_BAD_FLAG', '--name must be 1..128 characters from A-Z a-z 0-9 . _ : -', {details: {flag: 'name'}})
@@ -105,6 +111,9 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
       publicAccess: flags.openApi ? 'open' : 'signed',
       kvLoadFailurePolicy: flags.kvLoadFailurePolicy,
       ...(flags.verifyTransfers ? {verifyTransfers: true} : {}),
+      prefixCaching: flags.prefixCaching !== false,
+      ...(flags.mambaCheckpointEvery === undefined ? {} : {mambaCheckpointEvery: flags.mambaCheckpointEvery}),
+      ...(kvEventsEndpoint ? {kvEventsEndpoint} : {}),
       etcd,
     },
     clusterToken,
@@ -121,4 +130,15 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
   setTimeout(() => process.exit(0), 5000).unref()
   await worker.close()
   return {engineId: worker.engineId, role: flags.role, controlUrl: worker.controlUrl, cluster: etcd?.cluster, stoppedBy, uptimeS: (Date.now() - startedAt) / 1000}
+}
+
+/** `tcp://HOST:PORT` (PORT a number or *), checked before anything binds. */
+function checkKvEventsEndpoint(value: string): string {
+  if (!/^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._*-]+):(\*|\d{1,5})$/.test(value) || Number(value.split(':').at(-1)) > 65_535) {
+    throw new UsageError('HPD_SERVE_BAD_FLAG', `--kv-events-endpoint must be tcp://HOST:PORT (PORT * for any free one) or none, got ${JSON.stringify(value.slice(0, 100))}`, {
+      hint: 'Pass e.g. --kv-events-endpoint tcp://10.0.0.5:5557 (vLLM\'s default port), tcp://*:5557 for every interface, or none.',
+      details: {flag: 'kv-events-endpoint'},
+    })
+  }
+  return value
 }

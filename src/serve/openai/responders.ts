@@ -166,7 +166,10 @@ export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogp
           })
         })
       })
-      const u = usage(o, collected.reduce((a, c) => a + c.outputTokenIds.length, 0))
+      const plain = usage(o, collected.reduce((a, c) => a + c.outputTokenIds.length, 0))
+      // A prefill leg's answer says how much of the prompt its prefix cache served, where vLLM's does.
+      const cached = kvTransferParams?.cached_tokens
+      const u = typeof cached === 'number' ? {...plain, prompt_tokens_details: {cached_tokens: cached}} : plain
       const body = o.kind === 'chat' ? chatBody(o.who, bodies, u, o.returnTokenIds ? o.prompts[0].tokenIds : undefined) : completionBody(o.who, bodies, u)
       sendJson(res, 200, kvTransferParams === undefined ? body : {...(body as object), kv_transfer_params: kvTransferParams}, o.headers)
     },

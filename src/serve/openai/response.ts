@@ -10,6 +10,8 @@ export interface Usage {
   readonly prompt_tokens: number
   readonly completion_tokens: number
   readonly total_tokens: number
+  /** vLLM's prompt-token details: tokens of the prompt served from the prefix cache (prefill legs report it). */
+  readonly prompt_tokens_details?: {readonly cached_tokens: number}
 }
 
 export function usageOf(promptTokens: number, completionTokens: number): Usage {

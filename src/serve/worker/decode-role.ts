@@ -186,7 +186,7 @@ export class DecodeRole {
       // proves it (a caller naming someone else's blocks cannot make this worker read them).
       await lease.confirm()
       const handshakeMs = performance.now() - handshakeStart
-      const local = await this.allocate(req, lease, signal)
+      const {blockIds: local, cachedTokens} = await this.allocate(req, lease, signal)
       if (this.o.pauseBeforeReadMs) {
         this.o.log('pause-before-read', {requestId: req.requestId, prefillEngine: t.engineId, ms: this.o.pauseBeforeReadMs})
         await sleep(this.o.pauseBeforeReadMs, signal)
@@ -197,7 +197,7 @@ export class DecodeRole {
       const transferStart = performance.now()
       let pulled: PullResult
       try {
-        pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs, this.verifyOptions(t, controlUrl))
+        pulled = await this.o.engine.pull(peer, local, t, this.o.transferTimeoutMs, {...this.verifyOptions(t, controlUrl, cachedTokens), ...(cachedTokens > 0 ? {cachedTokens} : {})})
       } catch (error) {
         // Verified or not, the read is over: the prefill side may free its blocks now.
         if (error instanceof VerifyFailed || error instanceof VerificationError) this.readDone(peer, req.requestId, t)
@@ -215,7 +215,7 @@ export class DecodeRole {
       this.o.engine.adopt(req.requestId, t.numComputedTokens)
       // The prefill side frees its blocks on this; if it is lost, the lease frees them anyway.
       this.readDone(peer, req.requestId, t)
-      emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads})
+      emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads, ...(cachedTokens > 0 ? {cachedTokens} : {})})
       read = true
     } finally {
       lease.stop()
@@ -232,12 +232,12 @@ export class DecodeRole {
   }
 
   /** With --verify-transfers: how the engine gets the prefill side's digests of this request's reads. */
-  private verifyOptions(t: TransferParams, controlUrl: string): PullOptions {
+  private verifyOptions(t: TransferParams, controlUrl: string, cachedTokens: number): PullOptions {
     if (!this.o.verifyTransfers) return {}
     return {
       verify: (decodeTp) =>
         this.o.client
-          .call<DigestsResponse>(`${controlUrl}${INTERNAL.digests}`, {requestId: t.requestId, decodeTp, ...(t.grant ? {grant: t.grant} : {})}, {timeoutMs: this.o.transferTimeoutMs, retryOnReset: true})
+          .call<DigestsResponse>(`${controlUrl}${INTERNAL.digests}`, {requestId: t.requestId, decodeTp, ...(cachedTokens > 0 ? {cachedTokens} : {}), ...(t.grant ? {grant: t.grant} : {})}, {timeoutMs: this.o.transferTimeoutMs, retryOnReset: true})
           .then(
             (r) => r.pairs,
             (error: Error) => {
@@ -247,10 +247,14 @@ export class DecodeRole {
     }
   }
 
-  /** Waits for local blocks (the pool may be full); the lease heartbeat keeps the prefill blocks meanwhile. */
-  private async allocate(req: GenerateRequest, lease: LeaseHeartbeat, signal: AbortSignal): Promise<GroupBlockIds> {
+  /**
+   * Waits for local blocks (the pool may be full); the lease heartbeat keeps the prefill blocks
+   * meanwhile. The prefix cache may hold the request's leading attention blocks (this worker's own
+   * earlier turn): those are shared, and the pull skips them (`cachedTokens`).
+   */
+  private async allocate(req: GenerateRequest, lease: LeaseHeartbeat, signal: AbortSignal): Promise<{blockIds: GroupBlockIds; cachedTokens: number}> {
     for (;;) {
-      const got = this.o.engine.allocate(req.requestId, req.transfer!.numComputedTokens)
+      const got = this.o.engine.allocate(req.requestId, req.promptTokenIds.slice(0, req.transfer!.numComputedTokens))
       if (got) return got
       if (signal.aborted) throw signal.reason
       lease.check()

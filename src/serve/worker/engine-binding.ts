@@ -38,6 +38,11 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
       tp: config.tp,
       numBlocks: config.kvBlocks,
       attentionBackend: LAYOUT_OPTIONS.attentionBackend,
+      // vLLM V1's default: on unless --no-prefix-caching. A decode worker pulls every request's
+      // final state, so it saves no Mamba checkpoints (its attention blocks are what it reuses).
+      prefixCaching: config.prefixCaching !== false,
+      mambaCheckpoints: config.role !== 'decode',
+      mambaCheckpointEvery: config.mambaCheckpointEvery,
       allocator: {
         allocate: ({rank, tensorIndex, sizeBytes}) => {
           const region = agent.allocRegion(sizeBytes)
@@ -131,12 +136,16 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     limits: {maxModelLen: config.maxModelLen, vocabSize: model.spec.vocabSize},
     tokenizer: serveTokenizer(model.tokenizer),
     kvUsage: () => engine.usage(),
+    prefixCacheStats: () => engine.prefixCacheStats(),
+    onCacheEvent(listener) {
+      engine.onCacheEvent(listener)
+    },
 
     async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
       await scheduler.prefill(requestId, tokenIds, {wantLogits: false})
       const blockIds = engine.blockIds(requestId)
       const [grant] = owner.hold(requestId, {blockIds, transferredTokens: tokenIds.length})
-      return {blockIds, grant}
+      return {blockIds, grant, cachedTokens: engine.cachedTokens(requestId)}
     },
     endTransfer: (requestId) => {
       owner.end(requestId)
@@ -145,11 +154,11 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     onReadDone(listener) {
       readDone.add(listener)
     },
-    async transferDigests(requestId: string, decodeTp: number) {
-      return encodeDigests(await owner.digests(requestId, planOf(config.tp, decodeTp)))
+    async transferDigests(requestId: string, decodeTp: number, cachedTokens = 0) {
+      return encodeDigests(await owner.digests(requestId, planOf(config.tp, decodeTp), cachedTokens))
     },
 
-    allocate: (requestId, numTokens) => engine.allocate(requestId, numTokens),
+    allocate: (requestId, tokenIds) => engine.allocateForPull(requestId, tokenIds),
     async connect(h: HandshakePayload): Promise<PeerLink> {
       const plan = planOf(h.tpSize, config.tp)
       const remote = reader.connect(parseLinkInfo(h.transport, {tp: h.tpSize, numTensors: plan.prefill.numTensors}), plan)
@@ -159,8 +168,8 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     async pull(link: PeerLink, local: GroupBlockIds, t: TransferParams, timeoutMs: number, o: PullOptions = {}): Promise<PullResult> {
       const {remote} = link as BoundPeer
       // The prefill side computed exactly the transferred tokens (transferredTokens(N), src/layout).
-      const {reads, result} = await remote.pull({transferredTokens: t.numComputedTokens, localBlockIds: local, remoteBlockIds: t.blockIds}, {grants: t.grant ? [t.grant] : [], timeoutMs})
-      if (corruptFor && t.requestId.includes(corruptFor)) {
+      const {reads, result} = await remote.pull({transferredTokens: t.numComputedTokens, cachedTokens: o.cachedTokens, localBlockIds: local, remoteBlockIds: t.blockIds}, {grants: t.grant ? [t.grant] : [], timeoutMs})
+      if (corruptFor && t.requestId.includes(corruptFor) && reads.reads > 0) {
         const pair = reads.pairs.find((p) => p.reads.count > 0)!
         new Uint8Array(table.region(pair.decodeRank, pair.reads.tensorIndex[0]).buffer)[pair.reads.localOffsetBytes[0]] ^= 0x5a
       }

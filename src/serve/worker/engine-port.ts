@@ -3,6 +3,7 @@
  * interface. `engine-binding.ts` implements it over src/engine + src/transport + src/layout; unit
  * tests of the worker logic implement it in memory. Block ids are logical, per KV-cache group.
  */
+import type {PrefixCacheEvent, PrefixCacheStats} from '../../engine/prefix-cache.js'
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
 import type {ServeTokenizer} from '../backend.js'
 import type {ProtocolLimits} from '../protocol-schema.js'
@@ -25,6 +26,11 @@ export interface PullResult {
 }
 
 export interface PullOptions {
+  /**
+   * Leading tokens this engine holds already (its prefix-cache hit, from `allocate`): their
+   * attention reads are skipped; the state is read whatever it is.
+   */
+  readonly cachedTokens?: number
   /**
    * Verify the transfer (`--verify-transfers`): fetches the prefill side's digests of the
    * request's reads for a decode engine of `decodeTp` ranks (opaque JSON, as `transferDigests`
@@ -56,6 +62,10 @@ export interface WorkerEngine {
   /** The model's tokenizer, for the worker's own OpenAI routes. */
   readonly tokenizer: ServeTokenizer
   kvUsage(): {readonly usedBlocks: number; readonly totalBlocks: number}
+  /** Prefix-cache counts (undefined: prefix caching off). */
+  prefixCacheStats?(): PrefixCacheStats | undefined
+  /** Prefix-cache blocks stored and removed, as they happen (the worker's KV events). */
+  onCacheEvent?(listener: (event: PrefixCacheEvent) => void): void
 
   // ── prefill side ──
   /**
@@ -63,7 +73,7 @@ export interface WorkerEngine {
    * them, and the capability (grant id) a reader must present to have those blocks served (served
    * reads check every piece against it). Revoke the grant before freeing the blocks.
    */
-  prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<{readonly blockIds: GroupBlockIds; readonly grant: string}>
+  prefillForTransfer(requestId: string, tokenIds: readonly number[]): Promise<{readonly blockIds: GroupBlockIds; readonly grant: string; readonly cachedTokens?: number}>
   /** Ends the request's transfer: its grant is revoked (call before freeing its blocks; idempotent). */
   endTransfer(requestId: string): void
   /** Transfer metadata served in the handshake (JSON; the decode engine's connect() reads it). */
@@ -71,11 +81,15 @@ export interface WorkerEngine {
   /** Every reader of a request reported it read (the KV link's "read done"): its blocks may go. */
   onReadDone(listener: (requestId: string) => void): void
   /** This side's digests of a held request's reads by a decode engine of `decodeTp` ranks (JSON). */
-  transferDigests(requestId: string, decodeTp: number): Promise<unknown>
+  transferDigests(requestId: string, decodeTp: number, cachedTokens?: number): Promise<unknown>
 
   // ── decode side ──
-  /** Allocates blocks for a transferred request of `numTokens` cached tokens; null when the pool is full now. */
-  allocate(requestId: string, numTokens: number): GroupBlockIds | null
+  /**
+   * Allocates blocks for a transferred request whose first `tokenIds.length` tokens will be
+   * pulled, sharing the attention blocks the prefix cache holds of them (`cachedTokens`: the pull
+   * skips those). Null when the pool is full now.
+   */
+  allocate(requestId: string, tokenIds: readonly number[]): {readonly blockIds: GroupBlockIds; readonly cachedTokens: number} | null
   connect(handshake: HandshakePayload): Promise<PeerLink>
   /** Runs the layout engine's read plan for the request: one batched read per (decode rank, prefill rank). */
   pull(peer: PeerLink, local: GroupBlockIds, remote: TransferParams, timeoutMs: number, options?: PullOptions): Promise<PullResult>

@@ -83,7 +83,7 @@ export class PrefillRole {
     } finally {
       this.computing.delete(req.requestId)
     }
-    const {blockIds, grant} = prefilled
+    const {blockIds, grant, cachedTokens} = prefilled
     this.grants.set(req.requestId, grant)
     const leaseExpiresAtMs = this.leases.hold(req.requestId)
     return {
@@ -99,6 +99,7 @@ export class PrefillRole {
         numComputedTokens: computed.length,
         leaseExpiresAtMs,
         grant,
+        ...(cachedTokens ? {cachedTokens} : {}),
       },
     }
   }
@@ -120,10 +121,10 @@ export class PrefillRole {
   }
 
   /** The prefill side's digests of a leased request's reads (a verifying decode worker asks before "read done"). */
-  async digests(requestId: string, decodeTp: number, grant?: string): Promise<{pairs: unknown}> {
+  async digests(requestId: string, decodeTp: number, grant?: string, cachedTokens?: number): Promise<{pairs: unknown}> {
     this.checkGrant(requestId, grant)
     if (!this.leases.has(requestId)) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
-    return {pairs: await this.o.engine.transferDigests(requestId, decodeTp)}
+    return {pairs: await this.o.engine.transferDigests(requestId, decodeTp, cachedTokens)}
   }
 
   private checkGrant(requestId: string, grant: string | undefined): void {

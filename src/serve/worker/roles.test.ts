@@ -72,11 +72,11 @@ class MemoryEngine implements WorkerEngine {
   async transferDigests(requestId: string) {
     return [{requestId, sum: this.caches.get(requestId)?.reduce((a, b) => a + b, 0)}]
   }
-  allocate(requestId: string): GroupBlockIds | null {
+  allocate(requestId: string): {blockIds: GroupBlockIds; cachedTokens: number} | null {
     if (this.caches.size >= this.totalBlocks) return null
     this.seen.push(requestId)
     this.caches.set(requestId, [])
-    return [[this.caches.size - 1]]
+    return {blockIds: [[this.caches.size - 1]], cachedTokens: 0}
   }
   async connect(h: {engineId: string; engineEpoch: string}): Promise<PeerLink> {
     return {engineId: h.engineId, engineEpoch: h.engineEpoch, close: () => undefined}

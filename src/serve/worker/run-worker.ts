@@ -10,6 +10,7 @@ import type {Etcd3} from 'etcd3'
 import {ClusterDirectory} from '../../cluster/directory.js'
 import {checkReachable, etcdClient} from '../../cluster/etcd.js'
 import {Registration} from '../../cluster/registration.js'
+import {KvEventPublisher} from '../kv-events/publisher.js'
 import {PROTOCOL_VERSION} from '../protocol.js'
 import {createWorkerEngine} from './engine-binding.js'
 import type {WorkerEngine} from './engine-port.js'
@@ -46,6 +47,15 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
     engine = await createWorkerEngine(config)
     const e = engine
     closers.push(() => e.close())
+    // KV events (vLLM's format over ZeroMQ): what prefix-aware routers (hpd's, llm-d's, Dynamo's) read.
+    let events: KvEventPublisher | undefined
+    if (config.kvEventsEndpoint && e.onCacheEvent && e.prefixCacheStats?.()) {
+      const publisher = await KvEventPublisher.bind(config.kvEventsEndpoint)
+      events = publisher
+      closers.push(() => publisher.close())
+      e.onCacheEvent((event) => publisher.publish(event))
+      log('kv-events', {endpoint: publisher.endpoint, topic: publisher.topic})
+    }
     const worker = await startWorkerServer({
       role: config.role,
       engine,
@@ -65,6 +75,7 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
       transferTimeoutMs: config.transferTimeoutMs,
       pauseBeforeReadMs: config.pauseBeforeReadMs,
       verifyTransfers: config.verifyTransfers,
+      ...(events ? {kvEvents: {endpoint: events.endpoint, topic: events.topic}} : {}),
       log,
     })
     closers.push(() => worker.close())

@@ -43,4 +43,14 @@ export interface WorkerConfig {
   readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
   /** Chunked prefill: tokens per engine step and per long-prompt chunk (undefined: the engine's defaults). */
   readonly steps?: StepSchedulerOptions
+  /** Prefix caching (default on, as vLLM V1; false: `--no-prefix-caching`). */
+  readonly prefixCaching?: boolean
+  /** Hybrids: a Mamba checkpoint at every k-th logical-block boundary (default 1; src/engine/README.md). */
+  readonly mambaCheckpointEvery?: number
+  /**
+   * KV events (vLLM's KVEventBatch over ZeroMQ PUB, src/serve/kv-events/README.md): the endpoint
+   * to bind, e.g. tcp://127.0.0.1:0 (0: any free port; the bound one is in /v1/internal/stats).
+   * Undefined: no events published.
+   */
+  readonly kvEventsEndpoint?: string
 }

@@ -7,7 +7,9 @@
  * Gauges are read when scraped (`collect`) from the roles and the engine; latencies and outcomes
  * are observed from each request's stream of events.
  */
-import {Counter, Histogram, Registry} from 'prom-client'
+import {Counter, Gauge, Histogram, Registry} from 'prom-client'
+
+import type {PrefixCacheStats} from '../../engine/prefix-cache.js'
 
 import {collectedCounter, collectedGauge, LATENCY_BUCKETS_S} from '../metrics.js'
 import type {WorkerStreamEvent} from '../protocol.js'
@@ -22,6 +24,8 @@ export interface WorkerLoad {
   leasesExpired(): number
   transferBytes(): number
   transferSeconds(): number
+  /** Prefix-cache counts (undefined: prefix caching off). */
+  prefixCache?(): PrefixCacheStats | undefined
 }
 
 export class WorkerMetrics {
@@ -59,6 +63,31 @@ export class WorkerMetrics {
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by this worker.', () => load.transferBytes())
     counter('hpd_kv_transfer_seconds_total', 'Time this worker spent pulling KV cache and SSM state.', () => load.transferSeconds())
     counter('hpd_leases_expired_total', 'Prefill leases that ran out (blocks reclaimed without a read-done notification).', () => load.leasesExpired())
+    // vLLM's prefix-cache counters (tokens), per KV-cache group kind: `attention` counts the
+    // attention chain found, `mamba` where requests resumed (a checkpoint) — 0 on decode workers,
+    // which always pull the final state.
+    const kinds = (pick: (s: PrefixCacheStats) => {attention: number; state: number}) =>
+      function (this: Counter) {
+        const s = load.prefixCache?.()
+        this.reset()
+        if (!s) return
+        this.inc({kind: 'attention'}, pick(s).attention)
+        this.inc({kind: 'mamba'}, pick(s).state)
+      }
+    new Counter({name: 'vllm:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache, per KV-cache group kind.', labelNames: ['kind'], registers: reg, collect: kinds((s) => s.queriedTokens)})
+    new Counter({name: 'vllm:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache, per KV-cache group kind (mamba: where computation resumed from a checkpoint).', labelNames: ['kind'], registers: reg, collect: kinds((s) => s.hitTokens)})
+    const cacheGauge = (name: string, help: string, pick: (s: PrefixCacheStats) => number) =>
+      new Gauge({name, help, registers: reg, collect() {
+        const s = load.prefixCache?.()
+        this.set(s ? pick(s) : 0)
+      }})
+    new Counter({name: 'hpd_prefix_cache_evictions_total', help: 'Cached blocks (attention blocks and checkpoints) evicted under memory pressure.', registers: reg, collect() {
+      this.reset()
+      this.inc(load.prefixCache?.()?.evictedBlocks ?? 0)
+    }})
+    cacheGauge('hpd_prefix_cache_blocks', 'Attention blocks indexed by the prefix cache (in use or evictable).', (s) => s.cachedAttentionBlocks)
+    cacheGauge('hpd_mamba_checkpoint_blocks', 'Mamba/GDN state checkpoints indexed by the prefix cache (one block per state group each).', (s) => s.checkpointBlocks)
+    cacheGauge('hpd_mamba_checkpoint_bytes', 'Memory the indexed Mamba/GDN checkpoints take (blocks × tensors × page bytes × TP ranks).', (s) => s.checkpointBytes)
   }
 
   kvParamsIncomplete(): void {

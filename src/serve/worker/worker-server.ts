@@ -56,6 +56,8 @@ export interface WorkerServerOptions {
   readonly publicAccess?: 'signed' | 'open'
   /** What a decode leg whose pull fails does: fail the request (default) or compute it here. */
   readonly kvLoadFailurePolicy?: KvLoadFailurePolicy
+  /** This worker's KV-event publisher, announced in /v1/internal/stats for routers to subscribe. */
+  readonly kvEvents?: {readonly endpoint: string; readonly topic: string}
   readonly leaseMs: number
   /** Longest a prefill lease may be held, extensions included. */
   readonly maxLeaseMs: number
@@ -105,6 +107,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     leasesExpired: () => prefill.leases.expired,
     transferBytes: () => decode.transferBytes,
     transferSeconds: () => decode.transferMs / 1000,
+    prefixCache: () => o.engine.prefixCacheStats?.(),
   })
   const leaks = new LeakWatch(() => o.engine.kvUsage().usedBlocks, running)
   const refusals = new RefusalLog(o.log)
@@ -150,6 +153,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       decodeBatchMax: decode.batcher.maxBatchSeen,
       refusedUnauthenticated: refusals.count,
       ...(o.verifyTransfers ? {verifiedTransfers: decode.verifiedTransfers, verifyMs: decode.verifyMs} : {}),
+      ...(o.kvEvents ? {kvEvents: o.kvEvents} : {}),
     }
   }
   const body = (req: IncomingMessage) => readJsonBody(req, {maxBytes: 1024 * 1024, timeoutMs: WORKER_HYGIENE.bodyTimeoutMs, maxDepth: 8})
@@ -176,7 +180,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     }
     if (path === INTERNAL.digests) {
       const r = parseDigestsRequest(await body(req))
-      return sendJson(res, 200, await prefill.digests(r.requestId, r.decodeTp, r.grant))
+      return sendJson(res, 200, await prefill.digests(r.requestId, r.decodeTp, r.grant, r.cachedTokens))
     }
     if (path === INTERNAL.leaseRelease) {
       const l = parseLeaseRequest(await body(req))
