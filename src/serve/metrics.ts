@@ -113,6 +113,8 @@ export class ServeMetrics {
   workers: readonly WorkerGauge[] = []
   /** Cluster mode: whether etcd answers (1/0); undefined without etcd. */
   etcdUp: number | undefined
+  /** Prefix-aware routing: requests sent where part of the prompt was cached, those tokens, KV-event batches received. */
+  routing = {prefixRouted: () => 0, prefixRoutedTokens: () => 0, kvEventBatches: () => 0}
 
   constructor() {
     const m = this
@@ -135,6 +137,9 @@ export class ServeMetrics {
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by decode workers.', () => m.transferBytes)
     counter('hpd_disagg_ttft_seconds_total', 'Sum of TTFT over disaggregated requests (compare with hpd_kv_transfer_seconds_sum).', () => m.ttftSecondsDisagg)
     collectedGauge(this.registry, 'hpd_requests_in_flight', 'Requests being served now.', () => m.inFlight)
+    counter('hpd_prefix_routed_requests_total', 'Worker choices (prefill, decode or colocated legs) that went to a worker holding part of the prompt (prefix-aware routing).', () => m.routing.prefixRouted())
+    counter('hpd_prefix_routed_tokens_total', 'Prompt tokens the chosen workers held, over those choices.', () => m.routing.prefixRoutedTokens())
+    counter('hpd_kv_event_batches_total', 'KV-event batches received from the workers (prefix-aware routing).', () => m.routing.kvEventBatches())
     new Gauge({
       name: 'hpd_etcd_up',
       help: 'Whether the worker registry (etcd) answers; while it does not, the router serves with the workers it knew. Absent without etcd.',

@@ -241,6 +241,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     routing,
     feed,
   })
+  metrics.routing = {prefixRouted: () => backend.prefixRouted, prefixRoutedTokens: () => backend.prefixRoutedTokens, kvEventBatches: () => feed?.batches ?? 0}
   const server = createRouter({
     backend,
     tokenizer: o.model.tokenizer,

@@ -80,7 +80,8 @@ async function stop(s: ServeProcess): Promise<void> {
 const TOPOLOGIES: readonly [string, readonly string[]][] = [
   ['colocated', ['--colocated']],
   ['1→1', ['--prefill-tp', '1', '--decode-tp', '1']],
-  ['1→2', ['--prefill-tp', '1', '--decode-tp', '2']],
+  // --verify-transfers: both sides digest what a decode-side hit leaves to read (cached_tokens agreed on).
+  ['1→2', ['--prefill-tp', '1', '--decode-tp', '2', '--verify-transfers']],
   ['2→1', ['--prefill-tp', '2', '--decode-tp', '1']],
 ]
 
