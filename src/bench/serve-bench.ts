@@ -31,6 +31,13 @@ export interface ServeBenchOptions {
   readonly longPromptTokens?: number
   /** Chunked prefill of spawned servers (default: the engine's). */
   readonly steps?: StepSchedulerOptions
+  /** Prefix-repetition prompts (ServeLoadOptions.sharedPrefixTokens / numPrefixes). */
+  readonly sharedPrefixTokens?: number
+  readonly numPrefixes?: number
+  /** Spawned servers: run each with --no-prefix-caching, then with prefix caching, and compare. */
+  readonly comparePrefixCaching?: boolean
+  /** KV blocks per worker rank of spawned servers (default: the engine's). */
+  readonly kvBlocks?: number
   readonly onServerLog?: (worker: string, line: string) => void
 }
 
@@ -47,8 +54,22 @@ export interface HeadOfLineReport {
   readonly unhealthyTransitions: number | undefined
 }
 
+/** One server kind's prefix caching on vs off (--compare-prefix-caching). */
+export interface PrefixCachingReport {
+  readonly server: string
+  readonly ttftMedianOffMs: number
+  readonly ttftMedianOnMs: number
+  /** on / off median TTFT (the issue's bar: ≤ 0.3 for 90 % shared 4096-token prompts). */
+  readonly ttftMedianRatio: number
+  /** KV bytes pulled per request without and with prefix caching (disaggregated only: the decode-side hit). */
+  readonly transferBytesPerRequestOff: number | undefined
+  readonly transferBytesPerRequestOn: number | undefined
+}
+
 export interface ServeBenchResult {
   readonly runs: readonly ServeLoadReport[]
+  /** With --compare-prefix-caching: per server kind, prefix caching off vs on. */
+  readonly prefixCaching?: readonly PrefixCachingReport[]
   /** With --long-prompt-tokens: per server, idle vs long-prompt-in-flight. */
   readonly headOfLine?: readonly HeadOfLineReport[]
   /** colocated / disaggregated ratios when both ran (throughput > 1: colocated faster). */
@@ -62,8 +83,9 @@ export interface ServeBenchResult {
 export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<ServeLoadEvent, ServeBenchResult> {
   const runs: ServeLoadReport[] = []
   const headOfLine: HeadOfLineReport[] = []
+  const prefixCaching: PrefixCachingReport[] = []
   const load = (url: string, label: string) =>
-    runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed: o.seed})
+    runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed: o.seed, sharedPrefixTokens: o.sharedPrefixTokens, numPrefixes: o.numPrefixes})
   // The load of one server: once, or idle then with a long prompt in flight.
   async function* measure(url: string, label: string, unhealthy: () => number | undefined): AsyncGenerator<ServeLoadEvent> {
     if (o.longPromptTokens === undefined) {
@@ -111,9 +133,12 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
     const modes: ('disaggregated' | 'colocated')[] = o.compareColocated ? ['disaggregated', 'colocated'] : ['disaggregated']
     const model = resolveServeModel(o.model)
     checkServeLayout(model, o.prefillTp, o.decodeTp)
-    for (const mode of modes) {
+    const caching = o.comparePrefixCaching ? [false, true] : [true]
+    for (const [mode, prefix] of modes.flatMap((m) => caching.map((c) => [m, c] as const))) {
       let server: RunningServe | undefined
       let unhealthy = 0
+      // Short labels: the report table's columns are 16 characters wide.
+      const label = o.comparePrefixCaching ? `${mode === 'disaggregated' ? 'disagg' : 'coloc'} ${prefix ? 'cache' : 'no-cache'}` : mode
       try {
         server = await startServe({
           model,
@@ -132,23 +157,37 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
           prefillTimeoutMs: 300_000,
           transferTimeoutMs: 2000,
           steps: o.steps,
+          prefixCaching: prefix,
+          ...(o.kvBlocks === undefined ? {} : {kvBlocks: o.kvBlocks}),
           onWorkerLog: o.onServerLog,
           onWorkerState: (_w, _role, state) => {
             if (state === 'unhealthy') unhealthy++
           },
         })
-        yield* measure(server.url, mode, () => unhealthy)
+        yield* measure(server.url, label, () => unhealthy)
       } finally {
         await server?.close()
+      }
+      if (o.comparePrefixCaching && prefix) {
+        const [off, on] = runs.slice(-2)
+        prefixCaching.push({
+          server: mode,
+          ttftMedianOffMs: off.ttft.medianMs,
+          ttftMedianOnMs: on.ttft.medianMs,
+          ttftMedianRatio: on.ttft.medianMs / off.ttft.medianMs,
+          transferBytesPerRequestOff: off.kvTransferBytesPerRequest,
+          transferBytesPerRequestOn: on.kvTransferBytesPerRequest,
+        })
       }
     }
   }
   // A run that completed requests but counted no output token measured nothing: never a success.
   const empty = runs.find((r) => r.completed > 0 && r.totalOutputTokens === 0)
   if (empty) throw new VerificationError('HPD_BENCH_NO_OUTPUT', `run ${empty.label} completed ${empty.completed} requests but counted 0 generated tokens`, {hint: 'The server must send a usage chunk (stream_options.include_usage) or token ids.'})
-  const pair = o.longPromptTokens === undefined && runs.length === 2 ? runs : undefined
+  const pair = o.longPromptTokens === undefined && !o.comparePrefixCaching && runs.length === 2 ? runs : undefined
   return {
     runs,
+    ...(prefixCaching.length > 0 ? {prefixCaching} : {}),
     ...(headOfLine.length > 0 ? {headOfLine} : {}),
     ...(pair
       ? {

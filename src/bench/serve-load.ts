@@ -25,6 +25,13 @@ export interface ServeLoadOptions {
   readonly requestTimeoutMs?: number
   /** A label for this run in side-by-side reports ("disaggregated", "colocated"). */
   readonly label?: string
+  /**
+   * `vllm bench serve`'s prefix-repetition dataset: every prompt starts with one of `numPrefixes`
+   * shared prefixes of this many tokens (request i: prefix i mod P), then its own random tokens.
+   * One warm-up request per prefix runs first, unmeasured (the cold prefill of each prefix).
+   */
+  readonly sharedPrefixTokens?: number
+  readonly numPrefixes?: number
 }
 
 export interface LatencyStats {
@@ -55,6 +62,10 @@ export interface ServeLoadReport {
   readonly e2e: LatencyStats
   /** From the server's /metrics (hpd servers only): handshake + transfer seconds / TTFT seconds. */
   readonly kvTransferShareOfTtft: number | undefined
+  /** From the server's /metrics (hpd servers only): KV cache and state bytes pulled per completed request. */
+  readonly kvTransferBytesPerRequest: number | undefined
+  /** With --shared-prefix-tokens: the shared prefix length and how many prefixes. */
+  readonly sharedPrefix?: {readonly tokens: number; readonly prefixes: number}
 }
 
 export type ServeLoadEvent =
@@ -75,6 +86,13 @@ interface OneResult {
 export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLoadEvent> {
   const label = o.label ?? 'run'
   const model = o.model ?? (await discoverModel(o.url))
+  const rng = uniformStream(o.seed ?? 0)
+  const draw = (n: number) => Array.from({length: n}, () => Math.floor(rng() * (o.vocabLimit ?? 256)))
+  const shared = Math.min(o.sharedPrefixTokens ?? 0, o.promptTokens - 1)
+  const prefixes = Array.from({length: shared > 0 ? Math.max(1, o.numPrefixes ?? 1) : 0}, () => draw(shared))
+  const prompts = Array.from({length: o.requests}, (_x, i) => (shared > 0 ? [...prefixes[i % prefixes.length], ...draw(o.promptTokens - shared)] : draw(o.promptTokens)))
+  // The cold prefill of each shared prefix, before the clock starts (vllm bench serve's warm-ups).
+  for (const prefix of prefixes) await oneRequest(o, model, [...prefix, ...draw(o.promptTokens - shared)])
   const before = await scrapeTransferShare(o.url)
   yield {type: 'start', label, total: o.requests}
   const results: OneResult[] = []
@@ -86,8 +104,6 @@ export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLo
     queue.push(ev)
     wake?.()
   }
-  const rng = uniformStream(o.seed ?? 0)
-  const prompts = Array.from({length: o.requests}, () => Array.from({length: o.promptTokens}, () => Math.floor(rng() * (o.vocabLimit ?? 256))))
   const started = performance.now()
   const workerLoop = async () => {
     while (next < o.requests) {
@@ -234,6 +250,7 @@ function summarize(
   const tpot = ok.filter((r) => r.outputTokens > 1).map((r) => (r.e2eMs - r.ttftMs) / (r.outputTokens - 1))
   const dTtft = after && before ? after.ttftSumS - before.ttftSumS : 0
   const dKv = after && before ? after.kvSumS - before.kvSumS : 0
+  const dBytes = after && before ? after.kvBytes - before.kvBytes : Number.NaN
   return {
     label,
     url: o.url,
@@ -252,6 +269,8 @@ function summarize(
     itl: stats(ok.flatMap((r) => r.itlMs)),
     e2e: stats(ok.map((r) => r.e2eMs)),
     kvTransferShareOfTtft: dTtft > 0 ? dKv / dTtft : undefined,
+    kvTransferBytesPerRequest: Number.isFinite(dBytes) && ok.length > 0 ? dBytes / ok.length : undefined,
+    ...(o.sharedPrefixTokens ? {sharedPrefix: {tokens: Math.min(o.sharedPrefixTokens, o.promptTokens - 1), prefixes: Math.max(1, o.numPrefixes ?? 1)}} : {}),
   }
 }
 
@@ -264,6 +283,7 @@ function stats(ms: readonly number[]): LatencyStats {
 interface TransferScrape {
   readonly ttftSumS: number
   readonly kvSumS: number
+  readonly kvBytes: number
 }
 
 /** Reads the TTFT and handshake+transfer sums from an hpd server's /metrics (undefined elsewhere). */
@@ -274,7 +294,8 @@ async function scrapeTransferShare(url: string): Promise<TransferScrape | undefi
     // hpd_disagg_ttft_seconds_total since the metrics moved to prom-client; the older name before.
     const ttft = Number.isFinite(num('hpd_disagg_ttft_seconds_total')) ? num('hpd_disagg_ttft_seconds_total') : num('hpd_disagg_time_to_first_token_seconds_sum')
     const kv = num('hpd_kv_transfer_seconds_sum')
-    return Number.isFinite(ttft) && Number.isFinite(kv) ? {ttftSumS: ttft, kvSumS: kv} : undefined
+    const bytes = num('hpd_kv_transfer_bytes_total')
+    return Number.isFinite(ttft) && Number.isFinite(kv) ? {ttftSumS: ttft, kvSumS: kv, kvBytes: Number.isFinite(bytes) ? bytes : 0} : undefined
   } catch {
     return undefined
   }

@@ -24,6 +24,7 @@ const report = (label: string, share?: number): ServeLoadReport => ({
   itl: lat(18.64),
   e2e: lat(1117.85),
   kvTransferShareOfTtft: share,
+  kvTransferBytesPerRequest: undefined,
 })
 
 describe('serve bench views', () => {

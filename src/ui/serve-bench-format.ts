@@ -26,6 +26,7 @@ export function formatServeReports(runs: readonly ServeLoadReport[]): string {
     ['Median E2EL (ms)', (r) => r.e2e.medianMs.toFixed(2)],
     ['P99 E2EL (ms)', (r) => r.e2e.p99Ms.toFixed(2)],
     ['Handshake+transfer share of TTFT', (r) => (r.kvTransferShareOfTtft === undefined ? '–' : `${(r.kvTransferShareOfTtft * 100).toFixed(1)}%`)],
+    ['KV bytes pulled per request', (r) => (r.kvTransferBytesPerRequest === undefined ? '–' : `${(r.kvTransferBytesPerRequest / 1024).toFixed(0)} KiB`)],
   ]
   const labelWidth = 36
   const colWidth = 16

@@ -44,7 +44,19 @@ export async function showServeBench(events: AsyncGenerator<ServeLoadEvent, Serv
 
 /** The final report for stdout (human form). */
 export function serveBenchText(result: ServeBenchResult): string {
-  return `${formatServeReports(result.runs as ServeLoadReport[])}\n${comparisonLine(result)}${headOfLineLines(result)}`
+  return `${formatServeReports(result.runs as ServeLoadReport[])}\n${comparisonLine(result)}${headOfLineLines(result)}${prefixCachingLines(result)}`
+}
+
+function prefixCachingLines(r: ServeBenchResult): string {
+  const kib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1024).toFixed(0)} KiB`)
+  return (r.prefixCaching ?? [])
+    .map(
+      (p) =>
+        `${p.server}: median TTFT ${p.ttftMedianOffMs.toFixed(1)} ms without prefix caching, ${p.ttftMedianOnMs.toFixed(1)} ms with (${p.ttftMedianRatio.toFixed(2)}x)` +
+        (p.server === 'disaggregated' ? `; KV pulled per request ${kib(p.transferBytesPerRequestOff)} without, ${kib(p.transferBytesPerRequestOn)} with (decode-side hit)` : '') +
+        '\n',
+    )
+    .join('')
 }
 
 function headOfLineLines(r: ServeBenchResult): string {

@@ -12,6 +12,7 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
     '<%= config.bin %> bench serve --spawn',
     '<%= config.bin %> bench serve --compare-colocated --concurrency 8 --requests 64',
     '<%= config.bin %> bench serve --url http://127.0.0.1:8000 --concurrency 32 --requests 256',
+    '<%= config.bin %> bench serve --compare-colocated --compare-prefix-caching --prompt-tokens 4096 --shared-prefix-tokens 3686 --concurrency 1 --requests 16',
   ]
   static override flags = {
     url: Flags.string({description: 'server to load (default with neither --url nor --spawn: --spawn)', env: 'HPD_BENCH_URL'}),
@@ -30,16 +31,26 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
     'long-prompt-tokens': Flags.integer({description: 'head-of-line mode: run the load idle, then again with one request of this many prompt tokens kept in flight; compare median TTFT'}),
     'max-num-batched-tokens': Flags.integer({description: 'chunked prefill of spawned servers: most tokens per engine step'}),
     'long-prefill-tokens': Flags.integer({description: 'chunked prefill of spawned servers: per-step chunk of a long prompt'}),
+    'shared-prefix-tokens': Flags.integer({description: 'prefix repetition (as vllm bench serve): every prompt starts with a shared prefix of this many tokens (less than --prompt-tokens); one unmeasured warm-up per prefix'}),
+    'num-prefixes': Flags.integer({default: 1, description: 'with --shared-prefix-tokens: distinct shared prefixes (request i uses prefix i mod P)'}),
+    'compare-prefix-caching': Flags.boolean({description: 'spawned servers: run the load with --no-prefix-caching, then with prefix caching, and compare median TTFT and KV bytes pulled per request', default: false}),
+    'kv-blocks': Flags.integer({description: 'KV pool blocks per worker rank of spawned servers'}),
   }
 
   async run(): Promise<ServeBenchResult> {
     const {flags} = await this.parse(BenchServe)
-    for (const k of ['concurrency', 'requests', 'prompt-tokens', 'output-tokens', 'long-prompt-tokens', 'max-num-batched-tokens', 'long-prefill-tokens'] as const) {
+    for (const k of ['concurrency', 'requests', 'prompt-tokens', 'output-tokens', 'long-prompt-tokens', 'max-num-batched-tokens', 'long-prefill-tokens', 'shared-prefix-tokens', 'num-prefixes', 'kv-blocks'] as const) {
       if (flags[k] !== undefined && flags[k] < 1) throw new UsageError('HPD_BENCH_BAD_FLAG', `--${k} must be >= 1, got ${flags[k]}`, {hint: `Pass --${k} 1 or more.`})
+    }
+    if (flags['shared-prefix-tokens'] !== undefined && flags['shared-prefix-tokens'] >= flags['prompt-tokens']) {
+      throw new UsageError('HPD_BENCH_BAD_FLAG', `--shared-prefix-tokens ${flags['shared-prefix-tokens']} must be less than --prompt-tokens ${flags['prompt-tokens']}`, {hint: 'Every prompt keeps at least one token of its own.'})
+    }
+    if (flags['compare-prefix-caching'] && flags.url) {
+      throw new UsageError('HPD_BENCH_BAD_FLAG', '--compare-prefix-caching starts its own servers: it cannot take --url', {hint: 'Drop --url (or run the load twice against your own servers).'})
     }
     const events = runServeBench({
       url: flags.url,
-      spawn: flags.spawn || (!flags.url && !flags['compare-colocated']),
+      spawn: flags.spawn || flags['compare-prefix-caching'] || (!flags.url && !flags['compare-colocated']),
       compareColocated: flags['compare-colocated'],
       model: flags.model,
       prefillTp: flags['prefill-tp'],
@@ -52,6 +63,10 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
       outputTokens: flags['output-tokens'],
       seed: flags.seed,
       longPromptTokens: flags['long-prompt-tokens'],
+      sharedPrefixTokens: flags['shared-prefix-tokens'],
+      numPrefixes: flags['num-prefixes'],
+      comparePrefixCaching: flags['compare-prefix-caching'],
+      kvBlocks: flags['kv-blocks'],
       steps:
         flags['max-num-batched-tokens'] === undefined && flags['long-prefill-tokens'] === undefined
           ? undefined
