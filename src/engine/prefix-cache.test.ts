@@ -61,7 +61,8 @@ describe('block hashes', () => {
 })
 
 describe('prefix caching: greedy output identical to caching off', () => {
-  it.each(MODELS)('%s: full hits, partial hits ending mid-block, different continuations', (name) => {
+  // + a Gated DeltaNet family and Falcon-H1 (attention and Mamba2 side by side in every layer)
+  it.each([...MODELS, 'tiny-qwen3-next', 'tiny-falcon-h1'] as const)('%s: full hits, partial hits ending mid-block, different continuations', (name) => {
     const on = engineFor(name, {prefixCaching: true})
     const off = engineFor(name)
     const B = on.layout.logicalBlockSize

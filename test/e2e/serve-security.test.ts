@@ -125,18 +125,19 @@ describe('control-plane security', () => {
     const prefill = s.controlUrls.get('prefill-0')!
     const handshake = (await (await fetch(`${prefill}/v1/internal/metadata`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/metadata`)})).json()) as HandshakePayload
     const info = handshake.transport as LinkInfo
-    const prefillOnce = async (requestId: string): Promise<TransferParams> => {
+    // Different prompts: with prefix caching two requests of one prompt share its blocks (each grant covers them).
+    const prefillOnce = async (requestId: string, salt: number): Promise<TransferParams> => {
       const res = await fetch(`${prefill}/v1/completions`, {
         method: 'POST',
         headers: {'content-type': 'application/json', 'x-request-id': requestId, ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/completions`)},
-        body: JSON.stringify({model: 'tiny-hybrid', prompt: Array.from({length: 200}, (_, i) => 65 + (i % 26)), max_tokens: 1, kv_transfer_params: PREFILL_LEG_PARAMS}),
+        body: JSON.stringify({model: 'tiny-hybrid', prompt: Array.from({length: 200}, (_, i) => 65 + ((i + salt) % 26)), max_tokens: 1, kv_transfer_params: PREFILL_LEG_PARAMS}),
       })
       const leg = parseKvTransferParams(((await res.json()) as {kv_transfer_params: unknown}).kv_transfer_params)
       if (leg.leg !== 'decode') throw new Error('the prefill leg answered no transfer')
       return leg.transfer
     }
-    const mine = await prefillOnce('sec-mine')
-    const theirs = await prefillOnce('sec-theirs')
+    const mine = await prefillOnce('sec-mine', 0)
+    const theirs = await prefillOnce('sec-theirs', 1)
     expect(mine.grant).toMatch(/^[0-9a-f]{32}$/)
 
     const layout = planEngineLayout({model: loadModelSpec('tiny-hybrid'), tp: 1, ...ENGINE_LAYOUT_OPTIONS})
