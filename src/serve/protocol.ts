@@ -3,8 +3,13 @@
  * NDJSON). Every message type lives here so both ends agree by construction; README.md draws the
  * sequence. Bump PROTOCOL_VERSION when a field changes meaning.
  */
-/** 2: the handshake's `transport` is the KV link's LinkInfo and "read done" says how many to expect (src/kvlink). */
-export const PROTOCOL_VERSION = 2
+/**
+ * 2: the handshake's `transport` is the KV link's LinkInfo and "read done" says how many to expect (src/kvlink).
+ * 3: prefix caching — a decode worker skips the attention reads of tokens it holds and tells the
+ * prefill side so when it asks for digests (`cachedTokens`); a 2 prefill worker would digest reads
+ * the decode side did not make.
+ */
+export const PROTOCOL_VERSION = 3
 
 export type WorkerRole = 'prefill' | 'decode' | 'colocated'
 
