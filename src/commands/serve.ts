@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HpdCommand} from '../cli/hpd-command.js'
+import {UsageError} from '../errors.js'
 import {DEFAULT_STEP_OPTIONS} from '../engine/step-scheduler.js'
 import {serveUntilSignal, type ServeResult} from '../serve/serve-session.js'
 import {presentServe, serveLogSinks, serveLogStyle} from '../ui/serve-render.js'
@@ -50,6 +51,10 @@ export default class Serve extends HpdCommand<ServeResult> {
   async run(): Promise<ServeResult> {
     const {flags} = await this.parse(Serve)
     const style = serveLogStyle({jsonLogs: flags['json-logs'], json: this.jsonEnabled()})
+    const weight = flags['prefix-routing-weight'].trim() === '' ? Number.NaN : Number(flags['prefix-routing-weight'])
+    if (!Number.isFinite(weight)) {
+      throw new UsageError('HPD_SERVE_BAD_FLAG', `--prefix-routing-weight must be a number 0..1, got ${JSON.stringify(flags['prefix-routing-weight'].slice(0, 32))}`, {hint: 'Pass --prefix-routing-weight between 0 (load only) and 1 (cached prefix only).', details: {flag: 'prefix-routing-weight'}})
+    }
     const result = await serveUntilSignal(
       {
         model: flags.model,
@@ -78,7 +83,7 @@ export default class Serve extends HpdCommand<ServeResult> {
         prefixCaching: flags['prefix-caching'],
         mambaCheckpointEvery: flags['mamba-checkpoint-every'],
         // Default: by prefix with prefix caching, round robin without (nothing to score).
-        routing: {policy: (flags.routing ?? (flags['prefix-caching'] ? 'prefix' : 'round-robin')) as 'prefix' | 'round-robin', prefixWeight: Number(flags['prefix-routing-weight'])},
+        routing: {policy: (flags.routing ?? (flags['prefix-caching'] ? 'prefix' : 'round-robin')) as 'prefix' | 'round-robin', prefixWeight: weight},
       },
       serveLogSinks(style),
       (running) => presentServe(running, style),

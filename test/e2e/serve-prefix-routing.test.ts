@@ -6,9 +6,12 @@
  * conversation prefilled cold on both). Real processes, real events; the workers' own hit counters
  * and the router's routing counters tell.
  */
+import {createServer} from 'node:net'
+
+import {execa} from 'execa'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {startServe, type ServeProcess, until} from './serve-harness.js'
+import {CACHE_DIR, ROOT, startServe, type ServeProcess, until} from './serve-harness.js'
 
 const running: ServeProcess[] = []
 afterAll(async () => {
@@ -76,5 +79,34 @@ describe('prefix-aware routing over KV events', () => {
     expect(roundRobin.routed).toBe(0)
     // where a request goes never changes what it answers
     expect(prefix.tokens).toEqual(roundRobin.tokens)
+  })
+})
+
+describe('prefix caching flags', () => {
+  const hpd = async (args: string[]) => {
+    const r = await execa(process.execPath, ['bin/run.js', ...args, '--json'], {cwd: ROOT, reject: false, timeout: 60_000, env: {HPD_CACHE_DIR: CACHE_DIR, NODE_ENV: 'production'}})
+    return {code: r.exitCode, error: (JSON.parse(r.stdout) as {error?: {code: string; message: string}}).error}
+  }
+  it('refuses bad values by name (exit 2), and a KV-event port that is taken (exit 4)', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const port = (taken.address() as {port: number}).port
+    try {
+      const [endpoint, weight, every, bound] = await Promise.all([
+        hpd(['worker', '--role', 'prefill', '--insecure', '--kv-events-endpoint', 'udp://x']),
+        hpd(['serve', '--prefix-routing-weight', '1.5']),
+        hpd(['serve', '--mamba-checkpoint-every', '0']),
+        hpd(['worker', '--role', 'prefill', '--insecure', '--kv-events-endpoint', `tcp://127.0.0.1:${port}`]),
+      ])
+      expect(endpoint).toMatchObject({code: 2, error: {code: 'HPD_SERVE_BAD_FLAG'}})
+      expect(endpoint.error?.message).toContain('--kv-events-endpoint')
+      expect(weight).toMatchObject({code: 2, error: {code: 'HPD_SERVE_BAD_FLAG'}})
+      expect(weight.error?.message).toContain('--prefix-routing-weight')
+      expect(every).toMatchObject({code: 2, error: {code: 'HPD_SERVE_BAD_FLAG'}})
+      expect(every.error?.message).toContain('--mamba-checkpoint-every')
+      expect(bound).toMatchObject({code: 4, error: {code: 'HPD_SERVE_KV_EVENTS_BIND'}})
+    } finally {
+      taken.close()
+    }
   })
 })
