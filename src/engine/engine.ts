@@ -2,11 +2,12 @@ import {BugError, HpdError, ModelConfigError, UsageError} from '../errors.js'
 import {planEngineLayout} from '../layout/engine-layout.js'
 import type {AttentionBackend, EngineLayout} from '../layout/types.js'
 import type {ModelSpec} from '../model/index.js'
-import {blockHashes, extendBlockHashes, type BlockHash} from './block-hash.js'
 import {BlockPool} from './block-pool.js'
 import {allocateRankCaches, arrayBufferAllocator, kernelBlockTable, mambaPageGeometry, pagedKvGeometry, type CacheAllocator, type RankCache} from './cache.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {PrefixCache, type PrefixCacheEvent, type PrefixCacheStats} from './prefix-cache.js'
+import {PrefixRequests} from './prefix-requests.js'
+import {newRequestState, type RequestState} from './request-state.js'
 import {ModelRunner, type SliceWork} from './runner.js'
 import {shardWeights} from './tp-shard.js'
 import type {Weights} from './weights.js'
@@ -66,26 +67,6 @@ export interface StepEntry {
 /** What a step gives each entry: its last token's logits [vocab], undefined (computed, no logits wanted), or its own error. */
 export type StepOutcome = Float32Array | undefined | HpdError
 
-interface RequestState {
-  /** Tokens whose K/V and state are in the cache (the next token's position). */
-  numTokens: number
-  readonly blocks: number[][]
-  tables: Map<number, Int32Array>
-  /**
-   * Prefix caching: the request's token ids (a prompt is known ahead of what is computed);
-   * undefined once they are not known (a cache adopted without its tokens): nothing is indexed.
-   */
-  tokens: number[] | undefined
-  /** The hash chain of its full blocks (as far as computed). */
-  readonly hashes: BlockHash[]
-  /** Full blocks already indexed in the attention groups. */
-  indexedBlocks: number
-  /** Per state group: the checkpoint this request holds (its latest boundary off the every-k grid). */
-  readonly held: Map<number, number>
-  /** Tokens its allocation found in the prefix cache. */
-  cachedTokens: number
-}
-
 /** What a prefix lookup at allocation gave a request. */
 export interface PrefixAllocation {
   readonly blockIds: GroupBlockIds
@@ -141,7 +122,8 @@ export class HybridEngine {
   private stepping = false
   /** The prefix cache's index (undefined: prefix caching off). */
   private readonly prefixCache: PrefixCache | undefined
-  private readonly checkpointEvery: number
+  /** What prefix caching does to requests (allocate with a hit, index, checkpoint); with prefixCache. */
+  private readonly prefix: PrefixRequests | undefined
   private readonly saveCheckpoints: boolean
   private readonly cacheListeners = new Set<(event: PrefixCacheEvent) => void>()
 
@@ -160,12 +142,25 @@ export class HybridEngine {
     const ranks = Array.from({length: tp}, (_x, r) => shardWeights(this.dims, options.weights, tp, r))
     this.runner = new ModelRunner(this.dims, ranks, this.layout, this.caches, this.numBlocks)
     this.pool = new BlockPool(this.numBlocks)
-    this.checkpointEvery = options.mambaCheckpointEvery ?? 1
-    if (!Number.isInteger(this.checkpointEvery) || this.checkpointEvery < 1) {
-      throw new UsageError('HPD_ENGINE_BAD_CHECKPOINT_EVERY', `mambaCheckpointEvery ${this.checkpointEvery} is not a positive integer`)
+    const checkpointEvery = options.mambaCheckpointEvery ?? 1
+    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 1) {
+      throw new UsageError('HPD_ENGINE_BAD_CHECKPOINT_EVERY', `mambaCheckpointEvery ${checkpointEvery} is not a positive integer`)
     }
-    this.prefixCache = options.prefixCaching ? new PrefixCache(this.layout, this.pool, (e) => this.cacheListeners.forEach((l) => l(e))) : undefined
+    const emit = (e: PrefixCacheEvent) => this.cacheListeners.forEach((l) => l(e))
+    this.prefixCache = options.prefixCaching ? new PrefixCache(this.layout, this.pool, emit) : undefined
     this.saveCheckpoints = (options.mambaCheckpoints ?? true) && this.prefixCache?.hasStateGroups === true
+    this.prefix = this.prefixCache
+      ? new PrefixRequests({
+          layout: this.layout,
+          pool: this.pool,
+          cache: this.prefixCache,
+          checkpointEvery,
+          saveCheckpoints: this.saveCheckpoints,
+          copyBlock: (src, dst) => this.copyBlock(src, dst),
+          zeroStatePages: (state) => this.zeroStatePages(state),
+          emit,
+        })
+      : undefined
     this.maxPrefillTokens = options.maxPrefillTokens ?? 4096
     if (!Number.isInteger(this.maxPrefillTokens) || this.maxPrefillTokens < 1) {
       throw new UsageError('HPD_ENGINE_BAD_PREFILL_SLICE', `maxPrefillTokens ${this.maxPrefillTokens} is not a positive integer`)
@@ -253,9 +248,10 @@ export class HybridEngine {
       return 0
     }
     const maxHit = options.wantLogits ? tokens.length - 1 : tokens.length
-    const got = this.allocateWithPrefix(requestId, tokens, maxHit, true)
-    if (!got) throw this.poolFull(requestId)
-    return got.cachedTokens
+    const state = this.prefix!.allocate(tokens, maxHit, true, this.blocksNeeded(tokens.length))
+    if (!state) throw this.poolFull(requestId)
+    this.requests.set(requestId, state)
+    return state.cachedTokens
   }
 
   /**
@@ -272,7 +268,10 @@ export class HybridEngine {
       if (blockIds) this.request(requestId).tokens = [...tokens]
       return blockIds && {blockIds, cachedTokens: 0}
     }
-    return this.allocateWithPrefix(requestId, tokens, tokens.length, false)
+    const state = this.prefix!.allocate(tokens, tokens.length, false, this.blocksNeeded(tokens.length))
+    if (!state) return null
+    this.requests.set(requestId, state)
+    return {blockIds: this.blockIds(requestId), cachedTokens: state.cachedTokens}
   }
 
   blockIds(requestId: string): GroupBlockIds {
@@ -318,7 +317,7 @@ export class HybridEngine {
     state.numTokens = numTokens
     // Pulled blocks are indexed only now, when their bytes are in (tokens known from allocateForPull).
     if (state.tokens && state.tokens.length < numTokens) state.tokens = undefined
-    this.indexBlocks(state)
+    this.prefix?.index(state)
   }
 
   /**
@@ -521,50 +520,6 @@ export class HybridEngine {
     })
   }
 
-  /**
-   * A new request holding the cached prefix of `tokens` (at most `maxHitTokens` of them): shared
-   * attention blocks, and with `resume` the checkpointed state copied into its own state pages
-   * (else zeroed pages: the state is pulled). Null, nothing taken, when the pool is short.
-   */
-  private allocateWithPrefix(requestId: string, tokens: readonly number[], maxHitTokens: number, resume: boolean): PrefixAllocation | null {
-    const cache = this.prefixCache!
-    const B = this.layout.logicalBlockSize
-    const hashes = blockHashes(tokens, B)
-    const hit = cache.lookup(hashes.slice(0, Math.floor(Math.max(0, maxHitTokens) / B)), resume)
-    const h = resume ? hit.usableBlocks : hit.attentionBlocks
-    const need = this.blocksNeeded(tokens.length)
-    const shared = this.layout.groups.map((g) => (g.kind === 'attention' ? Array.from({length: h}, (_x, j) => cache.get(g.index, hashes[j])!) : []))
-    const sources = resume && h > 0 ? this.layout.groups.map((g) => (g.kind === 'state' ? cache.get(g.index, hashes[h - 1])! : -1)) : []
-    const pinned = [...shared.flat(), ...sources.filter((b) => b >= 0)]
-    const fresh = need.reduce((a, n, gi) => a + n - shared[gi].length, 0)
-    // Pinning takes evictable blocks out of the free count: what is left must cover the rest.
-    const pinnedFree = new Set(pinned.filter((b) => this.pool.isEvictable(b))).size
-    if (fresh > this.pool.freeBlocks - pinnedFree) return null
-    cache.count(tokens.length, hit.attentionBlocks * B, resume ? h * B : 0)
-    for (const b of pinned) this.pool.share(b)
-    const ids = this.pool.take(fresh)!
-    let o = 0
-    const blocks = need.map((n, gi) => {
-      const own = ids.slice(o, o + n - shared[gi].length)
-      o += own.length
-      return [...shared[gi], ...own]
-    })
-    const state = newRequestState(blocks, [...tokens])
-    state.hashes.push(...hashes)
-    state.indexedBlocks = h
-    state.cachedTokens = h * B
-    this.requests.set(requestId, state)
-    this.zeroStatePages(state)
-    if (sources.length > 0) {
-      this.layout.groups.forEach((g, gi) => {
-        if (g.kind === 'state') this.copyBlock(sources[gi], blocks[gi][0])
-      })
-      this.pool.release(sources.filter((b) => b >= 0), cache.isCached)
-    }
-    if (resume) state.numTokens = h * B
-    return {blockIds: this.blockIds(requestId), cachedTokens: h * B}
-  }
-
   /** Where a slice starting at `position` must end at the latest (a block boundary when checkpoints are saved). */
   private sliceEnd(position: number): number {
     return this.chunkBoundary(position) ?? Number.MAX_SAFE_INTEGER
@@ -583,73 +538,8 @@ export class HybridEngine {
       }
     }
     state.numTokens = at + tokens.length
-    this.indexBlocks(state)
-    this.saveCheckpoint(state)
-  }
-
-  /** Indexes the request's attention blocks that became full (K/V final) and emits BlockStored. */
-  private indexBlocks(state: RequestState): void {
-    const cache = this.prefixCache
-    if (!cache || !state.tokens) return
-    const B = this.layout.logicalBlockSize
-    const full = Math.floor(state.numTokens / B)
-    if (full <= state.indexedBlocks) return
-    extendBlockHashes(state.hashes, state.tokens, B, full)
-    for (const g of this.layout.groups) {
-      if (g.kind !== 'attention') continue
-      let run: number[] = []
-      const flush = () => {
-        if (run.length === 0) return
-        const first = run[0]
-        this.emitCache({type: 'stored', group: g.index, kind: 'full_attention', hashes: run.map((j) => state.hashes[j]), parent: state.hashes[first - 1], tokenIds: state.tokens!.slice(first * B, (run.at(-1)! + 1) * B), blockSize: B})
-        run = []
-      }
-      for (let j = state.indexedBlocks; j < full; j++) {
-        if (cache.insert(g.index, state.hashes[j], state.blocks[g.index][j], false)) run.push(j)
-        else flush()
-      }
-      flush()
-    }
-    state.indexedBlocks = full
-  }
-
-  /**
-   * At a logical-block boundary, copies each state group's state into a checkpoint block indexed
-   * under the chain hash of the tokens so far. Policy: on every `checkpointEvery`-th boundary the
-   * checkpoint is left to the cache at once (evictable, LRU); any other boundary's is held by the
-   * request as its latest (the previous latest is dropped) until it ends. Best effort: with no
-   * block free, no checkpoint (hits fall back to an earlier one).
-   */
-  private saveCheckpoint(state: RequestState): void {
-    const cache = this.prefixCache
-    if (!cache || !this.saveCheckpoints || !state.tokens) return
-    const B = this.layout.logicalBlockSize
-    if (state.numTokens === 0 || state.numTokens % B !== 0) return
-    const b = state.numTokens / B
-    const hash = state.hashes[b - 1]
-    const onGrid = b % this.checkpointEvery === 0
-    for (const g of this.layout.groups) {
-      if (g.kind !== 'state' || cache.get(g.index, hash) !== undefined) continue
-      const [block] = this.pool.take(1) ?? []
-      if (block === undefined) return
-      this.copyBlock(state.blocks[g.index][0], block)
-      cache.insert(g.index, hash, block, true)
-      this.emitCache({type: 'stored', group: g.index, kind: 'mamba', hashes: [hash], parent: state.hashes[b - 2], tokenIds: state.tokens.slice((b - 1) * B, b * B), blockSize: B})
-      if (onGrid) {
-        this.pool.release([block], cache.isCached)
-        continue
-      }
-      const previous = state.held.get(g.index)
-      if (previous !== undefined) {
-        cache.drop(previous)
-        this.pool.release([previous])
-      }
-      state.held.set(g.index, block)
-    }
-  }
-
-  private emitCache(event: PrefixCacheEvent): void {
-    for (const l of this.cacheListeners) l(event)
+    this.prefix?.index(state)
+    this.prefix?.checkpoint(state)
   }
 
   private request(requestId: string): RequestState {
@@ -721,8 +611,4 @@ export class HybridEngine {
       hint: 'Free finished requests or create the engine with more numBlocks.',
     })
   }
-}
-
-function newRequestState(blocks: number[][], tokens: number[] | undefined): RequestState {
-  return {numTokens: 0, blocks, tables: new Map(), tokens, hashes: [], indexedBlocks: 0, held: new Map(), cachedTokens: 0}
 }
