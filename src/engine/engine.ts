@@ -555,7 +555,7 @@ export class HybridEngine {
 
   private ensureCapacity(requestId: string, state: RequestState, numTokens: number): void {
     const need = this.blocksNeeded(numTokens)
-    this.layout.groups.forEach((g, gi) => {
+    this.layout.groups.forEach((_g, gi) => {
       const missing = need[gi] - state.blocks[gi].length
       if (missing <= 0) return
       const ids = this.pool.take(missing)

@@ -204,7 +204,7 @@ export class DecodeWorker {
         if (ranges.length === 0) continue
         const buffer = this.regions.region(pair.decodeRank, t).buffer
         const bad = await verifyPattern(buffer, ranges)
-        if (bad) throw await this.mismatch(caseIndex, request, req, pair, ranges[bad.part].index, ranges[bad.part], bad.byteOffset, bad.expected, bad.actual)
+        if (bad) throw await this.mismatch(caseIndex, request, pair, ranges[bad.part].index, ranges[bad.part], bad.byteOffset, bad.expected, bad.actual)
         for (const r of ranges) bytes += r.sizeBytes
       }
     }
@@ -232,7 +232,7 @@ export class DecodeWorker {
   }
 
   /** Names the first wrong byte and says what it looks like (stale data, a short read, corruption). */
-  private async mismatch(caseIndex: number, request: number, req: RequestReadPlan, pair: PairReadPlan, readIndex: number, range: PartRange, byteOffset: number, expected: number, actual: number): Promise<VerificationError> {
+  private async mismatch(caseIndex: number, request: number, pair: PairReadPlan, readIndex: number, range: PartRange, byteOffset: number, expected: number, actual: number): Promise<VerificationError> {
     const promptTokens = this.bench.promptTokens[caseIndex]
     const buffer = this.regions.region(pair.decodeRank, range.tensorIndex).buffer
     const stale = (await verifyPattern(buffer, [{...range, key: {...range.key, request: previousRequest(request)}}])) === null

@@ -1,5 +1,5 @@
 import type {MambaRankWeights} from '../rank-weights.js'
-import {type Batch, type Op, type OpRef, opWeights, project, type RunnerContext, statePage} from './context.js'
+import {type Op, opWeights, project, statePage} from './context.js'
 
 /**
  * Mamba2 (model-forward.md §3): in_proj → [z | xBC | dt] (times Falcon-H1's per-segment
@@ -12,7 +12,6 @@ export const mambaOp: Op = {
   prepare(ctx, ref, batch, u) {
     const {k, dims} = ctx
     const m = dims.mamba!
-    const D = dims.hiddenSize
     const N = m.stateSize
     const R = batch.rows
     ctx.ranks.forEach((rw, r) => {
