@@ -2,6 +2,7 @@ import {ModelConfigError} from '../../errors.js'
 import {badConfigKey} from '../../model/index.js'
 import type {ModelSpec} from '../../model/model-spec.js'
 import type {AttentionDims, MambaDims, ModelDims} from '../model-dims.js'
+import type {ExpectedTensor} from '../weight-names.js'
 
 /** Typed access to the compute keys of `spec.config` (values the layout does not validate). */
 export class ComputeKeys {
@@ -158,4 +159,14 @@ export function mambaDims(spec: ModelSpec, keys: ComputeKeys, options: {chunkKey
 export function requireActivation(spec: ModelSpec, keys: ComputeKeys, key: string, expected: string): void {
   const act = keys.string(key)
   if (act !== undefined && act !== expected && !(expected === 'silu' && act === 'swish')) throw unsupported(spec, `\`${key}\` ${JSON.stringify(act)} (only ${expected} is implemented)`)
+}
+
+/** The four attention projections every family names `<prefix>{q,k,v,o}_proj.weight` (hidden size D). */
+export function attentionTensors(prefix: string, a: AttentionDims, D: number): ExpectedTensor[] {
+  return [
+    {name: `${prefix}q_proj.weight`, shape: [a.numHeads * a.headDim, D]},
+    {name: `${prefix}k_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
+    {name: `${prefix}v_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
+    {name: `${prefix}o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
+  ]
 }

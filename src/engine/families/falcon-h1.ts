@@ -3,7 +3,7 @@ import type {MambaDims, ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim} from './common.js'
+import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, attentionTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
 import {normWeight, rows, shardAttention, shardMamba, shardMlp} from './shard.js'
 
@@ -78,10 +78,7 @@ function tensors(d: ModelDims): ExpectedTensor[] {
       {name: `${p}mamba.D`, shape: [m.numHeads]},
       ...(m.normMode !== 'none' ? [{name: `${p}mamba.norm.weight`, shape: [m.inner]}] : []),
       {name: `${p}mamba.out_proj.weight`, shape: [D, m.inner]},
-      {name: `${p}self_attn.q_proj.weight`, shape: [a.numHeads * a.headDim, D]},
-      {name: `${p}self_attn.k_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-      {name: `${p}self_attn.v_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-      {name: `${p}self_attn.o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
+      ...attentionTensors(`${p}self_attn.`, a, D),
       {name: `${p}pre_ff_layernorm.weight`, shape: [D]},
       {name: `${p}feed_forward.gate_proj.weight`, shape: [I, D]},
       {name: `${p}feed_forward.up_proj.weight`, shape: [I, D]},

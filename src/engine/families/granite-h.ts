@@ -3,7 +3,7 @@ import type {LayerDims, ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim} from './common.js'
+import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, attentionTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
 import {normWeight, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
 
@@ -85,10 +85,7 @@ function tensors(d: ModelDims): ExpectedTensor[] {
     } else {
       const a = d.attention!
       out.push(
-        {name: `${p}self_attn.q_proj.weight`, shape: [a.numHeads * a.headDim, D]},
-        {name: `${p}self_attn.k_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-        {name: `${p}self_attn.v_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-        {name: `${p}self_attn.o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
+        ...attentionTensors(`${p}self_attn.`, a, D),
       )
     }
     const S = d.moe ? d.moe.sharedSize : d.mlp!.intermediateSize

@@ -3,7 +3,7 @@ import type {ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, unsupported} from './common.js'
+import {attentionDims, baseDims, ComputeKeys, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, unsupported, attentionTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
 import {normWeight, rows, shardAttention, shardMlp} from './shard.js'
 
@@ -34,10 +34,7 @@ function tensors(d: ModelDims): ExpectedTensor[] {
     const p = `model.layers.${i}.`
     out.push(
       {name: `${p}input_layernorm.weight`, shape: [D]},
-      {name: `${p}self_attn.q_proj.weight`, shape: [a.numHeads * a.headDim, D]},
-      {name: `${p}self_attn.k_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-      {name: `${p}self_attn.v_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-      {name: `${p}self_attn.o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
+      ...attentionTensors(`${p}self_attn.`, a, D),
       {name: `${p}post_attention_layernorm.weight`, shape: [D]},
       {name: `${p}mlp.gate_proj.weight`, shape: [I, D]},
       {name: `${p}mlp.up_proj.weight`, shape: [I, D]},

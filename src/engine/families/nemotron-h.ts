@@ -3,7 +3,7 @@ import type {LayerDims, ModelDims, MoeDims, OpKind} from '../model-dims.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
 import type {RankDims} from '../rank-weights.js'
-import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, unsupported} from './common.js'
+import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, unsupported, attentionTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
 import {normWeight, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
 
@@ -97,10 +97,7 @@ function tensors(d: ModelDims): ExpectedTensor[] {
     } else if (kind === 'attention') {
       const a = d.attention!
       out.push(
-        {name: `${p}mixer.q_proj.weight`, shape: [a.numHeads * a.headDim, D]},
-        {name: `${p}mixer.k_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-        {name: `${p}mixer.v_proj.weight`, shape: [a.numKvHeads * a.headDim, D]},
-        {name: `${p}mixer.o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
+        ...attentionTensors(`${p}mixer.`, a, D),
       )
     } else if (kind === 'mlp') {
       const I = d.mlp!.intermediateSize
