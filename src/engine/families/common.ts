@@ -170,3 +170,17 @@ export function attentionTensors(prefix: string, a: AttentionDims, D: number): E
     {name: `${prefix}o_proj.weight`, shape: [D, a.numHeads * a.headDim]},
   ]
 }
+
+/** A SwiGLU MLP's expected tensors under `<prefix>{gate,up,down}_proj.weight` (intermediate I, hidden D). */
+export function swigluTensors(prefix: string, I: number, D: number): ExpectedTensor[] {
+  return [
+    {name: `${prefix}gate_proj.weight`, shape: [I, D]},
+    {name: `${prefix}up_proj.weight`, shape: [I, D]},
+    {name: `${prefix}down_proj.weight`, shape: [D, I]},
+  ]
+}
+
+/** The output head: `lm_head.weight` unless the embeddings are tied. */
+export function lmHeadTensors(d: Pick<ModelDims, 'tieWordEmbeddings' | 'vocabSize' | 'hiddenSize'>): ExpectedTensor[] {
+  return d.tieWordEmbeddings ? [] : [{name: 'lm_head.weight', shape: [d.vocabSize, d.hiddenSize]}]
+}

@@ -3,9 +3,9 @@ import type {MambaDims, ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, attentionTensors} from './common.js'
+import {attentionDims, attentionTensors, baseDims, ComputeKeys, lmHeadTensors, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, swigluTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, rows, shardAttention, shardMamba, shardMlp} from './shard.js'
+import {normWeight, projectionNames, rows, shardAttention, shardMamba, shardMlp, swigluNames} from './shard.js'
 
 /**
  * Falcon-H1 (`FalconH1ForCausalLM`, transformers modeling_falcon_h1.py): every layer runs Mamba2
@@ -80,13 +80,11 @@ function tensors(d: ModelDims): ExpectedTensor[] {
       {name: `${p}mamba.out_proj.weight`, shape: [D, m.inner]},
       ...attentionTensors(`${p}self_attn.`, a, D),
       {name: `${p}pre_ff_layernorm.weight`, shape: [D]},
-      {name: `${p}feed_forward.gate_proj.weight`, shape: [I, D]},
-      {name: `${p}feed_forward.up_proj.weight`, shape: [I, D]},
-      {name: `${p}feed_forward.down_proj.weight`, shape: [D, I]},
+      ...swigluTensors(`${p}feed_forward.`, I, D),
     )
   })
   out.push({name: 'model.final_layernorm.weight', shape: [D]})
-  if (!d.tieWordEmbeddings) out.push({name: 'lm_head.weight', shape: [d.vocabSize, D]})
+  out.push(...lmHeadTensors(d))
   return out
 }
 
@@ -100,12 +98,12 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
         norm: normWeight(w, `${p}input_layernorm.weight`, false),
         ops: [
           shardMamba(d, w, `${p}mamba.`, rd),
-          shardAttention(d, w, {q: `${p}self_attn.q_proj.weight`, k: `${p}self_attn.k_proj.weight`, v: `${p}self_attn.v_proj.weight`, o: `${p}self_attn.o_proj.weight`}, rd),
+          shardAttention(d, w, projectionNames(`${p}self_attn.`), rd),
         ],
       },
       {
         norm: normWeight(w, `${p}pre_ff_layernorm.weight`, false),
-        ops: [shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, {gate: `${p}feed_forward.gate_proj.weight`, up: `${p}feed_forward.up_proj.weight`, down: `${p}feed_forward.down_proj.weight`}, rd, d.mlp!.gateScale)],
+        ops: [shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, swigluNames(`${p}feed_forward.`), rd, d.mlp!.gateScale)],
       },
     ]
   })

@@ -3,9 +3,9 @@ import type {LayerDims, ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, attentionTensors} from './common.js'
+import {attentionDims, attentionTensors, baseDims, ComputeKeys, lmHeadTensors, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
+import {normWeight, projectionNames, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
 
 /**
  * Granite-4.0-H (`GraniteMoeHybridForCausalLM`, transformers modeling_granitemoehybrid.py):
@@ -100,7 +100,7 @@ function tensors(d: ModelDims): ExpectedTensor[] {
     }
   })
   out.push({name: 'model.norm.weight', shape: [D]})
-  if (!d.tieWordEmbeddings) out.push({name: 'lm_head.weight', shape: [d.vocabSize, D]})
+  out.push(...lmHeadTensors(d))
   return out
 }
 
@@ -112,7 +112,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
     const mixer =
       layer.blocks[0].ops[0] === 'mamba'
         ? shardMamba(d, w, `${p}mamba.`, rd)
-        : shardAttention(d, w, {q: `${p}self_attn.q_proj.weight`, k: `${p}self_attn.k_proj.weight`, v: `${p}self_attn.v_proj.weight`, o: `${p}self_attn.o_proj.weight`}, rd)
+        : shardAttention(d, w, projectionNames(`${p}self_attn.`), rd)
     const sharedNames = {gateUp: `${p}shared_mlp.input_linear.weight`, down: `${p}shared_mlp.output_linear.weight`}
     const ffn = d.moe
       ? shardMoe(d, w, {

@@ -3,9 +3,9 @@ import type {ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, unsupported, attentionTensors} from './common.js'
+import {attentionDims, attentionTensors, baseDims, ComputeKeys, lmHeadTensors, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, swigluTensors, unsupported} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, rows, shardAttention, shardMlp} from './shard.js'
+import {normWeight, projectionNames, rows, shardAttention, shardMlp, swigluNames} from './shard.js'
 
 /** Llama (`LlamaForCausalLM`, model-forward.md §4.2, §5.2): RoPE attention block, then a SwiGLU MLP block. */
 function dims(spec: ModelSpec): ModelDims {
@@ -36,13 +36,11 @@ function tensors(d: ModelDims): ExpectedTensor[] {
       {name: `${p}input_layernorm.weight`, shape: [D]},
       ...attentionTensors(`${p}self_attn.`, a, D),
       {name: `${p}post_attention_layernorm.weight`, shape: [D]},
-      {name: `${p}mlp.gate_proj.weight`, shape: [I, D]},
-      {name: `${p}mlp.up_proj.weight`, shape: [I, D]},
-      {name: `${p}mlp.down_proj.weight`, shape: [D, I]},
+      ...swigluTensors(`${p}mlp.`, I, D),
     )
   })
   out.push({name: 'model.norm.weight', shape: [D]})
-  if (!d.tieWordEmbeddings) out.push({name: 'lm_head.weight', shape: [d.vocabSize, D]})
+  out.push(...lmHeadTensors(d))
   return out
 }
 
@@ -54,11 +52,11 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
     return [
       {
         norm: normWeight(w, `${p}input_layernorm.weight`, false),
-        ops: [shardAttention(d, w, {q: `${p}self_attn.q_proj.weight`, k: `${p}self_attn.k_proj.weight`, v: `${p}self_attn.v_proj.weight`, o: `${p}self_attn.o_proj.weight`}, rd)],
+        ops: [shardAttention(d, w, projectionNames(`${p}self_attn.`), rd)],
       },
       {
         norm: normWeight(w, `${p}post_attention_layernorm.weight`, false),
-        ops: [shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, {gate: `${p}mlp.gate_proj.weight`, up: `${p}mlp.up_proj.weight`, down: `${p}mlp.down_proj.weight`}, rd)],
+        ops: [shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, swigluNames(`${p}mlp.`), rd)],
       },
     ]
   })

@@ -5,7 +5,7 @@ import type {Weights} from '../weights.js'
 import type {RankDims} from '../rank-weights.js'
 import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, unsupported, attentionTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
+import {normWeight, projectionNames, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
 
 /**
  * Nemotron-H (`NemotronHForCausalLM`, model-forward.md §1–§5): one pre-norm mixer per layer from
@@ -130,7 +130,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
       kind === 'mamba'
         ? shardMamba(d, w, p, rd)
         : kind === 'attention'
-          ? shardAttention(d, w, {q: `${p}q_proj.weight`, k: `${p}k_proj.weight`, v: `${p}v_proj.weight`, o: `${p}o_proj.weight`}, rd)
+          ? shardAttention(d, w, projectionNames(p), rd)
           : kind === 'mlp'
             ? shardMlp(D, d.mlp!.intermediateSize, 'relu2', w, {up: `${p}up_proj.weight`, down: `${p}down_proj.weight`}, rd)
             : shardMoe(d, w, {

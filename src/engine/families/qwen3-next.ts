@@ -3,9 +3,9 @@ import type {LayerDims, ModelDims} from '../model-dims.js'
 import type {RankDims} from '../rank-weights.js'
 import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
-import {attentionDims, baseDims, ComputeKeys, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, unsupported} from './common.js'
+import {attentionDims, baseDims, ComputeKeys, lmHeadTensors, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, swigluTensors, unsupported} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, rows, shardAttention, shardGdn, shardMlp, shardMoe} from './shard.js'
+import {normWeight, projectionNames, rows, shardAttention, shardGdn, shardMlp, shardMoe, swigluNames} from './shard.js'
 
 /**
  * Qwen3-Next (`Qwen3NextForCausalLM`) and Qwen3.5 (`Qwen3_5ForConditionalGeneration`,
@@ -116,22 +116,17 @@ function tensors(d: ModelDims): ExpectedTensor[] {
       )
     }
     const f = `${p}mlp.`
-    const swiglu = (q: string, I: number): ExpectedTensor[] => [
-      {name: `${q}gate_proj.weight`, shape: [I, D]},
-      {name: `${q}up_proj.weight`, shape: [I, D]},
-      {name: `${q}down_proj.weight`, shape: [D, I]},
-    ]
     if (layer.blocks[1].ops[0] === 'moe') {
       const moe = d.moe!
       out.push({name: `${f}gate.weight`, shape: [moe.numExperts, D]})
-      for (let j = 0; j < moe.numExperts; j++) out.push(...swiglu(`${f}experts.${j}.`, moe.expertSize))
-      if (moe.sharedSize > 0) out.push(...swiglu(`${f}shared_expert.`, moe.sharedSize), {name: `${f}shared_expert_gate.weight`, shape: [1, D]})
+      for (let j = 0; j < moe.numExperts; j++) out.push(...swigluTensors(`${f}experts.${j}.`, moe.expertSize, D))
+      if (moe.sharedSize > 0) out.push(...swigluTensors(`${f}shared_expert.`, moe.sharedSize, D), {name: `${f}shared_expert_gate.weight`, shape: [1, D]})
     } else {
-      out.push(...swiglu(f, d.mlp!.intermediateSize))
+      out.push(...swigluTensors(f, d.mlp!.intermediateSize, D))
     }
   })
   out.push({name: `${P}norm.weight`, shape: [D], init: 'norm-zero'})
-  if (!d.tieWordEmbeddings) out.push({name: 'lm_head.weight', shape: [d.vocabSize, D]})
+  out.push(...lmHeadTensors(d))
   return out
 }
 
@@ -139,23 +134,22 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
   const D = d.hiddenSize
   const P = prefix(d)
   const {vocabBegin, vocabEnd} = rd.vocab
-  const swiglu = (q: string) => ({gate: `${q}gate_proj.weight`, up: `${q}up_proj.weight`, down: `${q}down_proj.weight`})
   const layers = d.layers.map((layer, i) => {
     const p = `${P}layers.${i}.`
     const s = `${p}self_attn.`
     const mixer =
       layer.blocks[0].ops[0] === 'gdn'
         ? shardGdn(d, w, `${p}linear_attn.`, rd, d.tensorNaming === 'qwen3.5' ? 'qwen3.5' : 'qwen3-next')
-        : shardAttention(d, w, {q: `${s}q_proj.weight`, k: `${s}k_proj.weight`, v: `${s}v_proj.weight`, o: `${s}o_proj.weight`, qNorm: `${s}q_norm.weight`, kNorm: `${s}k_norm.weight`}, rd)
+        : shardAttention(d, w, {...projectionNames(s), qNorm: `${s}q_norm.weight`, kNorm: `${s}k_norm.weight`}, rd)
     const f = `${p}mlp.`
     const ffn =
       layer.blocks[1].ops[0] === 'moe'
         ? shardMoe(d, w, {
             router: `${f}gate.weight`,
-            experts: (j) => swiglu(`${f}experts.${j}.`),
-            ...(d.moe!.sharedSize > 0 ? {shared: swiglu(`${f}shared_expert.`), sharedGate: `${f}shared_expert_gate.weight`} : {}),
+            experts: (j) => swigluNames(`${f}experts.${j}.`),
+            ...(d.moe!.sharedSize > 0 ? {shared: swigluNames(`${f}shared_expert.`), sharedGate: `${f}shared_expert_gate.weight`} : {}),
           }, rd)
-        : shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, swiglu(f), rd)
+        : shardMlp(D, d.mlp!.intermediateSize, 'swiglu', w, swigluNames(f), rd)
     return [
       {norm: normWeight(w, `${p}input_layernorm.weight`, true), ops: [mixer]},
       {norm: normWeight(w, `${p}post_attention_layernorm.weight`, true), ops: [ffn]},

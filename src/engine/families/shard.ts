@@ -109,6 +109,11 @@ export interface AttentionNames {
   readonly kNorm?: string
 }
 
+/** `<prefix>{q,k,v,o}_proj.weight`: the projection names every family uses. */
+export function projectionNames(prefix: string): AttentionNames {
+  return {q: `${prefix}q_proj.weight`, k: `${prefix}k_proj.weight`, v: `${prefix}v_proj.weight`, o: `${prefix}o_proj.weight`}
+}
+
 export function shardAttention(d: ModelDims, w: Weights, names: AttentionNames, rd: RankDims): AttentionRankWeights {
   const a = d.attention as AttentionDims
   const D = d.hiddenSize
@@ -251,6 +256,11 @@ export function shardGdn(d: ModelDims, w: Weights, prefix: string, rd: RankDims,
 export type MlpNames = {readonly up: string; readonly down: string} | {readonly gate: string; readonly up: string; readonly down: string} | {readonly gateUp: string; readonly down: string}
 
 /** The gate (swiglu) and up row ranges of an MLP of width `inter` on this rank, and its down columns. */
+/** `<prefix>{gate,up,down}_proj.weight`: a SwiGLU MLP as the HF families name it. */
+export function swigluNames(prefix: string): MlpNames {
+  return {gate: `${prefix}gate_proj.weight`, up: `${prefix}up_proj.weight`, down: `${prefix}down_proj.weight`}
+}
+
 function mlpPieces(D: number, inter: number, w: Weights, names: MlpNames, rd: RankDims): {gate: Segment | null; up: Segment; down: WeightArray} {
   const Ir = inter / rd.tp
   const r0 = rd.rank * Ir
