@@ -49,6 +49,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   /** Re-reads the prefix now (the watch keeps running): for a caller that cannot wait for it. */
   async refresh(): Promise<void> {
+    await this.applySnapshot()
+  }
+
+  /** Replaces the records with the prefix as etcd holds it now; returns the revision read. */
+  private async applySnapshot(): Promise<bigint> {
     const snapshot = await this.o.client.getAll().prefix(workersPrefix(this.o.cluster)).exec()
     const seen = new Set<string>()
     for (const kv of snapshot.kvs) {
@@ -57,19 +62,12 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
       this.upsert(key, kv.value.toString())
     }
     for (const key of [...this.byKey.keys()]) if (!seen.has(key)) this.remove(key)
+    return BigInt(snapshot.header.revision)
   }
 
   private async snapshotAndWatch(): Promise<void> {
     const prefix = workersPrefix(this.o.cluster)
-    const snapshot = await this.o.client.getAll().prefix(prefix).exec()
-    const seen = new Set<string>()
-    for (const kv of snapshot.kvs) {
-      const key = kv.key.toString()
-      seen.add(key)
-      this.upsert(key, kv.value.toString())
-    }
-    for (const key of [...this.byKey.keys()]) if (!seen.has(key)) this.remove(key)
-    const revision = BigInt(snapshot.header.revision) + 1n
+    const revision = (await this.applySnapshot()) + 1n
     const watcher = await this.o.client.watch().prefix(prefix).startRevision(revision.toString()).create()
     if (this.closed) {
       await watcher.cancel().catch(() => undefined)
