@@ -41,9 +41,16 @@ export class ServeError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The request field at fault, where one is (OpenAI's `param`: e.g. `kv_transfer_params.remote_block_ids`). */
+    readonly param?: string,
   ) {
     super(message)
   }
+}
+
+/** A failure as the stream event that ends a worker's NDJSON answer (the router turns it back into a ServeError). */
+export function errorEvent(e: ServeError): WorkerStreamEvent {
+  return {type: 'error', code: e.code, message: e.message, status: e.status, ...(e.param ? {param: e.param} : {})}
 }
 
 /** The model as the router and supervisor see it (resolved from --model by serve-model.ts). */

@@ -103,7 +103,7 @@ async function* promptChoices(backend: GenerationBackend, tokenizer: ServeTokeni
     for await (const ev of stream as AsyncIterable<WorkerStreamEvent>) {
       if (ev.type === 'transfer-done') yield {type: 'transfer', ms: ev.handshakeMs + ev.transferMs, bytes: ev.bytes}
       else if (ev.type === 'kv-params') yield {type: 'kv-params', params: ev.params}
-      else if (ev.type === 'error') throw new ServeError(ev.status, ev.code, ev.message)
+      else if (ev.type === 'error') throw new ServeError(ev.status, ev.code, ev.message, ev.param)
       else if (ev.type === 'token') {
         const j = ev.index ?? 0
         const c = choices[j]

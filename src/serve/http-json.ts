@@ -18,7 +18,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 /** A worker-side failure as the JSON body the caller turns back into a ServeError. */
 export function sendServeError(res: ServerResponse, error: unknown): void {
   const e = error instanceof ServeError ? error : new ServeError(500, 'worker_error', String((error as Error)?.message ?? error))
-  sendJson(res, e.status, {error: {code: e.code, message: e.message}})
+  sendJson(res, e.status, {error: {code: e.code, message: e.message, ...(e.param ? {param: e.param} : {})}})
 }
 
 export interface CallOptions {
@@ -58,8 +58,9 @@ export class ControlClient {
       throw new ServeError(502, 'worker_bad_response', `${url} answered ${res.status} with a non-JSON body`)
     }
     if (!res.ok) {
-      const err = (json as {error?: {code?: string; message?: string}}).error
-      throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `${url} answered ${res.status}`)
+      const err = (json as {error?: {code?: string; message?: string; param?: unknown}}).error
+      const param = typeof err?.param === 'string' ? err.param.slice(0, 200) : undefined
+      throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `${url} answered ${res.status}`, param)
     }
     return json as T
   }

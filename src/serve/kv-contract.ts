@@ -61,7 +61,7 @@ type Field = keyof typeof FIELDS
 type Params = {[K in Field]?: z.infer<(typeof FIELDS)[K]>}
 
 /** What a decode leg needs, beyond do_remote_prefill. */
-const DECODE_NEEDS: readonly Field[] = ['remote_engine_id', 'remote_request_id', 'remote_block_ids', 'remote_host', 'remote_port', 'tp_size', 'remote_num_tokens', 'hpd_engine_epoch', 'hpd_compatibility_hash', 'hpd_lease_expires_at_ms']
+const DECODE_NEEDS: readonly Field[] = ['remote_engine_id', 'remote_request_id', 'remote_block_ids', 'remote_host', 'remote_port', 'tp_size', 'remote_num_tokens', 'hpd_engine_epoch', 'hpd_compatibility_hash', 'hpd_lease_expires_at_ms', 'hpd_grant']
 
 /** Parses the `kv_transfer_params` of a request body (undefined or null: no P/D leg). */
 export function parseKvTransferParams(value: unknown): KvLeg {

@@ -92,7 +92,17 @@ export function parsePrefillRequest(body: unknown, l: ProtocolLimits): PrefillRe
 }
 
 export function parseLeaseRequest(body: unknown): LeaseRequest {
-  return check(z.object({requestId: ID, grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional()}).strict(), body)
+  return check(
+    z
+      .object({
+        requestId: ID,
+        grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional(),
+        blockIds: z.array(z.array(z.number().int().min(0).max(2 ** 31 - 1)).max(1_000_000)).max(256).optional(),
+        promptDigest: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+      })
+      .strict(),
+    body,
+  )
 }
 
 export function parseDigestsRequest(body: unknown): DigestsRequest {

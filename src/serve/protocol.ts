@@ -3,13 +3,23 @@
  * NDJSON). Every message type lives here so both ends agree by construction; README.md draws the
  * sequence. Bump PROTOCOL_VERSION when a field changes meaning.
  */
+import {createHash} from 'node:crypto'
+
 /**
  * 2: the handshake's `transport` is the KV link's LinkInfo and "read done" says how many to expect (src/kvlink).
  * 3: prefix caching — a decode worker skips the attention reads of tokens it holds and tells the
  * prefill side so when it asks for digests (`cachedTokens`); a 2 prefill worker would digest reads
  * the decode side did not make.
+ * 4: the decode side's first lease call confirms its params: the grant is required, and the block
+ * ids and a digest of the transferred prompt tokens must be the lease's (shared-memory reads are
+ * one-sided, so this is where a decode leg naming another request's blocks is refused).
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
+
+/** The transferred prompt tokens, as the prefill and decode sides compare them (hex of SHA-256 over int32 LE). */
+export function promptDigest(tokenIds: readonly number[]): string {
+  return createHash('sha256').update(Int32Array.from(tokenIds)).digest('hex').slice(0, 32)
+}
 
 export type WorkerRole = 'prefill' | 'decode' | 'colocated'
 
@@ -105,6 +115,10 @@ export interface LeaseRequest {
   readonly requestId: string
   /** The grant from the transfer params: must be the lease's own (see PrefillRole.extend). */
   readonly grant?: string
+  /** The decode side's first call: the params' block ids, which must be the lease's. */
+  readonly blockIds?: readonly (readonly number[])[]
+  /** The decode side's first call: promptDigest() of its first N−1 prompt tokens, which must be what was prefilled. */
+  readonly promptDigest?: string
 }
 
 export interface LeaseExtendResponse {
@@ -159,7 +173,7 @@ export type WorkerStreamEvent =
   | {readonly type: 'kv-params'; readonly params: Record<string, unknown> | null}
   /** The request ended: with n = 1 its only continuation's finish; with n > 1 after every 'finish'. */
   | {readonly type: 'done'; readonly finishReason: FinishReason; readonly numOutputTokens: number}
-  | {readonly type: 'error'; readonly code: string; readonly message: string; readonly status: number}
+  | {readonly type: 'error'; readonly code: string; readonly message: string; readonly status: number; readonly param?: string}
 
 export type FinishReason = 'stop' | 'length' | 'abort'
 

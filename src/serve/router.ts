@@ -12,7 +12,7 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {packageRoot} from '../native/load-addon.js'
-import {ServeError, type GenerationBackend, type ServeTokenizer} from './backend.js'
+import {errorEvent, ServeError, type GenerationBackend, type ServeTokenizer} from './backend.js'
 import {choicesPerPrompt, generateText} from './generation.js'
 import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, ROUTER_HYGIENE, type HygieneOptions} from './http-hygiene.js'
 import type {ServeMetrics} from './metrics.js'
@@ -261,7 +261,7 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
     m.requestsFailed++
     const e = error instanceof ServeError ? error : new ServeError(500, 'internal_error', String((error as Error)?.message ?? error))
     o.log?.({event: 'request-failed', requestId, status: e.status, promptTokens: admitted.promptTokens, outputTokens, e2eMs: performance.now() - arrivedAtMs, code: e.code, message: e.message})
-    respond.fail(e.status, e.code, e.message)
+    respond.fail(e.status, e.code, e.message, e.param)
   }
 }
 
@@ -294,7 +294,7 @@ async function streamEvents(o: RouterOptions, res: ServerResponse, requestId: st
   } catch (error) {
     failed = true
     const e = error instanceof ServeError ? error : new ServeError(500, 'internal_error', String((error as Error)?.message ?? error))
-    if (!res.destroyed) res.write(`${JSON.stringify({type: 'error', code: e.code, message: e.message, status: e.status})}\n`)
+    if (!res.destroyed) res.write(`${JSON.stringify(errorEvent(e))}\n`)
   } finally {
     m.inFlight--
     if (failed) m.requestsFailed++

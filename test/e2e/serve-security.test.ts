@@ -72,7 +72,7 @@ describe('control-plane security', () => {
     })
     await new Promise<void>((r) => trap.listen(0, '127.0.0.1', () => r()))
     const trapUrl = `http://127.0.0.1:${(trap.address() as {port: number}).port}`
-    const transfer: TransferParams = {engineId: 'prefill-0', engineEpoch: 'e', handshakeUrl: trapUrl, requestId: 'forged', blockIds: [[0]], tpSize: 1, compatibilityHash: 'h', numComputedTokens: 2, leaseExpiresAtMs: Date.now() + 60_000}
+    const transfer: TransferParams = {engineId: 'prefill-0', engineEpoch: 'e', handshakeUrl: trapUrl, requestId: 'forged', blockIds: [[0]], tpSize: 1, compatibilityHash: 'h', numComputedTokens: 2, leaseExpiresAtMs: Date.now() + 60_000, grant: '0'.repeat(32)}
     const decodeLeg = (t: TransferParams) => JSON.stringify({model: 'tiny-hybrid', prompt: [65, 66, 67], max_tokens: 2, kv_transfer_params: kvParamsOf(t)})
     const stranger = await fetch(`${decode}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: decodeLeg(transfer)})
     expect(stranger.status).toBe(401)
@@ -169,7 +169,7 @@ describe('control-plane security', () => {
       await fetch(`${prefill}/v1/internal/lease/release`, {
         method: 'POST',
         headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefill}/v1/internal/lease/release`)},
-        body: JSON.stringify({requestId: mine.requestId}),
+        body: JSON.stringify({requestId: mine.requestId, grant: mine.grant}),
       })
       expect(await readBlock(myBlock, mine.grant)).toEqual({ok: false, code: 'HPD_NATIVE_PERMISSION_DENIED'})
     } finally {

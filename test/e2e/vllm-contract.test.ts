@@ -4,8 +4,9 @@
  * processes that met through a throwaway etcd. Greedy output is token-identical to a colocated
  * `hpd serve` for tiny-hybrid 1→1 and 2→1 and tiny-hybrid-g1 1→2, completions and chat, streaming
  * and not. And each documented outcome: malformed params (400 naming the field), a missing field
- * (computed locally, counted), an unreachable remote, a remote of another cache layout, a lease
- * that expired before the decode leg, a client leaving before the pull (the prefill side is told).
+ * (computed locally, counted), params naming another request's blocks or another prompt (400), an
+ * unreachable remote, a remote of another cache layout, a lease that expired before the decode leg,
+ * a client leaving before the pull (the prefill side is told).
  */
 import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -137,6 +138,13 @@ describe.skipIf(skip)(`vLLM's disaggregation contract${skip ? ` — skipped: ${s
       expect(new Set(proxy.legs.map((l) => l.requestId)).size).toBe(proxy.legs.length / 2)
       expect(await metric(d.url, 'hpd_kv_transfer_bytes_total')).toBeGreaterThan(0)
       expect(await metric(d.url, 'hpd_kv_params_incomplete_total')).toBe(0)
+      // Each pull is counted and logged under the proxy's X-Request-Id.
+      const pulls = await metric(d.url, 'hpd_kv_transfers_total')
+      expect(pulls).toBeGreaterThan(0)
+      expect(await metric(d.url, 'hpd_kv_transfer_descriptors_total')).toBeGreaterThanOrEqual(pulls)
+      const logged = d.lines.filter((l) => l.includes('"event":"kv-transfer"'))
+      expect(logged).toHaveLength(pulls)
+      expect(logged.every((line) => legs.some((l) => line.includes(l.requestId)))).toBe(true)
     } finally {
       p.child.kill('SIGTERM')
       d.child.kill('SIGTERM')
@@ -179,6 +187,19 @@ describe.skipIf(skip)(`vLLM's disaggregation contract${skip ? ` — skipped: ${s
 
       // A remote of another cache layout (registered, other model): a typed refusal, no pull.
       await until(async () => ((await post(d.url, {model, prompt, max_tokens: 2, kv_transfer_params: {...(await prefillLeg(p.url)), remote_engine_id: 'p-other-layout'}})).json.error?.code === 'compatibility_mismatch' ? true : undefined), 10_000, 'the decode worker to know p-other-layout')
+
+      // Params that are not the lease's own (shared memory on one host: the read is one-sided, so the
+      // prefill side must refuse first): another request's block ids, or another prompt of the same length.
+      const otherPrompt = [74, ...prompt.slice(1)]
+      const victim = await prefillLeg()
+      const mine = await post(p.url, {model, prompt: otherPrompt, max_tokens: 1, kv_transfer_params: PREFILL_LEG})
+      const stolen = await post(d.url, {model, prompt: otherPrompt, max_tokens: 2, kv_transfer_params: {...mine.json.kv_transfer_params!, remote_block_ids: victim.remote_block_ids}})
+      expect(stolen.status).toBe(400)
+      expect(stolen.json.error?.param).toBe('kv_transfer_params.remote_block_ids')
+      const wrongPrompt = await post(d.url, {model, prompt: otherPrompt, max_tokens: 2, kv_transfer_params: victim})
+      expect(wrongPrompt.status).toBe(400)
+      expect(wrongPrompt.json.error?.code).toBe('prompt_mismatch')
+      expect(wrongPrompt.json.error?.param).toBe('prompt')
 
       // The lease expired before the decode leg: a typed error, never a read of reclaimed blocks.
       const stale = await prefillLeg(short.url)

@@ -38,7 +38,7 @@ export interface Responder {
   kvParams(params: Record<string, unknown> | null): void
   /** Every choice ended: usage and the end of the response. */
   end(): void
-  fail(status: number, code: string, message: string): void
+  fail(status: number, code: string, message: string, param?: string): void
 }
 
 export interface ResponderOptions {
@@ -114,10 +114,10 @@ export function sseResponder(res: ServerResponse, o: ResponderOptions): Responde
       if (o.includeUsage) res.write(usageChunk(o.who, o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', usage(o, outputTokens)))
       res.end(SSE_DONE)
     },
-    fail(status, code, message) {
+    fail(status, code, message, param) {
       if (res.destroyed) return
       if (started) res.end(streamError(message, status >= 500 ? 'server_error' : 'invalid_request_error', code))
-      else sendError(res, status, message, null, code, o.headers)
+      else sendError(res, status, message, param ?? null, code, o.headers)
     },
   }
 }
@@ -173,8 +173,8 @@ export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogp
       const body = o.kind === 'chat' ? chatBody(o.who, bodies, u, o.returnTokenIds ? o.prompts[0].tokenIds : undefined) : completionBody(o.who, bodies, u)
       sendJson(res, 200, kvTransferParams === undefined ? body : {...(body as object), kv_transfer_params: kvTransferParams}, o.headers)
     },
-    fail(status, code, message) {
-      if (!res.destroyed) sendError(res, status, message, null, code, o.headers)
+    fail(status, code, message, param) {
+      if (!res.destroyed) sendError(res, status, message, param ?? null, code, o.headers)
     },
   }
 }

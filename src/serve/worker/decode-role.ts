@@ -10,9 +10,9 @@
  * them (engine.free is a no-op for ids it does not hold).
  */
 import {VerificationError} from '../../errors.js'
-import {ServeError} from '../backend.js'
+import {errorEvent, ServeError} from '../backend.js'
 import type {ControlClient} from '../http-json.js'
-import {INTERNAL, type DigestsResponse, type FinishReason, type GenerateRequest, type SamplingParams, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
+import {INTERNAL, promptDigest, type DigestsResponse, type FinishReason, type GenerateRequest, type SamplingParams, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
 import {ContinuousBatcher, endOf} from './batcher.js'
 import type {GroupBlockIds, PullOptions, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
 import {PeerCache} from './peer-cache.js'
@@ -111,7 +111,7 @@ export class DecodeRole {
       emit({type: 'done', finishReason: ended[0].finishReason, numOutputTokens: ended.reduce((a, e) => a + e.numOutputTokens, 0)})
     } catch (error) {
       const e = error instanceof ServeError ? error : new ServeError(500, 'worker_error', String((error as Error)?.message ?? error))
-      emit({type: 'error', code: e.code, message: e.message, status: e.status})
+      emit(errorEvent(e))
     } finally {
       if (ownsBlocks) for (const id of ids) this.o.engine.free(id)
       this.active.delete(req.requestId)
@@ -182,9 +182,10 @@ export class DecodeRole {
       const handshakeStart = performance.now()
       emit({type: 'phase', phase: 'handshake', atMs: Date.now()})
       const peer = await this.links.get(t, controlUrl)
-      // The params must come from that engine's answer for this request: the lease's grant
-      // proves it (a caller naming someone else's blocks cannot make this worker read them).
-      await lease.confirm()
+      // The params must be that engine's answer for this request: the lease's grant, its block ids
+      // and the prefilled tokens' digest prove it (a caller naming someone else's blocks or
+      // sending another prompt of the same length cannot make this worker read or reuse them).
+      await lease.confirm(t.blockIds, promptDigest(req.promptTokenIds.slice(0, t.numComputedTokens)))
       const handshakeMs = performance.now() - handshakeStart
       const {blockIds: local, cachedTokens} = await this.allocate(req, lease, signal)
       if (this.o.pauseBeforeReadMs) {
@@ -215,6 +216,8 @@ export class DecodeRole {
       this.o.engine.adopt(req.requestId, t.numComputedTokens)
       // The prefill side frees its blocks on this; if it is lost, the lease frees them anyway.
       this.readDone(peer, req.requestId, t)
+      // One line per pull, under the request id a proxy sent (X-Request-Id): what schedulers and operators correlate.
+      this.o.log('kv-transfer', {requestId: req.requestId, prefillEngine: t.engineId, prefillRequestId: t.requestId, bytes: pulled.bytes, reads: pulled.reads, handshakeMs: round(handshakeMs), transferMs: round(transferMs), ...(cachedTokens > 0 ? {cachedTokens} : {}), ...(pulled.verifyMs !== undefined ? {verifyMs: round(pulled.verifyMs)} : {})})
       emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads, ...(cachedTokens > 0 ? {cachedTokens} : {})})
       read = true
     } finally {
@@ -304,13 +307,17 @@ class LeaseHeartbeat {
     this.timer.unref()
   }
 
-  /** One beat now, awaited: the lease exists and the params' grant is its grant (403 otherwise). */
-  async confirm(): Promise<void> {
+  /**
+   * One beat now, awaited: the lease exists and the params are its own — grant (403 otherwise),
+   * block ids and prompt digest (400 naming the field otherwise).
+   */
+  async confirm(blockIds: TransferParams['blockIds'], digest: string): Promise<void> {
     try {
-      await this.client.call(`${this.controlUrl}${INTERNAL.leaseExtend}`, this.body, {timeoutMs: this.timeoutMs, retryOnReset: true})
+      await this.client.call(`${this.controlUrl}${INTERNAL.leaseExtend}`, {...this.body, blockIds, promptDigest: digest}, {timeoutMs: this.timeoutMs, retryOnReset: true})
     } catch (error) {
       const e = error as ServeError
-      throw new ServeError(e.status === 403 ? 403 : 503, e.code === 'grant_mismatch' ? 'grant_mismatch' : 'lease_lost', `the prefill lease of ${this.t.requestId} on ${this.t.engineId} cannot be used: ${e.message}`)
+      const refused = e.status === 400 || e.status === 403
+      throw new ServeError(refused ? e.status : 503, refused ? e.code : 'lease_lost', `the prefill lease of ${this.t.requestId} on ${this.t.engineId} cannot be used: ${e.message}`, refused ? e.param : undefined)
     }
   }
 
@@ -371,4 +378,8 @@ function tokenEvent(t: SampledToken, index: number, n: number): WorkerStreamEven
     ...(n > 1 ? {index} : {}),
     ...(t.logprob === undefined ? {} : {logprob: t.logprob, top: t.top ?? []}),
   }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100
 }

@@ -14,7 +14,7 @@
  */
 import {HpdError} from '../../errors.js'
 import {transferredTokens} from '../../layout/index.js'
-import {ServeError, type BackendRequest, type GenerationBackend} from '../backend.js'
+import {errorEvent, ServeError, type BackendRequest, type GenerationBackend} from '../backend.js'
 import {kvParamsOf} from '../kv-contract.js'
 import type {WorkerStreamEvent} from '../protocol.js'
 import type {DecodeRole} from './decode-role.js'
@@ -133,7 +133,7 @@ export class LocalBackend implements GenerationBackend {
     } catch (error) {
       const e = error as ServeError
       return (async function* () {
-        yield {type: 'error', code: e.code, message: e.message, status: e.status} as WorkerStreamEvent
+        yield errorEvent(e)
       })()
     }
     void this.o.decode.generate(request, push, signal).finally(() => {

@@ -9,7 +9,8 @@
  */
 import {transferredTokens} from '../../layout/index.js'
 import {ServeError} from '../backend.js'
-import {PROTOCOL_VERSION, type HandshakePayload, type PrefillRequest, type PrefillResponse} from '../protocol.js'
+import {PROTOCOL_VERSION, promptDigest, type HandshakePayload, type LeaseRequest, type PrefillRequest, type PrefillResponse} from '../protocol.js'
+import type {GroupBlockIds} from './engine-port.js'
 import type {WorkerEngine} from './engine-port.js'
 import {LeaseTable} from './lease-table.js'
 
@@ -28,15 +29,18 @@ export class PrefillRole {
   private readonly sweeper: NodeJS.Timeout
   /** Requests being prefilled now (their blocks are not under a lease yet). */
   private readonly computing = new Set<string>()
-  /** The served-read grant of each leased request: a decode leg proves its params with it (the KV link revokes it with the lease). */
-  private readonly grants = new Map<string, string>()
+  /**
+   * What each leased request's decode leg must present: the served-read grant (the KV link revokes
+   * it with the lease), the block ids and the digest of the prefilled tokens (see confirm()).
+   */
+  private readonly leased = new Map<string, LeasedRequest>()
 
   constructor(private readonly o: PrefillRoleOptions) {
     this.leases = new LeaseTable({
       durationMs: o.leaseMs,
       maxHoldMs: o.maxLeaseMs,
       onEnd: (requestId, why) => {
-        this.grants.delete(requestId)
+        this.leased.delete(requestId)
         // The grant goes before the blocks: nobody may be served them once they can be reused.
         o.engine.endTransfer(requestId)
         o.engine.free(requestId)
@@ -84,7 +88,7 @@ export class PrefillRole {
       this.computing.delete(req.requestId)
     }
     const {blockIds, grant, cachedTokens} = prefilled
-    this.grants.set(req.requestId, grant)
+    this.leased.set(req.requestId, {grant, blockIds, promptDigest: promptDigest(computed)})
     const leaseExpiresAtMs = this.leases.hold(req.requestId)
     return {
       prefillMs: performance.now() - started,
@@ -108,8 +112,9 @@ export class PrefillRole {
    * Pushes a lease back. With `grant`, it must be the lease's own: the decode side proves its
    * params came from this worker's answer for that request (403 `grant_mismatch` otherwise).
    */
-  extend(requestId: string, grant?: string): {leaseExpiresAtMs: number} {
+  extend(requestId: string, grant?: string, params?: Pick<LeaseRequest, 'blockIds' | 'promptDigest'>): {leaseExpiresAtMs: number} {
     this.checkGrant(requestId, grant)
+    if (params) this.confirm(requestId, params)
     const at = this.leases.extend(requestId)
     if (at === undefined) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
     return {leaseExpiresAtMs: at}
@@ -128,9 +133,25 @@ export class PrefillRole {
   }
 
   private checkGrant(requestId: string, grant: string | undefined): void {
-    const own = this.grants.get(requestId)
-    if (grant !== undefined && own !== undefined && grant !== own) {
-      throw new ServeError(403, 'grant_mismatch', `the grant presented for request ${requestId} is not the one its lease was given`)
+    const own = this.leased.get(requestId)?.grant
+    if (own !== undefined && grant !== own) {
+      throw new ServeError(403, 'grant_mismatch', `the grant presented for request ${requestId} is ${grant === undefined ? 'missing' : 'not the one its lease was given'}`, 'kv_transfer_params.hpd_grant')
+    }
+  }
+
+  /**
+   * The decode leg's params must describe this lease: its blocks (a shared-memory read is
+   * one-sided, so naming another request's blocks would read them) and its prompt (the same
+   * length with other tokens would decode from someone else's cache).
+   */
+  private confirm(requestId: string, params: Pick<LeaseRequest, 'blockIds' | 'promptDigest'>): void {
+    const own = this.leased.get(requestId)
+    if (!own) return // no lease: extend answers lease_gone
+    if (params.blockIds !== undefined && !sameBlocks(params.blockIds, own.blockIds)) {
+      throw new ServeError(400, 'kv_params_mismatch', `'kv_transfer_params.remote_block_ids' are not the blocks leased to request ${requestId}: send the prefill leg's answer unchanged`, 'kv_transfer_params.remote_block_ids')
+    }
+    if (params.promptDigest !== undefined && params.promptDigest !== own.promptDigest) {
+      throw new ServeError(400, 'prompt_mismatch', `the decode leg's prompt is not the one prefilled for request ${requestId} (same length, other tokens): send the decode leg the prefill leg's prompt`, 'prompt')
     }
   }
 
@@ -138,4 +159,14 @@ export class PrefillRole {
     clearInterval(this.sweeper)
     this.leases.clear()
   }
+}
+
+interface LeasedRequest {
+  readonly grant: string
+  readonly blockIds: GroupBlockIds
+  readonly promptDigest: string
+}
+
+function sameBlocks(a: GroupBlockIds, b: GroupBlockIds): boolean {
+  return a.length === b.length && a.every((group, g) => group.length === b[g].length && group.every((id, i) => id === b[g][i]))
 }

@@ -408,6 +408,33 @@ describe('prefill + decode worker roles', () => {
     expect(dEngine.caches.size).toBe(0)
   })
 
+  it('refuses params that are not the lease’s own: other block ids, another prompt of the same length, no grant', async () => {
+    const pEngine = new MemoryEngine('p15', 'h')
+    const p = await worker('prefill', pEngine)
+    const dEngine = new MemoryEngine('d15', 'h')
+    const d = await worker('decode', dEngine)
+    const mine = await prefill(p.controlUrl, 'mine15', [1, 2, 3])
+    const theirs = await prefill(p.controlUrl, 'theirs15', [4, 5, 6])
+    const third = await prefill(p.controlUrl, 'third15', [7, 8, 9])
+    // A shared-memory read is one-sided: the prefill side must refuse before the decode side reads.
+    const otherBlocks = await generate(d.controlUrl, {requestId: 'mine15', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: {...mine.transfer, blockIds: theirs.transfer.blockIds}})
+    expect(otherBlocks.at(-1)).toMatchObject({type: 'error', status: 400, code: 'kv_params_mismatch', param: 'kv_transfer_params.remote_block_ids'})
+    const otherPrompt = await generate(d.controlUrl, {requestId: 'theirs15', promptTokenIds: [4, 9, 6], sampling: greedy, transfer: theirs.transfer})
+    expect(otherPrompt.at(-1)).toMatchObject({type: 'error', status: 400, code: 'prompt_mismatch', param: 'prompt'})
+    expect(dEngine.caches.size).toBe(0)
+    // The holder of a lease's params gave up on it: released at once (as any decode leg failing before its read).
+    const held = () => pEngine.caches.has(mine.transfer.requestId) || pEngine.caches.has(theirs.transfer.requestId)
+    for (let i = 0; i < 100 && held(); i++) await new Promise((r) => setTimeout(r, 20))
+    expect(held()).toBe(false)
+    // A lease call without the grant is refused ...
+    await expect(control.call(`${p.controlUrl}${INTERNAL.leaseExtend}`, {requestId: third.transfer.requestId}, {timeoutMs: 5000})).rejects.toMatchObject({status: 403, code: 'grant_mismatch'})
+    // ... and without it a decode leg's params are incomplete: computed here (vLLM's rule), nothing read from the lease.
+    const {grant: _dropped, ...noGrant} = third.transfer
+    const ungranted = await generate(d.controlUrl, {requestId: 'third15', promptTokenIds: [7, 8, 9], sampling: greedy, transfer: noGrant})
+    expect(ungranted.at(-1)).toMatchObject({type: 'done'})
+    expect(await (await fetch(`${d.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_params_incomplete_total 1$/m)
+  })
+
   it('computes locally, logging and counting it, when a decode leg’s params lack fields; recompute policy survives a failed pull', async () => {
     const dEngine = new MemoryEngine('d13', 'h')
     const d = await worker('decode', dEngine)

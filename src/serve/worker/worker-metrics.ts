@@ -41,6 +41,8 @@ export class WorkerMetrics {
   private readonly paramsIncomplete: Counter
   private readonly loadFailures: Counter
   private readonly verifyFailures: Counter
+  private readonly transferReads: Counter
+  private readonly transfers: Counter
 
   constructor(load: WorkerLoad) {
     const reg = [this.registry]
@@ -60,6 +62,8 @@ export class WorkerMetrics {
     this.paramsIncomplete = new Counter({name: 'hpd_kv_params_incomplete_total', help: 'Decode legs whose kv_transfer_params lacked a field: computed locally.', registers: reg})
     this.loadFailures = new Counter({name: 'hpd_kv_load_failures_total', help: 'Decode legs whose KV pull failed (failed, or recomputed with --kv-load-failure-policy recompute).', registers: reg})
     this.verifyFailures = new Counter({name: 'hpd_kv_verify_failures_total', help: 'KV pulls whose digests did not match the prefill side\'s (--verify-transfers; the bytes are never served: the request failed with kv_verify_failed, or was recomputed with --kv-load-failure-policy recompute).', registers: reg})
+    this.transfers = new Counter({name: 'hpd_kv_transfers_total', help: 'KV pulls that completed (one per transferred request).', registers: reg})
+    this.transferReads = new Counter({name: 'hpd_kv_transfer_descriptors_total', help: 'Reads (coalesced descriptor runs) the completed KV pulls made.', registers: reg})
     counter('hpd_kv_transfer_bytes_total', 'KV cache and SSM state bytes pulled by this worker.', () => load.transferBytes())
     counter('hpd_kv_transfer_seconds_total', 'Time this worker spent pulling KV cache and SSM state.', () => load.transferSeconds())
     counter('hpd_leases_expired_total', 'Prefill leases that ran out (blocks reclaimed without a read-done notification).', () => load.leasesExpired())
@@ -114,6 +118,9 @@ export class WorkerMetrics {
         else this.itl.observe((now - last) / 1000)
         last = now
         this.generationTokens.inc()
+      } else if (ev.type === 'transfer-done') {
+        this.transfers.inc()
+        this.transferReads.inc(ev.reads)
       } else if (ev.type === 'done') {
         this.e2e.observe((now - arrived) / 1000)
         this.success.inc({finished_reason: ev.finishReason})

@@ -176,7 +176,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
     if (path === INTERNAL.leaseExtend) {
       const l = parseLeaseRequest(await body(req))
-      return sendJson(res, 200, prefill.extend(l.requestId, l.grant))
+      return sendJson(res, 200, prefill.extend(l.requestId, l.grant, l.blockIds || l.promptDigest ? {blockIds: l.blockIds, promptDigest: l.promptDigest} : undefined))
     }
     if (path === INTERNAL.digests) {
       const r = parseDigestsRequest(await body(req))
