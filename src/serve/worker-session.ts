@@ -81,6 +81,9 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
   if (etcd && advertise === undefined && (listen.host === '0.0.0.0' || listen.host === '::')) {
     throw new UsageError('HPD_SERVE_BAD_FLAG', `--listen ${flags.listen} is not an address other hosts can reach`, {hint: 'Pass --advertise HOST:PORT (the address and port peers should use), or --listen with one address of this host.', details: {flag: 'advertise'}})
   }
+  if (!etcd && flags.role === 'decode') {
+    log('warning', {message: 'without --etcd this decode worker knows no prefill engine: every decode leg (kv_transfer_params with do_remote_prefill) is refused with unknown_prefill_engine; requests without them are computed here', hint: 'Run the prefill and decode workers with the same --etcd and --cluster.'})
+  }
   if (etcd && advertise === undefined && isLoopback(listen.host)) log('warning', {message: `--listen ${flags.listen} is loopback: only workers and routers on this host can reach this worker`})
   validateServeOptions({prefillTp: flags.tp, maxBatch: flags.maxBatch, kvBlocks: flags.kvBlocks, leaseMs: flags.leaseMs, requestTimeoutMs: flags.requestTimeoutMs, port: listen.port, mambaCheckpointEvery: flags.mambaCheckpointEvery})
   const kvEventsEndpoint = flags.prefixCaching === false || flags.kvEventsEndpoint === 'none' ? undefined : checkKvEventsEndpoint(flags.kvEventsEndpoint ?? `tcp://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:*`)
