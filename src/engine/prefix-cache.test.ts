@@ -3,7 +3,9 @@ import {describe, expect, it} from 'vitest'
 
 import {blockHashes, externalBlockHash, hashBlockTokens} from './block-hash.js'
 import {HybridEngine} from './engine.js'
-import type {PrefixCacheEvent} from './prefix-cache.js'
+import {BlockPool} from './block-pool.js'
+import {PrefixCache, type PrefixCacheEvent} from './prefix-cache.js'
+import type {EngineLayout} from '../layout/types.js'
 import {Sampler} from './sampler.js'
 import {StepScheduler} from './step-scheduler.js'
 import {tinyModel, type TinyModelName} from './test-models.js'
@@ -269,3 +271,27 @@ function copyPagesFrom(from: HybridEngine, fromId: string, to: HybridEngine, toI
     })
   })
 }
+
+describe('PrefixCache eviction', () => {
+  it('evicting one state group’s checkpoint block drops the other groups’ blocks of that checkpoint (unusable alone)', () => {
+    const layout = {groups: [{kind: 'attention', index: 0}, {kind: 'state', index: 1}, {kind: 'state', index: 2}], numTensors: 2, pageBytes: 64, tp: 1} as unknown as EngineLayout
+    const pool = new BlockPool(4)
+    const removed: PrefixCacheEvent[] = []
+    const cache = new PrefixCache(layout, pool, (e) => removed.push(e))
+    const [h] = blockHashes(prompt(16), 16)
+    const ids = pool.take(3)!
+    expect(cache.insert(0, h, ids[0], false)).toBe(true)
+    expect(cache.insert(1, h, ids[1], true)).toBe(true)
+    expect(cache.insert(2, h, ids[2], true)).toBe(true)
+    expect(cache.stats().checkpointBlocks).toBe(2)
+    // Release the checkpoint blocks first: they are the least recently freed, evicted first.
+    pool.release([ids[1], ids[2], ids[0]], cache.isCached)
+    expect(pool.take(2)).toHaveLength(2) // the never-cached block, then one checkpoint block evicted
+    expect(cache.stats().checkpointBlocks).toBe(0)
+    expect(cache.lookup([h], true)).toEqual({attentionBlocks: 1, usableBlocks: 0})
+    // The sibling went back to the plain free list; the attention block is still cached.
+    expect(pool.evictableBlocks).toBe(1)
+    expect(pool.freeBlocks).toBe(2)
+    expect(removed.filter((e) => e.type === 'removed')).toHaveLength(2)
+  })
+})

@@ -84,7 +84,16 @@ export class PrefixCache {
     this.stateGroups = layout.groups.filter((g) => g.kind === 'state').map((g) => g.index)
     pool.onEvict = (id) => {
       this.evicted++
+      const e = this.byBlock.get(id)
       this.drop(id)
+      // A checkpoint is usable only with every state group's block at that position: one evicted
+      // makes the others dead weight, so they stop being indexed too (free at once if unused).
+      if (e?.checkpoint) {
+        for (const g of this.stateGroups) {
+          const sibling = g === e.group ? undefined : this.byKey.get(groupHashKey(g, e.hash))
+          if (sibling !== undefined) this.drop(sibling)
+        }
+      }
     }
   }
 
