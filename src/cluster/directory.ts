@@ -29,6 +29,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private watcher: Watcher | undefined
   private closed = false
   private resync: NodeJS.Timeout | undefined
+  /** A recovery chain (restart with backoff) is running. */
+  private restarting = false
   etcdUp = true
   etcdDownSinceMs: number | undefined
 
@@ -79,11 +81,20 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     watcher.on('disconnected', () => this.setUp(false))
     watcher.on('connected', () => this.setUp(true))
     watcher.on('error', (error) => {
+      // A replaced watcher's late errors are not this directory's state any more.
+      if (watcher !== this.watcher) return
       this.o.log('etcd-watch-failed', {message: error.message.slice(0, 200)})
       this.setUp(false)
-      void this.restart()
+      this.recover()
     })
     this.setUp(true)
+  }
+
+  /** The watch failed: one recovery chain at a time (chains would multiply at every failure). */
+  private recover(): void {
+    if (this.restarting || this.closed) return
+    this.restarting = true
+    void this.restart()
   }
 
   /** A fresh snapshot and watch, retried with backoff until etcd answers. */
@@ -94,6 +105,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     if (this.closed) return
     try {
       await this.snapshotAndWatch()
+      this.restarting = false
     } catch {
       this.resync = setTimeout(() => void this.restart(Math.min(delayMs * 2, 5000)), delayMs)
       this.resync.unref()

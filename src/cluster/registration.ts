@@ -37,33 +37,53 @@ export class Registration {
     return r
   }
 
+  /**
+   * One attempt: a new lease, the record put under it. The lease becomes ours (and its loss is
+   * watched) only once the put succeeded; a failed attempt revokes what it made, so no
+   * half-registered lease keeps itself alive.
+   */
   private async register(): Promise<void> {
     const lease = this.o.client.lease(this.o.ttlS ?? REGISTRATION_TTL_S, {autoKeepAlive: true})
-    lease.on('lost', (error) => this.onLost(lease, error))
-    this.lease = lease
     try {
       await lease.put(this.key).value(JSON.stringify(this.o.record))
     } catch (error) {
-      this.lease = undefined
-      lease.removeAllListeners('lost')
       await lease.revoke().catch(() => undefined)
       throw error
     }
+    if (this.closed) {
+      await lease.revoke().catch(() => undefined)
+      return
+    }
+    lease.on('lost', (error) => this.onLost(lease, error))
+    this.lease = lease
   }
 
   private onLost(lease: Lease, error: Error): void {
     if (this.closed || lease !== this.lease) return
     this.lease = undefined
+    lease.removeAllListeners('lost')
+    void lease.revoke().catch(() => undefined)
     this.o.log('registration-lost', {key: this.key, message: error.message.slice(0, 200)})
     this.reregister(500)
   }
 
+  /**
+   * Registers again with backoff until etcd takes it. One chain at a time: `retry` stays set from
+   * the timer until its attempt settled, so a loss reported meanwhile starts nothing (two chains
+   * would double at every failure and flood etcd with leases).
+   */
   private reregister(delayMs: number): void {
-    if (this.closed) return
+    if (this.closed || this.retry !== undefined) return
     this.retry = setTimeout(() => {
       this.register().then(
-        () => this.o.log('registered-again', {key: this.key}),
-        () => this.reregister(Math.min(delayMs * 2, 5000)),
+        () => {
+          this.retry = undefined
+          if (!this.closed) this.o.log('registered-again', {key: this.key})
+        },
+        () => {
+          this.retry = undefined
+          this.reregister(Math.min(delayMs * 2, 5000))
+        },
       )
     }, delayMs)
     this.retry.unref()
