@@ -1,10 +1,11 @@
 import {UsageError} from '../errors.js'
 import type {Dtype, DtypeChoice, ModelSpec} from '../model/index.js'
 import {checkEngineInputs} from './bounds.js'
+import {CPU_ENGINE_LAYOUT} from './cpu-engine.js'
 import {planGroups} from './groups.js'
 import {cdiv, describeRule, kernelSizeRule, ruleBase, selectKernelBlockSize} from './kernel-blocks.js'
 import {attnBytesPerToken, checkTpDivides, mambaGeometry, rankLayout} from './rank-geometry.js'
-import type {EngineLayout, EngineLayoutOptions, ResolvedDtypes} from './types.js'
+import type {AttentionBackend, EngineLayout, EngineLayoutOptions, ResolvedDtypes} from './types.js'
 
 /** The block size a backend prefers when the user passes none (vLLM get_preferred_block_size(16)). */
 const DEFAULT_BLOCK_SIZE = 16
@@ -20,7 +21,7 @@ export function planEngineLayout(options: EngineLayoutOptions): EngineLayout {
   checkTpDivides(model, tp)
   const backend = options.attentionBackend ?? 'flash-attn'
   const convLayout = options.convLayout ?? 'DS'
-  const dtypes = resolveDtypes(model, options)
+  const dtypes = resolveDtypes(model, {...options, attentionBackend: backend})
   const hybrid = model.isHybrid
   const rule = kernelSizeRule(backend, {hybrid, fp32State: dtypes.ssm === 'fp32' || dtypes.conv === 'fp32'})
   const requested = options.blockSize
@@ -83,11 +84,20 @@ export function planEngineLayout(options: EngineLayoutOptions): EngineLayout {
   }
 }
 
-/** `auto` resolution: KV → model dtype; conv → config mamba_cache_dtype → model dtype; SSM → family default → conv. */
-export function resolveDtypes(model: ModelSpec, options: {kvCacheDtype?: DtypeChoice; mambaConvDtype?: DtypeChoice; mambaSsmDtype?: DtypeChoice}): ResolvedDtypes {
-  const kv = pick(options.kvCacheDtype, model.dtype)
-  const conv = pick(options.mambaConvDtype, pick(model.mambaConvDtype, model.dtype))
-  const ssm = pick(options.mambaSsmDtype, pick(model.mambaSsmDtype, conv))
+/**
+ * `auto` resolution. Under the `cpu` attention backend (hpd's own engine) every cache dtype is the
+ * engine's, fp32 (`CPU_ENGINE_LAYOUT`): the engine caches in fp32 whatever the checkpoint says.
+ * Under vLLM's backends: KV → model dtype; conv → config mamba_cache_dtype → model dtype; SSM →
+ * config mamba_ssm_cache_dtype / family default → conv.
+ */
+export function resolveDtypes(
+  model: ModelSpec,
+  options: {kvCacheDtype?: DtypeChoice; mambaConvDtype?: DtypeChoice; mambaSsmDtype?: DtypeChoice; attentionBackend?: AttentionBackend},
+): ResolvedDtypes {
+  const engine = options.attentionBackend === CPU_ENGINE_LAYOUT.attentionBackend
+  const kv = pick(options.kvCacheDtype, engine ? CPU_ENGINE_LAYOUT.kvCacheDtype : model.dtype)
+  const conv = pick(options.mambaConvDtype, engine ? CPU_ENGINE_LAYOUT.mambaConvDtype : pick(model.mambaConvDtype, model.dtype))
+  const ssm = pick(options.mambaSsmDtype, engine ? CPU_ENGINE_LAYOUT.mambaSsmDtype : pick(model.mambaSsmDtype, conv))
   for (const [flag, value] of [['mamba-cache-dtype', conv], ['mamba-ssm-dtype', ssm]] as const) {
     if (value === 'fp8' && model.stateMixer) {
       throw new UsageError('HPD_USAGE_BAD_DTYPE', `--${flag} fp8: Mamba state cannot be stored in fp8`, {hint: 'Use fp32, bf16 or fp16 for Mamba state.', details: {flag, value}})
