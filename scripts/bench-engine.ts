@@ -2,7 +2,8 @@
  * Engine benchmark (issues 5, 15): per model, prefill FLOP/s of the CPU engine as a fraction of
  * OpenBLAS sgemm FLOP/s measured in the same run, decode tokens/s at batch 1 and 8, and resident
  * memory, with the weights held as fp32 and as bf16 (same values: the model is stored in bf16,
- * loaded once widened, once kept).
+ * loaded once widened, once kept). A checkpoint stored in fp32 (the tiny presets) or fp16 has no
+ * bf16 weights to keep: its bf16 row is skipped, and the output says why.
  *
  *   npx tsx scripts/bench-engine.ts [--model nemotron-h|granite-h|falcon-h1|qwen3-next|nemotron-h-moe|<preset or dir>]
  *       [--weights both|fp32|bf16] [--tokens 2048] [--decode 32] [--batch 1,8] [--tp 1] [--json]
@@ -24,7 +25,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {blocksNeeded, engineLayout, HybridEngine} from '../src/engine/engine.js'
-import {loadModel} from '../src/engine/load-model.js'
+import {loadModel, resolveModelDir} from '../src/engine/load-model.js'
 import {modelCacheDir, writeGeneratedModel} from '../src/engine/tiny-models.js'
 import {expectedTensors} from '../src/engine/weight-names.js'
 import {kernels} from '../src/native/kernels-binding.js'
@@ -190,17 +191,27 @@ if (child === 'fp32' || child === 'bf16') {
   process.stdout.write(`${JSON.stringify(measure(child))}\n`)
 } else {
   const which = arg('weights', 'both')
-  const dtypes = (which === 'both' ? ['fp32', 'bf16'] : [which]) as ('fp32' | 'bf16')[]
-  modelDir() // generate once, before the children race to it
+  const requested = (which === 'both' ? ['fp32', 'bf16'] : [which]) as ('fp32' | 'bf16')[]
+  // generate once, before the children race to it
+  const checkpointDtype = resolveModelDir(modelDir()).spec.dtype
+  // The bf16 row is the checkpoint's bf16 weights kept as bf16 (same values as the fp32 row). An
+  // fp32 (or fp16, widened on load) checkpoint has none to keep: that row would repeat the fp32 one.
+  const skipped = checkpointDtype === 'bf16' || !requested.includes('bf16') ? [] : [{weights: 'bf16', reason: `${modelArg}'s checkpoint is ${checkpointDtype}: no bf16 weights to keep (the named bench models and bf16 directories have them)`}]
+  const dtypes = requested.filter((d) => d !== 'bf16' || skipped.length === 0)
+  if (dtypes.length === 0) {
+    log(`nothing to measure: ${skipped[0].reason}`)
+    process.exit(2)
+  }
   const runs = dtypes.map((dtype) => {
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2), '--child', dtype], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24})
     if (r.status !== 0) throw new Error(`the ${dtype} run failed (exit ${r.status})`)
     return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Measurement
   })
   const k = kernels()
-  const result = {machine: `${process.arch}, ${k.poolThreads()} kernel threads`, model: modelArg, tp, runs}
+  const result = {machine: `${process.arch}, ${k.poolThreads()} kernel threads`, model: modelArg, checkpointDtype, tp, runs, skipped}
   if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
   else {
+    for (const s of skipped) log(`${modelArg} ${s.weights}: skipped, ${s.reason}`)
     for (const r of runs) {
       const dec = Object.entries(r.decode.tokensPerSecond).map(([b, v]) => `${v.toFixed(1)} tok/s ${b.replace('batch', 'b=')}`).join(', ')
       log(`${modelArg} ${r.weights}: weights ${(r.weightBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(r.rssBytes / 2 ** 20).toFixed(0)} MiB`)

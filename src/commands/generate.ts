@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {HpdCommand} from '../cli/hpd-command.js'
 import {generate, type GenerateResult} from '../engine/generate.js'
+import {enginePresetList} from '../model/index.js'
 
 export default class Generate extends HpdCommand<GenerateResult> {
   static override summary = 'Run a model on the CPU engine in this process: prefill a prompt, decode tokens.'
@@ -17,7 +18,7 @@ prefill / decode tokens per second. --temperature 0 (default) is greedy decoding
   ]
 
   static override flags = {
-    model: Flags.string({char: 'm', summary: 'tiny | tiny-hybrid-g1 | tiny-llama | tiny-granite-h | tiny-falcon-h1 | tiny-qwen3-next | tiny-nemotron-h-moe, or a model directory.', default: 'tiny', env: 'HPD_MODEL'}),
+    model: Flags.string({char: 'm', summary: `A tiny preset (${enginePresetList()}), or a model directory.`, default: 'tiny', env: 'HPD_MODEL'}),
     prompt: Flags.string({char: 'p', summary: 'Prompt text.', required: true, env: 'HPD_PROMPT'}),
     'max-tokens': Flags.integer({summary: "Tokens to generate (prompt + max-tokens ≤ the model's context).", default: 32, env: 'HPD_MAX_TOKENS'}),
     tp: Flags.integer({summary: 'Tensor-parallel ranks (run in this process), 1..1024 dividing the heads.', default: 1, env: 'HPD_TP'}),

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {HpdCommand} from '../cli/hpd-command.js'
 import {UsageError} from '../errors.js'
 import {DEFAULT_STEP_OPTIONS} from '../engine/step-scheduler.js'
+import {enginePresetList} from '../model/index.js'
 import {serveUntilSignal, type ServeResult} from '../serve/serve-session.js'
 import {presentServe, serveLogSinks, serveLogStyle} from '../ui/serve-render.js'
 
@@ -17,7 +18,7 @@ export default class Serve extends HpdCommand<ServeResult> {
     `curl -s localhost:8000/v1/completions -H 'content-type: application/json' -d '{"model":"tiny-hybrid","prompt":"Hello","max_tokens":16}'`,
   ]
   static override flags = {
-    model: Flags.string({description: 'tiny preset (tiny-hybrid, tiny-hybrid-g1, tiny-llama, tiny-granite-h, tiny-falcon-h1, tiny-qwen3-next, tiny-nemotron-h-moe) or model directory', default: 'tiny-hybrid', env: 'HPD_MODEL'}),
+    model: Flags.string({description: `tiny preset (${enginePresetList()}) or model directory`, default: 'tiny-hybrid', env: 'HPD_MODEL'}),
     'prefill-tp': Flags.integer({description: 'tensor-parallel ranks per prefill worker', default: 1, env: 'HPD_PREFILL_TP'}),
     'decode-tp': Flags.integer({description: 'tensor-parallel ranks per decode worker', default: 1, env: 'HPD_DECODE_TP'}),
     'prefill-workers': Flags.integer({description: 'prefill worker processes', default: 1, env: 'HPD_PREFILL_WORKERS'}),

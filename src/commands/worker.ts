@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HpdCommand} from '../cli/hpd-command.js'
+import {enginePresetList} from '../model/index.js'
 import {workerUntilSignal, type WorkerResult} from '../serve/worker-session.js'
 
 export default class Worker extends HpdCommand<WorkerResult> {
@@ -13,7 +14,7 @@ export default class Worker extends HpdCommand<WorkerResult> {
   ]
   static override flags = {
     role: Flags.string({description: 'what this worker does', options: ['prefill', 'decode', 'colocated'], required: true, env: 'HPD_ROLE'}),
-    model: Flags.string({description: 'tiny preset (tiny-hybrid, tiny-hybrid-g1, tiny-hybrid-kv1, tiny-llama, tiny-granite-h, tiny-falcon-h1, tiny-qwen3-next, tiny-nemotron-h-moe) or model directory', default: 'tiny-hybrid', env: 'HPD_MODEL'}),
+    model: Flags.string({description: `tiny preset (${enginePresetList()}) or model directory`, default: 'tiny-hybrid', env: 'HPD_MODEL'}),
     tp: Flags.integer({description: 'tensor-parallel ranks of this worker', default: 1, env: 'HPD_TP'}),
     name: Flags.string({description: 'engine id, unique in the cluster (default: <role>-<hostname>-<port>)', env: 'HPD_NAME'}),
     listen: Flags.string({description: 'HOST:PORT the control server and the transfer agent listen on', default: '127.0.0.1:0', env: 'HPD_LISTEN'}),

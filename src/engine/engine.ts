@@ -1,4 +1,5 @@
 import {BugError, HpdError, ModelConfigError, UsageError} from '../errors.js'
+import {CPU_ENGINE_LAYOUT} from '../layout/cpu-engine.js'
 import {planEngineLayout} from '../layout/engine-layout.js'
 import type {AttentionBackend, EngineLayout} from '../layout/types.js'
 import type {ModelSpec} from '../model/index.js'
@@ -75,20 +76,18 @@ export interface PrefixAllocation {
 }
 
 /**
- * The layout an engine for `spec` uses: src/layout's plan for hpd's `cpu` attention backend, DS
- * conv layout, and fp32 K/V, conv and SSM state (the CPU kernels compute and cache in fp32 whatever
- * the checkpoint dtype; weights are widened on load).
+ * The layout an engine for `spec` uses: src/layout's `CPU_ENGINE_LAYOUT` (hpd's `cpu` attention
+ * backend, DS conv layout, fp32 K/V, conv and SSM state: the CPU kernels compute and cache in fp32
+ * whatever the checkpoint dtype). That constant is the single source of truth: `inspect-layout
+ * --attention-backend cpu` and `bench transfer` resolve `auto` dtypes to the same fp32.
  */
 export function engineLayout(spec: ModelSpec, options: {tp: number; blockSize?: number; attentionBackend?: AttentionBackend}): EngineLayout {
   return planEngineLayout({
+    ...CPU_ENGINE_LAYOUT,
     model: spec,
     tp: options.tp,
     blockSize: options.blockSize,
-    attentionBackend: options.attentionBackend ?? 'cpu',
-    convLayout: 'DS',
-    kvCacheDtype: 'fp32',
-    mambaConvDtype: 'fp32',
-    mambaSsmDtype: 'fp32',
+    attentionBackend: options.attentionBackend ?? CPU_ENGINE_LAYOUT.attentionBackend,
   })
 }
 

@@ -5,7 +5,7 @@ import {loadModel} from './load-model.js'
 import {Sampler} from './sampler.js'
 
 export interface GenerateOptions {
-  /** A tiny preset (tiny, tiny-hybrid-g1, tiny-llama, tiny-granite-h, tiny-falcon-h1, tiny-qwen3-next, tiny-nemotron-h-moe) or a Hugging Face model directory. */
+  /** A tiny preset (`ENGINE_PRESETS`, src/model/presets.ts) or a Hugging Face model directory. */
   readonly model: string
   readonly prompt: string
   readonly maxTokens: number

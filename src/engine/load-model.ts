@@ -1,7 +1,7 @@
 import {basename, join, resolve} from 'node:path'
 
 import {ModelConfigError} from '../errors.js'
-import {loadModelSpecAt, locateModel, type ModelSpec} from '../model/index.js'
+import {enginePresetList, loadModelSpecAt, locateModel, type ModelSpec} from '../model/index.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {ensureTinyModel} from './tiny-models.js'
 import {loadTokenizer, type TextTokenizer} from './tokenizer.js'
@@ -36,7 +36,7 @@ export function resolveModelDir(model: string): ModelDirectory {
     const dir = ensureTinyModel(preset.name)
     if (!dir) {
       throw new ModelConfigError('HPD_ENGINE_PRESET_WITHOUT_WEIGHTS', `preset ${preset.name} describes a layout only; hpd has no weights for it`, {
-        hint: 'Use a tiny preset (tiny, tiny-hybrid-g1, tiny-llama, tiny-granite-h, tiny-falcon-h1, tiny-qwen3-next, tiny-nemotron-h-moe), or a local Hugging Face model directory.',
+        hint: `Use a tiny preset (${enginePresetList()}), or a local Hugging Face model directory.`,
         details: {flag: 'model', value: preset.name},
       })
     }

@@ -2,7 +2,7 @@ import {existsSync, mkdirSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 
-import {findPreset, parseModelConfig} from '../model/index.js'
+import {ENGINE_PRESETS, findPreset, parseModelConfig} from '../model/index.js'
 import {dimsFromSpec, type ModelDims} from './model-dims.js'
 import {Rng, streamSeed} from './random.js'
 import {type SafetensorsDtype, writeSafetensors, type TensorToWrite} from './safetensors.js'
@@ -122,7 +122,7 @@ export function writeGeneratedModel(dir: string, config: Readonly<Record<string,
  */
 export function ensureTinyModel(name: string): string | undefined {
   const preset = findPreset(name)
-  if (!preset || !preset.name.startsWith('tiny')) return undefined
+  if (!preset || !ENGINE_PRESETS.includes(preset.name)) return undefined
   // The config's hash is in the name: a preset whose values change is generated afresh, never read stale.
   const configHash = streamSeed(TINY_SEED, JSON.stringify(preset.config)).toString(16).padStart(8, '0')
   const dir = join(modelCacheDir(), `${preset.name}-seed${TINY_SEED}-g${GENERATOR_VERSION}-${configHash}`)

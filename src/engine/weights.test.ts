@@ -64,7 +64,18 @@ describe('safetensors', () => {
     // a config with one more layer: the missing tensor is named
     const longer = dimsFromSpec(parseModelConfig({...config, hybrid_override_pattern: 'M*M-M*M-M', num_hidden_layers: 9}))
     expect(() => loadWeights(dir, longer)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_MISSING_TENSOR', message: expect.stringContaining('backbone.layers.8.norm.weight')}))
-    expect(() => loadWeights(join(root, 'nothing-here'), dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_MISSING_FILE'}))
+    expect(() => loadWeights(join(root, 'nothing-here'), dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_MISSING_FILE', hint: expect.any(String)}))
+    // a sharded checkpoint whose index names a shard that is not there (an interrupted download)
+    const sharded = join(root, 'sharded-missing')
+    writeGeneratedModel(sharded, config, 7, {shards: 2})
+    const index = JSON.parse(readFileSync(join(sharded, 'model.safetensors.index.json'), 'utf8')) as {weight_map: Record<string, string>}
+    const lost = [...new Set(Object.values(index.weight_map))].sort().at(-1)!
+    rmSync(join(sharded, lost))
+    expect(() => loadWeights(sharded, dims)).toThrow(
+      expect.objectContaining({code: 'HPD_WEIGHTS_MISSING_FILE', exitCode: 3, message: expect.stringContaining(`names shard ${lost}, which does not exist`), hint: expect.stringContaining(`fetch ${lost} again`)}),
+    )
+    writeFileSync(join(sharded, 'model.safetensors.index.json'), '{"metadata": {}}')
+    expect(() => loadWeights(sharded, dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_CORRUPT', hint: expect.stringContaining('index.json again')}))
     writeFileSync(join(bad, 'model.safetensors'), Buffer.from([1, 2, 3]))
     expect(() => loadWeights(bad, dims)).toThrow(expect.objectContaining({code: 'HPD_WEIGHTS_CORRUPT', message: expect.stringContaining('shorter than the 8-byte header length')}))
   })

@@ -95,7 +95,11 @@ export function loadWeights(dir: string, dims: ModelDims, options: LoadWeightsOp
 function openShards(dir: string): SafetensorsHeader[] {
   const index = join(dir, 'model.safetensors.index.json')
   if (existsSync(index)) {
-    const corrupt = (what: string) => new ModelConfigError('HPD_WEIGHTS_CORRUPT', `${index} is not a valid safetensors index (${what})`, {details: {path: index}})
+    const corrupt = (what: string) =>
+      new ModelConfigError('HPD_WEIGHTS_CORRUPT', `${index} is not a valid safetensors index (${what})`, {
+        hint: 'Download model.safetensors.index.json again with the shards it belongs to (or remove it to load every *.safetensors file in the directory).',
+        details: {path: index},
+      })
     const parsed = readModelJson(index, {what: 'model.safetensors.index.json', maxBytes: FILE_LIMITS.indexBytes}, (where) => corrupt(`not JSON${where}`))
     const map = (parsed as {weight_map?: unknown} | null)?.weight_map
     if (typeof map !== 'object' || map === null || Array.isArray(map)) throw corrupt('no `weight_map` object')
@@ -107,7 +111,12 @@ function openShards(dir: string): SafetensorsHeader[] {
     const files = [...new Set(values as string[])].sort()
     return files.map((f) => {
       const path = join(dir, f)
-      if (!existsSync(path)) throw new ModelConfigError('HPD_WEIGHTS_MISSING_FILE', `${index} names shard ${f}, which does not exist`, {details: {path}})
+      if (!existsSync(path)) {
+        throw new ModelConfigError('HPD_WEIGHTS_MISSING_FILE', `${index} names shard ${f}, which does not exist`, {
+          hint: `The download looks incomplete: fetch ${f} again (e.g. \`huggingface-cli download <repo> ${f} --local-dir <dir>\`), so every shard the index names is in the model directory.`,
+          details: {path, shard: f},
+        })
+      }
       return readSafetensorsHeader(path)
     })
   }

@@ -2,6 +2,7 @@
 export * from './types.js'
 export {planLayout} from './plan-layout.js'
 export {planEngineLayout, resolveDtypes, tensorSizeBytes} from './engine-layout.js'
+export {CPU_ENGINE_LAYOUT} from './cpu-engine.js'
 export {attentionRunShape, planTpMapping} from './tp-mapping.js'
 export {checkPairMappable} from './pair-compat.js'
 export {judgeVllmVersion, NEWEST_VLLM, OLDEST_VLLM, VLLM_RELEASES} from './vllm-versions.js'

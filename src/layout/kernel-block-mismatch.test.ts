@@ -1,5 +1,6 @@
 import {join} from 'node:path'
 
+import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {thrown} from '../testing/thrown.js'
@@ -120,5 +121,55 @@ describe('different kernel blocks (issue 13)', () => {
     const e = thrown(() => planLayout({model: tiny, prefillTp: 1, decodeTp: 1, decode: {kernelBlockSize: 7}}))
     expect([e.code, e.exitCode]).toEqual(['HPD_LAYOUT_BAD_KERNEL_BLOCK', 2])
     expect(e.message).toContain('kernel block 7 tokens does not divide the logical block size')
+  })
+
+  it('VLLM_KERNEL_BLOCK_MISMATCH names a --block-size that makes the kernel blocks agree, computed for the pair', () => {
+    // 64·cdiv(533,504, 64·512) = 1088 → kernel 64 at TP 4; 64·cdiv(1,067,008, 32,768) = 2112 → 64 at TP 2
+    // (16, 32 and 48 leave them 32/16, 32/64, 32/64).
+    const fix = (options: Parameters<typeof planLayout>[0]) => planLayout(options).vllmPitfalls.find((p) => p.code === 'VLLM_KERNEL_BLOCK_MISMATCH')?.fix
+    expect(fix({model: kv2, prefillTp: 4, decodeTp: 2})).toBe('pass --block-size 64 to prefill and decode: logical blocks 1088 / 2112 tokens, kernel block 64 on both sides (flash-attn)')
+    const agreed = planLayout({model: kv2, prefillTp: 4, decodeTp: 2, blockSize: 64})
+    expect([agreed.prefill.logicalBlockSize, agreed.decode.logicalBlockSize, agreed.prefill.kernelBlockSize, agreed.decode.kernelBlockSize]).toEqual([1088, 2112, 64, 64])
+    expect(fix({model: kv2, prefillTp: 4, decodeTp: 2, blockSize: 64})).toBeUndefined()
+    // hpd's own overrides: vLLM's backend would pick the same kernel block on both sides
+    const tiny = loadModelSpec('tiny-hybrid')
+    expect(fix({model: tiny, prefillTp: 1, decodeTp: 1, attentionBackend: 'cpu', decode: {kernelBlockSize: 8}})).toMatch(/picks kernel block 16 on both sides: the difference comes from --kernel-block-size \/ --decode-kernel-block-size/u)
+    // Triton takes the logical block itself (≥ 80 tokens here), the cpu kernel at most 64: no block size helps.
+    expect(fix({model: tiny, prefillTp: 1, decodeTp: 1, attentionBackend: 'triton', decode: {attentionBackend: 'cpu'}})).toMatch(/^no --block-size up to \d+ gives both sides the same kernel block with triton \/ cpu/u)
+  })
+
+  it('property: whenever the fix names a --block-size, planning both sides with it gives equal kernel blocks (and the logical blocks it names)', () => {
+    const models = [kv2, loadModelSpec('tiny-hybrid-kv1'), loadModelSpec('tiny-hybrid'), loadModelSpec('tiny-qwen3-next'), loadModelSpec('tiny-granite-h')]
+    let named = 0
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...models),
+        fc.constantFrom(1, 2, 4),
+        fc.constantFrom(1, 2, 4),
+        fc.constantFrom('flash-attn', 'flashinfer', 'triton', 'cpu'),
+        fc.constantFrom('auto', 'bf16', 'fp8', 'fp32'),
+        fc.constantFrom('auto', 'bf16', 'fp32'),
+        fc.option(fc.integer({min: 1, max: 40}).map((k) => 8 * k)),
+        (model, prefillTp, decodeTp, attentionBackend, kvCacheDtype, mambaSsmDtype, blockSize) => {
+          const options = {model, prefillTp, decodeTp, attentionBackend, kvCacheDtype, mambaSsmDtype, ...(blockSize === null ? {} : {blockSize})} as const
+          let plan
+          try {
+            plan = planLayout(options)
+          } catch {
+            return // TP that does not split this model, or no kernel block at this block size
+          }
+          const pitfall = plan.vllmPitfalls.find((p) => p.code === 'VLLM_KERNEL_BLOCK_MISMATCH')
+          expect(pitfall !== undefined).toBe(plan.prefill.kernelBlockSize !== plan.decode.kernelBlockSize)
+          const m = pitfall?.fix.match(/^pass --block-size (\d+) to prefill and decode: logical blocks (\d+) \/ (\d+) tokens, kernel block (\d+) on both sides/u)
+          if (!pitfall) return
+          expect(m, pitfall.fix).not.toBeNull()
+          named++
+          const fixed = planLayout({...options, blockSize: Number(m![1])})
+          expect([fixed.prefill.logicalBlockSize, fixed.decode.logicalBlockSize, fixed.prefill.kernelBlockSize, fixed.decode.kernelBlockSize]).toEqual([m![2], m![3], m![4], m![4]].map(Number))
+        },
+      ),
+      {numRuns: 300, seed: 13},
+    )
+    expect(named).toBeGreaterThan(0)
   })
 })

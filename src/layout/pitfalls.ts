@@ -1,4 +1,7 @@
 import type {ModelSpec} from '../model/index.js'
+import {LAYOUT_LIMITS} from './bounds.js'
+import {alignedBlockSize, engineKernelRule} from './engine-layout.js'
+import {cdiv, selectKernelBlockSize} from './kernel-blocks.js'
 import {compareVllm, OLDEST_VLLM} from './vllm-versions.js'
 import type {EngineLayout, VllmPitfall} from './types.js'
 
@@ -74,7 +77,7 @@ const RULES: readonly PitfallRule[] = [
     when: kernelsDiffer,
     message: (c) =>
       `prefill kernel block ${c.prefill.kernelBlockSize} ≠ decode ${c.decode.kernelBlockSize} tokens: vLLM refuses the pair (fail-closed: "HMA does not support different remote block size yet"); hpd maps it with runs of gcd = ${gcdOf(c)} tokens per head`,
-    fix: () => 'pass a --block-size that gives both sides the same kernel block (e.g. a multiple of 64 on FlashAttention with fp32 state), or keep the TP sizes on the same side of num_key_value_heads',
+    fix: kernelBlockFix,
   },
   {
     code: 'VLLM_NGROUPS1_HETERO_TP_CORRUPTION',
@@ -140,6 +143,34 @@ const RULES: readonly PitfallRule[] = [
     fix: () => 'use static (checkpoint) KV scales on both sides, or --kv-cache-dtype auto',
   },
 ]
+
+/**
+ * VLLM_KERNEL_BLOCK_MISMATCH's fix for this pair, computed: replaying vLLM's block-size alignment on
+ * both sides' page sizes, the smallest `--block-size` (a multiple of 16, given to both sides) at which
+ * each side's backend picks the same kernel block; or that the difference comes from hpd's kernel
+ * block overrides (vLLM has none); or that no block size up to the bound helps.
+ */
+function kernelBlockFix(c: PitfallContext): string {
+  const sides = [c.prefill, c.decode] as const
+  const rules = sides.map(engineKernelRule)
+  const backends = [...new Set(sides.map((e) => e.attentionBackend))].join(' / ')
+  const picked = sides.map((e, i) => selectKernelBlockSize(e.logicalBlockSize, rules[i]))
+  if (picked[0] !== undefined && picked[0] === picked[1]) {
+    return `at these logical blocks (${c.prefill.logicalBlockSize} / ${c.decode.logicalBlockSize} tokens) ${backends} picks kernel block ${picked[0]} on both sides: the difference comes from --kernel-block-size / --decode-kernel-block-size, which vLLM does not have; drop them`
+  }
+  // Past this bound a hybrid's logical block is the requested size itself on both sides (one FA
+  // page already holds the Mamba page), so a larger request changes nothing that a smaller did not.
+  const tokensForState = Math.max(...sides.map((e) => (e.hybrid ? cdiv(e.mambaPageBytes, e.attnBytesPerToken) : 0)))
+  const bound = Math.min(LAYOUT_LIMITS.blockSize, Math.max(64, 16 * cdiv(tokensForState, 16)))
+  for (let requested = 16; requested <= bound; requested += 16) {
+    const logical = sides.map((e, i) => alignedBlockSize({requested, hybrid: e.hybrid, mambaPageBytes: e.mambaPageBytes, attnBytesPerToken: e.attnBytesPerToken, rule: rules[i]}).logicalBlockSize)
+    const kernel = logical.map((l, i) => selectKernelBlockSize(l, rules[i]))
+    if (kernel[0] !== undefined && kernel[0] === kernel[1]) {
+      return `pass --block-size ${requested} to prefill and decode: logical blocks ${logical[0]} / ${logical[1]} tokens, kernel block ${kernel[0]} on both sides (${backends})`
+    }
+  }
+  return `no --block-size up to ${bound} gives both sides the same kernel block with ${backends}; choose TP sizes (or a backend) under which the kernel blocks agree, or let hpd map the pair`
+}
 
 function gcdOf(c: PitfallContext): number {
   let a = c.prefill.kernelBlockSize

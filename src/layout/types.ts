@@ -22,11 +22,11 @@ export interface LayoutOptions {
   readonly model: ModelSpec
   /** `--block-size`: the requested logical block size in tokens (hybrids grow it, see README). */
   readonly blockSize?: number
-  /** `auto` = model dtype. */
+  /** `auto` = model dtype; under the `cpu` backend the CPU engine's fp32 (`CPU_ENGINE_LAYOUT`, every `auto` below too). */
   readonly kvCacheDtype?: DtypeChoice
-  /** Conv state dtype; `auto` = the model's `mamba_cache_dtype`, else model dtype. */
+  /** Conv state dtype; `auto` = the model's `mamba_cache_dtype`, else model dtype (`cpu` backend: fp32). */
   readonly mambaConvDtype?: DtypeChoice
-  /** SSM state dtype; `auto` = the model's/family's default (fp32 for Nemotron-H), else the conv dtype. */
+  /** SSM state dtype; `auto` = the model's/family's default (fp32 for Nemotron-H), else the conv dtype (`cpu` backend: fp32). */
   readonly mambaSsmDtype?: DtypeChoice
   /** Default `flash-attn` (what vLLM's reference numbers assume). */
   readonly attentionBackend?: AttentionBackend

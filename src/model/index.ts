@@ -2,7 +2,7 @@ export {type Dtype, type DtypeChoice, DTYPES, dtypeBytes, parseDtype, flagDtypeC
 export type {AttentionParams, GdnParams, LayerKind, LayerSpec, Mamba1Params, Mamba2Params, ModelFamily, ModelSource, ModelSpec, StateMixerParams} from './model-spec.js'
 export {layersWith, stateLayers} from './model-spec.js'
 export {parseModelConfig, SUPPORTED_ARCHITECTURES} from './parse-config.js'
-export {type ModelPreset, PRESETS, findPreset} from './presets.js'
+export {ENGINE_PRESETS, enginePresetList, type ModelPreset, PRESETS, findPreset} from './presets.js'
 export {loadModelSpec, loadModelSpecAt, locateModel, readConfigJson, type ModelLocation} from './load-model.js'
 export {CONFIG_LIMITS, contextLength, kvElementsPerToken, stateElementsPerLayer} from './limits.js'
 export {FILE_LIMITS, jsonErrorPlace, openRegularFile, readModelFile, readModelJson, type ModelFileKind} from './model-files.js'

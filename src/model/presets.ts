@@ -354,6 +354,21 @@ export const PRESETS: readonly ModelPreset[] = [
   },
 ]
 
+/**
+ * The presets the engine runs (`generate`, `serve`, `worker`, `bench serve`): the tiny ones, whose
+ * weights hpd generates from a fixed seed on first use (src/engine/tiny-models.ts). The others
+ * describe a layout only. Help texts and hints list these names from here.
+ */
+export const ENGINE_PRESETS: readonly string[] = PRESETS.filter((p) => p.name.startsWith('tiny')).map((p) => p.name)
+
+/** The engine presets as help text writes them: `tiny-hybrid (tiny), tiny-hybrid-g1, …`. */
+export function enginePresetList(): string {
+  return ENGINE_PRESETS.map((name) => {
+    const aliases = findPreset(name)!.aliases.filter((a) => a === 'tiny')
+    return aliases.length === 0 ? name : `${name} (${aliases.join(', ')})`
+  }).join(', ')
+}
+
 /** The preset called `name` (or one of its aliases), case-insensitive. */
 export function findPreset(name: string): ModelPreset | undefined {
   const key = name.trim().toLowerCase()

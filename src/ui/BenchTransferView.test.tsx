@@ -50,10 +50,10 @@ describe('BenchTransferView', () => {
 
   it('prints the final table with one row per case', () => {
     const attention = {prefillKernelBlockSize: 16, decodeKernelBlockSize: 16, tokensPerRead: 16, readUnit: 'head-range', headTokenBytes: 256} as const
-    const text = resultText({model: 'nemotron-h-8b', prefillTp: 1, decodeTp: 1, kvCacheDtype: 'bf16', attention, transport: 'auto', tcpSegmentBytes: 262_144, readProtocol: 'get', verify: 'full', registrationMs: 40, firstHandshakeMs: 3, path: 'case', cases: [done]})
+    const text = resultText({model: 'nemotron-h-8b', prefillTp: 1, decodeTp: 1, kvCacheDtype: 'bf16', mambaCacheDtype: 'bf16', mambaSsmDtype: 'fp32', attention, transport: 'auto', tcpSegmentBytes: 262_144, readProtocol: 'get', verify: 'full', registrationMs: 40, firstHandshakeMs: 3, path: 'case', cases: [done]})
     const lines = text.trim().split('\n')
     expect(lines[0]).toMatch(/^nemotron-h-8b: prefill TP 1 → decode TP 1, transport auto .*, reads GET, verify full/)
-    expect(lines[1]).toBe('path case (lists prepared once per case)')
+    expect(lines[1]).toBe('caches: KV bf16, conv bf16, SSM fp32; path case (lists prepared once per case)')
     expect(lines[2]).toMatch(/prompt +bytes\/req .* ratio/)
     expect(lines[3]).toMatch(/4096 +161\.4 MiB .* 0\.95x/)
   })

@@ -42,10 +42,11 @@ export function caseLine(c: TransferCaseResult): string {
 
 export function resultText(r: BenchTransferResult): string {
   const head = `${r.model}: prefill TP ${r.prefillTp} → decode TP ${r.decodeTp}, transport ${r.transport}${r.transport !== 'shm' ? ` (TCP segments ${r.tcpSegmentBytes === 0 ? 'UCX default' : formatBytes(r.tcpSegmentBytes)})` : ''}, reads ${r.readProtocol === 'served' ? 'served (owner sends)' : r.readProtocol === 'get' ? 'GET' : 'mixed GET/served'}, verify ${r.verify}; registration ${r.registrationMs.toFixed(1)} ms, first handshake ${r.firstHandshakeMs.toFixed(1)} ms`
+  const dtypes = `caches: KV ${r.kvCacheDtype}${r.mambaCacheDtype === undefined ? '' : `, conv ${r.mambaCacheDtype}, SSM ${r.mambaSsmDtype}`}`
   const where = r.path === 'serve' ? `path serve (serving's per-request path: pool of ${r.poolBlocks} blocks, lists per ${r.lists === 'pair' ? `engine pair, ${r.pairListPrepares ?? 0} prepares in all` : 'request'})` : 'path case (lists prepared once per case)'
   const hosts = r.hosts ? `; prefill on ${r.hosts.prefill}, decode on ${r.hosts.decode}` : ''
   const extras = r.cases
     .filter((c) => r.path === 'serve' || c.verifyMsP50 !== undefined)
     .map((c) => `prompt ${c.promptTokens}: ${r.path === 'serve' ? `plan + lists p50 ${c.prepareMs.toFixed(3)} ms` : ''}${r.path === 'serve' && c.verifyMsP50 !== undefined ? ', ' : ''}${c.verifyMsP50 === undefined ? '' : `verify (digests of both sides) p50 ${c.verifyMsP50.toFixed(3)} ms`}`)
-  return `${head}\n${where}${hosts}\n${table(CASE_HEADER, r.cases.map(caseCells))}\n${extras.map((l) => `${l}\n`).join('')}`
+  return `${head}\n${dtypes}; ${where}${hosts}\n${table(CASE_HEADER, r.cases.map(caseCells))}\n${extras.map((l) => `${l}\n`).join('')}`
 }

@@ -45,6 +45,8 @@ export function planBench(options: BenchTransferOptions): BenchPlan {
     decodeTp: options.decodeTp,
     attentionBackend: options.attentionBackend,
     kvCacheDtype: options.kvCacheDtype,
+    mambaConvDtype: options.mambaConvDtype,
+    mambaSsmDtype: options.mambaSsmDtype,
     blockSize: options.blockSize,
   })
   const tokens = options.promptTokens.map(transferredTokens)

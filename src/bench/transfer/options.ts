@@ -23,8 +23,11 @@ export interface BenchTransferFlags {
   readonly verify: string
   readonly injectFault: string | undefined
   readonly attentionBackend: string
-  /** `auto` or a dtype name (bf16, fp16, fp32, fp8). */
+  /** `auto` or a dtype name (bf16, fp16, fp32, fp8); `auto` under the `cpu` backend is the CPU engine's fp32. */
   readonly kvCacheDtype: string
+  /** Conv and SSM state dtypes, the same way (fp8 is refused for state by the layout). Default `auto`. */
+  readonly mambaCacheDtype?: string
+  readonly mambaSsmDtype?: string
   readonly blockSize: number | undefined
   readonly timeoutMs: number
   readonly path?: string
@@ -100,6 +103,8 @@ export function benchTransferOptions(f: BenchTransferFlags): BenchTransferOption
     verify: f.verify as VerifyMode,
     attentionBackend: f.attentionBackend as AttentionBackend,
     kvCacheDtype: flagDtypeChoice('kv-cache-dtype', f.kvCacheDtype),
+    mambaConvDtype: flagDtypeChoice('mamba-cache-dtype', f.mambaCacheDtype ?? 'auto'),
+    mambaSsmDtype: flagDtypeChoice('mamba-ssm-dtype', f.mambaSsmDtype ?? 'auto'),
     ...(f.blockSize === undefined ? {} : {blockSize: f.blockSize}),
     ...(f.injectFault === undefined ? {} : {fault: f.injectFault as InjectedFault}),
     timeoutMs: f.timeoutMs,

@@ -143,6 +143,7 @@ export async function* runTransferBench(options: BenchTransferOptions): AsyncGen
       prefillTp: options.prefillTp,
       decodeTp: options.decodeTp,
       kvCacheDtype: bench.plan.decode.dtypes.kv,
+      ...(bench.plan.model.stateMixer ? {mambaCacheDtype: bench.plan.decode.dtypes.conv, mambaSsmDtype: bench.plan.decode.dtypes.ssm} : {}),
       attention: bench.plan.mapping.attention,
       transport: options.transport,
       tcpSegmentBytes: options.tcpSegmentBytes ?? 256 * 1024,

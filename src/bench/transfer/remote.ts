@@ -74,6 +74,8 @@ function sharedOptions(o: BenchTransferOptions): Record<string, unknown> {
     verify: o.verify,
     attentionBackend: o.attentionBackend,
     kvCacheDtype: o.kvCacheDtype,
+    mambaConvDtype: o.mambaConvDtype ?? 'auto',
+    mambaSsmDtype: o.mambaSsmDtype ?? 'auto',
     blockSize: o.blockSize ?? null,
     path: o.path,
     lists: o.lists,

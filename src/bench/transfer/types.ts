@@ -49,8 +49,10 @@ export interface BenchTransferOptions {
   readonly readProtocol?: ReadProtocol
   readonly verify: VerifyMode
   readonly attentionBackend: AttentionBackend
-  /** K/V cache dtype of both sides (`auto` = model dtype). */
+  /** K/V, conv and SSM state dtypes of both sides (`auto`: src/layout's `resolveDtypes`; fp32 under the `cpu` backend, as the engine). */
   readonly kvCacheDtype?: DtypeChoice
+  readonly mambaConvDtype?: DtypeChoice
+  readonly mambaSsmDtype?: DtypeChoice
   /** Requested logical block size of both sides (hybrids grow it per TP size, see src/layout). */
   readonly blockSize?: number
   readonly fault?: InjectedFault
@@ -109,6 +111,9 @@ export interface BenchTransferResult {
   readonly decodeTp: number
   /** The K/V cache dtype the layout used. */
   readonly kvCacheDtype: string
+  /** The conv and SSM state dtypes the layout used (models with Mamba / GDN state only). */
+  readonly mambaCacheDtype?: string
+  readonly mambaSsmDtype?: string
   /** Kernel blocks of both sides and how attention reads were cut (one head × gcd tokens when they differ). */
   readonly attention: AttentionRunShape
   readonly transport: TransportKind
