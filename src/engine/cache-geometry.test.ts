@@ -6,7 +6,6 @@ import {describe, expect, it} from 'vitest'
 
 import {CPU_ENGINE_LAYOUT, compatibilityHash, planEngineLayout, planLayout, resolveDtypes} from '../layout/index.js'
 import {findPreset, loadModelSpec, parseModelConfig} from '../model/index.js'
-import {ENGINE_LAYOUT_OPTIONS} from '../serve/worker/layout-options.js'
 import {engineLayout} from './engine.js'
 
 /** Every engine family as a bf16 checkpoint with the config's own state dtypes (mamba_ssm_cache_dtype fp32 where it has one). */
@@ -16,10 +15,6 @@ const BF16 = ['tiny-hybrid', 'tiny-hybrid-kv1', 'tiny-granite-h', 'tiny-falcon-h
 })
 
 describe('one decision for the CPU engine\'s cache layout', () => {
-  it('serving lays out its engines with the same options', () => {
-    expect(ENGINE_LAYOUT_OPTIONS).toEqual(CPU_ENGINE_LAYOUT)
-  })
-
   it.each(BF16)('%s (bf16): auto dtypes under the cpu backend are the engine\'s fp32, at TP 1 and 2', (_name, spec) => {
     expect(resolveDtypes(spec, {attentionBackend: 'cpu'})).toEqual({kv: 'fp32', conv: 'fp32', ssm: 'fp32'})
     for (const tp of [1, 2]) {

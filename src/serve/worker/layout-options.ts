@@ -1,12 +1,6 @@
 /**
- * The layout options of hpd's CPU engine: fp32 caches, hpd's `cpu` attention kernel (blocks of
- * 16/32/64), DS conv layout. The engine lays out its cache with them, so every read plan and every
- * up-front check of a P/D pair must use exactly these.
+ * The layout options of hpd's CPU engine, as serving's read plans and up-front P/D checks use them:
+ * the one definition is CPU_ENGINE_LAYOUT (src/layout/cpu-engine.ts), which the engine lays out its
+ * cache with.
  */
-export const ENGINE_LAYOUT_OPTIONS = {
-  attentionBackend: 'cpu',
-  convLayout: 'DS',
-  kvCacheDtype: 'fp32',
-  mambaConvDtype: 'fp32',
-  mambaSsmDtype: 'fp32',
-} as const
+export {CPU_ENGINE_LAYOUT as ENGINE_LAYOUT_OPTIONS} from '../../layout/cpu-engine.js'
