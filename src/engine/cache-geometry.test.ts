@@ -4,7 +4,7 @@
 // options are the same values. bf16 configs are the case that used to drift (bf16 vs fp32 caches).
 import {describe, expect, it} from 'vitest'
 
-import {CPU_ENGINE_LAYOUT, compatibilityHash, planEngineLayout, planLayout, resolveDtypes} from '../layout/index.js'
+import {compatibilityHash, planEngineLayout, planLayout, resolveDtypes} from '../layout/index.js'
 import {findPreset, loadModelSpec, parseModelConfig} from '../model/index.js'
 import {engineLayout} from './engine.js'
 
