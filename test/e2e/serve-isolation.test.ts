@@ -66,6 +66,34 @@ describe('request isolation and healing', () => {
     expect(after.status).toBe(200)
   })
 
+  it('clients that leave during their prefill hold no prefill blocks: the prefill stops and nothing is leased', async () => {
+    const s = await serve([])
+    const total = await until(async () => {
+      const n = await workerMetric(s.url, 'hpd_kv_blocks_capacity', 'prefill-0')
+      return n > 0 ? n : undefined
+    }, 10_000, 'the pool size in /metrics')
+    // Prompts of ~600 tokens, each client gone after 150 ms: enough to fill the prefill pool several
+    // times over had each left a lease (30 s) behind.
+    const prompt = Array.from({length: 600}, (_, i) => 65 + (i % 26))
+    const count = 60
+    await Promise.all(
+      Array.from({length: count}, async (_, i) => {
+        const leave = new AbortController()
+        const t = setTimeout(() => leave.abort(), 150)
+        await fetch(`${s.url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({model: 'tiny-hybrid', prompt: [i, ...prompt], max_tokens: 4}), signal: leave.signal}).then((r) => r.text()).catch(() => undefined)
+        clearTimeout(t)
+      }),
+    )
+    process.stdout.write(`\nclients leaving during their prefill: ${count} × ${prompt.length + 1} tokens (prefill pool ${total} blocks)\n`)
+    // The gauges come from the supervisor's stats poll (every second): let a few polls pass, then
+    // well inside the 30 s lease only stopped prefills and unleased blocks read 0 (before the fix,
+    // every abandoned prefill finished and held a lease: 60 leases, the pool nearly full, for 30 s).
+    await new Promise((r) => setTimeout(r, 3000))
+    await until(async () => ((await workerMetric(s.url, 'hpd_kv_blocks_used', 'prefill-0')) === 0 && (await workerMetric(s.url, 'hpd_leases_held', 'prefill-0')) === 0 ? true : undefined), 10_000, 'prefill-0 to hold no KV block and no lease')
+    const ok = await post(s, {model: 'tiny-hybrid', prompt: prompt.slice(0, 500), max_tokens: 4})
+    expect(ok.status).toBe(200)
+  })
+
   it('restarts a worker that crashes past its restart budget, after a backoff, and says so', async () => {
     const s = await serve([])
     const crashes = 7

@@ -68,7 +68,7 @@ export class LocalBackend implements GenerationBackend {
       }
     }
     if (kv.leg === 'prefill') {
-      yield* watched(this.prefillLeg(request))
+      yield* watched(this.prefillLeg(request, signal))
       return
     }
     if (kv.leg === 'incomplete') {
@@ -99,7 +99,7 @@ export class LocalBackend implements GenerationBackend {
   }
 
   /** The prefill leg: N−1 tokens computed and leased; the decode leg's params as the answer. */
-  private async *prefillLeg(request: BackendRequest): AsyncGenerator<WorkerStreamEvent> {
+  private async *prefillLeg(request: BackendRequest, signal: AbortSignal): AsyncGenerator<WorkerStreamEvent> {
     const tokens = transferredTokens(request.promptTokenIds.length)
     if (tokens === 0) {
       // Nothing to transfer (a one-token prompt): a decode leg without params computes the prompt.
@@ -108,7 +108,7 @@ export class LocalBackend implements GenerationBackend {
       this.o.metrics.countPrompt(tokens)
       let transfer
       try {
-        ;({transfer} = await this.o.prefill.prefill({requestId: request.requestId, promptTokenIds: request.promptTokenIds}))
+        ;({transfer} = await this.o.prefill.prefill({requestId: request.requestId, promptTokenIds: request.promptTokenIds}, signal))
       } catch (error) {
         // A full pool is the worker's state, not the request's fault: the caller may try another.
         if (error instanceof HpdError && error.code === 'HPD_ENGINE_POOL_FULL') throw new ServeError(503, 'kv_pool_full', error.message)

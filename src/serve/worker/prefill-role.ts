@@ -69,22 +69,38 @@ export class PrefillRole {
     }
   }
 
-  /** `req` is validated (protocol-schema.ts): ids, token ids inside the vocabulary, 2..context−1 tokens. */
-  async prefill(req: PrefillRequest): Promise<PrefillResponse> {
+  /**
+   * `req` is validated (protocol-schema.ts): ids, token ids inside the vocabulary, 2..context−1 tokens.
+   * `signal`: the caller left. Its prefill stops (queued chunks dropped, blocks freed), and a prefill
+   * that finished for nobody is not leased: no one will ever send its decode leg, so holding its
+   * blocks for the lease would only starve the requests that are still here.
+   */
+  async prefill(req: PrefillRequest, signal?: AbortSignal): Promise<PrefillResponse> {
     if (this.computing.has(req.requestId) || this.leases.has(req.requestId)) {
       throw new ServeError(409, 'duplicate_request', `request ${req.requestId} is already prefilled or being prefilled on this worker`)
     }
     const started = performance.now()
     const computed = req.promptTokenIds.slice(0, transferredTokens(req.promptTokenIds.length))
     this.computing.add(req.requestId)
-    let prefilled
-    try {
-      prefilled = await this.o.engine.prefillForTransfer(req.requestId, computed)
-    } catch (error) {
+    const abandon = () => {
       this.o.engine.endTransfer(req.requestId)
       this.o.engine.free(req.requestId)
+    }
+    signal?.addEventListener('abort', abandon, {once: true})
+    let prefilled
+    try {
+      if (signal?.aborted) throw signal.reason
+      prefilled = await this.o.engine.prefillForTransfer(req.requestId, computed)
+      if (signal?.aborted) throw signal.reason
+    } catch (error) {
+      abandon()
+      if (signal?.aborted) {
+        this.o.log('prefill-abandoned', {requestId: req.requestId, tokens: computed.length})
+        throw signal.reason instanceof ServeError ? signal.reason : new ServeError(499, 'client_closed', `the caller of request ${req.requestId} left during its prefill`)
+      }
       throw error
     } finally {
+      signal?.removeEventListener('abort', abandon)
       this.computing.delete(req.requestId)
     }
     const {blockIds, grant, cachedTokens} = prefilled

@@ -53,9 +53,15 @@ class MemoryEngine implements WorkerEngine {
   }
   /** grant id → the request it covers (the stand-in for the agent's served-read grants). */
   readonly grants = new Map<string, string>()
+  /** A prefill takes this long (its blocks held meanwhile); free() during it cancels it, as the scheduler does. */
+  prefillDelayMs = 0
   async prefillForTransfer(requestId: string, tokenIds: readonly number[]) {
     this.seen.push(requestId)
     this.caches.set(requestId, [...tokenIds])
+    if (this.prefillDelayMs > 0) {
+      await new Promise((r) => setTimeout(r, this.prefillDelayMs))
+      if (!this.caches.has(requestId)) throw new Error(`request ${requestId} was cancelled`)
+    }
     const grant = `${this.engineId.replace(/[^0-9a-f]/g, 'a')}${this.grants.size}`.padEnd(32, '0').slice(0, 32)
     this.grants.set(grant, requestId)
     return {blockIds: [[this.caches.size - 1]] as GroupBlockIds, grant}
@@ -433,6 +439,25 @@ describe('prefill + decode worker roles', () => {
     const ungranted = await generate(d.controlUrl, {requestId: 'third15', promptTokenIds: [7, 8, 9], sampling: greedy, transfer: noGrant})
     expect(ungranted.at(-1)).toMatchObject({type: 'done'})
     expect(await (await fetch(`${d.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_params_incomplete_total 1$/m)
+  })
+
+  it('a prefill leg whose caller left is stopped and never leased: its blocks are back at once', async () => {
+    const pEngine = new MemoryEngine('p16', 'h')
+    pEngine.prefillDelayMs = 400
+    const p = await worker('prefill', pEngine)
+    const leave = new AbortController()
+    const body = {model: 'tiny', prompt: [1, 2, 3, 4], max_tokens: 1, stream: false, kv_transfer_params: PREFILL_LEG_PARAMS}
+    const leg = control.call(`${p.controlUrl}/v1/completions`, body, {timeoutMs: 5000, signal: leave.signal, headers: {'x-request-id': 'left16'}}).catch(() => undefined)
+    for (let i = 0; i < 100 && pEngine.caches.size === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(pEngine.caches.size).toBe(1)
+    leave.abort()
+    await leg
+    for (let i = 0; i < 100 && pEngine.caches.size > 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(pEngine.caches.size).toBe(0)
+    await new Promise((r) => setTimeout(r, 500)) // past the prefill's end: nothing is leased afterwards
+    expect(pEngine.caches.size).toBe(0)
+    const stats = await callJson<WorkerStats>(`${p.controlUrl}${INTERNAL.stats}`, undefined, 1000)
+    expect(stats.leasesHeld).toBe(0)
   })
 
   it('computes locally, logging and counting it, when a decode leg’s params lack fields; recompute policy survives a failed pull', async () => {
