@@ -35,6 +35,7 @@ export default class Worker extends HpdCommand<WorkerResult> {
     'prefix-caching': Flags.boolean({description: 'prefix caching (vLLM V1’s default); --no-prefix-caching turns it off', default: true, allowNo: true, env: 'HPD_PREFIX_CACHING'}),
     'mamba-checkpoint-every': Flags.integer({description: 'hybrids with prefix caching: keep a Mamba checkpoint at every k-th logical-block boundary (plus each request’s latest)', default: 1, env: 'HPD_MAMBA_CHECKPOINT_EVERY'}),
     'kv-events-endpoint': Flags.string({description: 'where to publish KV events (vLLM’s KVEventBatch over ZeroMQ PUB): tcp://HOST:PORT, PORT * for any free one (default: tcp://<--listen host>:*); "none" publishes nothing', env: 'HPD_KV_EVENTS_ENDPOINT'}),
+    'kv-events-plain': Flags.boolean({description: 'publish KV events unencrypted, as vLLM does, for llm-d / Dynamo / vLLM subscribers (they carry every prompt\'s token ids: only on a network trusted with prompts); default: encrypted (CurveZMQ) with keys from the cluster token, which hpd\'s router holds', default: false}),
   }
 
   async run(): Promise<WorkerResult> {
@@ -64,6 +65,7 @@ export default class Worker extends HpdCommand<WorkerResult> {
         prefixCaching: flags['prefix-caching'],
         mambaCheckpointEvery: flags['mamba-checkpoint-every'],
         kvEventsEndpoint: flags['kv-events-endpoint'],
+        kvEventsPlain: flags['kv-events-plain'],
       },
       log,
       (ready) => log('ready', {...ready, role: flags.role}),

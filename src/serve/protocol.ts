@@ -212,7 +212,7 @@ export interface WorkerStats {
   readonly verifiedTransfers?: number
   readonly verifyMs?: number
   /** The worker's KV-event publisher (ZeroMQ PUB, vLLM's KVEventBatch), when it has one: what routers subscribe to. */
-  readonly kvEvents?: {readonly endpoint: string; readonly topic: string}
+  readonly kvEvents?: {readonly endpoint: string; readonly topic: string; readonly encryption: 'curve' | 'none'}
 }
 
 /** The handshake payload a prefill worker serves (reference §5.1: hash checked before anything else). */

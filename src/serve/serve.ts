@@ -230,7 +230,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
 
   const metrics = new ServeMetrics()
   const routing = o.routing ?? (o.prefixCaching === false ? {...DEFAULT_ROUTING, policy: 'round-robin' as const} : DEFAULT_ROUTING)
-  const feed = routing.policy === 'prefix' ? new KvEventFeed(pool) : undefined
+  const feed = routing.policy === 'prefix' ? new KvEventFeed(pool, clusterToken) : undefined
   const backend = new WorkerBackend({
     pool,
     modelName: o.model.name,

@@ -46,6 +46,7 @@ export interface WorkerFlags {
   readonly mambaCheckpointEvery?: number
   /** `tcp://HOST:PORT` to publish KV events on ('none': no events; default tcp://<listen host>:*). */
   readonly kvEventsEndpoint?: string
+  readonly kvEventsPlain?: boolean
 }
 
 export interface WorkerResult {
@@ -116,7 +117,7 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
       ...(flags.verifyTransfers ? {verifyTransfers: true} : {}),
       prefixCaching: flags.prefixCaching !== false,
       ...(flags.mambaCheckpointEvery === undefined ? {} : {mambaCheckpointEvery: flags.mambaCheckpointEvery}),
-      ...(kvEventsEndpoint ? {kvEventsEndpoint} : {}),
+      ...(kvEventsEndpoint ? {kvEventsEndpoint, kvEventsPlain: flags.kvEventsPlain === true} : {}),
       etcd,
     },
     clusterToken,

@@ -1,18 +1,22 @@
 /**
  * The control plane of a real `hpd serve` against a local stranger (a process of the same machine
  * without the cluster token): no region keys or worker addresses, no pinned blocks, no request
- * forgery; secrets never on a command line; the public API behind --api-key-file.
+ * forgery; no prompt in the KV events; secrets never on a command line; the public API behind
+ * --api-key-file.
  */
 import {readFileSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
+import {Subscriber} from 'zeromq'
 
 import type {LinkInfo} from '../../src/kvlink/index.js'
 import {loadModelSpec} from '../../src/model/index.js'
 import {logicalBlockRanges, planEngineLayout} from '../../src/layout/index.js'
 import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../../src/serve/kv-contract.js'
+import {kvEventCurveKeys} from '../../src/serve/kv-events/curve.js'
+import {KvEventSubscription} from '../../src/serve/kv-events/subscriber.js'
 import type {HandshakePayload, TransferParams} from '../../src/serve/protocol.js'
 import {ENGINE_LAYOUT_OPTIONS} from '../../src/serve/worker/layout-options.js'
 import {TransferAgent} from '../../src/transport/index.js'
@@ -121,8 +125,32 @@ describe('control-plane security', () => {
       expect(open.filter((l) => !isLoopback(l.address)), name).toEqual([])
     }
 
-    // An insider: it signs with the token, gets the metadata and a request prefilled for it.
+    // KV events carry prompts' token ids: encrypted with the cluster token's keys. A stranger that
+    // finds the publisher's port gets nothing; a member (the router's way) gets the batches.
     const prefill = s.controlUrls.get('prefill-0')!
+    const stats = (await (await fetch(`${prefill}/v1/internal/stats`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/stats`)})).json()) as {kvEvents?: {endpoint: string; encryption: string}}
+    expect(stats.kvEvents?.encryption).toBe('curve')
+    const strangerSub = new Subscriber({linger: 0, receiveTimeout: 3000})
+    strangerSub.connect(stats.kvEvents!.endpoint)
+    strangerSub.subscribe('')
+    let memberBatches = 0
+    const member = new KvEventSubscription(stats.kvEvents!.endpoint, '', {onBatch: () => memberBatches++}, kvEventCurveKeys(TOKEN).publicKey)
+    const strangerGot = strangerSub.receive().then(
+      () => true,
+      () => false,
+    )
+    await new Promise((r) => setTimeout(r, 300))
+    try {
+      const secret = 'my bank PIN is 4921, do not tell anyone. '.repeat(8)
+      expect((await fetch(`${s.url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({model: 'tiny-hybrid', prompt: secret, max_tokens: 2})})).status).toBe(200)
+      expect(await strangerGot).toBe(false)
+      await until(() => (memberBatches > 0 ? true : undefined), 5000, 'a member subscriber to get the batches')
+    } finally {
+      strangerSub.close()
+      member.close()
+    }
+
+    // An insider: it signs with the token, gets the metadata and a request prefilled for it.
     const handshake = (await (await fetch(`${prefill}/v1/internal/metadata`, {headers: signedHeaders(TOKEN, 'GET', `${prefill}/v1/internal/metadata`)})).json()) as HandshakePayload
     const info = handshake.transport as LinkInfo
     // Different prompts: with prefix caching two requests of one prompt share its blocks (each grant covers them).

@@ -6,6 +6,7 @@ import {HybridEngine} from '../../engine/engine.js'
 import {tinyModel} from '../../engine/test-models.js'
 import {PrefixIndex} from '../routing/prefix-index.js'
 import {decodeBatch, encodeBatch, type WireBatch} from './format.js'
+import {kvEventCurveKeys, z85} from './curve.js'
 import {KvEventPublisher} from './publisher.js'
 import {KvEventSubscription} from './subscriber.js'
 
@@ -74,6 +75,40 @@ describe('KV events: vLLM KVEventBatch over ZeroMQ', () => {
       raw.close()
       await publisher.close()
       engine.close()
+    }
+  })
+
+  it('encrypted by default: a subscriber with the cluster token’s key gets the batches; a plain one or another token’s gets nothing', async () => {
+    // RFC 32's test vector for Z85.
+    expect(z85(Buffer.from([0x86, 0x4f, 0xd2, 0x6f, 0xb5, 0x59, 0xf7, 0x5b]))).toBe('HelloWorld')
+    const keys = kvEventCurveKeys('cluster-token-a')
+    expect(kvEventCurveKeys('cluster-token-a')).toEqual(keys)
+    expect(kvEventCurveKeys('cluster-token-b').publicKey).not.toBe(keys.publicKey)
+    const publisher = await KvEventPublisher.bind('tcp://127.0.0.1:*', '', keys)
+    const seen = {member: 0, stranger: 0, wrongToken: 0}
+    const member = new KvEventSubscription(publisher.endpoint, '', {onBatch: () => seen.member++}, keys.publicKey)
+    const wrongToken = new KvEventSubscription(publisher.endpoint, '', {onBatch: () => seen.wrongToken++}, kvEventCurveKeys('cluster-token-b').publicKey)
+    const stranger = new Subscriber({linger: 0, receiveTimeout: 1500})
+    stranger.connect(publisher.endpoint)
+    stranger.subscribe('')
+    const strangerGot = stranger.receive().then(
+      () => true,
+      () => false,
+    )
+    await new Promise((r) => setTimeout(r, 300))
+    try {
+      for (let i = 0; i < 20 && seen.member === 0; i++) {
+        publisher.publish({type: 'cleared'})
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(seen.member).toBeGreaterThan(0)
+      expect(await strangerGot).toBe(false)
+      expect(seen.wrongToken).toBe(0)
+    } finally {
+      member.close()
+      wrongToken.close()
+      stranger.close()
+      await publisher.close()
     }
   })
 })

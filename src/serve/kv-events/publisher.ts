@@ -13,6 +13,7 @@ import {Publisher} from 'zeromq'
 
 import {EnvironmentError} from '../../errors.js'
 import type {PrefixCacheEvent} from '../../engine/prefix-cache.js'
+import type {CurveServerKeys} from './curve.js'
 import {encodeBatch, type WireEvent, wireEvent} from './format.js'
 
 /** vLLM's default topic is "" (every subscriber gets every batch); hpd's is the same. */
@@ -38,11 +39,13 @@ export class KvEventPublisher {
   }
 
   /**
-   * Binds a PUB socket on `endpoint` (`tcp://HOST:PORT`, PORT `*` or 0 for any free one).
-   * Throws HPD_SERVE_KV_EVENTS_BIND (exit 4) when the address cannot be bound.
+   * Binds a PUB socket on `endpoint` (`tcp://HOST:PORT`, PORT `*` or 0 for any free one); with
+   * `curve`, a CurveZMQ server with those keys (curve.ts): only subscribers that know its public
+   * key get anything, encrypted. Throws HPD_SERVE_KV_EVENTS_BIND (exit 4) when the address cannot
+   * be bound.
    */
-  static async bind(endpoint: string, topic = KV_EVENTS_TOPIC): Promise<KvEventPublisher> {
-    const socket = new Publisher({linger: 0, sendHighWaterMark: 100_000})
+  static async bind(endpoint: string, topic = KV_EVENTS_TOPIC, curve?: CurveServerKeys): Promise<KvEventPublisher> {
+    const socket = new Publisher({linger: 0, sendHighWaterMark: 100_000, ...(curve ? {curveServer: true, curveSecretKey: curve.secretKey} : {})})
     const address = endpoint.replace(/:0$/, ':*')
     try {
       await socket.bind(address)

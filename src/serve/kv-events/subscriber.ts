@@ -4,7 +4,7 @@
  * gap (the publisher dropped batches for this subscriber) is reported so the caller can treat
  * its view of that worker as stale. Receiving is a loop per socket that ends when it is closed.
  */
-import {Subscriber} from 'zeromq'
+import {curveKeyPair, Subscriber} from 'zeromq'
 
 import {decodeBatch, type WireBatch} from './format.js'
 
@@ -15,15 +15,19 @@ export interface SubscriptionHandlers {
 }
 
 export class KvEventSubscription {
-  private readonly socket = new Subscriber({linger: 0})
+  private readonly socket: Subscriber
   private expected: bigint | undefined
   private closed = false
 
+  /** `curveServerKey` (Z85): the publisher is a CurveZMQ server with this public key (curve.ts); this side uses a fresh key pair. */
   constructor(
     readonly endpoint: string,
     topic: string,
     private readonly handlers: SubscriptionHandlers,
+    curveServerKey?: string,
   ) {
+    const own = curveServerKey ? curveKeyPair() : undefined
+    this.socket = new Subscriber({linger: 0, ...(own ? {curveServerKey, curvePublicKey: own.publicKey, curveSecretKey: own.secretKey} : {})})
     this.socket.connect(endpoint)
     this.socket.subscribe(topic)
     void this.loop()

@@ -4,6 +4,7 @@
  * resubscribes (and forgets the worker's view) when the endpoint or the engine epoch changes,
  * and forgets a worker that is gone. `sync()` is cheap; it runs on a timer and before routing.
  */
+import {kvEventCurveKeys} from '../kv-events/curve.js'
 import {KvEventSubscription} from '../kv-events/subscriber.js'
 import type {PoolWorker, WorkerPool} from '../worker-pool.js'
 import {PrefixIndex} from './prefix-index.js'
@@ -17,11 +18,17 @@ export class KvEventFeed {
   readonly index = new PrefixIndex()
   private readonly feeds = new Map<string, Feed>()
   private readonly timer: NodeJS.Timeout
+  private readonly curveServerKey: string | undefined
   /** Batches applied and gaps seen, for stats and tests. */
   batches = 0
   gaps = 0
 
-  constructor(private readonly pool: WorkerPool) {
+  /** `clusterToken`: what encrypted publishers' keys derive from (kv-events/curve.ts). */
+  constructor(
+    private readonly pool: WorkerPool,
+    clusterToken?: string,
+  ) {
+    this.curveServerKey = clusterToken ? kvEventCurveKeys(clusterToken).publicKey : undefined
     this.timer = setInterval(() => this.sync(), 500)
     this.timer.unref()
   }
@@ -58,7 +65,7 @@ export class KvEventFeed {
       onGap: () => {
         this.gaps++
       },
-    })
+    }, w.stats?.kvEvents?.encryption === 'curve' ? this.curveServerKey : undefined)
   }
 
   close(): void {

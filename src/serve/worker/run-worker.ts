@@ -11,6 +11,7 @@ import {ClusterDirectory} from '../../cluster/directory.js'
 import {checkReachable, etcdClient} from '../../cluster/etcd.js'
 import {Registration} from '../../cluster/registration.js'
 import {KvEventPublisher} from '../kv-events/publisher.js'
+import {kvEventCurveKeys} from '../kv-events/curve.js'
 import {PROTOCOL_VERSION} from '../protocol.js'
 import {createWorkerEngine} from './engine-binding.js'
 import type {WorkerEngine} from './engine-port.js'
@@ -49,12 +50,17 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
     closers.push(() => e.close())
     // KV events (vLLM's format over ZeroMQ): what prefix-aware routers (hpd's, llm-d's, Dynamo's) read.
     let events: KvEventPublisher | undefined
+    let eventsEncryption: 'curve' | 'none' = 'none'
     if (config.kvEventsEndpoint && e.onCacheEvent && e.prefixCacheStats?.()) {
-      const publisher = await KvEventPublisher.bind(config.kvEventsEndpoint)
+      // They carry every prompt's token ids: encrypted for holders of the cluster token unless asked otherwise.
+      const curve = clusterToken && !config.kvEventsPlain ? kvEventCurveKeys(clusterToken) : undefined
+      const publisher = await KvEventPublisher.bind(config.kvEventsEndpoint, undefined, curve)
       events = publisher
       closers.push(() => publisher.close())
       e.onCacheEvent((event) => publisher.publish(event))
-      log('kv-events', {endpoint: publisher.endpoint, topic: publisher.topic})
+      log('kv-events', {endpoint: publisher.endpoint, topic: publisher.topic, encryption: curve ? 'curve' : 'none'})
+      if (!curve) log('warning', {message: `KV events on ${publisher.endpoint} are not encrypted: whoever can connect reads every prompt's token ids`, hint: 'Bind them to a network trusted with prompts, or drop --kv-events-plain (hpd\'s router subscribes with the cluster token).'})
+      eventsEncryption = curve ? 'curve' : 'none'
     }
     const worker = await startWorkerServer({
       role: config.role,
@@ -75,7 +81,7 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
       transferTimeoutMs: config.transferTimeoutMs,
       pauseBeforeReadMs: config.pauseBeforeReadMs,
       verifyTransfers: config.verifyTransfers,
-      ...(events ? {kvEvents: {endpoint: events.endpoint, topic: events.topic}} : {}),
+      ...(events ? {kvEvents: {endpoint: events.endpoint, topic: events.topic, encryption: eventsEncryption}} : {}),
       log,
     })
     closers.push(() => worker.close())

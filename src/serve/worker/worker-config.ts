@@ -53,4 +53,10 @@ export interface WorkerConfig {
    * Undefined: no events published.
    */
   readonly kvEventsEndpoint?: string
+  /**
+   * Publish KV events in clear (vLLM's wire as it is, for llm-d / Dynamo / vLLM subscribers).
+   * Otherwise they are CurveZMQ-encrypted with keys from the cluster token (kv-events/curve.ts),
+   * plain only when the worker runs without a token (--insecure).
+   */
+  readonly kvEventsPlain?: boolean
 }

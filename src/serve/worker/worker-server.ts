@@ -57,7 +57,7 @@ export interface WorkerServerOptions {
   /** What a decode leg whose pull fails does: fail the request (default) or compute it here. */
   readonly kvLoadFailurePolicy?: KvLoadFailurePolicy
   /** This worker's KV-event publisher, announced in /v1/internal/stats for routers to subscribe. */
-  readonly kvEvents?: {readonly endpoint: string; readonly topic: string}
+  readonly kvEvents?: {readonly endpoint: string; readonly topic: string; readonly encryption: 'curve' | 'none'}
   readonly leaseMs: number
   /** Longest a prefill lease may be held, extensions included. */
   readonly maxLeaseMs: number
