@@ -169,6 +169,8 @@ export function internalCases(seed: number, count: number, routes: {prefill: str
       const garbage = randomJson(r)
       const notADirectory = Array.isArray(garbage) && garbage.length === 0 ? [null] : garbage
       body = pick(r, [{peers: notADirectory}, {peers: [{engineId: 'x', controlUrl: 'file:///etc/passwd'}]}, {peers: [{engineId: '', controlUrl: 'http://127.0.0.1:1'}]}, {peers: [{engineId: 'x', controlUrl: 'http://a@b'}]}])
+    } else if (path.endsWith('/digests')) {
+      body = {requestId: pick(r, ['never-leased', 'x'.repeat(400), randomJson(r)]), decodeTp: pick(r, [0, 1, 2, 3, -1, 1.5, 1024, 1e9, 'x', null]), ...(r() < 0.5 ? {cachedTokens: pick(r, [0, 5, -1, 1e12, 'x'])} : {}), ...(r() < 0.5 ? {grant: pick(r, ['00', 'zz', '0'.repeat(32)])} : {})}
     } else body = pick(r, [{requestId: randomJson(r)}, randomJson(r), {requestId: 'x'.repeat(400)}, {requestId: 'never-leased'}])
     const text = JSON.stringify(body) ?? 'null'
     out.push({category: `worker ${path.split('/').slice(3).join('/')}`, method: 'POST', path, body: r() < 0.1 ? text.slice(0, -1) : text})

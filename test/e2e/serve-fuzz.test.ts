@@ -10,6 +10,8 @@ import {connect} from 'node:net'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
+import {PREFILL_LEG_PARAMS} from '../../src/serve/kv-contract.js'
+
 import {internalCases, publicCases, type FuzzCase} from './fuzz-cases.js'
 import {signedHeaders, startServe, until, type ServeProcess} from './serve-harness.js'
 
@@ -120,12 +122,29 @@ describe('hpd serve under fuzzed requests', () => {
 
     await runAll(s.url, publicCases(20261206, 1800), [200, 400, 404, 405, 413], () => ({}), tally)
     const routes = {
-      prefill: [`${prefillUrl}/v1/completions`, ...['lease/extend', 'lease/release'].map((r) => `${prefillUrl}/v1/internal/${r}`)],
+      prefill: [`${prefillUrl}/v1/completions`, ...['lease/extend', 'lease/release', 'digests'].map((r) => `${prefillUrl}/v1/internal/${r}`)],
       decode: [`${decodeUrl}/v1/completions`, `${decodeUrl}/v1/internal/peers`],
     }
     await runAll(s.url, internalCases(7, 900, routes), [200, 400, 403, 404, 409, 410, 413], (c, u) => signedHeaders(TOKEN, c.method, u), tally)
     const strangers = internalCases(8, 200, {prefill: [...routes.prefill, `${prefillUrl}/v1/internal/metadata`], decode: routes.decode}).map((c) => ({...c, category: 'worker routes without the token'}))
     await runAll(s.url, strangers, [401], () => ({}), tally)
+
+    // Digests of a real lease (its grant presented) for decode TPs and cached-token counts no plan
+    // can take: a 400 naming the field, not the worker's failure.
+    const digestCases = [{decodeTp: 3}, {decodeTp: 1024}, {decodeTp: 1, cachedTokens: 5}, {decodeTp: 2, cachedTokens: 7}, {decodeTp: 1}]
+    for (const extra of digestCases) {
+      const leg = await fetch(`${prefillUrl}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefillUrl}/v1/completions`)}, body: JSON.stringify({model: 'tiny-hybrid', prompt: Array.from({length: 300}, (_, i) => 65 + (i % 26)), max_tokens: 1, kv_transfer_params: PREFILL_LEG_PARAMS})})
+      const params = ((await leg.json()) as {kv_transfer_params: {remote_request_id: string; hpd_grant: string}}).kv_transfer_params
+      const url = `${prefillUrl}/v1/internal/digests`
+      const res = await fetch(url, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', url)}, body: JSON.stringify({requestId: params.remote_request_id, grant: params.hpd_grant, ...extra})})
+      const body = (await res.json()) as {error?: {param?: string}}
+      const t = tally.get('worker digests of a real lease') ?? {tried: 0, failed: []}
+      t.tried++
+      const wanted = extra.decodeTp === 1 && extra.cachedTokens === undefined ? res.status === 200 : res.status === 400 && (body.error?.param === 'decodeTp' || body.error?.param === 'cachedTokens')
+      if (!wanted) t.failed.push(`digests ${JSON.stringify(extra)} → ${res.status} ${JSON.stringify(body).slice(0, 160)}`)
+      tally.set('worker digests of a real lease', t)
+      await fetch(`${prefillUrl}/v1/internal/lease/release`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefillUrl}/v1/internal/lease/release`)}, body: JSON.stringify({requestId: params.remote_request_id, grant: params.hpd_grant})})
+    }
 
     const raw = ['GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 'BREW /v1/completions HTTP/1.1\r\n\r\n', 'POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n', `GET /v1/models HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']
     for (const target of [s.url, prefillUrl]) {

@@ -7,6 +7,7 @@
  * that fails frees what it allocated. A lease can be extended, but never past `maxLeaseMs` after
  * it began: a caller that keeps beating cannot pin blocks forever.
  */
+import {ModelConfigError, UsageError} from '../../errors.js'
 import {transferredTokens} from '../../layout/index.js'
 import {ServeError} from '../backend.js'
 import {PROTOCOL_VERSION, promptDigest, type HandshakePayload, type LeaseRequest, type PrefillRequest, type PrefillResponse} from '../protocol.js'
@@ -145,7 +146,13 @@ export class PrefillRole {
   async digests(requestId: string, decodeTp: number, grant?: string, cachedTokens?: number): Promise<{pairs: unknown}> {
     this.checkGrant(requestId, grant)
     if (!this.leases.has(requestId)) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
-    return {pairs: await this.o.engine.transferDigests(requestId, decodeTp, cachedTokens)}
+    try {
+      return {pairs: await this.o.engine.transferDigests(requestId, decodeTp, cachedTokens)}
+    } catch (error) {
+      // A decode TP or cached-token count no plan can take is the caller's mistake, not this worker's failure.
+      if (error instanceof UsageError || error instanceof ModelConfigError) throw new ServeError(400, 'invalid_value', `no read plan for decodeTp ${decodeTp}${cachedTokens ? `, cachedTokens ${cachedTokens}` : ''}: ${error.message}`, cachedTokens && /cached|multiple/i.test(error.message) ? 'cachedTokens' : 'decodeTp')
+      throw error
+    }
   }
 
   private checkGrant(requestId: string, grant: string | undefined): void {
