@@ -3,7 +3,7 @@
  * environment variable (HPD_AUTH_TOKEN, HPD_API_KEY). Never a flag value. A secret file must be a
  * small regular file; its contents are never quoted in an error.
  */
-import {closeSync, fstatSync, openSync, readSync} from 'node:fs'
+import {closeSync, constants, fstatSync, openSync, readSync} from 'node:fs'
 
 import {UsageError} from '../errors.js'
 
@@ -30,7 +30,8 @@ export function readSecret(s: SecretSource, env: NodeJS.ProcessEnv = process.env
 function readSmallFile(s: SecretSource): string {
   let fd: number
   try {
-    fd = openSync(s.file!, 'r')
+    // Non-blocking: a FIFO without a writer would otherwise hang the start; it is refused below as not a regular file.
+    fd = openSync(s.file!, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (error) {
     throw new UsageError('HPD_SECRET_UNREADABLE', `--${s.flag} ${s.file}: cannot open it (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
       hint: `Point --${s.flag} at a readable file holding the secret, or set ${s.envName}.`,
