@@ -57,7 +57,7 @@ export function errorJson(status: number, code: string, message: string): string
   return JSON.stringify({error: {message, type, param: null, code}})
 }
 
-const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable'}
+const STATUS_TEXT: Record<number, string> = {400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable'}
 
 function rawResponse(status: number, code: string, message: string): string {
   const body = errorJson(status, code, message)
@@ -118,6 +118,12 @@ export function createHardenedServer(handler: RequestListener, o: HygieneOptions
           ? [431, 'headers_too_large', 'the request headers are too large']
           : [400, 'bad_http', `the request is not valid HTTP/1.1 (${error.code ?? 'parse error'})`]
     socket.end(rawResponse(status, code, message))
+    socket.destroySoon()
+  })
+  // CONNECT bypasses the request handler: answer it too (Node would just close the socket).
+  // (Upgrade requests, e.g. curl's `Upgrade: h2c`, reach the handler as plain requests: left so.)
+  server.on('connect', (req: {method?: string}, socket: Socket) => {
+    socket.end(rawResponse(405, 'method_not_allowed', `method ${req.method ?? 'CONNECT'} is not allowed here: this server speaks JSON over HTTP/1.1`))
     socket.destroySoon()
   })
   return server

@@ -146,7 +146,7 @@ describe('hpd serve under fuzzed requests', () => {
       await fetch(`${prefillUrl}/v1/internal/lease/release`, {method: 'POST', headers: {'content-type': 'application/json', ...signedHeaders(TOKEN, 'POST', `${prefillUrl}/v1/internal/lease/release`)}, body: JSON.stringify({requestId: params.remote_request_id, grant: params.hpd_grant})})
     }
 
-    const raw = ['GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 'BREW /v1/completions HTTP/1.1\r\n\r\n', 'POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n', `GET /v1/models HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']
+    const raw = ['GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 'BREW /v1/completions HTTP/1.1\r\n\r\n', 'POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n', `GET /v1/models HTTP/1.1\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n']
     for (const target of [s.url, prefillUrl]) {
       for (const bytes of raw) {
         const answer = await rawExchange(target, bytes)
