@@ -29,7 +29,7 @@ export function serveLogSinks(style: ServeLogStyle) {
   return {
     recent,
     onWorkerLog: (worker: string, text: string) => {
-      if (style === 'json') line(JSON.stringify({t: new Date().toISOString(), source: worker, line: text}))
+      if (style === 'json') line(JSON.stringify({t: new Date().toISOString(), source: worker, ...jsonFields(text)}))
       else if (style === 'plain') line(`[${worker}] ${text}`)
       else keep(`[${worker}] ${text}`)
     },
@@ -45,6 +45,25 @@ export function serveLogSinks(style: ServeLogStyle) {
       }
     },
   }
+}
+
+/**
+ * A worker's (or the supervisor's) log line as fields of the JSON log: its own JSON object's fields
+ * when it is one (workers and the supervisor log JSON; no double encoding), else `{line}`.
+ */
+export function jsonFields(text: string): Record<string, unknown> {
+  if (text.startsWith('{')) {
+    try {
+      const parsed = JSON.parse(text) as unknown
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+        const {source: _source, ...fields} = parsed as Record<string, unknown>
+        return fields
+      }
+    } catch {
+      // not JSON after all: kept as a line
+    }
+  }
+  return {line: text}
 }
 
 /** Starts the live view; returns a function that ends it. */

@@ -43,13 +43,11 @@ export async function startServe(args: readonly string[], env: Record<string, st
   createInterface({input: proc.stderr!}).on('line', (line) => {
     lines.push(line)
     try {
-      const ev = JSON.parse(line) as {event?: string; url?: string; worker?: string; pid?: number; state?: string; source?: string; line?: string}
-      if (ev.event === 'serving') url = ev.url
+      // A worker's own JSON log lines arrive as their fields plus `source` (the worker's name).
+      const ev = JSON.parse(line) as {event?: string; url?: string; worker?: string; pid?: number; state?: string; source?: string; controlUrl?: string}
+      if (ev.event === 'serving' && !ev.source) url = ev.url
       if (ev.event === 'worker-state' && ev.worker) workers.set(ev.worker, {pid: ev.pid, state: ev.state!})
-      if (ev.source && ev.line?.startsWith('{')) {
-        const inner = JSON.parse(ev.line) as {event?: string; controlUrl?: string}
-        if (inner.event === 'ready' && inner.controlUrl) controlUrls.set(ev.source, inner.controlUrl)
-      }
+      if (ev.source && ev.event === 'ready' && ev.controlUrl) controlUrls.set(ev.source, ev.controlUrl)
     } catch {
       // a non-JSON line (should not happen with --json-logs); kept in `lines` for diagnostics
     }
