@@ -61,7 +61,7 @@ export function checkEngineInputs(options: {readonly tp: number; readonly blockS
 /** A planned engine whose page exceeds LAYOUT_LIMITS.pageBytes is refused (checked by planLayout). */
 export function checkEngineSize(engine: EngineLayout, side: 'prefill' | 'decode'): void {
   if (engine.pageBytes > LAYOUT_LIMITS.pageBytes) {
-    throw sizeLimit(`one ${side} page is ${engine.pageBytes} bytes (logical block ${engine.logicalBlockSize} tokens); hpd's limit is ${LAYOUT_LIMITS.pageBytes}`, 'Lower --block-size, or raise --tp to split the page.', {
+    throw sizeLimit(`one ${side} page is ${exactOrAbout(engine.pageBytes)} bytes (logical block ${engine.logicalBlockSize} tokens); hpd's limit is ${LAYOUT_LIMITS.pageBytes}`, 'Lower --block-size, or raise --tp to split the page.', {
       side,
       pageBytes: engine.pageBytes,
       maxPageBytes: LAYOUT_LIMITS.pageBytes,
@@ -92,7 +92,7 @@ export function checkRequestInputs(plan: LayoutPlan, tokens: number): void {
     }
     const bytes = blocks * engine.numTensors * engine.pageBytes * engine.tp
     if (bytes > LAYOUT_LIMITS.requestBytes) {
-      throw sizeLimit(`${tokens} transferred tokens take ${bytes} bytes of ${side} cache; hpd's limit is ${LAYOUT_LIMITS.requestBytes}`, 'Lower --prompt-tokens.', {
+      throw sizeLimit(`${tokens} transferred tokens take ${exactOrAbout(bytes)} bytes of ${side} cache; hpd's limit is ${LAYOUT_LIMITS.requestBytes}`, 'Lower --prompt-tokens.', {
         side,
         bytes,
         maxBytes: LAYOUT_LIMITS.requestBytes,
@@ -129,6 +129,11 @@ export function checkPairReads(count: number): void {
       maxReads: LAYOUT_LIMITS.pairReads,
     })
   }
+}
+
+/** A count as text: exact while it is a safe integer, else "about 2.306e+18" (a double is not exact there). */
+export function exactOrAbout(n: number): string {
+  return Number.isSafeInteger(n) ? String(n) : `about ${n.toExponential(3)}`
 }
 
 export function sizeLimit(message: string, hint: string, details: Record<string, unknown>): UsageError {
