@@ -5,6 +5,8 @@ import {kernels} from '../native/kernels-binding.js'
 import {Rng} from './random.js'
 import {logprobsOf, SequenceSampler, type SequenceSamplingOptions} from './sampler.js'
 
+const k = () => kernels()
+
 /**
  * The sequence sampler against a scalar reference written here from vLLM's definitions
  * (vllm/v1/sample: min_tokens and logit_bias processors, apply_penalties, then temperature,
@@ -147,6 +149,39 @@ describe('SequenceSampler vs the vLLM reference', () => {
     expect(t.top!.map((e) => e.tokenId)).toEqual(ranked.slice(0, 5).map((r) => r.i))
     for (const e of t.top!) expect(e.logprob).toBeCloseTo(raw[e.tokenId] - lse, 5)
     expect(logprobsOf(raw, 0, 0).top).toEqual([])
+  })
+
+  it('the sampled token and its own top_logprobs entry carry the same value', () => {
+    for (let seed = 0; seed < 50; seed++) {
+      const t = new SequenceSampler({seed, temperature: 1, logprobs: V}, []).next(logitsOf(seed))
+      expect(t.top!.find((e) => e.tokenId === t.tokenId)!.logprob).toBe(t.logprob)
+    }
+  })
+
+  it('the whole seed picks the stream: seeds equal modulo 2^32 differ, and continuations of the largest seed differ', () => {
+    const draw = (seed: number, continuation = 0) => {
+      const s = new SequenceSampler({seed, continuation, temperature: 1.5}, [])
+      return Array.from({length: 24}, (_, i) => s.next(logitsOf(i)).tokenId)
+    }
+    expect(draw(1)).not.toEqual(draw(2 ** 32 + 1))
+    expect(draw(-1)).not.toEqual(draw(2 ** 32 - 1))
+    const max = Number.MAX_SAFE_INTEGER
+    const [a, b, c] = [0, 1, 2].map((j) => draw(max, j))
+    expect(a).not.toEqual(b)
+    expect(b).not.toEqual(c)
+    // Continuation j of seed s is seed s + j (vLLM's parallel sampling), exactly, also past 2^53.
+    expect(draw(40, 2)).toEqual(draw(42))
+    expect(draw(max - 1, 1)).toEqual(draw(max))
+  })
+
+  it('a tiny positive top_p keeps only the most likely token (it does not underflow to "no cut")', () => {
+    const raw = logitsOf(17)
+    const top = raw.indexOf(Math.max(...raw))
+    for (const topP of [1e-45, 1e-46, 1e-300, Number.MIN_VALUE]) {
+      for (let seed = 0; seed < 40; seed++) expect(new SequenceSampler({seed, temperature: 2, topP}, []).next(raw).tokenId, `top_p ${topP}`).toBe(top)
+    }
+    // The kernel itself: the cut is taken as a double.
+    expect(k().sample(Float32Array.of(0, 0.1, 0.2), 1, 0, 1e-300, 0, 0.999)).toBe(2)
   })
 
   it('is reproducible: the same seed and logits give the same tokens', () => {

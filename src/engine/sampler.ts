@@ -1,5 +1,5 @@
 import {kernels} from '../native/kernels-binding.js'
-import {Rng} from './random.js'
+import {Rng, SeedStream} from './random.js'
 
 /** How to pick the next token (OpenAI-style knobs). temperature 0 = greedy. */
 export interface SamplingOptions {
@@ -31,7 +31,10 @@ export class Sampler {
 
 /** Everything that decides one sequence's tokens, as vLLM's SamplingParams define it. */
 export interface SequenceSamplingOptions extends SamplingOptions {
+  /** Any safe integer (the API's `seed`): the whole of it picks the stream (random.ts SeedStream). */
   readonly seed: number
+  /** Which continuation of the request this is (n > 1): continuation j draws seed + j's stream. Default 0. */
+  readonly continuation?: number
   /** −2..2: subtracted once from every token already generated (OpenAI presence_penalty). */
   readonly presencePenalty?: number
   /** −2..2: subtracted per occurrence in the generated tokens (OpenAI frequency_penalty). */
@@ -76,7 +79,7 @@ let scratch = new Float32Array(0)
  * The raw logits are never modified: processors work on a copy.
  */
 export class SequenceSampler {
-  private readonly rng: Rng
+  private readonly rng: SeedStream
   private readonly outputCounts = new Map<number, number>()
   /** Tokens of prompt and output: the repetition penalty's set. */
   private readonly seen: Set<number>
@@ -88,7 +91,7 @@ export class SequenceSampler {
     private readonly o: SequenceSamplingOptions,
     promptTokenIds: readonly number[],
   ) {
-    this.rng = new Rng(o.seed)
+    this.rng = new SeedStream(o.seed, o.continuation ?? 0)
     this.seen = new Set(o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1 ? promptTokenIds : [])
     this.bias = Object.entries(o.logitBias ?? {}).map(([id, b]) => [Number(id), b] as const)
     this.minTokenBlocked = [...(o.ignoreEos || o.eosTokenId === undefined || o.eosTokenId < 0 ? [] : [o.eosTokenId]), ...(o.stopTokenIds ?? [])]
@@ -148,5 +151,7 @@ export function logprobsOf(logits: Float32Array, tokenId: number, k: number): {l
   const ids = new Int32Array(kk)
   const values = new Float32Array(kk)
   const lse = kernels().logSoftmaxTop(logits, kk, ids, values)
-  return {logprob: logits[tokenId] - lse, top: Array.from(ids, (id, i) => ({tokenId: id, logprob: values[i]}))}
+  // Rounded to float32 as the top entries are (the kernel writes them as floats), so a sampled
+  // token that is also among the top reports the very same value in both places.
+  return {logprob: Math.fround(logits[tokenId] - lse), top: Array.from(ids, (id, i) => ({tokenId: id, logprob: values[i]}))}
 }

@@ -2,6 +2,7 @@
  * The seam between the router (HTTP, OpenAI shapes, text) and whatever produces tokens
  * (disaggregated prefill+decode workers, or colocated workers). Only token ids cross it.
  */
+import type {CapacityShortfall, PromptDemand} from './kv-capacity.js'
 import type {KvLeg} from './kv-contract.js'
 import type {SamplingParams, WorkerStreamEvent} from './protocol.js'
 
@@ -21,6 +22,12 @@ export interface GenerationBackend {
   generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent>
   /** Whether the router should accept traffic, and if not, why (shown in 503 bodies and /health). */
   readiness(): {readonly ready: boolean; readonly reason?: string}
+  /**
+   * Why the request (its prompts, each with its n continuations at full length) could never be
+   * held by the KV pools that would serve it, or undefined when it could (or nothing is known of
+   * the pools yet). `leg`: the disaggregation leg it asks of a worker ('none' from clients).
+   */
+  capacityShortfall?(demands: readonly PromptDemand[], leg: KvLeg['leg']): CapacityShortfall | undefined
 }
 
 /** Text ↔ token ids for the router. Implemented over the model's tokenizer (src/model). */
@@ -47,6 +54,9 @@ export class ServeError extends Error {
     super(message)
   }
 }
+
+/** Seconds a client is asked to wait before retrying a 503 (the workers are busy or restarting, not the request at fault). */
+export const RETRY_AFTER_S = 1
 
 /** A failure as the stream event that ends a worker's NDJSON answer (the router turns it back into a ServeError). */
 export function errorEvent(e: ServeError): WorkerStreamEvent {

@@ -26,6 +26,8 @@ export type TextEvent =
   | {readonly type: 'choice-end'; readonly choice: number; readonly finish: FinishReason; readonly outputTokenIds: readonly number[]; readonly cumulativeLogprob: number}
   /** The prefill leg's answer (workers only): the kv_transfer_params the response carries. */
   | {readonly type: 'kv-params'; readonly params: Record<string, unknown> | null}
+  /** Prompt `prompt`'s tokens served from a prefix cache (usage.prompt_tokens_details.cached_tokens); the latest per prompt counts. */
+  | {readonly type: 'cached'; readonly prompt: number; readonly tokens: number}
   /** Every choice ended. */
   | {readonly type: 'end'}
 
@@ -58,6 +60,7 @@ export async function* generateText(
       promptTokenIds: prompt.tokenIds,
       sampling: request.sampling[p],
       kv: p === 0 ? request.kv : undefined,
+      prompt: p,
       firstChoice: p * perPrompt,
       signal: all.signal,
     }),
@@ -76,6 +79,8 @@ interface PromptRun {
   readonly promptTokenIds: readonly number[]
   readonly sampling: SamplingParams
   readonly kv: AdmittedRequest['kv'] | undefined
+  /** The prompt's index in the request. */
+  readonly prompt: number
   readonly firstChoice: number
   readonly signal: AbortSignal
 }
@@ -103,6 +108,7 @@ async function* promptChoices(backend: GenerationBackend, tokenizer: ServeTokeni
     for await (const ev of stream as AsyncIterable<WorkerStreamEvent>) {
       if (ev.type === 'transfer-done') yield {type: 'transfer', ms: ev.handshakeMs + ev.transferMs, bytes: ev.bytes}
       else if (ev.type === 'kv-params') yield {type: 'kv-params', params: ev.params}
+      else if (ev.type === 'prefilled') yield {type: 'cached', prompt: run.prompt, tokens: ev.cachedTokens}
       else if (ev.type === 'error') throw new ServeError(ev.status, ev.code, ev.message, ev.param)
       else if (ev.type === 'token') {
         const j = ev.index ?? 0
@@ -172,7 +178,9 @@ class ChoiceText {
 
 /**
  * Events of several generators as they come. A failure of one aborts nothing by itself: the
- * caller's finally aborts the shared signal, which ends the others' pending reads.
+ * caller's finally aborts the shared signal, which ends the others' pending reads. On the way out
+ * (a failure, or the consumer stopping) every stream not finished is closed, so its own cleanup
+ * (a prefill lease released, a worker stream closed) runs even when it was parked at a yield.
  */
 async function* merge<T>(streams: readonly AsyncGenerator<T>[]): AsyncGenerator<T> {
   if (streams.length === 1) {
@@ -187,13 +195,18 @@ async function* merge<T>(streams: readonly AsyncGenerator<T>[]): AsyncGenerator<
     pending.set(i, p)
   }
   streams.forEach((_s, i) => pull(i))
-  while (pending.size > 0) {
-    const {i, r} = await Promise.race(pending.values())
-    if (r.done) {
-      pending.delete(i)
-      continue
+  try {
+    while (pending.size > 0) {
+      const {i, r} = await Promise.race(pending.values())
+      if (r.done) {
+        pending.delete(i)
+        continue
+      }
+      pull(i)
+      yield r.value
     }
-    pull(i)
-    yield r.value
+  } finally {
+    // return() waits for a running step of the stream, then runs its finally blocks.
+    for (const i of pending.keys()) streams[i].return(undefined).catch(() => undefined)
   }
 }

@@ -5,6 +5,8 @@
  */
 import {createHash} from 'node:crypto'
 
+import type {KvGeometry} from './kv-capacity.js'
+
 /**
  * 2: the handshake's `transport` is the KV link's LinkInfo and "read done" says how many to expect (src/kvlink).
  * 3: prefix caching — a decode worker skips the attention reads of tokens it holds and tells the
@@ -145,7 +147,15 @@ export interface DigestsResponse {
 
 /** One NDJSON line of a worker's token stream. */
 export type WorkerStreamEvent =
-  | {readonly type: 'phase'; readonly phase: 'handshake' | 'transfer' | 'decode'; readonly atMs: number}
+  /** Where the request is; 'queued' (repeated every few seconds): waiting for KV blocks (the pool is full now). */
+  | {readonly type: 'phase'; readonly phase: 'queued' | 'handshake' | 'transfer' | 'decode'; readonly atMs: number}
+  /**
+   * The prompt's cache is in place (computed here, or pulled): `cachedTokens` of its tokens were
+   * served from a prefix cache rather than computed — this worker's own hit, or, for a pulled
+   * prompt, the prefill side's (what the prefill leg answered as cached_tokens). Responses report
+   * it as usage.prompt_tokens_details.cached_tokens.
+   */
+  | {readonly type: 'prefilled'; readonly cachedTokens: number}
   | {
       readonly type: 'transfer-done'
       readonly handshakeMs: number
@@ -199,6 +209,11 @@ export interface WorkerStats {
   readonly inFlight: number
   readonly kvBlocksUsed: number
   readonly kvBlocksTotal: number
+  /** How the pool sizes requests (routers refuse what no worker could ever hold; ./kv-capacity.ts). Absent from older workers. */
+  readonly kvGeometry?: KvGeometry
+  /** Blocks committed to admitted requests at full length, and requests waiting for blocks. */
+  readonly kvBlocksCommitted?: number
+  readonly kvQueued?: number
   readonly leasesHeld: number
   readonly leasesExpired: number
   readonly leasesReleased: number

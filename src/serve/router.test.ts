@@ -59,7 +59,7 @@ describe('router (OpenAI API)', () => {
     const whole = await client.completions.create({model: 'tiny-hybrid', prompt: 'hi', max_tokens: 20, temperature: 0})
     expect(whole.choices[0].text).toBe('héllo world')
     expect(whole.choices[0].finish_reason).toBe('stop')
-    expect(whole.usage).toEqual({prompt_tokens: 2, completion_tokens: 12, total_tokens: 14})
+    expect(whole.usage).toEqual({prompt_tokens: 2, completion_tokens: 12, total_tokens: 14, prompt_tokens_details: {cached_tokens: 0}})
     const stream = await client.completions.create({model: 'tiny-hybrid', prompt: 'hi', max_tokens: 20, stream: true, stream_options: {include_usage: true}})
     let text = ''
     let finish: string | null = null
@@ -73,7 +73,7 @@ describe('router (OpenAI API)', () => {
     }
     expect(text).toBe('héllo world')
     expect(finish).toBe('stop')
-    expect(usage).toEqual({prompt_tokens: 2, completion_tokens: 12, total_tokens: 14})
+    expect(usage).toEqual({prompt_tokens: 2, completion_tokens: 12, total_tokens: 14, prompt_tokens_details: {cached_tokens: 0}})
   })
 
   it('answers chat completions, streaming and not', async () => {

@@ -12,11 +12,11 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {packageRoot} from '../native/load-addon.js'
-import {errorEvent, ServeError, type GenerationBackend, type ServeTokenizer} from './backend.js'
+import {errorEvent, RETRY_AFTER_S, ServeError, type GenerationBackend, type ServeTokenizer} from './backend.js'
 import {choicesPerPrompt, generateText} from './generation.js'
 import {closeAfterAnswer, closesConnection, createHardenedServer, HttpRefusal, readJsonBody, ROUTER_HYGIENE, type HygieneOptions} from './http-hygiene.js'
 import type {ServeMetrics} from './metrics.js'
-import {admit, type AdmittedRequest, type RequestKind} from './openai/admit.js'
+import {admit, capacityRefusal, demandsOf, type AdmittedRequest, type RequestKind} from './openai/admit.js'
 import {InvalidRequest} from './openai/request.js'
 import {jsonResponder, sendError, sendJson, sseResponder} from './openai/responders.js'
 import type {ResponseIdentity} from './openai/response.js'
@@ -169,6 +169,9 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
       defaultChatMaxTokens: o.defaultChatMaxTokens ?? 256,
       acceptKvTransferParams: o.acceptKvTransferParams ?? false,
     })
+    // A request no pool could ever hold would wait forever (or fail midway): refused now, by field.
+    const shortfall = o.backend.capacityShortfall?.(demandsOf(admitted), admitted.kv.leg)
+    if (shortfall) throw capacityRefusal(admitted, shortfall)
   } catch (error) {
     if (!(error instanceof InvalidRequest) && !(error instanceof HttpRefusal)) throw error
     o.metrics.requestsRejected++
@@ -181,7 +184,7 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
   const readiness = o.backend.readiness()
   if (!readiness.ready) {
     o.metrics.requestsRejected++
-    sendError(res, 503, `no healthy worker can take the request: ${readiness.reason ?? 'workers are not ready'}`, null, 'no_healthy_worker', headers)
+    sendError(res, 503, `no healthy worker can take the request: ${readiness.reason ?? 'workers are not ready'}`, null, 'no_healthy_worker', {...headers, 'retry-after': String(RETRY_AFTER_S)})
     return
   }
   if (req.headers[EVENTS_HEADER] === 'events') {
@@ -236,6 +239,8 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
         respond.choiceEnd(ev)
       } else if (ev.type === 'kv-params') {
         respond.kvParams(ev.params)
+      } else if (ev.type === 'cached') {
+        respond.cached(ev)
       } else {
         clearTimeout(timer)
         m.inFlight--
@@ -261,7 +266,8 @@ async function handleGeneration(o: RouterOptions, req: IncomingMessage, res: Ser
     m.requestsFailed++
     const e = error instanceof ServeError ? error : new ServeError(500, 'internal_error', String((error as Error)?.message ?? error))
     o.log?.({event: 'request-failed', requestId, status: e.status, promptTokens: admitted.promptTokens, outputTokens, e2eMs: performance.now() - arrivedAtMs, code: e.code, message: e.message})
-    respond.fail(e.status, e.code, e.message, e.param)
+    // 503: the workers are busy or restarting, not the request at fault: a client may retry.
+    respond.fail(e.status, e.code, e.message, e.param, e.status === 503 ? {'retry-after': String(RETRY_AFTER_S)} : {})
   }
 }
 

@@ -25,9 +25,10 @@
  */
 import {ServeError, type BackendRequest, type GenerationBackend} from './backend.js'
 import {ControlClient, ndjsonLines, RESET, TIMEOUT, UNREACHABLE} from './http-json.js'
+import {capacityShortfall, type CapacityShortfall, type KvGeometry, type PromptDemand} from './kv-capacity.js'
 import {PREFILL_LEG_PARAMS} from './kv-contract.js'
 import {bodyOfSampling} from './openai/sampling-body.js'
-import type {WorkerStreamEvent} from './protocol.js'
+import {INTERNAL, type WorkerRole, type WorkerStreamEvent} from './protocol.js'
 import {EVENTS_HEADER} from './router.js'
 import type {PoolWorker, WorkerPool} from './worker-pool.js'
 import type {KvEventFeed} from './routing/kv-event-feed.js'
@@ -89,6 +90,16 @@ export class WorkerBackend implements GenerationBackend {
     return troubled.length > 0 ? {ready: true, reason: `degraded: ${troubled.join(', ')}`} : {ready: true}
   }
 
+  /**
+   * The pools that would serve the request, from the workers' reported geometry: in disaggregated
+   * mode the prefill pools hold each prompt once, the decode pools every continuation at full length.
+   */
+  capacityShortfall(demands: readonly PromptDemand[]): CapacityShortfall | undefined {
+    const pools = (role: WorkerRole): KvGeometry[] => this.o.pool.ready(role).flatMap((w) => (w.stats?.kvGeometry ? [w.stats.kvGeometry] : []))
+    if (this.o.mode === 'colocated') return capacityShortfall(pools('colocated'), demands, 'decode')
+    return capacityShortfall(pools('prefill'), demands, 'prefill') ?? capacityShortfall(pools('decode'), demands, 'decode')
+  }
+
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent> {
     const hashes = promptHashes(request.promptTokenIds)
     if (this.o.mode === 'colocated') {
@@ -96,19 +107,35 @@ export class WorkerBackend implements GenerationBackend {
       return
     }
     const {worker: prefillWorker, params} = await this.prefillLeg(request, signal, hashes)
-    const decodeWorker = this.pickDecode('decode', request.promptTokenIds, hashes)
-    yield* this.decodeLeg(decodeWorker, request, params, signal, params ? prefillWorker : undefined)
+    // Until the decode side has read the prompt's blocks, this request owns the prefill lease: if
+    // it ends before (a sibling prompt failed, the client left, no decode worker), the lease is
+    // released now rather than left to expire with the blocks held.
+    let read = params === null
+    try {
+      const decodeWorker = this.pickDecode('decode', request.promptTokenIds, hashes)
+      for await (const ev of this.decodeLeg(decodeWorker, request, params, signal, params ? prefillWorker : undefined)) {
+        if (ev.type === 'transfer-done') read = true
+        yield ev
+      }
+    } finally {
+      if (!read && params) this.releaseLease(prefillWorker, params)
+    }
+  }
+
+  /** Best effort (the lease expires anyway): the decode side never read these blocks, so the prefill worker may free them. */
+  private releaseLease(w: PoolWorker, params: Record<string, unknown>): void {
+    const requestId = params.remote_request_id
+    const grant = params.hpd_grant
+    if (typeof requestId !== 'string' || !w.controlUrl) return
+    this.client.call(`${w.controlUrl}${INTERNAL.leaseRelease}`, {requestId, ...(typeof grant === 'string' ? {grant} : {})}, {timeoutMs: 2000}).catch(() => undefined)
   }
 
   private async prefillLeg(request: BackendRequest, signal: AbortSignal, hashes: (blockSize: number) => readonly bigint[]): Promise<{worker: PoolWorker; params: Record<string, unknown> | null}> {
     const tried: string[] = []
-    const failures: string[] = []
+    const failures: PrefillFailure[] = []
     for (let attempt = 0; ; attempt++) {
       const candidates = this.o.pool.ready('prefill').filter((w) => !tried.includes(w.name))
-      if (candidates.length === 0) {
-        const why = failures.length > 0 ? failures.join('; ') : this.readiness().reason
-        throw new ServeError(503, 'no_healthy_worker', `no healthy prefill worker can take the request: ${why}`)
-      }
+      if (candidates.length === 0) throw exhausted(failures, this.readiness().reason)
       const w = this.byPrefix(candidates, request.promptTokenIds, hashes, 'usable', (c) => this.prefilling.get(c.name) ?? 0) ?? candidates[this.nextPrefill++ % candidates.length]
       tried.push(w.name)
       this.prefilling.set(w.name, (this.prefilling.get(w.name) ?? 0) + 1)
@@ -125,7 +152,7 @@ export class WorkerBackend implements GenerationBackend {
       } catch (error) {
         if (signal.aborted) throw signal.reason
         if (error instanceof ServeError && FAIL_OVER.has(error.code)) {
-          failures.push(`${w.name}: ${error.message}`)
+          failures.push({worker: w.name, code: error.code, message: error.message})
           this.o.pool.suspect(w, error.code)
           continue
         }
@@ -231,6 +258,24 @@ export class WorkerBackend implements GenerationBackend {
       this.assigned.set(w.name, (this.assigned.get(w.name) ?? 1) - 1)
     }
   }
+}
+
+interface PrefillFailure {
+  readonly worker: string
+  readonly code: string
+  readonly message: string
+}
+
+/**
+ * Every prefill worker was tried: a 503 that says why. Workers whose pool is full or that did not
+ * answer within the prefill bound are busy, not sick: 'kv_pool_full' / 'prefill_timeout' (the
+ * router answers 503s with Retry-After); 'no_healthy_worker' only when none could be reached.
+ */
+function exhausted(failures: readonly PrefillFailure[], readiness: string | undefined): ServeError {
+  const why = failures.length > 0 ? failures.map((f) => `${f.worker}: ${f.message}`).join('; ') : readiness
+  if (failures.some((f) => f.code === 'kv_pool_full')) return new ServeError(503, 'kv_pool_full', `every prefill worker's KV pool is full now, retry later: ${why}`)
+  if (failures.length > 0 && failures.every((f) => f.code === TIMEOUT)) return new ServeError(503, 'prefill_timeout', `no prefill worker finished the prompt within the prefill bound (busy), retry later: ${why}`)
+  return new ServeError(503, 'no_healthy_worker', `no healthy prefill worker can take the request: ${why}`)
 }
 
 function safeJson(text: string): {error?: {code?: string; message?: string}} | undefined {

@@ -261,12 +261,16 @@ void moe_down(const MoeArgs& args, const MoePlan& plan, int ith, int nth);
 void moe_combine(const MoeArgs& args, const MoePlan& plan, bool accumulate, int ith, int nth);
 
 // ---- sampling ------------------------------------------------------------------------------
-/** What `sample` cuts before drawing; neutral values: top_k 0, top_p 1, min_p 0. */
+/**
+ * What `sample` cuts before drawing; neutral values: top_k 0, top_p 1, min_p 0. Doubles, as the
+ * API's JSON numbers are: a tiny positive top_p (1e-300) must stay positive (a float would
+ * underflow it to 0, which reads as "no cut" — the opposite of what was asked).
+ */
 struct SampleArgs {
-  float temperature;  // <= 0: greedy
-  int64_t top_k;      // 0: no cut
-  float top_p;        // 1: no cut
-  float min_p;        // 0: no cut
+  double temperature;  // <= 0: greedy
+  int64_t top_k;       // 0: no cut
+  double top_p;        // 1 (or <= 0): no cut
+  double min_p;        // 0: no cut
 };
 /**
  * Picks a token from logits [vocab]. temperature <= 0 → greedy (lowest id among ties).

@@ -9,7 +9,7 @@
 namespace hpd::kernels {
 
 int32_t sample(const float* logits, int64_t vocab, const SampleArgs& args, double uniform) {
-  if (args.temperature <= 0.0f) {
+  if (args.temperature <= 0.0) {
     int64_t best = 0;
     for (int64_t i = 1; i < vocab; ++i) {
       if (logits[i] > logits[best]) best = i;
@@ -29,7 +29,7 @@ int32_t sample(const float* logits, int64_t vocab, const SampleArgs& args, doubl
   for (int64_t i = 0; i < keep; ++i) probs[i] = std::exp((static_cast<double>(logits[order[i]]) - max_logit) / args.temperature);
   // min-p (vLLM MinPLogitsProcessor, after temperature): drop tokens whose probability is below
   // min_p times the most likely one's. probs[i] is already p_i / p_max.
-  if (args.min_p > 0.0f) {
+  if (args.min_p > 0.0) {
     int64_t kept = 1;
     while (kept < keep && probs[kept] >= args.min_p) ++kept;
     keep = kept;
@@ -37,7 +37,7 @@ int32_t sample(const float* logits, int64_t vocab, const SampleArgs& args, doubl
   double total = 0.0;
   for (int64_t i = 0; i < keep; ++i) total += probs[i];
   // Nucleus: the smallest prefix whose mass (renormalised over what is left) reaches top_p.
-  if (args.top_p > 0.0f && args.top_p < 1.0f) {
+  if (args.top_p > 0.0 && args.top_p < 1.0) {
     double mass = 0.0;
     for (int64_t i = 0; i < keep; ++i) {
       mass += probs[i] / total;

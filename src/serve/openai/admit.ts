@@ -4,6 +4,7 @@
  * refused here is an InvalidRequest naming its field; nothing reaches a worker unchecked.
  */
 import type {ServeTokenizer} from '../backend.js'
+import type {CapacityShortfall, PromptDemand} from '../kv-capacity.js'
 import {KvParamsError, parseKvTransferParams, type KvLeg} from '../kv-contract.js'
 import type {SamplingParams} from '../protocol.js'
 import {InvalidRequest, parseChatBody, parseCompletionBody, type ParsedRequest, type PromptInput} from './request.js'
@@ -11,7 +12,7 @@ import {InvalidRequest, parseChatBody, parseCompletionBody, type ParsedRequest, 
 export type RequestKind = 'completion' | 'chat'
 
 export interface AdmissionLimits {
-  /** Names clients may pass as `model` (vLLM --served-model-name: the first is the one responses carry). */
+  /** Names clients may pass as `model` (vLLM --served-model-name; responses carry the name the request used). */
   readonly modelNames: readonly string[]
   readonly maxModelLen: number
   readonly vocabSize: number
@@ -154,4 +155,35 @@ function samplingOf(p: ParsedRequest, promptTokens: number, limits: AdmissionLim
 
 function shorten(s: string): string {
   return s.length > 64 ? `${s.slice(0, 64)}…` : s
+}
+
+/** What each prompt of the request can hold in a KV pool: its tokens, its output bound, its continuations. */
+export function demandsOf(request: AdmittedRequest): PromptDemand[] {
+  return request.prompts.map((p, i) => ({promptTokens: p.tokenIds.length, maxTokens: request.sampling[i].maxTokens, n: request.sampling[i].n ?? 1}))
+}
+
+/**
+ * A request no KV pool could ever hold, refused before anything runs (400, naming the field to
+ * lower): waiting would never end, and running it would fail midway.
+ */
+export function capacityRefusal(request: AdmittedRequest, s: CapacityShortfall): InvalidRequest {
+  const p = request.parsed
+  const pool = s.reason === 'batch' ? `the workers' KV caches hold ${s.capacityBlocks} blocks together` : `${s.side === 'prefill' ? 'a prefill worker' : 'a worker'}'s KV cache holds ${s.capacityBlocks} blocks`
+  const i = s.prompt ?? 0
+  const promptParam = p.kind === 'chat' ? 'messages' : request.prompts.length > 1 ? `prompt[${i}]` : 'prompt'
+  const tokens = request.prompts[i]?.tokenIds.length ?? 0
+  const maxTokens = request.sampling[i]?.maxTokens ?? 0
+  const code = 'kv_capacity_exceeded'
+  switch (s.reason) {
+    case 'prompt':
+      return new InvalidRequest(`'${promptParam}' (${tokens} tokens) needs ${s.needBlocks} KV blocks, but ${pool}: shorten the prompt`, promptParam, code)
+    case 'max_tokens':
+      return new InvalidRequest(`the prompt (${tokens} tokens) with '${p.maxTokensParam}' ${maxTokens} needs ${s.needBlocks} KV blocks at full length, but ${pool}: lower '${p.maxTokensParam}'`, p.maxTokensParam, code)
+    case 'n': {
+      const param = p.bestOf > p.n ? 'best_of' : 'n'
+      return new InvalidRequest(`'${param}' ${p.bestOf} continuations of ${tokens} + ${maxTokens} tokens need ${s.needBlocks} KV blocks at full length (each continuation holds its own), but ${pool}: at most ${s.fittingN ?? 0} fit; lower '${param}' or '${p.maxTokensParam}'`, param, code)
+    }
+    case 'batch':
+      return new InvalidRequest(`the ${request.prompts.length} prompts × ${p.bestOf} continuations need ${s.needBlocks} KV blocks together at full length, but ${pool}: send fewer prompts per request (or lower 'n' / '${p.maxTokensParam}')`, 'prompt', code)
+  }
 }

@@ -83,7 +83,7 @@ describe('choices: n, batched prompts, best_of, echo', () => {
       [2, 'c2 hello world'],
     ])
     expect(backend.seen.at(-1)!.sampling).toMatchObject({n: 3, seed: 1})
-    expect(r.usage).toEqual({prompt_tokens: 3, completion_tokens: 42, total_tokens: 45})
+    expect(r.usage).toEqual({prompt_tokens: 3, completion_tokens: 42, total_tokens: 45, prompt_tokens_details: {cached_tokens: 0}})
   })
 
   it('streams n choices by index, each with its own finish_reason', async () => {
@@ -103,7 +103,7 @@ describe('choices: n, batched prompts, best_of, echo', () => {
       [2, 'c0 ', [256, 99, 100, 101]],
       [3, 'c1 ', [256, 99, 100, 101]],
     ])
-    expect(r.json.usage).toEqual({prompt_tokens: 7, completion_tokens: 12, total_tokens: 19})
+    expect(r.json.usage).toEqual({prompt_tokens: 7, completion_tokens: 12, total_tokens: 19, prompt_tokens_details: {cached_tokens: 0}})
     const ids = await post('/v1/completions', {model: 'tiny-hybrid', prompt: [[1, 2], [3]], max_tokens: 1})
     expect(ids.json.choices).toHaveLength(2)
     expect(await post('/v1/completions', {model: 'tiny-hybrid', prompt: ['ab', [5]]})).toMatchObject({status: 400, json: {error: {param: 'prompt'}}})

@@ -30,15 +30,19 @@ import {
 
 type TextPiece = Extract<TextEvent, {type: 'text'}>
 type ChoiceEnd = Extract<TextEvent, {type: 'choice-end'}>
+type Cached = Extract<TextEvent, {type: 'cached'}>
 
 export interface Responder {
   text(ev: TextPiece): void
   choiceEnd(ev: ChoiceEnd): void
   /** The prefill leg's kv_transfer_params (workers): carried at the top level of the response. */
   kvParams(params: Record<string, unknown> | null): void
+  /** A prompt's tokens served from a prefix cache (reported in usage). */
+  cached(ev: Cached): void
   /** Every choice ended: usage and the end of the response. */
   end(): void
-  fail(status: number, code: string, message: string, param?: string): void
+  /** `headers`: extra response headers when the failure is answered before the stream started (Retry-After). */
+  fail(status: number, code: string, message: string, param?: string, headers?: Record<string, string>): void
 }
 
 export interface ResponderOptions {
@@ -57,11 +61,15 @@ export interface ResponderOptions {
   readonly tokenText: (tokenId: number) => string
 }
 
-/** Usage: every prompt once, every generated token (best_of candidates included, as OpenAI bills them). */
-function usage(o: ResponderOptions, outputTokens: number) {
+/**
+ * Usage: every prompt once, every generated token (best_of candidates included, as OpenAI bills
+ * them), and the prompt tokens served from a prefix cache (each prompt's latest report).
+ */
+function usage(o: ResponderOptions, outputTokens: number, cachedPerPrompt: ReadonlyMap<number, number>) {
   return usageOf(
     o.prompts.reduce((a, p) => a + p.tokenIds.length, 0),
     outputTokens,
+    [...cachedPerPrompt.values()].reduce((a, b) => a + b, 0),
   )
 }
 
@@ -73,6 +81,7 @@ export function sseResponder(res: ServerResponse, o: ResponderOptions): Responde
   let started = false
   let kvTransferParams: Record<string, unknown> | null | undefined
   let outputTokens = 0
+  const cached = new Map<number, number>()
   const choices = o.prompts.length * o.perPrompt
   // Text offsets of completions logprobs, per choice (echo puts the prompt first).
   const offsets = Array.from({length: choices}, (_, c) => (o.echo ? o.prompts[Math.floor(c / o.perPrompt)].text.length : 0))
@@ -107,17 +116,20 @@ export function sseResponder(res: ServerResponse, o: ResponderOptions): Responde
     kvParams(params) {
       kvTransferParams = params
     },
+    cached(ev) {
+      cached.set(ev.prompt, ev.tokens)
+    },
     end() {
       start()
       // A streamed prefill leg carries its kv_transfer_params on a closing chunk of no choices.
       if (kvTransferParams !== undefined) res.write(`data: ${JSON.stringify({id: o.who.id, object: o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: o.who.created, model: o.who.model, choices: [], kv_transfer_params: kvTransferParams})}\n\n`)
-      if (o.includeUsage) res.write(usageChunk(o.who, o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', usage(o, outputTokens)))
+      if (o.includeUsage) res.write(usageChunk(o.who, o.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', usage(o, outputTokens, cached)))
       res.end(SSE_DONE)
     },
-    fail(status, code, message, param) {
+    fail(status, code, message, param, headers = {}) {
       if (res.destroyed) return
       if (started) res.end(streamError(message, status >= 500 ? 'server_error' : 'invalid_request_error', code))
-      else sendError(res, status, message, param ?? null, code, o.headers)
+      else sendError(res, status, message, param ?? null, code, {...o.headers, ...headers})
     },
   }
 }
@@ -132,6 +144,7 @@ interface Collected {
 
 export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogprobs: boolean): Responder {
   let kvTransferParams: Record<string, unknown> | null | undefined
+  const cached = new Map<number, number>()
   const collected: Collected[] = Array.from({length: o.prompts.length * o.perPrompt}, () => ({text: '', logprobs: [], finish: 'abort', outputTokenIds: [], cumulativeLogprob: 0}))
   return {
     text(ev) {
@@ -147,6 +160,9 @@ export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogp
     },
     kvParams(params) {
       kvTransferParams = params
+    },
+    cached(ev) {
+      cached.set(ev.prompt, ev.tokens)
     },
     end() {
       const bodies: ChoiceBody[] = []
@@ -166,15 +182,16 @@ export function jsonResponder(res: ServerResponse, o: ResponderOptions, wantLogp
           })
         })
       })
-      const plain = usage(o, collected.reduce((a, c) => a + c.outputTokenIds.length, 0))
-      // A prefill leg's answer says how much of the prompt its prefix cache served, where vLLM's does.
-      const cached = kvTransferParams?.cached_tokens
-      const u = typeof cached === 'number' ? {...plain, prompt_tokens_details: {cached_tokens: cached}} : plain
+      const u = usage(
+        o,
+        collected.reduce((a, c) => a + c.outputTokenIds.length, 0),
+        cached,
+      )
       const body = o.kind === 'chat' ? chatBody(o.who, bodies, u, o.returnTokenIds ? o.prompts[0].tokenIds : undefined) : completionBody(o.who, bodies, u)
       sendJson(res, 200, kvTransferParams === undefined ? body : {...(body as object), kv_transfer_params: kvTransferParams}, o.headers)
     },
-    fail(status, code, message, param) {
-      if (!res.destroyed) sendError(res, status, message, param ?? null, code, o.headers)
+    fail(status, code, message, param, headers = {}) {
+      if (!res.destroyed) sendError(res, status, message, param ?? null, code, {...o.headers, ...headers})
     },
   }
 }

@@ -10,12 +10,15 @@ export interface Usage {
   readonly prompt_tokens: number
   readonly completion_tokens: number
   readonly total_tokens: number
-  /** vLLM's prompt-token details: tokens of the prompt served from the prefix cache (prefill legs report it). */
-  readonly prompt_tokens_details?: {readonly cached_tokens: number}
+  /**
+   * Prompt tokens served from a prefix cache instead of computed (OpenAI's and vLLM's
+   * prompt_tokens_details): the prefill worker's hit when disaggregated, the worker's own otherwise.
+   */
+  readonly prompt_tokens_details: {readonly cached_tokens: number}
 }
 
-export function usageOf(promptTokens: number, completionTokens: number): Usage {
-  return {prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens}
+export function usageOf(promptTokens: number, completionTokens: number, cachedTokens = 0): Usage {
+  return {prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, prompt_tokens_details: {cached_tokens: cachedTokens}}
 }
 
 export interface ResponseIdentity {

@@ -9,11 +9,13 @@
  * call that may allocate them until the batcher takes them over; every exit path in between frees
  * them (engine.free is a no-op for ids it does not hold).
  */
-import {VerificationError} from '../../errors.js'
+import {HpdError, VerificationError} from '../../errors.js'
 import {errorEvent, ServeError} from '../backend.js'
 import type {ControlClient} from '../http-json.js'
-import {INTERNAL, promptDigest, type DigestsResponse, type FinishReason, type GenerateRequest, type SamplingParams, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
+import {sequenceBlocks} from '../kv-capacity.js'
+import {INTERNAL, promptDigest, type DigestsResponse, type FinishReason, type GenerateRequest, type TransferParams, type WorkerStreamEvent} from '../protocol.js'
 import {ContinuousBatcher, endOf} from './batcher.js'
+import type {BlockGate} from './block-gate.js'
 import type {GroupBlockIds, PullOptions, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
 import {PeerCache} from './peer-cache.js'
 import type {PeerDirectory} from './peer-directory.js'
@@ -25,7 +27,12 @@ export interface DecodeRoleOptions {
   readonly maxBatch: number
   readonly handshakeTimeoutMs: number
   readonly transferTimeoutMs: number
-  /** Poll interval while the KV pool is full; the prefill lease is extended on the same beat. */
+  /**
+   * Admission into the KV pool (FCFS, at full length), shared with the prefill role: a request
+   * waits here until its blocks fit, so it never runs out of them midway.
+   */
+  readonly gate: BlockGate
+  /** Poll interval while an admitted request's blocks are still being freed by a running step. */
   readonly allocRetryMs: number
   readonly log: (event: string, fields: Record<string, unknown>) => void
   /** Test hook: pause after the handshake, before the read (lets fault tests kill a peer mid-transfer). */
@@ -72,27 +79,42 @@ export class DecodeRole {
     const ids = sequenceIds(req.requestId, n)
     // Ours from here until the batcher takes them: the finally below frees them on every other path.
     let ownsBlocks = true
+    // The request's commitment in the KV pool (admission): released once its blocks are all freed.
+    const admission: Admission = {release: undefined}
     try {
       const prompt = req.promptTokenIds
-      ids.forEach((id, j) => this.o.engine.openSequence(id, prompt, continuationSampling(req.sampling, j)))
+      ids.forEach((id, j) => this.o.engine.openSequence(id, prompt, req.sampling, j))
       let starts: SequenceStart[]
+      let cachedTokens = 0
       if (req.transfer) {
-        await this.pullTransferred(req, emit, signal)
+        await this.pullTransferred(req, emit, signal, admission)
         // n > 1: the pulled N−1 tokens are copied for the other continuations; each recomputes the last prompt token itself.
-        if (n > 1) this.o.engine.fork(req.requestId, ids.slice(1))
+        if (n > 1) await this.withBlocks(signal, () => this.o.engine.fork(req.requestId, ids.slice(1)))
         starts = ids.map(() => ({input: prompt[prompt.length - 1], produced: 0}))
+        // The prompt tokens served from a prefix cache: the prefill side's hit, which it computed from.
+        cachedTokens = req.transfer.cachedTokens ?? 0
       } else {
+        admission.release = await this.admitBlocks(req, emit, signal)
         // A client gone mid-prefill frees the request now: its queued chunks are dropped.
         const onAbort = () => this.o.engine.free(req.requestId)
         signal.addEventListener('abort', onAbort, {once: true})
         let firsts
         try {
-          firsts = await this.o.engine.prefillLocal(req.requestId, prompt, ids.slice(1))
+          // Short of blocks (only while a running step still holds some it freed): every sequence
+          // is freed and reopened, and the prefill starts over (nothing was sampled yet).
+          const retry = () => {
+            for (const id of ids) this.o.engine.free(id)
+            ids.forEach((id, j) => this.o.engine.openSequence(id, prompt, req.sampling, j))
+          }
+          firsts = await this.withBlocks(signal, () => this.o.engine.prefillLocal(req.requestId, prompt, ids.slice(1)), retry)
+          cachedTokens = this.o.engine.cachedTokens?.(req.requestId) ?? 0
         } finally {
           signal.removeEventListener('abort', onAbort)
         }
+        emit({type: 'prefilled', cachedTokens})
         starts = firsts.map((first, j) => this.firstToken(req, first, j, n, emit))
       }
+      if (req.transfer) emit({type: 'prefilled', cachedTokens})
       if (signal.aborted) throw signal.reason
       emit({type: 'phase', phase: 'decode', atMs: Date.now()})
       ownsBlocks = false // the batcher frees them from here on
@@ -114,7 +136,43 @@ export class DecodeRole {
       emit(errorEvent(e))
     } finally {
       if (ownsBlocks) for (const id of ids) this.o.engine.free(id)
+      // Every sequence is freed by now (the batcher frees each as it ends, before its promise resolves).
+      admission.release?.()
       this.active.delete(req.requestId)
+    }
+  }
+
+  /**
+   * Waits (FCFS) until the request's blocks at full length — every continuation, prompt plus
+   * max_tokens — fit in the pool beside those of the requests admitted before it. While it waits,
+   * a `queued` phase event goes out every few seconds so the caller's idle bound does not expire.
+   */
+  private async admitBlocks(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<() => void> {
+    const n = req.sampling.n ?? 1
+    const blocks = n * sequenceBlocks(this.o.engine.kvGeometry(), req.promptTokenIds.length + req.sampling.maxTokens - 1)
+    const pending = this.o.gate.acquire(blocks, signal)
+    const beat = setInterval(() => emit({type: 'phase', phase: 'queued', atMs: Date.now()}), QUEUED_BEAT_MS)
+    try {
+      if (this.o.gate.waiting > 0) emit({type: 'phase', phase: 'queued', atMs: Date.now()})
+      return await pending
+    } finally {
+      clearInterval(beat)
+    }
+  }
+
+  /**
+   * Runs an allocating engine call of an admitted request; while the pool is short (blocks freed
+   * during a running engine step come back when it ends) it is retried every allocRetryMs.
+   */
+  private async withBlocks<T>(signal: AbortSignal, call: () => T | Promise<T>, beforeRetry?: () => void): Promise<T> {
+    for (;;) {
+      try {
+        return await call()
+      } catch (error) {
+        if (!(error instanceof HpdError && error.code === 'HPD_ENGINE_POOL_FULL') || signal.aborted) throw error
+      }
+      await sleep(this.o.allocRetryMs, signal)
+      beforeRetry?.()
     }
   }
 
@@ -169,13 +227,16 @@ export class DecodeRole {
     })
   }
 
-  private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal): Promise<void> {
+  private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal, admission: Admission): Promise<void> {
     const t = req.transfer!
     // Refuses engines nobody registered before anything is fetched or kept.
     const controlUrl = await this.o.peers.resolve(t)
+    // A lost lease ends the wait for blocks at once (the prefill side's blocks may be reused).
+    const leaseLost = new AbortController()
     // From here until the read is done the prefill side must keep the blocks: heartbeat its lease.
     const lease = new LeaseHeartbeat(this.o.client, controlUrl, t, this.o.handshakeTimeoutMs, (error) => {
       this.o.log('lease-lost', {requestId: req.requestId, prefillEngine: t.engineId, message: error.message})
+      leaseLost.abort(error)
     })
     let read = false
     try {
@@ -187,6 +248,7 @@ export class DecodeRole {
       // sending another prompt of the same length cannot make this worker read or reuse them).
       await lease.confirm(t.blockIds, promptDigest(req.promptTokenIds.slice(0, t.numComputedTokens)))
       const handshakeMs = performance.now() - handshakeStart
+      admission.release = await this.admitBlocks(req, emit, AbortSignal.any([signal, leaseLost.signal]))
       const {blockIds: local, cachedTokens} = await this.allocate(req, lease, signal)
       if (this.o.pauseBeforeReadMs) {
         this.o.log('pause-before-read', {requestId: req.requestId, prefillEngine: t.engineId, ms: this.o.pauseBeforeReadMs})
@@ -251,9 +313,10 @@ export class DecodeRole {
   }
 
   /**
-   * Waits for local blocks (the pool may be full); the lease heartbeat keeps the prefill blocks
-   * meanwhile. The prefix cache may hold the request's leading attention blocks (this worker's own
-   * earlier turn): those are shared, and the pull skips them (`cachedTokens`).
+   * Takes the admitted request's local blocks (retried while a running step still holds blocks it
+   * freed); the lease heartbeat keeps the prefill blocks meanwhile. The prefix cache may hold the
+   * request's leading attention blocks (this worker's own earlier turn): those are shared, and the
+   * pull skips them (`cachedTokens`).
    */
   private async allocate(req: GenerateRequest, lease: LeaseHeartbeat, signal: AbortSignal): Promise<{blockIds: GroupBlockIds; cachedTokens: number}> {
     for (;;) {
@@ -366,9 +429,12 @@ export function sequenceIds(requestId: string, n: number): string[] {
   return Array.from({length: n}, (_, j) => (j === 0 ? requestId : `${requestId}:n${j}`))
 }
 
-/** Continuation j of a seeded request samples with seed + j (vLLM's parallel sampling does the same). */
-export function continuationSampling(s: SamplingParams, j: number): SamplingParams {
-  return j === 0 || s.seed === undefined ? s : {...s, seed: s.seed + j}
+/** How often a request waiting for KV blocks tells its caller it is still queued (below every idle bound). */
+const QUEUED_BEAT_MS = 5000
+
+/** Holder of a request's KV-pool commitment, set once admitted. */
+interface Admission {
+  release: (() => void) | undefined
 }
 
 function tokenEvent(t: SampledToken, index: number, n: number): WorkerStreamEvent {

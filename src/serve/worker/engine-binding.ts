@@ -18,6 +18,7 @@ import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol
 import {ENGINE_LAYOUT_OPTIONS} from './layout-options.js'
 import type {DecodeEntry, GroupBlockIds, PeerLink, PullOptions, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
 import type {WorkerConfig} from './worker-config.js'
+import type {KvGeometry} from '../kv-capacity.js'
 
 interface BoundPeer extends PeerLink {
   readonly remote: RemoteEngine
@@ -91,12 +92,13 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
   // Fault-injection hook (tests only, documented in src/serve/README.md): the native sampler is
   // handed an invalid top_k for requests whose id contains this marker, so it fails natively.
   const poison = process.env.HPD_TEST_FAIL_SAMPLING_FOR
-  const openSequence = (requestId: string, prompt: readonly number[], s: SamplingParams) => {
+  const openSequence = (requestId: string, prompt: readonly number[], s: SamplingParams, continuation = 0) => {
     samplers.set(
       requestId,
       new SequenceSampler(
         {
-          seed: s.seed ?? Math.floor(Math.random() * 2 ** 31),
+          seed: s.seed ?? Math.floor(Math.random() * 2 ** 53),
+          continuation,
           temperature: s.temperature,
           topK: poison && requestId.includes(poison) ? Number.NaN : s.topK,
           topP: s.topP,
@@ -127,6 +129,7 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
   }
   // Stable across restarts of this worker; the handshake's epoch tells a restarted engine apart.
   const engineId = config.name
+  const geometry = kvGeometryOf(engine, config)
 
   const port: WorkerEngine = {
     engineId,
@@ -136,6 +139,8 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     limits: {maxModelLen: config.maxModelLen, vocabSize: model.spec.vocabSize},
     tokenizer: serveTokenizer(model.tokenizer),
     kvUsage: () => engine.usage(),
+    kvGeometry: () => geometry,
+    cachedTokens: (requestId) => engine.cachedTokens(requestId),
     prefixCacheStats: () => engine.prefixCacheStats(),
     onCacheEvent(listener) {
       engine.onCacheEvent(listener)
@@ -213,4 +218,23 @@ export async function createWorkerEngine(config: WorkerConfig): Promise<WorkerEn
     },
   }
   return port
+}
+
+/**
+ * The engine's pool as admission counts it: a sequence holds its attention blocks, one page per
+ * state group, and (checkpoints off the every-k grid) the latest checkpoint per state group. A
+ * prefix hit pins one checkpoint per state group while the request's own blocks are taken, so that
+ * many blocks are kept out of what requests may be admitted against.
+ */
+function kvGeometryOf(engine: HybridEngine, config: WorkerConfig): KvGeometry {
+  const groups = engine.layout.groups
+  const stateGroups = groups.filter((g) => g.kind === 'state').length
+  const checkpoints = config.prefixCaching !== false && config.role !== 'decode' && stateGroups > 0
+  const heldCheckpoint = checkpoints && (config.mambaCheckpointEvery ?? 1) > 1 ? stateGroups : 0
+  return {
+    capacityBlocks: Math.max(1, engine.numBlocks - (checkpoints ? stateGroups : 0)),
+    blockTokens: engine.layout.logicalBlockSize,
+    attentionGroups: groups.length - stateGroups,
+    fixedBlocksPerSequence: stateGroups + heldCheckpoint,
+  }
 }

@@ -4,6 +4,7 @@
  * tests of the worker logic implement it in memory. Block ids are logical, per KV-cache group.
  */
 import type {PrefixCacheEvent, PrefixCacheStats} from '../../engine/prefix-cache.js'
+import type {KvGeometry} from '../kv-capacity.js'
 import type {HandshakePayload, SamplingParams, TransferParams} from '../protocol.js'
 import type {ServeTokenizer} from '../backend.js'
 import type {ProtocolLimits} from '../protocol-schema.js'
@@ -62,6 +63,10 @@ export interface WorkerEngine {
   /** The model's tokenizer, for the worker's own OpenAI routes. */
   readonly tokenizer: ServeTokenizer
   kvUsage(): {readonly usedBlocks: number; readonly totalBlocks: number}
+  /** What a sequence of n tokens holds at most, and what requests may be admitted against (../kv-capacity.ts). */
+  kvGeometry(): KvGeometry
+  /** Leading prompt tokens a request found in the prefix cache when it was allocated (0 without prefix caching). */
+  cachedTokens?(requestId: string): number
   /** Prefix-cache counts (undefined: prefix caching off). */
   prefixCacheStats?(): PrefixCacheStats | undefined
   /** Prefix-cache blocks stored and removed, as they happen (the worker's KV events). */
@@ -111,10 +116,11 @@ export interface WorkerEngine {
 
   // ── both ──
   /**
-   * Opens the sampler of a sequence: its parameters and the prompt its repetition penalty counts.
-   * Lives until free(requestId).
+   * Opens the sampler of a sequence: its parameters, the prompt its repetition penalty counts, and
+   * which continuation of the request it is (n > 1: continuation j samples the stream of seed + j,
+   * computed exactly). Lives until free(requestId).
    */
-  openSequence(requestId: string, promptTokenIds: readonly number[], sampling: SamplingParams): void
+  openSequence(requestId: string, promptTokenIds: readonly number[], sampling: SamplingParams, continuation?: number): void
   /** Copies a request's cache into new requests `childIds` (n > 1 after a transfer); all or nothing. */
   fork(requestId: string, childIds: readonly string[]): void
   /**

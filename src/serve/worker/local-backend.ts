@@ -15,7 +15,8 @@
 import {HpdError} from '../../errors.js'
 import {transferredTokens} from '../../layout/index.js'
 import {errorEvent, ServeError, type BackendRequest, type GenerationBackend} from '../backend.js'
-import {kvParamsOf} from '../kv-contract.js'
+import {capacityShortfall, type CapacityShortfall, type KvGeometry, type PromptDemand} from '../kv-capacity.js'
+import {kvParamsOf, type KvLeg} from '../kv-contract.js'
 import type {WorkerStreamEvent} from '../protocol.js'
 import type {DecodeRole} from './decode-role.js'
 import type {PrefillRole} from './prefill-role.js'
@@ -46,6 +47,8 @@ export interface LocalBackendOptions {
   readonly decode: DecodeRole
   readonly failurePolicy: KvLoadFailurePolicy
   readonly metrics: WorkerMetrics
+  /** This worker's pool as admission counts it. */
+  readonly kvGeometry: () => KvGeometry
   readonly problem: () => string | undefined
   readonly log: (event: string, fields: Record<string, unknown>) => void
 }
@@ -56,6 +59,11 @@ export class LocalBackend implements GenerationBackend {
   readiness(): {ready: boolean; reason?: string} {
     const problem = this.o.problem()
     return problem ? {ready: false, reason: problem} : {ready: true}
+  }
+
+  /** This worker's own pool: a prefill leg holds the transferred prompt, any other leg every continuation at full length. */
+  capacityShortfall(demands: readonly PromptDemand[], leg: KvLeg['leg']): CapacityShortfall | undefined {
+    return capacityShortfall([this.o.kvGeometry()], demands, leg === 'prefill' ? 'prefill' : 'decode')
   }
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<WorkerStreamEvent> {
@@ -98,11 +106,15 @@ export class LocalBackend implements GenerationBackend {
     }
   }
 
-  /** The prefill leg: N−1 tokens computed and leased; the decode leg's params as the answer. */
+  /**
+   * The prefill leg: N−1 tokens computed and leased; the decode leg's params as the answer. It
+   * waits for blocks when the pool is full now; `signal` (the caller gone) cancels it at once.
+   */
   private async *prefillLeg(request: BackendRequest, signal: AbortSignal): AsyncGenerator<WorkerStreamEvent> {
     const tokens = transferredTokens(request.promptTokenIds.length)
     if (tokens === 0) {
       // Nothing to transfer (a one-token prompt): a decode leg without params computes the prompt.
+      yield {type: 'prefilled', cachedTokens: 0}
       yield {type: 'kv-params', params: null}
     } else {
       this.o.metrics.countPrompt(tokens)
@@ -114,6 +126,7 @@ export class LocalBackend implements GenerationBackend {
         if (error instanceof HpdError && error.code === 'HPD_ENGINE_POOL_FULL') throw new ServeError(503, 'kv_pool_full', error.message)
         throw error
       }
+      yield {type: 'prefilled', cachedTokens: transfer.cachedTokens ?? 0}
       yield {type: 'kv-params', params: kvParamsOf(transfer)}
     }
     yield {type: 'done', finishReason: 'length', numOutputTokens: 0}

@@ -7,12 +7,14 @@
  * that fails frees what it allocated. A lease can be extended, but never past `maxLeaseMs` after
  * it began: a caller that keeps beating cannot pin blocks forever.
  */
-import {ModelConfigError, UsageError} from '../../errors.js'
+import {HpdError, ModelConfigError, UsageError} from '../../errors.js'
 import {transferredTokens} from '../../layout/index.js'
 import {ServeError} from '../backend.js'
+import {sequenceBlocks} from '../kv-capacity.js'
 import {PROTOCOL_VERSION, promptDigest, type HandshakePayload, type LeaseRequest, type PrefillRequest, type PrefillResponse} from '../protocol.js'
 import type {GroupBlockIds} from './engine-port.js'
 import type {WorkerEngine} from './engine-port.js'
+import type {BlockGate} from './block-gate.js'
 import {LeaseTable} from './lease-table.js'
 
 export interface PrefillRoleOptions {
@@ -22,14 +24,22 @@ export interface PrefillRoleOptions {
   readonly leaseMs: number
   /** Longest a lease may be held, extensions included (the router's request bound covers any real wait). */
   readonly maxLeaseMs: number
+  /** Admission into the KV pool (FCFS), shared with the decode role: a prompt waits here until its blocks fit. */
+  readonly gate: BlockGate
+  /** Poll interval while an admitted prompt's blocks are still being freed by a running step. */
+  readonly allocRetryMs: number
   readonly log: (event: string, fields: Record<string, unknown>) => void
 }
 
 export class PrefillRole {
   readonly leases: LeaseTable
   private readonly sweeper: NodeJS.Timeout
-  /** Requests being prefilled now (their blocks are not under a lease yet). */
+  /** Requests admitted and being prefilled now (their blocks are not under a lease yet). */
   private readonly computing = new Set<string>()
+  /** Requests waiting for blocks (KV-pool admission). */
+  private readonly queued = new Set<string>()
+  /** Each held request's KV-pool commitment, released with its blocks. */
+  private readonly admissions = new Map<string, () => void>()
   /**
    * What each leased request's decode leg must present: the served-read grant (the KV link revokes
    * it with the lease), the block ids and the digest of the prefilled tokens (see confirm()).
@@ -45,6 +55,8 @@ export class PrefillRole {
         // The grant goes before the blocks: nobody may be served them once they can be reused.
         o.engine.endTransfer(requestId)
         o.engine.free(requestId)
+        this.admissions.get(requestId)?.()
+        this.admissions.delete(requestId)
         o.log(why === 'expired' ? 'lease-expired' : 'lease-released', {requestId})
       },
     })
@@ -54,8 +66,14 @@ export class PrefillRole {
     o.engine.onReadDone((requestId) => this.leases.release(requestId))
   }
 
+  /** Prompts being computed now. */
   get inFlight(): number {
     return this.computing.size
+  }
+
+  /** Prompts waiting for KV blocks. */
+  get waiting(): number {
+    return this.queued.size
   }
 
   handshake(): HandshakePayload {
@@ -71,41 +89,51 @@ export class PrefillRole {
   }
 
   /**
-   * `req` is validated (protocol-schema.ts): ids, token ids inside the vocabulary, 2..context−1 tokens.
-   * `signal`: the caller left. Its prefill stops (queued chunks dropped, blocks freed), and a prefill
-   * that finished for nobody is not leased: no one will ever send its decode leg, so holding its
-   * blocks for the lease would only starve the requests that are still here.
+   * `req` is validated (protocol-schema.ts): ids, token ids inside the vocabulary, 2..context−1
+   * tokens. Waits (FCFS) until the prompt's blocks fit the pool. `signal`: the caller left (its
+   * client, its timeout, a sibling prompt of its request failing). Its wait or its prefill stops
+   * (queued chunks dropped, blocks freed), and a prefill that finished for nobody is not leased: no
+   * one will ever send its decode leg, so holding its blocks for the lease would only starve the
+   * requests that are still here.
    */
-  async prefill(req: PrefillRequest, signal?: AbortSignal): Promise<PrefillResponse> {
-    if (this.computing.has(req.requestId) || this.leases.has(req.requestId)) {
+  async prefill(req: PrefillRequest, signal: AbortSignal = new AbortController().signal): Promise<PrefillResponse> {
+    if (this.computing.has(req.requestId) || this.queued.has(req.requestId) || this.leases.has(req.requestId)) {
       throw new ServeError(409, 'duplicate_request', `request ${req.requestId} is already prefilled or being prefilled on this worker`)
     }
     const started = performance.now()
     const computed = req.promptTokenIds.slice(0, transferredTokens(req.promptTokenIds.length))
-    this.computing.add(req.requestId)
+    let release: (() => void) | undefined
     const abandon = () => {
       this.o.engine.endTransfer(req.requestId)
       this.o.engine.free(req.requestId)
     }
-    signal?.addEventListener('abort', abandon, {once: true})
     let prefilled
     try {
-      if (signal?.aborted) throw signal.reason
-      prefilled = await this.o.engine.prefillForTransfer(req.requestId, computed)
-      if (signal?.aborted) throw signal.reason
+      this.queued.add(req.requestId)
+      try {
+        release = await this.o.gate.acquire(sequenceBlocks(this.o.engine.kvGeometry(), computed.length), signal)
+      } finally {
+        this.queued.delete(req.requestId)
+      }
+      this.computing.add(req.requestId)
+      signal.addEventListener('abort', abandon, {once: true})
+      prefilled = await this.whenBlocksFree(signal, () => this.o.engine.prefillForTransfer(req.requestId, computed))
+      if (signal.aborted) throw signal.reason
     } catch (error) {
       abandon()
-      if (signal?.aborted) {
+      release?.()
+      if (signal.aborted) {
         this.o.log('prefill-abandoned', {requestId: req.requestId, tokens: computed.length})
         throw signal.reason instanceof ServeError ? signal.reason : new ServeError(499, 'client_closed', `the caller of request ${req.requestId} left during its prefill`)
       }
       throw error
     } finally {
-      signal?.removeEventListener('abort', abandon)
+      signal.removeEventListener('abort', abandon)
       this.computing.delete(req.requestId)
     }
     const {blockIds, grant, cachedTokens} = prefilled
     this.leased.set(req.requestId, {grant, blockIds, promptDigest: promptDigest(computed)})
+    this.admissions.set(req.requestId, release)
     const leaseExpiresAtMs = this.leases.hold(req.requestId)
     return {
       prefillMs: performance.now() - started,
@@ -122,6 +150,18 @@ export class PrefillRole {
         grant,
         ...(cachedTokens ? {cachedTokens} : {}),
       },
+    }
+  }
+
+  /** Retries an admitted prompt's allocation while a running step still holds blocks it freed (they return when it ends). */
+  private async whenBlocksFree<T>(signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await call()
+      } catch (error) {
+        if (!(error instanceof HpdError && error.code === 'HPD_ENGINE_POOL_FULL') || signal.aborted) throw error
+      }
+      await new Promise((resolve) => setTimeout(resolve, this.o.allocRetryMs))
     }
   }
 

@@ -51,6 +51,10 @@ class MemoryEngine implements WorkerEngine {
   kvUsage() {
     return {usedBlocks: this.caches.size, totalBlocks: this.totalBlocks}
   }
+  /** One block per sequence, whatever its length. */
+  kvGeometry() {
+    return {capacityBlocks: this.totalBlocks, blockTokens: 1_000_000, attentionGroups: 1, fixedBlocksPerSequence: 0}
+  }
   /** grant id → the request it covers (the stand-in for the agent's served-read grants). */
   readonly grants = new Map<string, string>()
   /** A prefill takes this long (its blocks held meanwhile); free() during it cancels it, as the scheduler does. */
@@ -111,8 +115,8 @@ class MemoryEngine implements WorkerEngine {
   }
   /** Sequences with an open sampler (openSequence) and their continuation offset (seed + j shifts the model). */
   readonly sequences = new Map<string, number>()
-  openSequence(requestId: string, _prompt: readonly number[], s: SamplingParams) {
-    this.sequences.set(requestId, s.seed ?? 0)
+  openSequence(requestId: string, _prompt: readonly number[], s: SamplingParams, continuation = 0) {
+    this.sequences.set(requestId, (s.seed ?? 0) + continuation)
   }
   fork(requestId: string, childIds: readonly string[]) {
     for (const c of childIds) this.caches.set(c, [...this.caches.get(requestId)!])
@@ -238,7 +242,7 @@ describe('prefill + decode worker roles', () => {
     expect(pEngine.caches.get(workerIdOf(pEngine, 'r1'))).toEqual([10, 20, 30])
     const evs = await generate(d.controlUrl, {requestId: 'r1', promptTokenIds: prompt, sampling: greedy, transfer: pre.transfer})
     expect(tokens(evs)).toEqual(expected)
-    expect(evs.map((e) => e.type)).toEqual(['phase', 'phase', 'transfer-done', 'phase', 'token', 'token', 'token', 'token', 'token', 'done'])
+    expect(evs.map((e) => e.type)).toEqual(['phase', 'phase', 'transfer-done', 'prefilled', 'phase', 'token', 'token', 'token', 'token', 'token', 'done'])
     const stats = await callJson<WorkerStats>(`${p.controlUrl}${INTERNAL.stats}`, undefined, 1000)
     expect(stats).toMatchObject({leasesHeld: 0, leasesReleased: 1, kvBlocksUsed: 0})
   })

@@ -22,6 +22,7 @@ import {ServeMetrics} from '../metrics.js'
 import {INTERNAL, type WorkerHealth, type WorkerRole, type WorkerStats} from '../protocol.js'
 import {parseDigestsRequest, parseLeaseRequest, parsePeers} from '../protocol-schema.js'
 import {openAiHandler} from '../router.js'
+import {BlockGate} from './block-gate.js'
 import {DecodeRole} from './decode-role.js'
 import type {WorkerEngine} from './engine-port.js'
 import {LeakWatch} from './leak-watch.js'
@@ -83,7 +84,10 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
   let controlUrl = ''
   const peers = new PeerDirectory()
   const client = new ControlClient(o.clusterToken)
-  const prefill = new PrefillRole({engine: o.engine, engineEpoch: o.engineEpoch, controlUrl: () => controlUrl, leaseMs: o.leaseMs, maxLeaseMs: o.maxLeaseMs, log: o.log})
+  // One admission queue for the pool, whichever leg a request is (a worker may serve every leg).
+  const gate = new BlockGate(o.engine.kvGeometry().capacityBlocks)
+  const allocRetryMs = 20
+  const prefill = new PrefillRole({engine: o.engine, engineEpoch: o.engineEpoch, controlUrl: () => controlUrl, leaseMs: o.leaseMs, maxLeaseMs: o.maxLeaseMs, gate, allocRetryMs, log: o.log})
   const decode = new DecodeRole({
     engine: o.engine,
     client,
@@ -91,7 +95,8 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     maxBatch: o.maxBatch,
     handshakeTimeoutMs: o.handshakeTimeoutMs,
     transferTimeoutMs: o.transferTimeoutMs,
-    allocRetryMs: 20,
+    gate,
+    allocRetryMs,
     pauseBeforeReadMs: o.pauseBeforeReadMs,
     verifyTransfers: o.verifyTransfers,
     log: o.log,
@@ -99,7 +104,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
   const running = () => prefill.inFlight + prefill.leases.held + decode.inFlight + decode.batcher.size
   const metrics = new WorkerMetrics({
     running: () => prefill.inFlight + decode.batcher.size,
-    waiting: () => Math.max(0, decode.inFlight - decode.batcher.size),
+    waiting: () => prefill.waiting + Math.max(0, decode.inFlight - decode.batcher.size),
     kvUsage: () => {
       const kv = o.engine.kvUsage()
       return kv.totalBlocks > 0 ? kv.usedBlocks / kv.totalBlocks : 0
@@ -113,7 +118,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
   const refusals = new RefusalLog(o.log)
   const verifier = o.clusterToken === undefined ? undefined : new CallVerifier(o.clusterToken)
 
-  const backend = new LocalBackend({prefill, decode, failurePolicy: o.kvLoadFailurePolicy ?? 'fail', metrics, problem: () => leaks.problem(), log: o.log})
+  const backend = new LocalBackend({prefill, decode, failurePolicy: o.kvLoadFailurePolicy ?? 'fail', metrics, kvGeometry: () => o.engine.kvGeometry(), problem: () => leaks.problem(), log: o.log})
   const publicRoutes = openAiHandler({
     backend,
     tokenizer: o.engine.tokenizer,
@@ -144,6 +149,9 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
       inFlight: prefill.inFlight + decode.inFlight,
       kvBlocksUsed: kv.usedBlocks,
       kvBlocksTotal: kv.totalBlocks,
+      kvGeometry: o.engine.kvGeometry(),
+      kvBlocksCommitted: gate.committedBlocks,
+      kvQueued: gate.waiting,
       leasesHeld: prefill.leases.held,
       leasesExpired: prefill.leases.expired,
       leasesReleased: prefill.leases.released,
