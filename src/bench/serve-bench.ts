@@ -3,12 +3,21 @@
  * servers it starts itself (--spawn), optionally the same load against a colocated server
  * (--compare-colocated) for a side-by-side report. Spawned servers are always stopped.
  *
- * Head-of-line blocking (--long-prompt-tokens N): on each server the same short load runs twice,
- * first on the idle server, then while one N-token request is kept in flight the whole time; the
- * result compares their median TTFT and counts workers that turned unhealthy meanwhile.
+ * Head-of-line blocking (--long-prompt-tokens N): on each server a short load runs twice, first on
+ * the idle server, then while one N-token request is kept in flight the whole time; the result
+ * compares their median TTFT and counts workers that turned unhealthy meanwhile. The two phases
+ * send different prompts (the loaded phase's are drawn from another seed): with prefix caching on
+ * (the default, what users run) the loaded phase would otherwise find the idle phase's prompts in
+ * the cache and look faster than it is. The report shows the prefix-cache hits of each phase
+ * (spawned servers), which should be 0.
+ *
+ * Token counts: the server's usage or token ids; failing both, the streamed text through the
+ * model's tokenizer (`tokenizer`: --model's for spawned servers). A run that completed nothing, or
+ * counted no generated token, fails the benchmark (VerificationError), never a zero with exit 0.
  */
 import {VerificationError} from '../errors.js'
 import type {StepSchedulerOptions} from '../engine/step-scheduler.js'
+import type {ServeModel} from '../serve/backend.js'
 import {checkServeLayout, resolveServeModel} from '../serve/serve-model.js'
 import {startServe, type RunningServe} from '../serve/serve.js'
 import {runLongPromptLoop, runServeLoad, type LongPromptLoopResult, type ServeLoadEvent, type ServeLoadReport} from './serve-load.js'
@@ -38,6 +47,11 @@ export interface ServeBenchOptions {
   readonly comparePrefixCaching?: boolean
   /** KV blocks per worker rank of spawned servers (default: the engine's). */
   readonly kvBlocks?: number
+  /**
+   * Model (preset or directory) whose tokenizer counts generated text a server reports neither in
+   * usage nor as token ids. Default: `model` for spawned servers, none for --url.
+   */
+  readonly tokenizer?: string
   readonly onServerLog?: (worker: string, line: string) => void
 }
 
@@ -52,6 +66,11 @@ export interface HeadOfLineReport {
   readonly longRequests: LongPromptLoopResult
   /** Worker transitions to `unhealthy` during the loaded run (spawned servers; undefined for --url). */
   readonly unhealthyTransitions: number | undefined
+  /**
+   * Prompt tokens the workers found in their prefix caches during each phase (spawned servers;
+   * undefined for --url or without prefix caching): 0 when the phases' prompts are unbiased.
+   */
+  readonly prefixCacheHitTokens?: {readonly idle: number; readonly loaded: number}
 }
 
 /** One server kind's prefix caching on vs off (--compare-prefix-caching). */
@@ -84,10 +103,11 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
   const runs: ServeLoadReport[] = []
   const headOfLine: HeadOfLineReport[] = []
   const prefixCaching: PrefixCachingReport[] = []
-  const load = (url: string, label: string) =>
-    runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed: o.seed, sharedPrefixTokens: o.sharedPrefixTokens, numPrefixes: o.numPrefixes})
+  const counter = tokenCounter(o.tokenizer ?? (o.url && !o.spawn && !o.compareColocated ? undefined : o.model))
+  const load = (url: string, label: string, seed = o.seed) =>
+    runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed, sharedPrefixTokens: o.sharedPrefixTokens, numPrefixes: o.numPrefixes, countTokens: counter})
   // The load of one server: once, or idle then with a long prompt in flight.
-  async function* measure(url: string, label: string, unhealthy: () => number | undefined): AsyncGenerator<ServeLoadEvent> {
+  async function* measure(url: string, label: string, unhealthy: () => number | undefined, cacheHits: () => Promise<number | undefined>): AsyncGenerator<ServeLoadEvent> {
     if (o.longPromptTokens === undefined) {
       for await (const ev of load(url, label)) {
         if (ev.type === 'summary') runs.push(ev.report)
@@ -96,18 +116,21 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
       return
     }
     let idle: ServeLoadReport | undefined
+    const hits0 = await cacheHits()
     for await (const ev of load(url, `${label} idle`)) {
       if (ev.type === 'summary') runs.push((idle = ev.report))
       yield ev
     }
+    const hits1 = await cacheHits()
     const stop = new AbortController()
-    const long = runLongPromptLoop({url, promptTokens: o.longPromptTokens, outputTokens: 4, seed: o.seed}, stop.signal)
+    const long = runLongPromptLoop({url, promptTokens: o.longPromptTokens, outputTokens: 4, seed: o.seed, countTokens: counter}, stop.signal)
     // Let the long prompt reach the engine before the short requests start.
     await new Promise((resolve) => setTimeout(resolve, 300))
     const before = unhealthy()
     let loaded: ServeLoadReport | undefined
     try {
-      for await (const ev of load(url, `${label} +long`)) {
+      // Other prompts than the idle phase's (another seed): none of them is in the prefix cache.
+      for await (const ev of load(url, `${label} +long`, o.seed + LOADED_PHASE_SEED_OFFSET)) {
         if (ev.type === 'summary') runs.push((loaded = ev.report))
         yield ev
       }
@@ -116,6 +139,7 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
     }
     const longRequests = await long
     const after = unhealthy()
+    const hits2 = await cacheHits()
     headOfLine.push({
       server: label,
       longPromptTokens: o.longPromptTokens,
@@ -124,11 +148,12 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
       ttftRatio: loaded!.ttft.medianMs / idle!.ttft.medianMs,
       longRequests,
       unhealthyTransitions: before === undefined || after === undefined ? undefined : after - before,
+      ...(hits0 !== undefined && hits1 !== undefined && hits2 !== undefined ? {prefixCacheHitTokens: {idle: hits1 - hits0, loaded: hits2 - hits1}} : {}),
     })
   }
 
   if (o.url && !o.spawn && !o.compareColocated) {
-    yield* measure(o.url.replace(/\/+$/u, ''), 'server', () => undefined)
+    yield* measure(o.url.replace(/\/+$/u, ''), 'server', () => undefined, async () => undefined)
   } else {
     const modes: ('disaggregated' | 'colocated')[] = o.compareColocated ? ['disaggregated', 'colocated'] : ['disaggregated']
     const model = resolveServeModel(o.model)
@@ -164,7 +189,8 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
             if (state === 'unhealthy') unhealthy++
           },
         })
-        yield* measure(server.url, label, () => unhealthy)
+        const running = server
+        yield* measure(server.url, label, () => unhealthy, () => (prefix ? prefixCacheHits(running) : Promise.resolve(undefined)))
       } finally {
         await server?.close()
       }
@@ -181,9 +207,16 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
       }
     }
   }
-  // A run that completed requests but counted no output token measured nothing: never a success.
-  const empty = runs.find((r) => r.completed > 0 && r.totalOutputTokens === 0)
-  if (empty) throw new VerificationError('HPD_BENCH_NO_OUTPUT', `run ${empty.label} completed ${empty.completed} requests but counted 0 generated tokens`, {hint: 'The server must send a usage chunk (stream_options.include_usage) or token ids.'})
+  // A run that completed nothing, or counted no output token, measured nothing: never a success.
+  const none = runs.find((r) => r.completed === 0)
+  if (none) {
+    throw new VerificationError('HPD_BENCH_ALL_FAILED', `run ${none.label}: none of its ${none.failed} requests succeeded${none.failureMessages.length > 0 ? `: ${none.failureMessages.join('; ').slice(0, 600)}` : ''}`, {
+      hint: 'Check the server (URL, model name, API key) with one request first; a server that returns neither usage nor token ids needs --tokenizer to count its output.',
+      details: {run: none.label, failed: none.failed, failureMessages: none.failureMessages},
+    })
+  }
+  const empty = runs.find((r) => r.totalOutputTokens === 0)
+  if (empty) throw new VerificationError('HPD_BENCH_NO_OUTPUT', `run ${empty.label} completed ${empty.completed} requests but counted 0 generated tokens`, {hint: 'The server must send a usage chunk (stream_options.include_usage) or token ids, or text that --tokenizer can count.'})
   const pair = o.longPromptTokens === undefined && !o.comparePrefixCaching && runs.length === 2 ? runs : undefined
   return {
     runs,
@@ -198,5 +231,31 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
           },
         }
       : {}),
+  }
+}
+
+/** The loaded phase of head-of-line mode draws its prompts from this seed offset (a prime far from the others). */
+const LOADED_PHASE_SEED_OFFSET = 1_000_003
+
+/** Tokens of generated text with the model's tokenizer (no special tokens), or undefined without a model. */
+function tokenCounter(model: string | undefined): ((text: string) => number) | undefined {
+  if (model === undefined) return undefined
+  const tokenizer: ServeModel['tokenizer'] = resolveServeModel(model).tokenizer
+  return (text) => tokenizer.encode(text, {addSpecialTokens: false}).length
+}
+
+/** Prompt tokens the spawned server's workers found in their prefix caches so far (vllm:prefix_cache_hits_total, attention), or undefined. */
+async function prefixCacheHits(server: RunningServe): Promise<number | undefined> {
+  try {
+    const counts = await Promise.all(
+      server.pool.workers.map(async (w) => {
+        if (!w.controlUrl) return 0
+        const text = await (await fetch(`${w.controlUrl}/metrics`, {signal: AbortSignal.timeout(2000)})).text()
+        return Number(/^vllm:prefix_cache_hits_total\{kind="attention"\} ([0-9.e+]+)$/m.exec(text)?.[1] ?? 0)
+      }),
+    )
+    return counts.reduce((a, b) => a + b, 0)
+  } catch {
+    return undefined
   }
 }

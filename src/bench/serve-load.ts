@@ -4,8 +4,10 @@
  * (ignore_eos). It measures what `vllm bench serve` reports (TTFT, TPOT, ITL, E2E latency,
  * throughputs, failures) and emits a typed event stream the Ink view and the plain-line printer
  * fold. Tokens are counted from what the server says: the usage chunk (requested with
- * stream_options.include_usage) for input and output, else the streamed token ids; a request
- * whose output cannot be counted is a failure, never zero tokens.
+ * stream_options.include_usage) for input and output, else the streamed token ids, else (output
+ * only) the streamed text through the model's tokenizer (`countTokens`, as `vllm bench serve`
+ * counts); without usage, input tokens are the token ids sent. Each run reports which counts it
+ * used. A request whose output cannot be counted is a failure, never zero tokens.
  */
 import {percentiles} from '../serve/metrics.js'
 import {uniformStream} from '../engine/random.js'
@@ -32,7 +34,13 @@ export interface ServeLoadOptions {
    */
   readonly sharedPrefixTokens?: number
   readonly numPrefixes?: number
+  /** Tokens of generated text (the model's tokenizer, no special tokens): counts output a server reports neither in usage nor as token ids. */
+  readonly countTokens?: (text: string) => number
 }
+
+/** Where a run's token counts came from (each request counted one way; a run lists every way used). */
+export type OutputCount = 'usage' | 'token-ids' | 'tokenizer'
+export type InputCount = 'usage' | 'sent-token-ids'
 
 export interface LatencyStats {
   readonly meanMs: number
@@ -52,6 +60,9 @@ export interface ServeLoadReport {
   readonly durationS: number
   readonly totalInputTokens: number
   readonly totalOutputTokens: number
+  /** How the completed requests' output and input tokens were counted. */
+  readonly outputTokensCountedBy: readonly OutputCount[]
+  readonly inputTokensCountedBy: readonly InputCount[]
   readonly requestThroughputPerS: number
   readonly outputTokenThroughputPerS: number
   readonly totalTokenThroughputPerS: number
@@ -81,6 +92,8 @@ interface OneResult {
   readonly itlMs: readonly number[]
   readonly inputTokens: number
   readonly outputTokens: number
+  readonly outputFrom?: OutputCount
+  readonly inputFrom?: InputCount
 }
 
 export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLoadEvent> {
@@ -137,7 +150,7 @@ export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLo
   yield {type: 'summary', report: summarize(o, label, results, durationS, before, after)}
 }
 
-async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutMs?: number}, model: string, prompt: number[], signal?: AbortSignal): Promise<OneResult> {
+async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutMs?: number; countTokens?: (text: string) => number}, model: string, prompt: number[], signal?: AbortSignal): Promise<OneResult> {
   const t0 = performance.now()
   const fail = (error: string): OneResult => ({ok: false, error, ttftMs: 0, e2eMs: performance.now() - t0, itlMs: [], inputTokens: 0, outputTokens: 0})
   try {
@@ -164,6 +177,7 @@ async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutM
     let last = 0
     let chunks = 0
     let ids = 0
+    let text = ''
     let usage: {prompt_tokens?: number; completion_tokens?: number} | undefined
     const itlMs: number[] = []
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -183,6 +197,7 @@ async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutM
         // A chunk carrying token ids or text is output arriving (servers without token ids send text).
         if (n === 0 && !c?.text) continue
         ids += n
+        text += c?.text ?? ''
         const now = performance.now()
         if (chunks === 0) ttftMs = now - t0
         else itlMs.push(now - last)
@@ -190,11 +205,20 @@ async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutM
         chunks++
       }
     }
-    const outputTokens = usage?.completion_tokens ?? (ids > 0 ? ids : undefined)
-    if (outputTokens === undefined || outputTokens === 0) {
-      return fail(`the server's answer lets no output token be counted (no usage chunk, no token ids${chunks > 0 ? ` in ${chunks} text chunks` : ', no text'})`)
+    const counted: {tokens: number; from: OutputCount} | undefined =
+      usage?.completion_tokens !== undefined
+        ? {tokens: usage.completion_tokens, from: 'usage'}
+        : ids > 0
+          ? {tokens: ids, from: 'token-ids'}
+          : o.countTokens && text !== ''
+            ? {tokens: o.countTokens(text), from: 'tokenizer'}
+            : undefined
+    if (counted === undefined || counted.tokens === 0) {
+      const why = counted ? `it reports 0 output tokens (${counted.from})` : `no usage chunk, no token ids${chunks > 0 ? ` in ${chunks} text chunks, and no tokenizer to count their text (pass --tokenizer)` : ', no text'}`
+      return fail(`the server's answer lets no output token be counted: ${why}`)
     }
-    return {ok: true, ttftMs, e2eMs: performance.now() - t0, itlMs, inputTokens: usage?.prompt_tokens ?? prompt.length, outputTokens}
+    const input = usage?.prompt_tokens !== undefined ? {tokens: usage.prompt_tokens, from: 'usage' as const} : {tokens: prompt.length, from: 'sent-token-ids' as const}
+    return {ok: true, ttftMs, e2eMs: performance.now() - t0, itlMs, inputTokens: input.tokens, outputTokens: counted.tokens, outputFrom: counted.from, inputFrom: input.from}
   } catch (error) {
     return fail((error as Error).message)
   }
@@ -208,6 +232,7 @@ export interface LongPromptLoopOptions {
   readonly outputTokens: number
   readonly seed?: number
   readonly vocabLimit?: number
+  readonly countTokens?: (text: string) => number
 }
 
 export interface LongPromptLoopResult {
@@ -228,7 +253,7 @@ export async function runLongPromptLoop(o: LongPromptLoopOptions, signal: AbortS
   const failures: string[] = []
   while (!signal.aborted) {
     const prompt = Array.from({length: o.promptTokens}, () => Math.floor(rng() * (o.vocabLimit ?? 256)))
-    const r = await oneRequest({url: o.url, outputTokens: o.outputTokens}, model, prompt, signal)
+    const r = await oneRequest({url: o.url, outputTokens: o.outputTokens, countTokens: o.countTokens}, model, prompt, signal)
     if (signal.aborted) break
     if (r.ok) completed++
     else failures.push(r.error ?? 'unknown')
@@ -261,6 +286,8 @@ function summarize(
     durationS,
     totalInputTokens: inTokens,
     totalOutputTokens: outTokens,
+    outputTokensCountedBy: [...new Set(ok.flatMap((r) => (r.outputFrom ? [r.outputFrom] : [])))],
+    inputTokensCountedBy: [...new Set(ok.flatMap((r) => (r.inputFrom ? [r.inputFrom] : [])))],
     requestThroughputPerS: ok.length / durationS,
     outputTokenThroughputPerS: outTokens / durationS,
     totalTokenThroughputPerS: (inTokens + outTokens) / durationS,

@@ -24,7 +24,7 @@ import {type ChildHandle, spawnChild} from '../child/index.js'
 import {EnvironmentError, type HpdError} from '../errors.js'
 import {CLUSTER_TOKEN_ENV} from './auth.js'
 import {ControlClient} from './http-json.js'
-import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole} from './protocol.js'
+import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole, type WorkerStats} from './protocol.js'
 import {HEALTH_TIMEOUT_MS, HealthMonitor, type PoolEvents, type PoolWorker, type WorkerPool, type WorkerState} from './worker-pool.js'
 import type {WorkerConfig} from './worker/worker-config.js'
 
@@ -175,6 +175,8 @@ export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
     w.controlUrl = ready.controlUrl
     const health = await this.client.call<WorkerHealth>(`${ready.controlUrl}${INTERNAL.health}`, undefined, {timeoutMs: 5000, retryOnReset: true})
     w.engineEpoch = health.engineEpoch
+    // Its pool's geometry (stats) before it takes traffic: the router refuses what no pool could hold.
+    w.stats = await this.client.call<WorkerStats>(`${ready.controlUrl}${INTERNAL.stats}`, undefined, {timeoutMs: 5000, retryOnReset: true}).catch(() => undefined)
     w.failedHealthChecks = 0
     w.problem = undefined
     // Decode workers must know a prefill engine before it can hand out transfer params.

@@ -95,7 +95,12 @@ export class WorkerBackend implements GenerationBackend {
    * mode the prefill pools hold each prompt once, the decode pools every continuation at full length.
    */
   capacityShortfall(demands: readonly PromptDemand[]): CapacityShortfall | undefined {
-    const pools = (role: WorkerRole): KvGeometry[] => this.o.pool.ready(role).flatMap((w) => (w.stats?.kvGeometry ? [w.stats.kvGeometry] : []))
+    // Only while every ready worker of the role has reported its pool (the first stats poll): until
+    // then the workers refuse such a request themselves.
+    const pools = (role: WorkerRole): KvGeometry[] => {
+      const ready = this.o.pool.ready(role)
+      return ready.every((w) => w.stats?.kvGeometry) ? ready.map((w) => w.stats!.kvGeometry!) : []
+    }
     if (this.o.mode === 'colocated') return capacityShortfall(pools('colocated'), demands, 'decode')
     return capacityShortfall(pools('prefill'), demands, 'prefill') ?? capacityShortfall(pools('decode'), demands, 'decode')
   }
@@ -231,7 +236,9 @@ export class WorkerBackend implements GenerationBackend {
       if (!res.ok || !res.body) {
         const text = await withIdleTimeout(res.text(), idle, w.name, local.signal)
         const err = safeJson(text)?.error
-        throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `decode worker ${w.name} answered ${res.status}`)
+        // The worker's refusal names the field at fault as the client sent it (the leg carries the client's fields).
+        const param = typeof err?.param === 'string' ? err.param.slice(0, 200) : undefined
+        throw new ServeError(res.status, err?.code ?? 'worker_error', err?.message ?? `decode worker ${w.name} answered ${res.status}`, param)
       }
       const lines = ndjsonLines<WorkerStreamEvent>(res.body)
       for (;;) {
@@ -278,9 +285,9 @@ function exhausted(failures: readonly PrefillFailure[], readiness: string | unde
   return new ServeError(503, 'no_healthy_worker', `no healthy prefill worker can take the request: ${why}`)
 }
 
-function safeJson(text: string): {error?: {code?: string; message?: string}} | undefined {
+function safeJson(text: string): {error?: {code?: string; message?: string; param?: unknown}} | undefined {
   try {
-    return JSON.parse(text) as {error?: {code?: string; message?: string}}
+    return JSON.parse(text) as {error?: {code?: string; message?: string; param?: unknown}}
   } catch {
     return undefined
   }

@@ -16,6 +16,8 @@ const report = (label: string, share?: number): ServeLoadReport => ({
   durationS: 9.1,
   totalInputTokens: 8192,
   totalOutputTokens: 2048,
+  outputTokensCountedBy: ['usage'],
+  inputTokensCountedBy: ['usage'],
   requestThroughputPerS: 7.03,
   outputTokenThroughputPerS: 225.09,
   totalTokenThroughputPerS: 1125.46,

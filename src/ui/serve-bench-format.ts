@@ -10,6 +10,8 @@ export function formatServeReports(runs: readonly ServeLoadReport[]): string {
     ['Benchmark duration (s)', (r) => r.durationS.toFixed(2)],
     ['Total input tokens', (r) => String(r.totalInputTokens)],
     ['Total generated tokens', (r) => String(r.totalOutputTokens)],
+    ['Generated tokens counted by', (r) => r.outputTokensCountedBy.join('+') || '–'],
+    ['Input tokens counted by', (r) => r.inputTokensCountedBy.join('+') || '–'],
     ['Request throughput (req/s)', (r) => r.requestThroughputPerS.toFixed(2)],
     ['Output token throughput (tok/s)', (r) => r.outputTokenThroughputPerS.toFixed(2)],
     ['Total token throughput (tok/s)', (r) => r.totalTokenThroughputPerS.toFixed(2)],

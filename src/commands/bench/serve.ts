@@ -35,6 +35,7 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
     'num-prefixes': Flags.integer({default: 1, description: 'with --shared-prefix-tokens: distinct shared prefixes (request i uses prefix i mod P)'}),
     'compare-prefix-caching': Flags.boolean({description: 'spawned servers: run the load with --no-prefix-caching, then with prefix caching, and compare median TTFT and KV bytes pulled per request', default: false}),
     'kv-blocks': Flags.integer({description: 'KV pool blocks per worker rank of spawned servers'}),
+    tokenizer: Flags.string({description: 'model (preset or directory) whose tokenizer counts generated text when the server returns neither usage nor token ids (default: --model for spawned servers; none for --url)'}),
   }
 
   async run(): Promise<ServeBenchResult> {
@@ -67,6 +68,7 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
       numPrefixes: flags['num-prefixes'],
       comparePrefixCaching: flags['compare-prefix-caching'],
       kvBlocks: flags['kv-blocks'],
+      tokenizer: flags.tokenizer,
       steps:
         flags['max-num-batched-tokens'] === undefined && flags['long-prefill-tokens'] === undefined
           ? undefined

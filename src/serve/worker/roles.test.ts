@@ -462,6 +462,8 @@ describe('prefill + decode worker roles', () => {
     expect(pEngine.caches.size).toBe(0)
     const stats = await callJson<WorkerStats>(`${p.controlUrl}${INTERNAL.stats}`, undefined, 1000)
     expect(stats.leasesHeld).toBe(0)
+    // Its admission into the pool is given back too.
+    expect(stats.kvBlocksCommitted).toBe(0)
   })
 
   it('computes locally, logging and counting it, when a decode leg’s params lack fields; recompute policy survives a failed pull', async () => {
@@ -522,6 +524,25 @@ describe('prefill + decode worker roles', () => {
     expect(forged.at(-1)).toMatchObject({type: 'error', code: 'unregistered_peer_url'})
     const stranger = await generate(d.controlUrl, {requestId: 'ssrf2', promptTokenIds: [1, 2, 3], sampling: greedy, transfer: {...pre.transfer, engineId: 'elsewhere'}})
     expect(stranger.at(-1)).toMatchObject({type: 'error', code: 'unknown_prefill_engine'})
+  })
+
+  it('a request larger than the free pool waits for blocks (FCFS) instead of failing; one larger than the whole pool is a 400', async () => {
+    const engine = new MemoryEngine('c12', 'h', 4)
+    const c = await worker('colocated', engine)
+    const many = {...greedy, n: 3, maxTokens: 12}
+    const [first, second, third] = await Promise.all([
+      generate(c.controlUrl, {requestId: 'w0', promptTokenIds: [1, 2], sampling: many}),
+      generate(c.controlUrl, {requestId: 'w1', promptTokenIds: [3, 4], sampling: many}),
+      generate(c.controlUrl, {requestId: 'w2', promptTokenIds: [5], sampling: greedy}),
+    ])
+    for (const evs of [first, second, third]) expect(evs.at(-1)).toMatchObject({type: 'done'})
+    // Someone waited (3 + 3 + 1 blocks > 4), and said so while waiting.
+    expect([first, second, third].some((evs) => evs.some((e) => e.type === 'phase' && e.phase === 'queued'))).toBe(true)
+    expect(engine.caches.size).toBe(0)
+    const tooMany = await generate(c.controlUrl, {requestId: 'w3', promptTokenIds: [1], sampling: {...greedy, n: 5}})
+    expect(tooMany[0]).toMatchObject({type: 'error', status: 400, code: 'kv_capacity_exceeded'})
+    const stats = await callJson<WorkerStats>(`${c.controlUrl}${INTERNAL.stats}`, undefined, 1000)
+    expect(stats).toMatchObject({kvBlocksUsed: 0, kvBlocksCommitted: 0, kvQueued: 0})
   })
 
   it('answers callers without the cluster token with 401 and nothing else', async () => {
