@@ -39,7 +39,7 @@ export default class Serve extends HpdCommand<ServeResult> {
     cluster: Flags.string({description: 'cluster name (the etcd key prefix /hpd/<cluster>/)', default: 'default', env: 'HPD_CLUSTER'}),
     'local-workers': Flags.boolean({description: 'launch local workers (--no-local-workers: the router alone, over workers registered in etcd)', default: true, allowNo: true}),
     insecure: Flags.boolean({description: 'allow a non-loopback cluster without the cluster token (unauthenticated control plane)', default: false}),
-    'served-model-name': Flags.string({description: 'name clients pass as `model` (repeatable; the first is the one responses carry; default: the model’s name)', multiple: true, env: 'HPD_SERVED_MODEL_NAME'}),
+    'served-model-name': Flags.string({description: 'name clients pass as `model` (repeatable; a response carries the name its request used; default: the model’s name)', multiple: true, env: 'HPD_SERVED_MODEL_NAME'}),
     'max-num-batched-tokens': Flags.integer({description: 'chunked prefill: most tokens one engine step computes, decode tokens included', default: DEFAULT_STEP_OPTIONS.maxStepTokens, env: 'HPD_MAX_NUM_BATCHED_TOKENS'}),
     'long-prefill-tokens': Flags.integer({description: 'chunked prefill: a prompt with more tokens left advances at most this many per step (smaller: other requests wait less behind it)', default: DEFAULT_STEP_OPTIONS.longPrefillTokens, env: 'HPD_LONG_PREFILL_TOKENS'}),
     'verify-transfers': Flags.boolean({description: 'decode workers digest both sides of every KV transfer; a mismatch fails that request (never served)', default: false, env: 'HPD_VERIFY_TRANSFERS'}),

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {HpdCommand} from '../cli/hpd-command.js'
 import {enginePresetList} from '../model/index.js'
+import {DEFAULT_STEP_OPTIONS} from '../engine/step-scheduler.js'
 import {workerUntilSignal, type WorkerResult} from '../serve/worker-session.js'
 
 export default class Worker extends HpdCommand<WorkerResult> {
@@ -34,6 +35,9 @@ export default class Worker extends HpdCommand<WorkerResult> {
     'verify-transfers': Flags.boolean({description: 'decode/colocated: digest both sides of every KV transfer; a mismatch fails that request (never served)', default: false, env: 'HPD_VERIFY_TRANSFERS'}),
     'prefix-caching': Flags.boolean({description: 'prefix caching (vLLM V1’s default); --no-prefix-caching turns it off', default: true, allowNo: true, env: 'HPD_PREFIX_CACHING'}),
     'mamba-checkpoint-every': Flags.integer({description: 'hybrids with prefix caching: keep a Mamba checkpoint at every k-th logical-block boundary (plus each request’s latest)', default: 1, env: 'HPD_MAMBA_CHECKPOINT_EVERY'}),
+    'served-model-name': Flags.string({description: 'name clients pass as `model` on this worker’s OpenAI routes (repeatable; a response carries the name its request used; the model’s own name is accepted too: hpd’s router sends it)', multiple: true, env: 'HPD_SERVED_MODEL_NAME'}),
+    'max-num-batched-tokens': Flags.integer({description: 'chunked prefill: most tokens one engine step computes, decode tokens included', default: DEFAULT_STEP_OPTIONS.maxStepTokens, env: 'HPD_MAX_NUM_BATCHED_TOKENS'}),
+    'long-prefill-tokens': Flags.integer({description: 'chunked prefill: a prompt with more tokens left advances at most this many per step (smaller: other requests wait less behind it)', default: DEFAULT_STEP_OPTIONS.longPrefillTokens, env: 'HPD_LONG_PREFILL_TOKENS'}),
     'kv-events-endpoint': Flags.string({description: 'where to publish KV events (vLLM’s KVEventBatch over ZeroMQ PUB): tcp://HOST:PORT, PORT * for any free one (default: tcp://<--listen host>:*); "none" publishes nothing', env: 'HPD_KV_EVENTS_ENDPOINT'}),
     'kv-events-plain': Flags.boolean({description: 'publish KV events unencrypted, as vLLM does, for llm-d / Dynamo / vLLM subscribers (they carry every prompt\'s token ids: only on a network trusted with prompts); default: encrypted (CurveZMQ) with keys from the cluster token, which hpd\'s router holds', default: false}),
   }
@@ -66,6 +70,8 @@ export default class Worker extends HpdCommand<WorkerResult> {
         mambaCheckpointEvery: flags['mamba-checkpoint-every'],
         kvEventsEndpoint: flags['kv-events-endpoint'],
         kvEventsPlain: flags['kv-events-plain'],
+        servedModelNames: flags['served-model-name'],
+        steps: {maxStepTokens: flags['max-num-batched-tokens'], longPrefillTokens: flags['long-prefill-tokens']},
       },
       log,
       (ready) => log('ready', {...ready, role: flags.role}),

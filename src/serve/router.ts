@@ -28,7 +28,7 @@ export interface RouterOptions {
   readonly tokenizer: ServeTokenizer
   /** The id clients pass as `model` (also listed by GET /v1/models). */
   readonly modelName: string
-  /** vLLM --served-model-name: names clients may pass instead (the first is the primary one); default [modelName]. */
+  /** vLLM --served-model-name: the names clients may pass (a response carries the one its request used); default [modelName]. */
   readonly servedModelNames?: readonly string[]
   readonly maxModelLen: number
   readonly vocabSize: number
@@ -36,7 +36,11 @@ export interface RouterOptions {
   /** Whole-request bound, first byte to last; the request fails with 504 (or a stream error) past it. */
   readonly requestTimeoutMs?: number
   readonly maxBodyBytes?: number
-  /** Default output length for chat requests without max_tokens (completions default to 16 as OpenAI's). */
+  /**
+   * Default output length for chat requests without max_tokens (256; completions default to 16 as
+   * OpenAI's). Not vLLM's "the rest of the context": requests are admitted against their full
+   * length, so that default would reserve a whole context of KV blocks for every chat request.
+   */
   readonly defaultChatMaxTokens?: number
   /** When set, /v1/* requires `Authorization: Bearer <apiKey>` (as vLLM's --api-key). */
   readonly apiKey?: string
@@ -133,7 +137,7 @@ async function handle(o: RouterOptions, req: IncomingMessage, res: ServerRespons
 }
 
 function modelNames(o: RouterOptions): readonly string[] {
-  return o.servedModelNames && o.servedModelNames.length > 0 ? o.servedModelNames : [o.modelName]
+  return [...new Set(o.servedModelNames && o.servedModelNames.length > 0 ? o.servedModelNames : [o.modelName])]
 }
 
 function bodyLimits(o: RouterOptions) {

@@ -51,7 +51,7 @@ export interface ServeOptions {
   readonly etcd?: {readonly urls: readonly string[]; readonly cluster: string}
   /** Launch local workers (false: the router alone, over workers running elsewhere; needs etcd). */
   readonly localWorkers: boolean
-  /** vLLM --served-model-name: names clients may pass as `model` (the first is the one responses carry); default the model's name. */
+  /** vLLM --served-model-name: names clients may pass as `model` (a response carries the one its request used; repeated names count once); default the model's name. */
   readonly servedModelNames?: readonly string[]
   /** Chunked prefill on every worker: tokens per engine step and per long-prompt chunk (default DEFAULT_STEP_OPTIONS). */
   readonly steps?: StepSchedulerOptions

@@ -7,6 +7,7 @@ import {hostname} from 'node:os'
 
 import {parseEtcdFlag} from '../cluster/etcd.js'
 import {checkClusterName} from '../cluster/record.js'
+import type {StepSchedulerOptions} from '../engine/step-scheduler.js'
 import {UsageError} from '../errors.js'
 import {API_KEY_ENV, CLUSTER_TOKEN_ENV} from './auth.js'
 import {checkBind, isLoopback} from './bind-policy.js'
@@ -47,6 +48,10 @@ export interface WorkerFlags {
   /** `tcp://HOST:PORT` to publish KV events on ('none': no events; default tcp://<listen host>:*). */
   readonly kvEventsEndpoint?: string
   readonly kvEventsPlain?: boolean
+  /** Names clients may pass as `model` on this worker (vLLM --served-model-name); the model's own name is accepted too. */
+  readonly servedModelNames?: readonly string[]
+  /** Chunked prefill: tokens per engine step and per long-prompt chunk (as `hpd serve`; default the engine's). */
+  readonly steps?: StepSchedulerOptions
 }
 
 export interface WorkerResult {
@@ -86,7 +91,7 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
     log('warning', {message: 'without --etcd this decode worker knows no prefill engine: every decode leg (kv_transfer_params with do_remote_prefill) is refused with unknown_prefill_engine; requests without them are computed here', hint: 'Run the prefill and decode workers with the same --etcd and --cluster.'})
   }
   if (etcd && advertise === undefined && isLoopback(listen.host)) log('warning', {message: `--listen ${flags.listen} is loopback: only workers and routers on this host can reach this worker`})
-  validateServeOptions({prefillTp: flags.tp, maxBatch: flags.maxBatch, kvBlocks: flags.kvBlocks, leaseMs: flags.leaseMs, requestTimeoutMs: flags.requestTimeoutMs, port: listen.port, mambaCheckpointEvery: flags.mambaCheckpointEvery})
+  validateServeOptions({prefillTp: flags.tp, maxBatch: flags.maxBatch, kvBlocks: flags.kvBlocks, leaseMs: flags.leaseMs, requestTimeoutMs: flags.requestTimeoutMs, port: listen.port, mambaCheckpointEvery: flags.mambaCheckpointEvery, servedModelNames: flags.servedModelNames, steps: flags.steps})
   const kvEventsEndpoint = flags.prefixCaching === false || flags.kvEventsEndpoint === 'none' ? undefined : checkKvEventsEndpoint(flags.kvEventsEndpoint ?? `tcp://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:*`)
   const model = resolveServeModel(flags.model)
   const engineId = flags.name ?? `${flags.role}-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${listen.port === 0 ? process.pid : listen.port}`
@@ -118,6 +123,8 @@ export async function workerUntilSignal(flags: WorkerFlags, log: (event: string,
       prefixCaching: flags.prefixCaching !== false,
       ...(flags.mambaCheckpointEvery === undefined ? {} : {mambaCheckpointEvery: flags.mambaCheckpointEvery}),
       ...(kvEventsEndpoint ? {kvEventsEndpoint, kvEventsPlain: flags.kvEventsPlain === true} : {}),
+      ...(flags.servedModelNames && flags.servedModelNames.length > 0 ? {servedModelNames: flags.servedModelNames} : {}),
+      ...(flags.steps ? {steps: flags.steps} : {}),
       etcd,
     },
     clusterToken,

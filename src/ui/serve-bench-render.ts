@@ -64,7 +64,8 @@ function headOfLineLines(r: ServeBenchResult): string {
     .map(
       (h) =>
         `${h.server}: median TTFT ${h.idleTtftMedianMs.toFixed(1)} ms idle, ${h.loadedTtftMedianMs.toFixed(1)} ms with a ${h.longPromptTokens}-token prompt in flight (${h.ttftRatio.toFixed(2)}x); ` +
-        `long prompts completed ${h.longRequests.completed}, failed ${h.longRequests.failed}; unhealthy transitions ${h.unhealthyTransitions ?? 'unknown'}\n`,
+        `long prompts completed ${h.longRequests.completed}, failed ${h.longRequests.failed}; unhealthy transitions ${h.unhealthyTransitions ?? 'unknown'}` +
+        `${h.prefixCacheHitTokens ? `; prefix-cache hit tokens idle ${h.prefixCacheHitTokens.idle}, loaded ${h.prefixCacheHitTokens.loaded}` : ''}\n`,
     )
     .join('')
 }

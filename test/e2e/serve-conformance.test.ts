@@ -127,10 +127,14 @@ describe('sampling fields change the output as vLLM defines them', () => {
   it('min_tokens keeps EOS out for that many tokens; ignore_eos keeps generating past it', async () => {
     cover('min_tokens', 'ignore_eos')
     const eosFirst = await complete({logit_bias: {[EOS]: 100}})
-    expect(eosFirst.choices[0]).toMatchObject({text: '', finish_reason: 'stop'})
-    expect(eosFirst.usage.completion_tokens).toBe(0)
+    // vLLM: EOS is an output token (counted in completion_tokens, in token_ids), its text empty.
+    expect(eosFirst.choices[0]).toMatchObject({text: '', finish_reason: 'stop', token_ids: [EOS]})
+    expect(eosFirst.usage.completion_tokens).toBe(1)
     const min5 = await complete({logit_bias: {[EOS]: 100}, min_tokens: 5})
-    expect(min5.choices[0].token_ids).toHaveLength(5)
+    expect(min5.choices[0].token_ids).toHaveLength(6)
+    expect(min5.choices[0].token_ids.slice(0, 5)).not.toContain(EOS)
+    expect(min5.choices[0].token_ids[5]).toBe(EOS)
+    expect(min5.usage.completion_tokens).toBe(6)
     expect(min5.choices[0].finish_reason).toBe('stop')
     const ignoring = await complete({logit_bias: {[EOS]: 100}, ignore_eos: true, max_tokens: 6})
     expect(ignoring.choices[0].token_ids).toEqual(Array(6).fill(EOS))

@@ -235,6 +235,11 @@ describe('sampling fields reach the workers; refusals name their field', () => {
     [{logprobs: 21}, 'logprobs', 'invalid_value'],
     [{suffix: 'tail'}, 'suffix', 'unsupported_parameter'],
     [{stream_options: {include_usage: true}}, 'stream_options', 'invalid_value'],
+    [{stream: true, stream_options: {include_usage: true, continuous_usage_stats: true}}, 'stream_options.continuous_usage_stats', 'unsupported_parameter'],
+    [{ignore_eos: 1}, 'ignore_eos', 'invalid_type'],
+    [{echo: 'yes'}, 'echo', 'invalid_type'],
+    [{max_tokens: '5'}, 'max_tokens', 'invalid_type'],
+    [{temperature: 3}, 'temperature', 'invalid_value'],
     [{frobnicate: 1}, 'frobnicate', 'unknown_parameter'],
   ])('completions %j → 400 naming %s', async (extra, param, code) => {
     expect(await post('/v1/completions', {model: 'tiny-hybrid', prompt: 'x', ...extra})).toMatchObject({status: 400, json: {error: {param, code}}})
@@ -249,15 +254,36 @@ describe('sampling fields reach the workers; refusals name their field', () => {
     [{messages: [{role: 'assistant', content: null, tool_calls: [{id: 'c', type: 'function', function: {name: 'f', arguments: '{}'}}]}]}, 'messages[0].tool_calls', 'unsupported_parameter'],
     [{messages: [{role: 'tool', content: 'r'}]}, 'messages[0].role', 'unsupported_parameter'],
     [{max_completion_tokens: 100}, 'max_completion_tokens', 'context_length_exceeded'],
-    [{logprobs: 3}, 'logprobs', 'invalid_value'],
+    [{logprobs: 3}, 'logprobs', 'invalid_type'],
+    [{messages: [{role: 'user', content: [{type: 'text', text: 'what is this?'}, {type: 'image_url', image_url: {url: 'https://example.com/a.png'}}]}]}, 'messages[0].content[1]', 'unsupported_value'],
+    [{messages: [{role: 'user', content: 'x', bogus: 1}]}, 'messages[0].bogus', 'unsupported_parameter'],
   ])('chat %j → 400 naming %s', async (extra, param, code) => {
     const r = await post('/v1/chat/completions', {model: 'tiny-hybrid', messages: [{role: 'user', content: 'x'}], ...extra})
     expect(r).toMatchObject({status: 400, json: {error: {param, code}}})
-    if (code === 'unsupported_parameter' && param.startsWith('messages')) expect(r.json.error.message).toContain('tool calling is not supported')
+    if (code === 'unsupported_parameter' && param.startsWith('messages') && param !== 'messages[0].bogus') expect(r.json.error.message).toContain('tool calling is not supported')
+    if (param === 'messages[0].content[1]') expect(r.json.error.message).toContain('images are not supported')
+  })
+
+  it('a chat message name is accepted and ignored (the template has no place for it)', async () => {
+    const named = await post('/v1/chat/completions', {model: 'tiny-hybrid', messages: [{role: 'user', content: 'x', name: 'alice'}], max_tokens: 3})
+    const plain = await post('/v1/chat/completions', {model: 'tiny-hybrid', messages: [{role: 'user', content: 'x'}], max_tokens: 3})
+    expect(named.status).toBe(200)
+    expect(named.json.choices[0].message).toEqual(plain.json.choices[0].message)
   })
 })
 
 describe('utility routes', () => {
+  it('a served name given twice is listed once', async () => {
+    const twice = createRouter({backend, tokenizer: bytes, modelName: 'tiny-hybrid', servedModelNames: ['a', 'b', 'a'], maxModelLen: 64, vocabSize: 384, metrics: new ServeMetrics()})
+    await new Promise<void>((r) => twice.listen(0, '127.0.0.1', () => r()))
+    try {
+      const res = await fetch(`http://127.0.0.1:${(twice.address() as AddressInfo).port}/v1/models`)
+      expect(((await res.json()) as Json).data.map((m: {id: string}) => m.id)).toEqual(['a', 'b'])
+    } finally {
+      await new Promise<void>((r) => twice.close(() => r()))
+    }
+  })
+
   it('GET /v1/models lists every served name; /v1/models/{id} answers each and 404s others', async () => {
     expect((await client.models.list()).data.map((m) => m.id)).toEqual(['tiny-hybrid', 'alias'])
     expect(await client.models.retrieve('alias')).toMatchObject({id: 'alias', object: 'model', root: 'tiny-hybrid'})
@@ -278,6 +304,13 @@ describe('utility routes', () => {
     expect(await post('/detokenize', {tokens: [9999]})).toMatchObject({status: 400, json: {error: {param: 'tokens[0]'}}})
     expect(await post('/tokenize', {prompt: 'x', bogus: 1})).toMatchObject({status: 400, json: {error: {code: 'unknown_parameter'}}})
     expect(await post('/tokenize', {model: 'other', prompt: 'x'})).toMatchObject({status: 404, json: {error: {param: 'model'}}})
+    // Chat messages: add_generation_prompt true is what hpd's template does; false is refused by name.
+    const chat = [{role: 'user', content: 'a'}]
+    expect((await post('/tokenize', {messages: chat, add_generation_prompt: true})).json.tokens).toEqual((await post('/tokenize', {messages: chat})).json.tokens)
+    const noPrompt = await post('/tokenize', {messages: chat, add_generation_prompt: false})
+    expect(noPrompt).toMatchObject({status: 400, json: {error: {param: 'add_generation_prompt', code: 'unsupported_value'}}})
+    expect(noPrompt.json.error.message).toContain('always ends with the assistant')
+    expect(await post('/tokenize', {messages: chat, bogus: 1})).toMatchObject({status: 400, json: {error: {param: 'bogus', code: 'unknown_parameter'}}})
     const v = (await (await fetch(`${base}/version`)).json()) as Json
     expect(v.version).toMatch(/^\d+\.\d+\.\d+/)
     expect((await fetch(`${base}/tokenize`)).status).toBe(405)

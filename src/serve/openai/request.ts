@@ -119,12 +119,38 @@ function refusal(rule: FieldRule, value: unknown, error: z.ZodError): InvalidReq
   if (rule.status === 'neutral-only') {
     return new InvalidRequest(`'${rule.name}' is not supported by hpd: it accepts only ${rule.accepts} (${rule.instead}), got ${describe(value)}`, rule.name, 'unsupported_parameter')
   }
-  const issue = error.issues[0]
-  const path = issue && issue.path.length > 0 ? `${rule.name}${issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}` : rule.name
-  if (path !== rule.name) {
-    return new InvalidRequest(`'${path}' is invalid (${issue.message}); '${rule.name}' must be ${rule.accepts}`, path, 'invalid_value')
+  if (rule.name === 'messages') {
+    const part = nonTextPart(value)
+    if (part) return new InvalidRequest(`'${part.path}' is a${/^[aeiou]/.test(part.type) ? 'n' : ''} '${part.type}' part: ${part.type.startsWith('image') ? 'images are' : `'${part.type}' content is`} not supported by hpd (a text-only model server); send text parts or a string`, part.path, 'unsupported_value')
   }
-  return new InvalidRequest(`'${rule.name}' must be ${rule.accepts}, got ${describe(value)}`, rule.name, typeof value === typeof 0 || value === null ? 'invalid_value' : 'invalid_type')
+  const issue = error.issues[0]
+  const at = (path: readonly PropertyKey[]) => `${rule.name}${path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`
+  // A key a strict object does not take (stream_options.continuous_usage_stats): named as itself.
+  if (issue?.code === 'unrecognized_keys') {
+    const key = at([...issue.path, String(issue.keys[0]).slice(0, 64)])
+    return new InvalidRequest(`'${key}' is not supported by hpd: '${rule.name}' must be ${rule.accepts}`, key, 'unsupported_parameter')
+  }
+  const path = issue && issue.path.length > 0 ? at(issue.path) : rule.name
+  if (path !== rule.name) {
+    return new InvalidRequest(`'${path}' is invalid (${issue.message}); '${rule.name}' must be ${rule.accepts}`, path, issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value')
+  }
+  // The wrong JSON type (a number where a boolean goes, a string where a number goes) is invalid_type; a value out of range invalid_value.
+  const wrongType = issue?.code === 'invalid_type' || (issue?.code === 'invalid_union' && value !== null && typeof value !== 'number')
+  return new InvalidRequest(`'${rule.name}' must be ${rule.accepts}, got ${describe(value)}`, rule.name, wrongType ? 'invalid_type' : 'invalid_value')
+}
+
+/** The first chat content part that is not text (an image, audio, a file), with its path. */
+function nonTextPart(messages: unknown): {path: string; type: string} | undefined {
+  if (!Array.isArray(messages)) return undefined
+  for (const [i, m] of messages.entries()) {
+    const content = (m as {content?: unknown} | null)?.content
+    if (!Array.isArray(content)) continue
+    for (const [j, part] of content.entries()) {
+      const type = (part as {type?: unknown} | null)?.type
+      if (typeof type === 'string' && type !== 'text') return {path: `messages[${i}].content[${j}]`, type: type.replace(/[^\x20-\x7e]/g, '?').slice(0, 32)}
+    }
+  }
+  return undefined
 }
 
 type Common = Omit<ParsedRequest, 'kind' | 'prompts' | 'bestOf' | 'logprobs' | 'echo'>

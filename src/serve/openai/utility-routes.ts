@@ -13,7 +13,7 @@ import {sendJson} from './responders.js'
 
 export interface UtilityContext {
   readonly tokenizer: ServeTokenizer
-  /** Served names; the first is the primary one. */
+  /** Served names (responses carry the one a request used); the first is the models' `root`. */
   readonly modelNames: readonly string[]
   readonly maxModelLen: number
   readonly vocabSize: number
@@ -25,16 +25,16 @@ export interface UtilityContext {
 export const UTILITY_PATHS = ['/v1/models', '/tokenize', '/detokenize', '/version'] as const
 
 const textPart = z.object({type: z.literal('text'), text: z.string()}).strict()
-const tokenizeBody = z.union([
-  z.object({model: z.string().max(1024).optional(), prompt: z.string(), add_special_tokens: z.boolean().optional()}).strict(),
-  z
-    .object({
-      model: z.string().max(1024).optional(),
-      messages: z.array(z.object({role: z.enum(['system', 'developer', 'user', 'assistant']), content: z.union([z.string(), z.array(textPart)])}).strict()).min(1),
-      add_generation_prompt: z.literal(true).optional(),
-    })
-    .strict(),
-])
+/** POST /tokenize takes a prompt or chat messages: which one is decided by the body's keys, so an error names the right field. */
+const tokenizePromptBody = z.object({model: z.string().max(1024).optional(), prompt: z.string(), add_special_tokens: z.boolean().optional()}).strict()
+const tokenizeChatBody = z
+  .object({
+    model: z.string().max(1024).optional(),
+    messages: z.array(z.object({role: z.enum(['system', 'developer', 'user', 'assistant']), content: z.union([z.string(), z.array(textPart)])}).strict()).min(1),
+    // hpd's chat template always ends with the assistant's turn (what generation sends): true is the only value it can honour.
+    add_generation_prompt: z.boolean().optional(),
+  })
+  .strict()
 const detokenizeBody = z.object({model: z.string().max(1024).optional(), tokens: z.array(z.number().int().min(0).max(Number.MAX_SAFE_INTEGER))}).strict()
 
 function modelCard(ctx: UtilityContext, id: string) {
@@ -54,7 +54,8 @@ export async function handleUtilityRoute(
   readBody: () => Promise<unknown>,
 ): Promise<boolean> {
   if (method === 'GET' && path === '/v1/models') {
-    sendJson(res, 200, {object: 'list', data: ctx.modelNames.map((n) => modelCard(ctx, n))})
+    // A name given twice (--served-model-name a a) is one model.
+    sendJson(res, 200, {object: 'list', data: [...new Set(ctx.modelNames)].map((n) => modelCard(ctx, n))})
     return true
   }
   if (method === 'GET' && path.startsWith('/v1/models/')) {
@@ -75,12 +76,21 @@ export async function handleUtilityRoute(
     return true
   }
   if (method === 'POST' && path === '/tokenize') {
-    const body = check(tokenizeBody, await readBody())
-    checkModel(ctx, body.model)
-    const tokens =
-      'prompt' in body
-        ? ctx.tokenizer.encode(body.prompt, {addSpecialTokens: body.add_special_tokens ?? true})
-        : ctx.tokenizer.encodeChat(body.messages.map((m) => ({role: m.role === 'developer' ? 'system' : m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('')})))
+    const raw = await readBody()
+    let tokens: number[]
+    if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && 'messages' in raw) {
+      if ('prompt' in raw) throw new InvalidRequest("'/tokenize' takes either 'prompt' or 'messages', not both", 'prompt', 'invalid_value')
+      const body = check(tokenizeChatBody, raw)
+      checkModel(ctx, body.model)
+      if (body.add_generation_prompt === false) {
+        throw new InvalidRequest("'add_generation_prompt' false is not supported: hpd's chat template always ends with the assistant's turn (as generation tokenizes chats); drop the field or send true", 'add_generation_prompt', 'unsupported_value')
+      }
+      tokens = ctx.tokenizer.encodeChat(body.messages.map((m) => ({role: m.role === 'developer' ? 'system' : m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('')})))
+    } else {
+      const body = check(tokenizePromptBody, raw)
+      checkModel(ctx, body.model)
+      tokens = ctx.tokenizer.encode(body.prompt, {addSpecialTokens: body.add_special_tokens ?? true})
+    }
     sendJson(res, 200, {count: tokens.length, max_model_len: ctx.maxModelLen, tokens})
     return true
   }

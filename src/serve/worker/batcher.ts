@@ -88,11 +88,11 @@ export class ContinuousBatcher {
           // One request's failure (its sampling, its blocks) ends that request only.
           if (token instanceof Error) return this.finish(r, token)
           const end = endOf(token.tokenId, this.engine.eosTokenId, r.seq.sampling)
-          if (end === 'eos') return this.finish(r, 'stop')
+          // EOS and stop token ids are output tokens (vLLM counts them in completion_tokens); EOS's text is empty.
           r.produced++
           r.input = token.tokenId
           r.seq.onToken(token)
-          if (end === 'stop-token') this.finish(r, 'stop')
+          if (end !== undefined) this.finish(r, 'stop')
           else if (r.produced >= r.seq.sampling.maxTokens) this.finish(r, 'length')
         })
         // Yield so control traffic (health, new requests) is served between steps (the engine's
@@ -106,9 +106,10 @@ export class ContinuousBatcher {
 }
 
 /**
- * How a sampled token ends its sequence: EOS ends it unsaid (unless ignore_eos), a stop token id
- * ends it after it is emitted (vLLM: part of the output, its text only with
- * include_stop_str_in_output). min_tokens is the sampler's business: it never samples them early.
+ * How a sampled token ends its sequence, after it is emitted (vLLM: part of the output, counted in
+ * completion_tokens): EOS (unless ignore_eos; its text is empty: special tokens are not
+ * detokenized) or a stop token id (its text only with include_stop_str_in_output). min_tokens is
+ * the sampler's business: it never samples them early.
  */
 export function endOf(tokenId: number, eosTokenId: number, s: SamplingParams): 'eos' | 'stop-token' | undefined {
   if (tokenId === eosTokenId && !s.ignoreEos) return 'eos'

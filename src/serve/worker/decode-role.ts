@@ -184,9 +184,8 @@ export class DecodeRole {
     // One continuation's failed first sampling fails the request (the finally frees every sequence).
     if (first instanceof Error) throw first
     const end = endOf(first.tokenId, this.o.engine.eosTokenId, req.sampling)
-    if (end === 'eos') return {ended: {finishReason: 'stop', numOutputTokens: 0}}
     emit(tokenEvent(first, index, n))
-    if (end === 'stop-token') return {ended: {finishReason: 'stop', numOutputTokens: 1}}
+    if (end !== undefined) return {ended: {finishReason: 'stop', numOutputTokens: 1}}
     if (req.sampling.maxTokens <= 1) return {ended: {finishReason: 'length', numOutputTokens: 1}}
     return {input: first.tokenId, produced: 1}
   }

@@ -66,7 +66,7 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
       role: config.role,
       engine,
       engineEpoch,
-      modelNames: [config.modelName],
+      modelNames: [...new Set([...(config.servedModelNames ?? []), config.modelName])],
       apiKey,
       publicAccess: config.publicAccess,
       kvLoadFailurePolicy: config.kvLoadFailurePolicy,

@@ -14,6 +14,11 @@ export interface WorkerConfig {
   readonly model: string
   /** The served model name (what clients pass as `model`; registered in etcd). */
   readonly modelName: string
+  /**
+   * `hpd worker --served-model-name`: further names its OpenAI routes accept (listed first by
+   * /v1/models); `modelName` stays accepted, since hpd's router sends it on its legs.
+   */
+  readonly servedModelNames?: readonly string[]
   readonly tp: number
   /** Context length: control messages longer than this are refused. */
   readonly maxModelLen: number

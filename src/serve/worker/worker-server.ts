@@ -35,7 +35,7 @@ export interface WorkerServerOptions {
   readonly role: WorkerRole
   readonly engine: WorkerEngine
   readonly engineEpoch: string
-  /** Names clients pass as `model` (the first is the one responses carry). */
+  /** Names clients pass as `model` (a response carries the one its request used). */
   readonly modelNames: readonly string[]
   readonly host: string
   /** 0: any free port. */
