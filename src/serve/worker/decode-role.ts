@@ -17,6 +17,7 @@ import {INTERNAL, promptDigest, type DigestsResponse, type FinishReason, type Ge
 import {ContinuousBatcher, endOf} from './batcher.js'
 import type {BlockGate} from './block-gate.js'
 import type {GroupBlockIds, PullOptions, PullResult, SampledToken, WorkerEngine} from './engine-port.js'
+import {LeaseHeartbeat} from './lease-heartbeat.js'
 import {PeerCache} from './peer-cache.js'
 import type {PeerDirectory} from './peer-directory.js'
 
@@ -338,64 +339,6 @@ function asTransferError(requestId: string, t: TransferParams, error: unknown): 
     return new ServeError(502, 'kv_verify_failed', `request ${requestId} from prefill engine ${t.engineId} failed verification, not served: ${message}`)
   }
   return new ServeError(502, 'kv_transfer_failed', `pulling request ${requestId} from prefill engine ${t.engineId} failed: ${message}`)
-}
-
-/**
- * Extends a prefill lease every third of its length (vLLM #41383 beats at a sixth; a third keeps
- * two beats of slack on loopback) until stopped. A refused or failed beat marks the lease lost.
- */
-class LeaseHeartbeat {
-  private readonly timer: NodeJS.Timeout
-  private lost: ServeError | undefined
-  private readonly body: {requestId: string; grant?: string}
-
-  constructor(
-    private readonly client: ControlClient,
-    private readonly controlUrl: string,
-    private readonly t: TransferParams,
-    private readonly timeoutMs: number,
-    onLost: (error: ServeError) => void,
-  ) {
-    this.body = {requestId: t.requestId, ...(t.grant ? {grant: t.grant} : {})}
-    const leaseMs = Math.max(150, t.leaseExpiresAtMs - Date.now())
-    const beatMs = Math.max(50, Math.floor(leaseMs / 3))
-    this.timer = setInterval(() => {
-      client.call(`${controlUrl}${INTERNAL.leaseExtend}`, this.body, {timeoutMs: Math.min(timeoutMs, beatMs), retryOnReset: true}).catch((error: Error) => {
-        if (this.lost) return
-        this.lost = new ServeError(503, 'lease_lost', `the prefill lease of ${t.requestId} on ${t.engineId} could not be extended: ${error.message}`)
-        onLost(this.lost)
-      })
-    }, beatMs)
-    this.timer.unref()
-  }
-
-  /**
-   * One beat now, awaited: the lease exists and the params are its own — grant (403 otherwise),
-   * block ids and prompt digest (400 naming the field otherwise).
-   */
-  async confirm(blockIds: TransferParams['blockIds'], digest: string): Promise<void> {
-    try {
-      await this.client.call(`${this.controlUrl}${INTERNAL.leaseExtend}`, {...this.body, blockIds, promptDigest: digest}, {timeoutMs: this.timeoutMs, retryOnReset: true})
-    } catch (error) {
-      const e = error as ServeError
-      const refused = e.status === 400 || e.status === 403
-      throw new ServeError(refused ? e.status : 503, refused ? e.code : 'lease_lost', `the prefill lease of ${this.t.requestId} on ${this.t.engineId} cannot be used: ${e.message}`, refused ? e.param : undefined)
-    }
-  }
-
-  /** Throws once the lease is lost. */
-  check(): void {
-    if (this.lost) throw this.lost
-  }
-
-  /** Tells the prefill side it may free the blocks now (best effort: the lease frees them otherwise). */
-  release(): void {
-    this.client.call(`${this.controlUrl}${INTERNAL.leaseRelease}`, this.body, {timeoutMs: this.timeoutMs}).catch(() => undefined)
-  }
-
-  stop(): void {
-    clearInterval(this.timer)
-  }
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
