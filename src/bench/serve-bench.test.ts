@@ -87,4 +87,37 @@ describe('hpd bench serve: counting what servers do not report', () => {
     expect(run.code).toBe(6)
     expect(JSON.parse(run.stdout)).toMatchObject({ok: false, error: {code: 'HPD_BENCH_ALL_FAILED'}})
   }, 60_000)
+
+  it('--url servers that are not there, not OpenAI-compatible or want a key: typed errors (exit 4), and the key when given', async () => {
+    const gone = createServer()
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()))
+    const goneUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`
+    await new Promise((r) => gone.close(r))
+    await expect(bench({url: goneUrl})).rejects.toMatchObject({code: 'HPD_BENCH_SERVER_UNREACHABLE', exitCode: 4})
+
+    const html = createServer((_req, res) => res.writeHead(200, {'content-type': 'text/html'}).end('<!DOCTYPE html><p>a file server</p>'))
+    const KEY = 'bench-serve-test-key-0123456789'
+    const keyed = createServer((req, res) => {
+      if (req.headers.authorization !== `Bearer ${KEY}`) {
+        res.writeHead(401, {'content-type': 'application/json'}).end(JSON.stringify({error: {message: 'key', type: 'invalid_request_error', param: null, code: 'invalid_api_key'}}))
+        return
+      }
+      if (req.url === '/v1/models') {
+        res.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({object: 'list', data: [{id: 'fake-model', object: 'model'}]}))
+        return
+      }
+      req.resume()
+      res.writeHead(200, {'content-type': 'text/event-stream'})
+      res.write(`data: ${JSON.stringify({id: 'x', object: 'text_completion', choices: [{index: 0, text: 'hi', finish_reason: 'length'}], usage: {prompt_tokens: 8, completion_tokens: 4, total_tokens: 12}})}\n\n`)
+      res.end('data: [DONE]\n\n')
+    })
+    servers.push(html, keyed)
+    const listen = (srv: Server) => new Promise<string>((r) => srv.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`)))
+    const htmlUrl = await listen(html)
+    const keyedUrl = await listen(keyed)
+    await expect(bench({url: htmlUrl})).rejects.toMatchObject({code: 'HPD_BENCH_SERVER_REFUSED', exitCode: 4})
+    await expect(bench({url: keyedUrl})).rejects.toMatchObject({code: 'HPD_BENCH_SERVER_REFUSED', exitCode: 4, hint: expect.stringMatching(/--api-key-file/)})
+    const withKey = await bench({url: keyedUrl, apiKey: KEY})
+    expect(withKey.runs[0]).toMatchObject({completed: 4, failed: 0})
+  })
 })

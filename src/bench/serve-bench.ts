@@ -52,6 +52,8 @@ export interface ServeBenchOptions {
    * usage nor as token ids. Default: `model` for spawned servers, none for --url.
    */
   readonly tokenizer?: string
+  /** --url: the server's API key (--api-key-file / HPD_API_KEY), sent as `Authorization: Bearer`. */
+  readonly apiKey?: string
   readonly onServerLog?: (worker: string, line: string) => void
 }
 
@@ -105,7 +107,7 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
   const prefixCaching: PrefixCachingReport[] = []
   const counter = tokenCounter(o.tokenizer ?? (o.url && !o.spawn && !o.compareColocated ? undefined : o.model))
   const load = (url: string, label: string, seed = o.seed) =>
-    runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed, sharedPrefixTokens: o.sharedPrefixTokens, numPrefixes: o.numPrefixes, countTokens: counter})
+    runServeLoad({url, label, concurrency: o.concurrency, requests: o.requests, promptTokens: o.promptTokens, outputTokens: o.outputTokens, seed, sharedPrefixTokens: o.sharedPrefixTokens, numPrefixes: o.numPrefixes, countTokens: counter, apiKey: o.apiKey})
   // The load of one server: once, or idle then with a long prompt in flight.
   async function* measure(url: string, label: string, unhealthy: () => number | undefined, cacheHits: () => Promise<number | undefined>): AsyncGenerator<ServeLoadEvent> {
     if (o.longPromptTokens === undefined) {
@@ -123,7 +125,7 @@ export async function* runServeBench(o: ServeBenchOptions): AsyncGenerator<Serve
     }
     const hits1 = await cacheHits()
     const stop = new AbortController()
-    const long = runLongPromptLoop({url, promptTokens: o.longPromptTokens, outputTokens: 4, seed: o.seed, countTokens: counter}, stop.signal)
+    const long = runLongPromptLoop({url, promptTokens: o.longPromptTokens, outputTokens: 4, seed: o.seed, countTokens: counter, apiKey: o.apiKey}, stop.signal)
     // Let the long prompt reach the engine before the short requests start.
     await new Promise((resolve) => setTimeout(resolve, 300))
     const before = unhealthy()

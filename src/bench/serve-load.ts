@@ -9,6 +9,7 @@
  * counts); without usage, input tokens are the token ids sent. Each run reports which counts it
  * used. A request whose output cannot be counted is a failure, never zero tokens.
  */
+import {EnvironmentError} from '../errors.js'
 import {percentiles} from '../serve/metrics.js'
 import {uniformStream} from '../engine/random.js'
 
@@ -36,6 +37,8 @@ export interface ServeLoadOptions {
   readonly numPrefixes?: number
   /** Tokens of generated text (the model's tokenizer, no special tokens): counts output a server reports neither in usage nor as token ids. */
   readonly countTokens?: (text: string) => number
+  /** Sent as `Authorization: Bearer` (a server started with --api-key-file). */
+  readonly apiKey?: string
 }
 
 /** Where a run's token counts came from (each request counted one way; a run lists every way used). */
@@ -98,7 +101,7 @@ interface OneResult {
 
 export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLoadEvent> {
   const label = o.label ?? 'run'
-  const model = o.model ?? (await discoverModel(o.url))
+  const model = o.model ?? (await discoverModel(o.url, o.apiKey))
   const rng = uniformStream(o.seed ?? 0)
   const draw = (n: number) => Array.from({length: n}, () => Math.floor(rng() * (o.vocabLimit ?? 256)))
   const shared = Math.min(o.sharedPrefixTokens ?? 0, o.promptTokens - 1)
@@ -150,14 +153,14 @@ export async function* runServeLoad(o: ServeLoadOptions): AsyncGenerator<ServeLo
   yield {type: 'summary', report: summarize(o, label, results, durationS, before, after)}
 }
 
-async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutMs?: number; countTokens?: (text: string) => number}, model: string, prompt: number[], signal?: AbortSignal): Promise<OneResult> {
+async function oneRequest(o: {url: string; outputTokens: number; requestTimeoutMs?: number; countTokens?: (text: string) => number; apiKey?: string}, model: string, prompt: number[], signal?: AbortSignal): Promise<OneResult> {
   const t0 = performance.now()
   const fail = (error: string): OneResult => ({ok: false, error, ttftMs: 0, e2eMs: performance.now() - t0, itlMs: [], inputTokens: 0, outputTokens: 0})
   try {
     const timeout = AbortSignal.timeout(o.requestTimeoutMs ?? 300_000)
     const res = await fetch(`${o.url}/v1/completions`, {
       method: 'POST',
-      headers: {'content-type': 'application/json'},
+      headers: {'content-type': 'application/json', ...bearer(o.apiKey)},
       body: JSON.stringify({
         model,
         prompt,
@@ -233,6 +236,7 @@ export interface LongPromptLoopOptions {
   readonly seed?: number
   readonly vocabLimit?: number
   readonly countTokens?: (text: string) => number
+  readonly apiKey?: string
 }
 
 export interface LongPromptLoopResult {
@@ -247,13 +251,13 @@ export interface LongPromptLoopResult {
  * measures. The request in flight at the abort is cancelled, not counted.
  */
 export async function runLongPromptLoop(o: LongPromptLoopOptions, signal: AbortSignal): Promise<LongPromptLoopResult> {
-  const model = o.model ?? (await discoverModel(o.url))
+  const model = o.model ?? (await discoverModel(o.url, o.apiKey))
   const rng = uniformStream((o.seed ?? 0) + 7919)
   let completed = 0
   const failures: string[] = []
   while (!signal.aborted) {
     const prompt = Array.from({length: o.promptTokens}, () => Math.floor(rng() * (o.vocabLimit ?? 256)))
-    const r = await oneRequest({url: o.url, outputTokens: o.outputTokens, countTokens: o.countTokens}, model, prompt, signal)
+    const r = await oneRequest({url: o.url, outputTokens: o.outputTokens, countTokens: o.countTokens, apiKey: o.apiKey}, model, prompt, signal)
     if (signal.aborted) break
     if (r.ok) completed++
     else failures.push(r.error ?? 'unknown')
@@ -328,11 +332,34 @@ async function scrapeTransferShare(url: string): Promise<TransferScrape | undefi
   }
 }
 
-async function discoverModel(url: string): Promise<string> {
-  const res = await fetch(`${url}/v1/models`, {signal: AbortSignal.timeout(5000)})
-  const body = (await res.json()) as {data?: {id: string}[]}
-  const id = body.data?.[0]?.id
-  if (!id) throw new Error(`${url}/v1/models lists no model`)
+function bearer(apiKey: string | undefined): Record<string, string> {
+  return apiKey ? {authorization: `Bearer ${apiKey}`} : {}
+}
+
+/** The served model, from GET /v1/models; a server that is not there or not OpenAI-compatible is a typed error (exit 4), not a defect. */
+async function discoverModel(url: string, apiKey?: string): Promise<string> {
+  let res: Response
+  try {
+    res = await fetch(`${url}/v1/models`, {headers: bearer(apiKey), signal: AbortSignal.timeout(5000)})
+  } catch (error) {
+    const cause = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
+    throw new EnvironmentError('HPD_BENCH_SERVER_UNREACHABLE', `${url} did not answer GET /v1/models (${cause})`, {hint: 'Start the server, or check --url (scheme, host and port).', details: {url}})
+  }
+  const text = await res.text().catch(() => '')
+  const quoted = JSON.stringify(text.slice(0, 120))
+  if (res.status === 401 || res.status === 403) {
+    throw new EnvironmentError('HPD_BENCH_SERVER_REFUSED', `${url}/v1/models answered ${res.status}: the server wants an API key`, {hint: 'Pass --api-key-file F (or HPD_API_KEY) with the key the server was started with.', details: {url, status: res.status}})
+  }
+  let body: {data?: {id?: unknown}[]} | undefined
+  try {
+    body = JSON.parse(text) as {data?: {id?: unknown}[]}
+  } catch {
+    body = undefined
+  }
+  const id = body?.data?.[0]?.id
+  if (!res.ok || typeof id !== 'string') {
+    throw new EnvironmentError('HPD_BENCH_SERVER_REFUSED', `${url}/v1/models answered ${res.status} without an OpenAI model list (${quoted})`, {hint: 'Point --url at an OpenAI-compatible server (the base URL, without /v1), or pass --model.', details: {url, status: res.status}})
+  }
   return id
 }
 

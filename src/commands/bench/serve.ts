@@ -4,6 +4,8 @@ import {runServeBench, type ServeBenchResult} from '../../bench/serve-bench.js'
 import {HpdCommand} from '../../cli/hpd-command.js'
 import {DEFAULT_STEP_OPTIONS} from '../../engine/step-scheduler.js'
 import {UsageError} from '../../errors.js'
+import {API_KEY_ENV} from '../../serve/auth.js'
+import {readSecret} from '../../serve/secrets.js'
 import {serveBenchText, showServeBench} from '../../ui/serve-bench-render.js'
 
 export default class BenchServe extends HpdCommand<ServeBenchResult> {
@@ -35,6 +37,7 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
     'num-prefixes': Flags.integer({default: 1, description: 'with --shared-prefix-tokens: distinct shared prefixes (request i uses prefix i mod P)'}),
     'compare-prefix-caching': Flags.boolean({description: 'spawned servers: run the load with --no-prefix-caching, then with prefix caching, and compare median TTFT and KV bytes pulled per request', default: false}),
     'kv-blocks': Flags.integer({description: 'KV pool blocks per worker rank of spawned servers'}),
+    'api-key-file': Flags.string({description: 'file holding the API key of the --url server (sent as Authorization: Bearer); or HPD_API_KEY'}),
     tokenizer: Flags.string({description: 'model (preset or directory) whose tokenizer counts generated text when the server returns neither usage nor token ids (default: --model for spawned servers; none for --url)'}),
   }
 
@@ -49,7 +52,10 @@ export default class BenchServe extends HpdCommand<ServeBenchResult> {
     if (flags['compare-prefix-caching'] && flags.url) {
       throw new UsageError('HPD_BENCH_BAD_FLAG', '--compare-prefix-caching starts its own servers: it cannot take --url', {hint: 'Drop --url (or run the load twice against your own servers).'})
     }
+    if (flags.url && flags.spawn) throw new UsageError('HPD_BENCH_BAD_FLAG', '--url and --spawn name two servers: pass one', {hint: 'Drop --spawn to load your server, or --url to load a spawned one.'})
+    const apiKey = readSecret({flag: 'api-key-file', file: flags['api-key-file'], envName: API_KEY_ENV})
     const events = runServeBench({
+      apiKey,
       url: flags.url,
       spawn: flags.spawn || flags['compare-prefix-caching'] || (!flags.url && !flags['compare-colocated']),
       compareColocated: flags['compare-colocated'],
