@@ -23,6 +23,7 @@ import {existsSync, writeFileSync} from 'node:fs'
 const proof = (header) => createHmac('sha256', process.env.HPD_AUTH_TOKEN).update('hpd-v1-proof\\n' + String(header).split(' ')[2]).digest('base64url')
 const mode = process.env.TEST_MODE
 if (mode === 'crash-once' && !existsSync(process.env.TEST_MARKER)) { writeFileSync(process.env.TEST_MARKER, 'x'); process.kill(process.pid, 'SIGSEGV') }
+if (mode === 'refuse-env') { process.stderr.write(JSON.stringify({hpdError: {kind: 'EnvironmentError', code: 'HPD_TEST_NO_UCX', message: 'no transport'}}) + '\\n'); process.exit(4) }
 if (mode === 'refuse') { process.stderr.write(JSON.stringify({hpdError: {kind: 'UsageError', code: 'HPD_TEST_REFUSED', message: 'model directory is empty', hint: 'pass a model'}}) + '\\n'); process.exit(2) }
 const server = createServer((req, res) => {
   res.setHeader('content-type', 'application/json')
@@ -94,12 +95,23 @@ describe('Supervisor', () => {
     expect(log.join('\n')).toContain('crashed with SIGSEGV while starting; starting it again')
   })
 
-  it('does not retry a worker that refused to start, and passes its error on', async () => {
+  it('does not retry a worker that refused its input, and passes its error on with its own code and exit code', async () => {
     const {s} = supervise({TEST_MODE: 'refuse'})
     await expect(s.start()).rejects.toMatchObject({
-      code: 'HPD_SERVE_WORKER_START',
-      message: 'worker prefill-0 failed to start: HPD_TEST_REFUSED: model directory is empty',
+      code: 'HPD_TEST_REFUSED',
+      exitCode: 2,
+      message: 'worker prefill-0 refused its start: model directory is empty',
       hint: 'pass a model',
+      details: {worker: 'prefill-0', role: 'prefill'},
+    })
+  })
+
+  it('a worker failing to start for another reason is HPD_SERVE_WORKER_START (exit 4) naming its code', async () => {
+    const {s} = supervise({TEST_MODE: 'refuse-env'})
+    await expect(s.start()).rejects.toMatchObject({
+      code: 'HPD_SERVE_WORKER_START',
+      exitCode: 4,
+      message: 'worker prefill-0 failed to start: HPD_TEST_NO_UCX: no transport',
     })
   })
 

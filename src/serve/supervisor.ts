@@ -21,7 +21,7 @@ import {EventEmitter} from 'node:events'
 import type {ResultPromise} from 'execa'
 
 import {type ChildHandle, spawnChild} from '../child/index.js'
-import {EnvironmentError, type HpdError} from '../errors.js'
+import {EnvironmentError, type HpdError, ModelConfigError, UsageError} from '../errors.js'
 import {CLUSTER_TOKEN_ENV} from './auth.js'
 import {ControlClient} from './http-json.js'
 import {INTERNAL, type PeersRequest, type WorkerHealth, type WorkerReadyLine, type WorkerRole, type WorkerStats} from './protocol.js'
@@ -278,9 +278,18 @@ export class Supervisor extends EventEmitter<PoolEvents> implements WorkerPool {
     this.emit('state', w)
   }
 
-  /** Why a worker did not start, as the serve error: its own error when it reported one, else what the kit saw. */
-  private startError(w: ManagedWorker, child: ChildHandle<WorkerReadyLine>, error: unknown): EnvironmentError {
+  /**
+   * Why a worker did not start, as the serve error: its own error when it reported one, else what
+   * the kit saw. A refusal of the user's input (the model directory's weights or config, a flag)
+   * keeps its own class, code and exit code (3 for a missing tensor, as `hpd generate` says); other
+   * failures to start are the environment's (exit 4).
+   */
+  private startError(w: ManagedWorker, child: ChildHandle<WorkerReadyLine>, error: unknown): HpdError {
     const own = child.childError
+    if (own instanceof ModelConfigError || own instanceof UsageError) {
+      const Kind = own instanceof ModelConfigError ? ModelConfigError : UsageError
+      return new Kind(own.code, `worker ${w.name} refused its start: ${own.message}`, {...(own.hint ? {hint: own.hint} : {}), details: {...own.details, worker: w.name, role: w.role}})
+    }
     if (own) {
       return new EnvironmentError('HPD_SERVE_WORKER_START', `worker ${w.name} failed to start: ${own.code}: ${own.message}`, {
         hint: own.hint ?? 'Check the worker output above.',
