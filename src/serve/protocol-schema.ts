@@ -99,6 +99,8 @@ export function parseLeaseRequest(body: unknown): LeaseRequest {
         grant: z.string().regex(/^[0-9a-f]{1,64}$/).optional(),
         blockIds: z.array(z.array(z.number().int().min(0).max(2 ** 31 - 1)).max(1_000_000)).max(256).optional(),
         promptDigest: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+        claim: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+        abandon: z.literal(true).optional(),
       })
       .strict(),
     body,

@@ -15,8 +15,11 @@ import type {KvGeometry} from './kv-capacity.js'
  * 4: the decode side's first lease call confirms its params: the grant is required, and the block
  * ids and a digest of the transferred prompt tokens must be the lease's (shared-memory reads are
  * one-sided, so this is where a decode leg naming another request's blocks is refused).
+ * 5: the confirm claims the lease for the confirming leg (its answer's `claim` goes on every later
+ * lease call; others get 409), returns the prefill side's cached-token count, and the decode side
+ * re-confirms right before its read.
  */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 /** The transferred prompt tokens, as the prefill and decode sides compare them (hex of SHA-256 over int32 LE). */
 export function promptDigest(tokenIds: readonly number[]): string {
@@ -121,10 +124,23 @@ export interface LeaseRequest {
   readonly blockIds?: readonly (readonly number[])[]
   /** The decode side's first call: promptDigest() of its first N−1 prompt tokens, which must be what was prefilled. */
   readonly promptDigest?: string
+  /** Every call after the confirm: the claim it answered (a claimed lease takes no other caller's calls). */
+  readonly claim?: string
+  /**
+   * Release only, from hpd's router: the request that made this lease is over (its client left, a
+   * sibling prompt failed, its decode worker died), so the lease goes even if a decode leg claimed
+   * it. Decode workers never send it: they release on a leg's behalf, and a leg may not free
+   * another leg's lease.
+   */
+  readonly abandon?: true
 }
 
 export interface LeaseExtendResponse {
   readonly leaseExpiresAtMs: number
+  /** The confirm's answer: the claim the confirming leg presents on every later lease call. */
+  readonly claim?: string
+  /** The confirm's answer: prompt tokens the prefill side served from its prefix cache (the leg's usage reports this, not the params' copy). */
+  readonly cachedTokens?: number
 }
 
 /**

@@ -132,7 +132,8 @@ export class WorkerBackend implements GenerationBackend {
     const requestId = params.remote_request_id
     const grant = params.hpd_grant
     if (typeof requestId !== 'string' || !w.controlUrl) return
-    this.client.call(`${w.controlUrl}${INTERNAL.leaseRelease}`, {requestId, ...(typeof grant === 'string' ? {grant} : {})}, {timeoutMs: 2000}).catch(() => undefined)
+    // `abandon`: the request that made this lease is over, claimed by a decode leg or not.
+    this.client.call(`${w.controlUrl}${INTERNAL.leaseRelease}`, {requestId, ...(typeof grant === 'string' ? {grant} : {}), abandon: true}, {timeoutMs: 2000}).catch(() => undefined)
   }
 
   private async prefillLeg(request: BackendRequest, signal: AbortSignal, hashes: (blockSize: number) => readonly bigint[]): Promise<{worker: PoolWorker; params: Record<string, unknown> | null}> {

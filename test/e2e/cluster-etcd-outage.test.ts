@@ -35,7 +35,7 @@ const record: WorkerRecord = {
   model: 'tiny-hybrid',
   compatibilityHash: 'h',
   engineEpoch: 'e',
-  protocolVersion: 4,
+  protocolVersion: 5,
   maxModelLen: 8192,
   vocabSize: 256,
   registeredAtMs: 0,

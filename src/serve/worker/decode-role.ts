@@ -88,12 +88,13 @@ export class DecodeRole {
       let starts: SequenceStart[]
       let cachedTokens = 0
       if (req.transfer) {
-        await this.pullTransferred(req, emit, signal, admission)
+        const prefillCached = await this.pullTransferred(req, emit, signal, admission)
         // n > 1: the pulled N−1 tokens are copied for the other continuations; each recomputes the last prompt token itself.
         if (n > 1) await this.withBlocks(signal, () => this.o.engine.fork(req.requestId, ids.slice(1)))
         starts = ids.map(() => ({input: prompt[prompt.length - 1], produced: 0}))
-        // The prompt tokens served from a prefix cache: the prefill side's hit, which it computed from.
-        cachedTokens = req.transfer.cachedTokens ?? 0
+        // The prompt tokens served from a prefix cache: the prefill side's hit, as it counted it
+        // (the params' `cached_tokens` is the caller's copy, not trusted for usage).
+        cachedTokens = prefillCached
       } else {
         admission.release = await this.admitBlocks(req, emit, signal)
         // A client gone mid-prefill frees the request now: its queued chunks are dropped.
@@ -227,7 +228,8 @@ export class DecodeRole {
     })
   }
 
-  private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal, admission: Admission): Promise<void> {
+  /** Resolves with the prompt tokens the prefill side's prefix cache served (its own count, from the confirm). */
+  private async pullTransferred(req: GenerateRequest, emit: Emit, signal: AbortSignal, admission: Admission): Promise<number> {
     const t = req.transfer!
     // Refuses engines nobody registered before anything is fetched or kept.
     const controlUrl = await this.o.peers.resolve(t)
@@ -246,7 +248,7 @@ export class DecodeRole {
       // The params must be that engine's answer for this request: the lease's grant, its block ids
       // and the prefilled tokens' digest prove it (a caller naming someone else's blocks or
       // sending another prompt of the same length cannot make this worker read or reuse them).
-      await lease.confirm(t.blockIds, promptDigest(req.promptTokenIds.slice(0, t.numComputedTokens)))
+      const confirmed = await lease.confirm(t.blockIds, promptDigest(req.promptTokenIds.slice(0, t.numComputedTokens)))
       const handshakeMs = performance.now() - handshakeStart
       admission.release = await this.admitBlocks(req, emit, AbortSignal.any([signal, leaseLost.signal]))
       const {blockIds: local, cachedTokens} = await this.allocate(req, lease, signal)
@@ -254,8 +256,9 @@ export class DecodeRole {
         this.o.log('pause-before-read', {requestId: req.requestId, prefillEngine: t.engineId, ms: this.o.pauseBeforeReadMs})
         await sleep(this.o.pauseBeforeReadMs, signal)
       }
-      // Blocks whose lease ended may already hold another request: never read them.
-      lease.check()
+      // Blocks whose lease ended may already hold another request: never read them. The lease is
+      // re-confirmed now (still ours, a full lease length ahead of the bounded read).
+      await lease.reconfirm()
       emit({type: 'phase', phase: 'transfer', atMs: Date.now()})
       const transferStart = performance.now()
       let pulled: PullResult
@@ -282,6 +285,7 @@ export class DecodeRole {
       this.o.log('kv-transfer', {requestId: req.requestId, prefillEngine: t.engineId, prefillRequestId: t.requestId, bytes: pulled.bytes, reads: pulled.reads, handshakeMs: round(handshakeMs), transferMs: round(transferMs), ...(cachedTokens > 0 ? {cachedTokens} : {}), ...(pulled.verifyMs !== undefined ? {verifyMs: round(pulled.verifyMs)} : {})})
       emit({type: 'transfer-done', handshakeMs, transferMs, bytes: pulled.bytes, reads: pulled.reads, ...(cachedTokens > 0 ? {cachedTokens} : {})})
       read = true
+      return confirmed.cachedTokens
     } finally {
       lease.stop()
       // Given up before the read (client gone, no blocks, an error): the prefill side may free

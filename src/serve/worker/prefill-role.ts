@@ -7,11 +7,13 @@
  * that fails frees what it allocated. A lease can be extended, but never past `maxLeaseMs` after
  * it began: a caller that keeps beating cannot pin blocks forever.
  */
+import {randomBytes} from 'node:crypto'
+
 import {HpdError, ModelConfigError, UsageError} from '../../errors.js'
 import {transferredTokens} from '../../layout/index.js'
 import {ServeError} from '../backend.js'
 import {sequenceBlocks} from '../kv-capacity.js'
-import {PROTOCOL_VERSION, promptDigest, type HandshakePayload, type LeaseRequest, type PrefillRequest, type PrefillResponse} from '../protocol.js'
+import {PROTOCOL_VERSION, promptDigest, type HandshakePayload, type LeaseExtendResponse, type LeaseRequest, type PrefillRequest, type PrefillResponse} from '../protocol.js'
 import type {GroupBlockIds} from './engine-port.js'
 import type {WorkerEngine} from './engine-port.js'
 import type {BlockGate} from './block-gate.js'
@@ -132,7 +134,7 @@ export class PrefillRole {
       this.computing.delete(req.requestId)
     }
     const {blockIds, grant, cachedTokens} = prefilled
-    this.leased.set(req.requestId, {grant, blockIds, promptDigest: promptDigest(computed)})
+    this.leased.set(req.requestId, {grant, blockIds, promptDigest: promptDigest(computed), cachedTokens: cachedTokens ?? 0})
     this.admissions.set(req.requestId, release)
     const leaseExpiresAtMs = this.leases.hold(req.requestId)
     return {
@@ -166,19 +168,36 @@ export class PrefillRole {
   }
 
   /**
-   * Pushes a lease back. With `grant`, it must be the lease's own: the decode side proves its
-   * params came from this worker's answer for that request (403 `grant_mismatch` otherwise).
+   * Pushes a lease back. The grant must be the lease's own: the decode side proves its params came
+   * from this worker's answer for that request (403 `grant_mismatch` otherwise). With `params` it
+   * is the decode leg's confirm: the params are checked and the lease is *claimed* by that leg
+   * (the answer's `claim`); from then on only calls carrying the claim extend or release it, so a
+   * second leg for the same lease (a replay, a retry, an attacker holding the params) can neither
+   * read it (409 `lease_claimed`) nor make it free blocks the first leg is about to read.
    */
-  extend(requestId: string, grant?: string, params?: Pick<LeaseRequest, 'blockIds' | 'promptDigest'>): {leaseExpiresAtMs: number} {
+  extend(requestId: string, grant?: string, params?: Pick<LeaseRequest, 'blockIds' | 'promptDigest'>, claim?: string): LeaseExtendResponse {
     this.checkGrant(requestId, grant)
+    const own = this.leased.get(requestId)
+    if (own?.claim !== undefined && claim !== own.claim) {
+      throw new ServeError(409, 'lease_claimed', `the lease of request ${requestId} is held by another decode leg`, 'kv_transfer_params.remote_request_id')
+    }
     if (params) this.confirm(requestId, params)
     const at = this.leases.extend(requestId)
-    if (at === undefined) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
-    return {leaseExpiresAtMs: at}
+    if (at === undefined || !own) throw new ServeError(410, 'lease_gone', `no lease is held for request ${requestId}: it expired or was released`)
+    if (params && own.claim === undefined) own.claim = randomBytes(16).toString('hex')
+    return {leaseExpiresAtMs: at, ...(params ? {claim: own.claim!, cachedTokens: own.cachedTokens} : {})}
   }
 
-  release(requestId: string, grant?: string): {released: boolean} {
+  /**
+   * Frees a lease now (the decode side gave up before its read). A claimed lease only by its
+   * claimant, or by the router abandoning the request that made it (`abandon`).
+   */
+  release(requestId: string, grant?: string, claim?: string, abandon = false): {released: boolean} {
     this.checkGrant(requestId, grant)
+    const own = this.leased.get(requestId)
+    if (!abandon && own?.claim !== undefined && claim !== own.claim) {
+      throw new ServeError(409, 'lease_claimed', `the lease of request ${requestId} is held by another decode leg`, 'kv_transfer_params.remote_request_id')
+    }
     return {released: this.leases.release(requestId)}
   }
 
@@ -228,6 +247,10 @@ interface LeasedRequest {
   readonly grant: string
   readonly blockIds: GroupBlockIds
   readonly promptDigest: string
+  /** Prompt tokens the prefill found in its prefix cache (what the decode leg's usage reports). */
+  readonly cachedTokens: number
+  /** Set by the first confirm that passed: the decode leg that may read, beat and release. */
+  claim?: string
 }
 
 function sameBlocks(a: GroupBlockIds, b: GroupBlockIds): boolean {

@@ -3,7 +3,7 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {ControlClient, ndjsonLines} from '../http-json.js'
 import {kvParamsOf, parseKvTransferParams, PREFILL_LEG_PARAMS} from '../kv-contract.js'
 import {bodyOfSampling} from '../openai/sampling-body.js'
-import {INTERNAL, type SamplingParams, type TransferParams, type WorkerStats, type WorkerStreamEvent} from '../protocol.js'
+import {INTERNAL, promptDigest, type LeaseExtendResponse, type SamplingParams, type TransferParams, type WorkerStats, type WorkerStreamEvent} from '../protocol.js'
 import {EVENTS_HEADER} from '../router.js'
 import {VerificationError} from '../../errors.js'
 import type {DecodeEntry, GroupBlockIds, PeerLink, PullOptions, PullResult, WorkerEngine} from './engine-port.js'
@@ -443,6 +443,32 @@ describe('prefill + decode worker roles', () => {
     const ungranted = await generate(d.controlUrl, {requestId: 'third15', promptTokenIds: [7, 8, 9], sampling: greedy, transfer: noGrant})
     expect(ungranted.at(-1)).toMatchObject({type: 'done'})
     expect(await (await fetch(`${d.controlUrl}/metrics`)).text()).toMatch(/^hpd_kv_params_incomplete_total 1$/m)
+  })
+
+  it('the first confirm claims the lease: a second leg cannot confirm, beat or release it (409); the claimant can', async () => {
+    const pEngine = new MemoryEngine('p17', 'h')
+    const p = await worker('prefill', pEngine)
+    const {transfer: t} = await prefill(p.controlUrl, 'claim17', [3, 4, 5, 6])
+    const url = (route: string) => `${p.controlUrl}${route}`
+    const base = {requestId: t.requestId, grant: t.grant}
+    const confirm = {...base, blockIds: t.blockIds, promptDigest: promptDigest([3, 4, 5])}
+    const first = await control.call<LeaseExtendResponse>(url(INTERNAL.leaseExtend), confirm, {timeoutMs: 5000})
+    expect(first.claim).toMatch(/^[0-9a-f]{32}$/)
+    expect(first.cachedTokens).toBe(0)
+    // A second leg holding the same params (a replay, a retry, or whoever else has them).
+    await expect(control.call(url(INTERNAL.leaseExtend), confirm, {timeoutMs: 5000})).rejects.toMatchObject({status: 409, code: 'lease_claimed'})
+    await expect(control.call(url(INTERNAL.leaseExtend), base, {timeoutMs: 5000})).rejects.toMatchObject({status: 409, code: 'lease_claimed'})
+    await expect(control.call(url(INTERNAL.leaseRelease), base, {timeoutMs: 5000})).rejects.toMatchObject({status: 409, code: 'lease_claimed'})
+    expect(pEngine.caches.has(t.requestId)).toBe(true)
+    // The claimant beats and releases.
+    const beat = await control.call<LeaseExtendResponse>(url(INTERNAL.leaseExtend), {...base, claim: first.claim}, {timeoutMs: 5000})
+    expect(beat.leaseExpiresAtMs).toBeGreaterThan(Date.now())
+    expect(await control.call(url(INTERNAL.leaseRelease), {...base, claim: first.claim}, {timeoutMs: 5000})).toEqual({released: true})
+    expect(pEngine.caches.has(t.requestId)).toBe(false)
+    // The router abandoning the request that made a lease frees it, claimed or not.
+    const {transfer: u} = await prefill(p.controlUrl, 'claim17b', [3, 4, 5, 7])
+    await control.call(url(INTERNAL.leaseExtend), {requestId: u.requestId, grant: u.grant, blockIds: u.blockIds, promptDigest: promptDigest([3, 4, 5])}, {timeoutMs: 5000})
+    expect(await control.call(url(INTERNAL.leaseRelease), {requestId: u.requestId, grant: u.grant, abandon: true}, {timeoutMs: 5000})).toEqual({released: true})
   })
 
   it('a prefill leg whose caller left is stopped and never leased: its blocks are back at once', async () => {

@@ -184,7 +184,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     if (path === INTERNAL.metadata) return sendJson(res, 200, prefill.handshake())
     if (path === INTERNAL.leaseExtend) {
       const l = parseLeaseRequest(await body(req))
-      return sendJson(res, 200, prefill.extend(l.requestId, l.grant, l.blockIds || l.promptDigest ? {blockIds: l.blockIds, promptDigest: l.promptDigest} : undefined))
+      return sendJson(res, 200, prefill.extend(l.requestId, l.grant, l.blockIds || l.promptDigest ? {blockIds: l.blockIds, promptDigest: l.promptDigest} : undefined, l.claim))
     }
     if (path === INTERNAL.digests) {
       const r = parseDigestsRequest(await body(req))
@@ -192,7 +192,7 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     }
     if (path === INTERNAL.leaseRelease) {
       const l = parseLeaseRequest(await body(req))
-      return sendJson(res, 200, prefill.release(l.requestId, l.grant))
+      return sendJson(res, 200, prefill.release(l.requestId, l.grant, l.claim, l.abandon === true))
     }
     if (path === INTERNAL.peers && req.method === 'POST') {
       peers.replace(parsePeers(await body(req)).peers)
@@ -221,10 +221,12 @@ export async function startWorkerServer(o: WorkerServerOptions): Promise<Running
     if (!path.startsWith('/v1/internal/')) {
       // The prefill leg holds blocks and the decode leg makes this worker read: strangers may not
       // call them unless the operator opened the routes (the router's calls are signed).
-      const signed = req.headers[AUTH_HEADER] !== undefined
+      // A signature is checked by the OpenAI handler (401 when bad); without a token there is none to check.
+      const signed = verifier !== undefined && req.headers[AUTH_HEADER] !== undefined
       const keyed = o.apiKey !== undefined && bearerMatches(req.headers.authorization, o.apiKey)
-      // Without a cluster token (--insecure) nothing is signed: the routes are open.
-      const access = o.clusterToken === undefined ? 'open' : (o.publicAccess ?? 'signed')
+      // Without a cluster token (--insecure) nothing is signed: the routes are open, unless an API
+      // key was given (then it is required: a key the operator set is never silently ignored).
+      const access = o.clusterToken === undefined && o.apiKey === undefined ? 'open' : (o.publicAccess ?? 'signed')
       if (!signed && !keyed && access === 'signed' && !unguarded(path)) {
         req.resume()
         refusals.note(req, path, o.apiKey ? 'no API key' : 'unsigned')
