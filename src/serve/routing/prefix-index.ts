@@ -61,7 +61,7 @@ export class PrefixIndex {
     }
   }
 
-  /** Forgets a worker (restarted: its cache is new; gone; or its event stream had a gap). */
+  /** Forgets a worker (restarted: its cache is new; or gone). A gap in its event stream keeps the view: a stale entry costs a miss, not a wrong answer. */
   reset(worker: string): void {
     this.workers.delete(worker)
     this.sizes.delete(worker)

@@ -59,7 +59,7 @@ export async function runWorker(config: WorkerConfig, clusterToken: string | und
       closers.push(() => publisher.close())
       e.onCacheEvent((event) => publisher.publish(event))
       log('kv-events', {endpoint: publisher.endpoint, topic: publisher.topic, encryption: curve ? 'curve' : 'none'})
-      if (!curve) log('warning', {message: `KV events on ${publisher.endpoint} are not encrypted: whoever can connect reads every prompt's token ids`, hint: 'Bind them to a network trusted with prompts, or drop --kv-events-plain (hpd\'s router subscribes with the cluster token).'})
+      if (!curve) log('warning', {message: `KV events on ${publisher.endpoint} are not encrypted: whoever can connect reads every prompt's token ids`, hint: clusterToken ? 'Bind them to a network trusted with prompts, or drop --kv-events-plain (hpd\'s router subscribes with the cluster token).' : 'Without a cluster token (--insecure) they cannot be encrypted: bind them to a network trusted with prompts, pass --kv-events-endpoint none, or give the worker a token.'})
       eventsEncryption = curve ? 'curve' : 'none'
     }
     const worker = await startWorkerServer({
