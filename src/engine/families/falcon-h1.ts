@@ -5,7 +5,7 @@ import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
 import {attentionDims, attentionTensors, baseDims, ComputeKeys, lmHeadTensors, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, swigluTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, projectionNames, rows, shardAttention, shardMamba, shardMlp, swigluNames} from './shard.js'
+import {normWeight, projectionNames, rankShard, shardAttention, shardMamba, shardMlp, swigluNames} from './shard.js'
 
 /**
  * Falcon-H1 (`FalconH1ForCausalLM`, transformers modeling_falcon_h1.py): every layer runs Mamba2
@@ -90,7 +90,6 @@ function tensors(d: ModelDims): ExpectedTensor[] {
 
 function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
   const D = d.hiddenSize
-  const {vocabBegin, vocabEnd} = rd.vocab
   const layers = d.layers.map((_l, i) => {
     const p = `model.layers.${i}.`
     return [
@@ -107,13 +106,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
       },
     ]
   })
-  const embed = 'model.embed_tokens.weight'
-  return {
-    embedding: rows(w.get(embed), D, vocabBegin, vocabEnd - vocabBegin),
-    layers,
-    finalNorm: normWeight(w, 'model.final_layernorm.weight', false),
-    lmHead: rows(w.get(d.tieWordEmbeddings ? embed : 'lm_head.weight'), D, vocabBegin, vocabEnd - vocabBegin),
-  }
+  return rankShard(d, w, rd, {embedding: 'model.embed_tokens.weight', finalNorm: 'model.final_layernorm.weight'}, layers)
 }
 
 export const falconH1: FamilyModule = {family: 'falcon-h1', dims, tensors, shard}

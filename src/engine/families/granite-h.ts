@@ -5,7 +5,7 @@ import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
 import {attentionDims, attentionTensors, baseDims, ComputeKeys, lmHeadTensors, mambaDims, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, projectionNames, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
+import {normWeight, projectionNames, rankShard, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
 
 /**
  * Granite-4.0-H (`GraniteMoeHybridForCausalLM`, transformers modeling_granitemoehybrid.py):
@@ -106,7 +106,6 @@ function tensors(d: ModelDims): ExpectedTensor[] {
 
 function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
   const D = d.hiddenSize
-  const {vocabBegin, vocabEnd} = rd.vocab
   const layers = d.layers.map((layer, i) => {
     const p = `model.layers.${i}.`
     const mixer =
@@ -126,13 +125,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
       {norm: normWeight(w, `${p}post_attention_layernorm.weight`, false), ops: [ffn]},
     ]
   })
-  const embed = 'model.embed_tokens.weight'
-  return {
-    embedding: rows(w.get(embed), D, vocabBegin, vocabEnd - vocabBegin),
-    layers,
-    finalNorm: normWeight(w, 'model.norm.weight', false),
-    lmHead: rows(w.get(d.tieWordEmbeddings ? embed : 'lm_head.weight'), D, vocabBegin, vocabEnd - vocabBegin),
-  }
+  return rankShard(d, w, rd, {embedding: 'model.embed_tokens.weight', finalNorm: 'model.norm.weight'}, layers)
 }
 
 export const graniteH: FamilyModule = {family: 'granite-4.0-h', dims, tensors, shard}

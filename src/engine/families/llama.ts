@@ -5,7 +5,7 @@ import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
 import {attentionDims, attentionTensors, baseDims, ComputeKeys, lmHeadTensors, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, swigluTensors, unsupported} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, projectionNames, rows, shardAttention, shardMlp, swigluNames} from './shard.js'
+import {normWeight, projectionNames, rankShard, shardAttention, shardMlp, swigluNames} from './shard.js'
 
 /** Llama (`LlamaForCausalLM`, model-forward.md §4.2, §5.2): RoPE attention block, then a SwiGLU MLP block. */
 function dims(spec: ModelSpec): ModelDims {
@@ -46,7 +46,6 @@ function tensors(d: ModelDims): ExpectedTensor[] {
 
 function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
   const D = d.hiddenSize
-  const {vocabBegin, vocabEnd} = rd.vocab
   const layers = d.layers.map((_l, i) => {
     const p = `model.layers.${i}.`
     return [
@@ -60,13 +59,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
       },
     ]
   })
-  const embed = 'model.embed_tokens.weight'
-  return {
-    embedding: rows(w.get(embed), D, vocabBegin, vocabEnd - vocabBegin),
-    layers,
-    finalNorm: normWeight(w, 'model.norm.weight', false),
-    lmHead: rows(w.get(d.tieWordEmbeddings ? embed : 'lm_head.weight'), D, vocabBegin, vocabEnd - vocabBegin),
-  }
+  return rankShard(d, w, rd, {embedding: 'model.embed_tokens.weight', finalNorm: 'model.norm.weight'}, layers)
 }
 
 export const llama: FamilyModule = {family: 'llama', dims, tensors, shard}

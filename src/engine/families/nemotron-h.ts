@@ -5,7 +5,7 @@ import type {Weights} from '../weights.js'
 import type {RankDims} from '../rank-weights.js'
 import {attentionDims, baseDims, ComputeKeys, mambaDims, missingKey, refuseUnsupportedSwitches, unsupported, attentionTensors} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, projectionNames, rows, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
+import {normWeight, projectionNames, rankShard, shardAttention, shardMamba, shardMlp, shardMoe} from './shard.js'
 
 /**
  * Nemotron-H (`NemotronHForCausalLM`, model-forward.md §1–§5): one pre-norm mixer per layer from
@@ -121,7 +121,6 @@ function tensors(d: ModelDims): ExpectedTensor[] {
 
 function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
   const D = d.hiddenSize
-  const {vocabBegin, vocabEnd} = rd.vocab
   const layers = d.layers.map((layer, i) => {
     const p = `backbone.layers.${i}.mixer.`
     const norm = normWeight(w, `backbone.layers.${i}.norm.weight`, false)
@@ -141,12 +140,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
               }, rd)
     return [{norm, ops: [op]}]
   })
-  return {
-    embedding: rows(w.get('backbone.embeddings.weight'), D, vocabBegin, vocabEnd - vocabBegin),
-    layers,
-    finalNorm: normWeight(w, 'backbone.norm_f.weight', false),
-    lmHead: rows(w.get('lm_head.weight'), D, vocabBegin, vocabEnd - vocabBegin),
-  }
+  return rankShard(d, w, rd, {embedding: 'backbone.embeddings.weight', finalNorm: 'backbone.norm_f.weight'}, layers)
 }
 
 export const nemotronH: FamilyModule = {family: 'nemotron-h', dims, tensors, shard}

@@ -5,7 +5,7 @@ import type {ExpectedTensor} from '../weight-names.js'
 import type {Weights} from '../weights.js'
 import {attentionDims, baseDims, ComputeKeys, lmHeadTensors, missingKey, refuseUnsupportedSwitches, requireActivation, rotaryDim, swigluTensors, unsupported} from './common.js'
 import type {FamilyModule, RankShard} from './index.js'
-import {normWeight, projectionNames, rows, shardAttention, shardGdn, shardMlp, shardMoe, swigluNames} from './shard.js'
+import {normWeight, projectionNames, rankShard, shardAttention, shardGdn, shardMlp, shardMoe, swigluNames} from './shard.js'
 
 /**
  * Qwen3-Next (`Qwen3NextForCausalLM`) and Qwen3.5 (`Qwen3_5ForConditionalGeneration`,
@@ -133,7 +133,6 @@ function tensors(d: ModelDims): ExpectedTensor[] {
 function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
   const D = d.hiddenSize
   const P = prefix(d)
-  const {vocabBegin, vocabEnd} = rd.vocab
   const layers = d.layers.map((layer, i) => {
     const p = `${P}layers.${i}.`
     const s = `${p}self_attn.`
@@ -155,13 +154,7 @@ function shard(d: ModelDims, w: Weights, rd: RankDims): RankShard {
       {norm: normWeight(w, `${p}post_attention_layernorm.weight`, true), ops: [ffn]},
     ]
   })
-  const embed = `${P}embed_tokens.weight`
-  return {
-    embedding: rows(w.get(embed), D, vocabBegin, vocabEnd - vocabBegin),
-    layers,
-    finalNorm: normWeight(w, `${P}norm.weight`, true),
-    lmHead: rows(w.get(d.tieWordEmbeddings ? embed : 'lm_head.weight'), D, vocabBegin, vocabEnd - vocabBegin),
-  }
+  return rankShard(d, w, rd, {embedding: `${P}embed_tokens.weight`, finalNorm: `${P}norm.weight`, zeroCenteredNorm: true}, layers)
 }
 
 export const qwen3Next: FamilyModule = {family: 'qwen3-next', dims, tensors, shard}

@@ -2,6 +2,7 @@ import type {WeightArray} from '../../native/kernels-binding.js'
 import type {AttentionDims, GdnDims, MambaDims, ModelDims} from '../model-dims.js'
 import type {AttentionRankWeights, GdnRankWeights, MambaRankWeights, MlpRankWeights, MoeRankWeights, Projection, RankDims} from '../rank-weights.js'
 import type {Weights} from '../weights.js'
+import type {RankShard} from './index.js'
 
 /**
  * Cutting checkpoint tensors into one rank's shard (vLLM's column / row parallel rules,
@@ -95,6 +96,21 @@ function f32Rows(w: Float32Array, cols: number, runs: readonly Rows[]): Float32A
 }
 
 /** A pre-norm weight; zero-centred norms (Qwen3-Next) scale by 1 + w, folded here. */
+/**
+ * A rank's shard around its layers: its vocabulary rows of the embedding and of the output head
+ * (the embedding again when tied), and the final norm. Every family ends its shard() this way.
+ */
+export function rankShard(d: ModelDims, w: Weights, rd: RankDims, names: {readonly embedding: string; readonly finalNorm: string; readonly zeroCenteredNorm?: boolean}, layers: RankShard['layers']): RankShard {
+  const {vocabBegin, vocabEnd} = rd.vocab
+  const vocabRows = (name: string) => rows(w.get(name), d.hiddenSize, vocabBegin, vocabEnd - vocabBegin)
+  return {
+    embedding: vocabRows(names.embedding),
+    layers,
+    finalNorm: normWeight(w, names.finalNorm, names.zeroCenteredNorm ?? false),
+    lmHead: vocabRows(d.tieWordEmbeddings ? names.embedding : 'lm_head.weight'),
+  }
+}
+
 export function normWeight(w: Weights, name: string, zeroCentered: boolean): Float32Array {
   const v = w.f32(name)
   return zeroCentered ? v.map((x) => 1 + x) : v
